@@ -1,0 +1,1 @@
+//! collate (being written).

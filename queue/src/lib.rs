@@ -1,0 +1,1 @@
+//! Conveyor's Redis-streams job queue (being written).

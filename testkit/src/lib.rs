@@ -1,0 +1,15 @@
+//! Test helpers for every crate's tests, in one place.
+//!
+//! Tests run against the real Redis and the real Elasticsearch that `./setup.sh test` starts; their
+//! URLs come from `REDIS_URL` and `ELASTICSEARCH_URL`. A missing or unreachable server is a test
+//! failure with a clear message, never a skip. Each test gets its own Redis namespace and
+//! Elasticsearch index prefix ([`TestEnv`]) so tests run in parallel and clean up after themselves.
+//! This crate must not depend on any Conveyor crate: it only knows Redis, HTTP and processes.
+
+mod env;
+mod process;
+mod proxy;
+
+pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv};
+pub use process::{bin_path, free_port, wait_for_http, ChildGuard, RedisServer};
+pub use proxy::TcpProxy;

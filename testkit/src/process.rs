@@ -1,0 +1,231 @@
+//! Real processes for tests: the project's binaries, private Redis servers that tests may kill and
+//! restart, free ports, and readiness waits. Every child is killed when its guard drops.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// Path of a workspace binary. `CONVEYOR_BIN_DIR` (set by `./setup.sh test` to the release build)
+/// wins; otherwise `target/release` or `target/debug`, whichever holds it.
+pub fn bin_path(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("CONVEYOR_BIN_DIR") {
+        let p = Path::new(&dir).join(name);
+        assert!(
+            p.exists(),
+            "{} does not exist: build with `cargo build --release --bins`",
+            p.display()
+        );
+        return p;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
+    for profile in ["release", "debug"] {
+        let p = root.join("target").join(profile).join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("binary `{name}` not built: run `cargo build --bins` (or `./setup.sh test`)");
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `url` until it answers 2xx or `timeout` passes.
+pub async fn wait_for_http(url: &str, timeout: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let start = Instant::now();
+    loop {
+        if let Ok(resp) = client.get(url).send().await {
+            if resp.status().is_success() {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!("{url} did not answer 2xx within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A child process that is killed (SIGKILL) and reaped when dropped. Its stdout and stderr go to
+/// a log file whose tail is printed if the test panics, so failures explain themselves.
+pub struct ChildGuard {
+    child: Option<Child>,
+    name: String,
+    log: PathBuf,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd`, logging to a temp file named after `name`.
+    pub fn spawn(name: &str, mut cmd: Command) -> Result<ChildGuard> {
+        let log = std::env::temp_dir().join(format!("{}.log", crate::unique_name(name)));
+        let file = std::fs::File::create(&log)?;
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
+        let child = cmd.spawn().with_context(|| format!("spawning {name}"))?;
+        Ok(ChildGuard {
+            child: Some(child),
+            name: name.to_string(),
+            log,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends SIGTERM and waits up to `deadline` for exit; returns whether it exited by itself.
+    pub fn terminate(&mut self, deadline: Duration) -> bool {
+        let Some(mut child) = self.child.take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// SIGKILL now (like `kill -9`), and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// The process output so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let out = self.output();
+            let tail: Vec<&str> = out.lines().rev().take(40).collect();
+            eprintln!(
+                "---- last lines of {} ({}) ----",
+                self.name,
+                self.log.display()
+            );
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        } else {
+            let _ = std::fs::remove_file(&self.log);
+        }
+    }
+}
+
+/// A private `redis-server` (AOF on, `appendfsync always`) on its own port and directory, for tests
+/// that stop, kill or restart Redis without disturbing the shared one.
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempdir::Dir,
+    guard: Option<ChildGuard>,
+}
+
+mod tempdir {
+    /// A directory removed on drop.
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+impl RedisServer {
+    /// Starts a fresh server on a free port and waits until it answers PING.
+    pub async fn start() -> RedisServer {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(crate::unique_name("redis"));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut server = RedisServer {
+            port,
+            dir: tempdir::Dir(dir),
+            guard: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL: nothing is flushed beyond what AOF already has).
+    pub fn kill(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            g.kill();
+        }
+    }
+
+    /// Stops the server if running and starts it again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.kill();
+        let mut cmd = Command::new("redis-server");
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .arg("--dir")
+        .arg(&self.dir.0);
+        self.guard = Some(
+            ChildGuard::spawn("redis-server", cmd)
+                .expect("redis-server is installed (apt: redis-server)"),
+        );
+        let start = Instant::now();
+        loop {
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    let pong: redis::RedisResult<String> =
+                        redis::cmd("PING").query_async(&mut conn).await;
+                    if pong.is_ok() {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "private redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
