@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 /// Path of a workspace binary. `CONVEYOR_BIN_DIR` (set by `./setup.sh test` to the release build)
-/// wins; otherwise `target/release` or `target/debug`, whichever holds it.
+/// wins; otherwise `target/debug`, then `target/release`.
 pub fn bin_path(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("CONVEYOR_BIN_DIR") {
         let p = Path::new(&dir).join(name);
@@ -24,7 +24,7 @@ pub fn bin_path(name: &str) -> PathBuf {
         .parent()
         .expect("workspace root")
         .to_path_buf();
-    for profile in ["release", "debug"] {
+    for profile in ["debug", "release"] {
         let p = root.join("target").join(profile).join(name);
         if p.exists() {
             return p;
