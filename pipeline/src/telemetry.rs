@@ -1,1 +1,51 @@
-//! telemetry (being written).
+//! Process-wide telemetry: the tracing subscriber (`RUST_LOG`, `LOG_FORMAT=json|pretty`) and the
+//! Prometheus recorder behind every `metrics::` call. Binaries call [`init`] once in `main`; tests
+//! never need to (metrics calls are no-ops without a recorder).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::config::LogArgs;
+
+static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the log subscriber and the metrics recorder. Safe to call more than once.
+pub fn init(args: &LogArgs) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let result = if args.log_format == "json" {
+        fmt()
+            .with_env_filter(filter)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        fmt().with_env_filter(filter).with_target(false).try_init()
+    };
+    drop(result); // already installed (second call in one process): keep the first
+    prometheus();
+}
+
+/// The process's Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    PROMETHEUS.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ])
+            .map(|b| b.build_recorder())
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let handle = recorder.handle();
+        // Another recorder may already be installed (tests running several services in one
+        // process); the handle still renders this recorder's view.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// The text for a `GET /metrics` answer (Prometheus exposition format).
+pub fn render_metrics() -> String {
+    prometheus().render()
+}
