@@ -1,1 +1,239 @@
-//! store (being written).
+//! The Elasticsearch store: one client built from `ELASTICSEARCH_URL`, the `{prefix}messages`
+//! index (strict mapping, created at start-up, race-safe), idempotent bulk indexing
+//! (`_id = "{producer}:{number}"`) and the reads the consumer serves (one message, recent
+//! messages, stats in one search).
+//!
+//! It owns index names and mappings of `messages` only; other indices (e.g. `resources`) bring
+//! their own mapping through [`Store::ensure_index`]. It never refreshes per write and never
+//! retries a rejected document (only 429/5xx items, a few times).
+
+mod bulk;
+mod query;
+
+use std::time::Duration;
+
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::request::JsonBody;
+use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
+use elasticsearch::http::{Method, Url};
+use elasticsearch::Elasticsearch;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::config::ElasticArgs;
+
+pub use query::MAX_PAGE;
+
+/// What a store call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Elasticsearch could not be reached or did not answer in time.
+    #[error("elasticsearch unavailable: {0}")]
+    Unavailable(String),
+    /// Elasticsearch answered with an error status (whole request or some bulk item).
+    #[error("elasticsearch rejected the request ({status}): {reason}")]
+    Rejected { status: u16, reason: String },
+    /// The answer was not what the Elasticsearch API promises.
+    #[error("unexpected elasticsearch answer: {0}")]
+    Decode(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (unreachable, overloaded, or a server error).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Rejected { status, .. } => *status == 429 || *status >= 500,
+            StoreError::Decode(_) => false,
+        }
+    }
+}
+
+/// Highest number, transit average and count over the last 10 s, and the total stored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct MessageStats {
+    pub max_number: Option<u64>,
+    pub avg_transit_ms_10s: Option<f64>,
+    pub count_10s: u64,
+    pub total: u64,
+}
+
+/// A cheap-to-clone handle on Elasticsearch and this deployment's index names.
+#[derive(Clone)]
+pub struct Store {
+    client: Elasticsearch,
+    messages: String,
+    resources: String,
+}
+
+impl Store {
+    /// Builds the client from the configured URL (no request is made).
+    pub fn new(args: &ElasticArgs) -> anyhow::Result<Store> {
+        use anyhow::Context;
+        let url = Url::parse(&args.elasticsearch_url)
+            .with_context(|| format!("invalid ELASTICSEARCH_URL {:?}", args.elasticsearch_url))?;
+        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .context("building the Elasticsearch transport")?;
+        Ok(Store {
+            client: Elasticsearch::new(transport),
+            messages: args.index("messages"),
+            resources: args.index("resources"),
+        })
+    }
+
+    /// The underlying client, for queries that live elsewhere (e.g. the dashboard).
+    pub fn client(&self) -> &Elasticsearch {
+        &self.client
+    }
+
+    pub fn messages_index(&self) -> &str {
+        &self.messages
+    }
+
+    pub fn resources_index(&self) -> &str {
+        &self.resources
+    }
+
+    /// Creates the `messages` index with its strict mapping if it does not exist.
+    pub async fn ensure_indices(&self) -> Result<(), StoreError> {
+        self.ensure_index(&self.messages, messages_index_body())
+            .await
+    }
+
+    /// Creates index `name` with `body` (settings + mappings) unless it exists. Safe when several
+    /// processes start at once: "already exists" counts as success.
+    pub async fn ensure_index(&self, name: &str, body: Value) -> Result<(), StoreError> {
+        let (status, _) = self
+            .send(Method::Head, &format!("/{name}"), None, None)
+            .await?;
+        if status == 200 {
+            return Ok(());
+        }
+        let (status, answer) = self
+            .send(Method::Put, &format!("/{name}"), None, Some(body))
+            .await?;
+        if (200..300).contains(&status)
+            || error_type(&answer) == Some("resource_already_exists_exception")
+        {
+            tracing::info!(index = name, "elasticsearch index ready");
+            return Ok(());
+        }
+        Err(rejected(status, &answer))
+    }
+
+    /// Answers Ok when `_cluster/health` answers and the cluster is not red.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let response = self
+            .client
+            .send(
+                Method::Get,
+                "/_cluster/health",
+                HeaderMap::new(),
+                None::<&[(&str, &str)]>,
+                None::<JsonBody<Value>>,
+                Some(Duration::from_secs(2)),
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let status = response.status_code().as_u16();
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        if status != 200 {
+            return Err(rejected(status, &body));
+        }
+        match body.get("status").and_then(Value::as_str) {
+            Some("green") | Some("yellow") => Ok(()),
+            other => Err(StoreError::Unavailable(format!(
+                "cluster health is {}",
+                other.unwrap_or("unknown")
+            ))),
+        }
+    }
+
+    /// One request with a JSON body (or none); returns the status and the JSON answer
+    /// (`Value::Null` for an empty body, e.g. HEAD). Transport failures are `Unavailable`.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: Option<&[(&str, &str)]>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), StoreError> {
+        let response = self
+            .client
+            .send(
+                method,
+                path,
+                HeaderMap::new(),
+                query,
+                body.map(JsonBody::new),
+                None,
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        read_answer(response).await
+    }
+}
+
+/// Status + JSON of an answer; an empty body reads as `Null`.
+async fn read_answer(
+    response: elasticsearch::http::response::Response,
+) -> Result<(u16, Value), StoreError> {
+    let status = response.status_code().as_u16();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    if bytes.is_empty() {
+        return Ok((status, Value::Null));
+    }
+    let value = serde_json::from_slice(&bytes)
+        .map_err(|e| StoreError::Decode(format!("status {status}, body is not JSON: {e}")))?;
+    Ok((status, value))
+}
+
+/// `error.type` of an Elasticsearch error answer.
+fn error_type(answer: &Value) -> Option<&str> {
+    answer.pointer("/error/type").and_then(Value::as_str)
+}
+
+fn rejected(status: u16, answer: &Value) -> StoreError {
+    let reason = match (error_type(answer), answer.pointer("/error/reason")) {
+        (Some(t), Some(Value::String(r))) => format!("{t}: {r}"),
+        (Some(t), _) => t.to_string(),
+        _ => answer.to_string().chars().take(300).collect(),
+    };
+    StoreError::Rejected { status, reason }
+}
+
+/// Settings and the strict mapping of the `messages` index.
+pub fn messages_index_body() -> Value {
+    let date = json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"});
+    json!({
+        "settings": {
+            "number_of_shards": 1,
+            "number_of_replicas": 0,
+            "refresh_interval": "1s"
+        },
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "producer": {"type": "keyword"},
+                "number": {"type": "long"},
+                "sent_at": date,
+                "received_at": date,
+                "stored_at": date,
+                "transit_ms": {"type": "double"},
+                "word_lengths": {"type": "integer"},
+                "text": {"type": "text", "index": false},
+                "resource_id": {"type": "keyword"},
+                "seq": {"type": "integer"},
+                "total": {"type": "integer"}
+            }
+        }
+    })
+}
