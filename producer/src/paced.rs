@@ -1,0 +1,178 @@
+//! Paced mode: RATE sends per wall-clock second, spread evenly over its first WINDOW_MS, with a
+//! one-line summary per second. Each send runs in its own task so a slow or retried request never
+//! delays the schedule; the run ends after the last send has finished (or given up).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::packets::Generator;
+use crate::send::{Sender, Sent};
+use crate::Summary;
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    ok: AtomicU64,
+    errors: AtomicU64,
+    retries: AtomicU64,
+    /// Latencies (µs) completed since the last per-second line.
+    window: Mutex<Vec<u64>>,
+    /// Every latency (µs), for the final line.
+    all: Mutex<Vec<u64>>,
+}
+
+/// Sends until the limit is reached or `shutdown` fires.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<Summary> {
+    let sender = Sender::new(
+        Duration::from_millis(config.timeout_ms),
+        config.max_retries,
+        config.rate as usize,
+    )?;
+    let url: Arc<str> = config.messages_url().into();
+    let counters = Arc::new(Counters::default());
+    let mut generator = Generator::new(
+        &config.producer,
+        config.start,
+        config.limit(),
+        config.resources,
+        config.max_words,
+    );
+    let ticker = tokio::spawn(report_every_second(
+        counters.clone(),
+        shutdown.child_token(),
+    ));
+    let stop_ticker = ticker.abort_handle();
+    let mut tasks = JoinSet::new();
+    let window_us = config.window_ms * 1000;
+    let mut second = next_whole_second(SystemTime::now());
+    'seconds: loop {
+        for i in 0..u64::from(config.rate) {
+            let Some(packet) = generator.next() else {
+                break 'seconds;
+            };
+            let at = second + Duration::from_micros(window_us * i / u64::from(config.rate));
+            tokio::select! {
+                _ = shutdown.cancelled() => break 'seconds,
+                _ = sleep_until_wall(at) => {}
+            }
+            let (sender, url, counters) = (sender.clone(), url.clone(), counters.clone());
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            tasks.spawn(async move {
+                let body = packet.render(); // sent_at stamped now, kept across retries
+                let result = sender.post(&url, || body.clone()).await;
+                record(&counters, packet.number, result);
+            });
+        }
+        second += Duration::from_secs(1);
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    stop_ticker.abort();
+    let all = std::mem::take(&mut *counters.all.lock().unwrap_or_else(|e| e.into_inner()));
+    Ok(Summary {
+        sent: counters.sent.load(Ordering::Relaxed),
+        ok: counters.ok.load(Ordering::Relaxed),
+        errors: counters.errors.load(Ordering::Relaxed),
+        retries: counters.retries.load(Ordering::Relaxed),
+        latencies_us: all,
+        elapsed: Duration::ZERO,
+    })
+}
+
+fn record(counters: &Counters, number: u64, result: Sent) {
+    match result {
+        Sent::Ok { latency, retries } => {
+            counters.ok.fetch_add(1, Ordering::Relaxed);
+            counters
+                .retries
+                .fetch_add(u64::from(retries), Ordering::Relaxed);
+            let us = latency.as_micros() as u64;
+            counters
+                .window
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(us);
+            counters
+                .all
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(us);
+        }
+        Sent::Failed {
+            status,
+            error,
+            retries,
+        } => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            counters
+                .retries
+                .fetch_add(u64::from(retries), Ordering::Relaxed);
+            tracing::warn!(number, ?status, retries, %error, "message not accepted");
+        }
+    }
+}
+
+async fn report_every_second(counters: Arc<Counters>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let (mut sent0, mut ok0, mut err0) = (0, 0, 0);
+    let mut t = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        t += 1;
+        let sent = counters.sent.load(Ordering::Relaxed);
+        let ok = counters.ok.load(Ordering::Relaxed);
+        let errors = counters.errors.load(Ordering::Relaxed);
+        let mut window =
+            std::mem::take(&mut *counters.window.lock().unwrap_or_else(|e| e.into_inner()));
+        let p50 = crate::percentile_ms(&mut window, 0.5)
+            .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}"));
+        println!(
+            "t={t}s sent={} ok={} errors={} p50_ms={p50}",
+            sent - sent0,
+            ok - ok0,
+            errors - err0
+        );
+        (sent0, ok0, err0) = (sent, ok, errors);
+    }
+}
+
+/// The start of the next wall-clock second after `now`.
+fn next_whole_second(now: SystemTime) -> SystemTime {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
+}
+
+/// Sleeps until the wall clock reads `at` (returns at once if it already passed).
+async fn sleep_until_wall(at: SystemTime) {
+    if let Ok(wait) = at.duration_since(SystemTime::now()) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_second_is_a_whole_second_in_the_future() {
+        let now = UNIX_EPOCH + Duration::from_millis(1_700_000_000_250);
+        assert_eq!(
+            next_whole_second(now),
+            UNIX_EPOCH + Duration::from_secs(1_700_000_001)
+        );
+        let exact = UNIX_EPOCH + Duration::from_secs(5);
+        assert_eq!(
+            next_whole_second(exact),
+            UNIX_EPOCH + Duration::from_secs(6)
+        );
+    }
+}
