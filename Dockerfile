@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# Conveyor: one image with every binary (consumer, worker, webhook, dashboard, producer).
+# docker-compose.yml runs each service from this image with its own command.
+
+# ---- build: every workspace binary, once, in release mode ---------------------------------------
+FROM rust:1.95-slim-bookworm AS builder
+WORKDIR /src
+COPY . .
+# The registry and target dirs are build caches: a rebuild after a code change recompiles only
+# what changed. The binaries are copied out of the cache mount in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --bins --locked \
+ && mkdir -p /out \
+ && cp target/release/consumer target/release/worker target/release/webhook \
+       target/release/dashboard target/release/producer /out/
+
+# ---- runtime: slim Debian, non-root, curl for the healthchecks -----------------------------------
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin conveyor \
+ && mkdir -p /data/output \
+ && chown -R conveyor:conveyor /data
+COPY --from=builder /out/consumer /out/worker /out/webhook /out/dashboard /out/producer /usr/local/bin/
+USER conveyor
+WORKDIR /data
+ENV LOG_FORMAT=json RUST_LOG=info
+# Each compose service picks its binary with `command:`.
+CMD ["consumer"]

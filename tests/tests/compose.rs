@@ -1,0 +1,377 @@
+//! Static checks that keep docker-compose.yml, the Dockerfile, setup.sh's native mode and
+//! .env.example in step with the binaries: every service runs a binary the image really holds,
+//! every variable compose sets is one that binary reads (its `--help` says `[env: NAME]`), ports
+//! are the documented defaults, and native mode sets exactly the same variable names.
+//! These tests start no servers; they need the built binaries (`./setup.sh test` builds them).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_yaml::Value;
+
+/// The binaries Conveyor ships, one compose service each.
+const BINARIES: [&str; 5] = ["consumer", "worker", "webhook", "dashboard", "producer"];
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
+}
+
+/// docker-compose.yml with YAML merge keys (`<<: *anchor`) applied, as compose applies them.
+fn compose() -> Value {
+    let mut doc: Value = serde_yaml::from_str(&read("docker-compose.yml")).expect("valid YAML");
+    doc.apply_merge().expect("merge keys apply");
+    doc
+}
+
+fn services(doc: &Value) -> &serde_yaml::Mapping {
+    doc["services"]
+        .as_mapping()
+        .expect("services: is a mapping")
+}
+
+fn is_conveyor(svc: &Value) -> bool {
+    svc.get("build").is_some()
+}
+
+fn name_of(key: &Value) -> String {
+    key.as_str().expect("service name").to_string()
+}
+
+/// The binary a Conveyor service runs: the first word of its command (or entrypoint).
+fn command_of(name: &str, svc: &Value) -> String {
+    let cmd = svc.get("entrypoint").or_else(|| svc.get("command"));
+    let first = match cmd {
+        Some(Value::Sequence(words)) => words.first().and_then(Value::as_str),
+        Some(Value::String(line)) => line.split_whitespace().next(),
+        _ => None,
+    };
+    first
+        .unwrap_or_else(|| panic!("service {name} has no command"))
+        .to_string()
+}
+
+/// Names of the environment variables a service sets (mapping or `NAME=value` list form).
+fn env_names(svc: &Value) -> BTreeSet<String> {
+    match svc.get("environment") {
+        Some(Value::Mapping(map)) => map.keys().map(name_of).collect(),
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(|s| s.split('=').next().unwrap_or(s).to_string())
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+/// Basenames of what the Dockerfile's final stage copies into /usr/local/bin from the builder.
+fn dockerfile_binaries(dockerfile: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for line in dockerfile.lines().map(str::trim) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let is_copy_from =
+            words.first() == Some(&"COPY") && words.iter().any(|w| w.starts_with("--from="));
+        if !is_copy_from
+            || !words
+                .last()
+                .is_some_and(|d| d.starts_with("/usr/local/bin"))
+        {
+            continue;
+        }
+        for src in &words[1..words.len() - 1] {
+            if !src.starts_with("--") {
+                found.insert(src.rsplit('/').next().unwrap_or(src).to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
+    let dockerfile = read("Dockerfile");
+    assert!(
+        dockerfile.contains("cargo build --release --bins"),
+        "the builder stage builds every binary once"
+    );
+    assert!(
+        dockerfile
+            .lines()
+            .any(|l| l.trim().starts_with("USER ") && !l.contains("root")),
+        "the runtime runs as a non-root user"
+    );
+    let copied = dockerfile_binaries(&dockerfile);
+    let doc = compose();
+    let mut commands = BTreeSet::new();
+    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let bin = command_of(&name, svc);
+        assert!(
+            copied.contains(&bin),
+            "{name} runs `{bin}`, not copied to /usr/local/bin (copied: {copied:?})"
+        );
+        assert!(
+            BINARIES.contains(&bin.as_str()),
+            "{name} runs `{bin}`, not a Conveyor binary"
+        );
+        let manifest = read(&format!("{bin}/Cargo.toml"));
+        assert!(
+            manifest.contains(&format!("name = \"{bin}\"")),
+            "{bin}/Cargo.toml names the package {bin}"
+        );
+        assert!(
+            root().join(bin.as_str()).join("src/main.rs").exists(),
+            "{bin} is a workspace binary"
+        );
+        assert!(
+            read("Cargo.toml").contains(&format!("\"{bin}\"")),
+            "{bin} is a workspace member"
+        );
+        commands.insert(bin);
+    }
+    let all: BTreeSet<String> = BINARIES.iter().map(|s| s.to_string()).collect();
+    assert_eq!(commands, all, "compose runs every binary");
+    assert_eq!(copied, all, "the image holds exactly the binaries");
+}
+
+#[test]
+fn every_variable_compose_sets_is_read_by_that_binary() {
+    let doc = compose();
+    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let bin = command_of(&name, svc);
+        let path = testkit::bin_path(&bin);
+        let out = Command::new(&path)
+            .arg("--help")
+            .env_clear()
+            .output()
+            .unwrap_or_else(|e| panic!("running {} --help: {e}", path.display()));
+        assert!(out.status.success(), "{bin} --help failed: {out:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        for var in env_names(svc) {
+            let reads =
+                help.contains(&format!("[env: {var}]")) || help.contains(&format!("[env: {var}="));
+            assert!(
+                reads,
+                "compose sets {var} on {name}, but `{bin} --help` has no [env: {var}]:\n{help}"
+            );
+        }
+    }
+}
+
+/// `host:container` of each published port (an optional `ip:` in front is dropped).
+fn published(svc: &Value) -> Vec<(u16, u16)> {
+    let ports = svc
+        .get("ports")
+        .and_then(Value::as_sequence)
+        .cloned()
+        .unwrap_or_default();
+    ports
+        .iter()
+        .map(|p| {
+            let text = p.as_str().expect("ports are strings").to_string();
+            let parts: Vec<&str> = text.split(':').collect();
+            let n = parts.len();
+            assert!(n >= 2, "port {text} names host and container ports");
+            (
+                parts[n - 2].parse().expect("host port"),
+                parts[n - 1].parse().expect("container port"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn published_ports_are_the_documented_defaults_and_match_listen_addresses() {
+    let doc = compose();
+    let svcs = services(&doc);
+    let expected = [
+        ("consumer", 8000, Some("CONSUMER_ADDR")),
+        ("webhook", 8001, Some("WEBHOOK_ADDR")),
+        ("dashboard", 5000, Some("DASHBOARD_ADDR")),
+        ("redis", 6379, None),
+        ("elasticsearch", 9200, None),
+    ];
+    for (name, port, addr_var) in expected {
+        let svc = &svcs[name];
+        assert_eq!(
+            published(svc),
+            vec![(port, port)],
+            "{name} publishes {port}"
+        );
+        if let Some(var) = addr_var {
+            let addr = svc["environment"][var].as_str().unwrap_or_default();
+            assert_eq!(
+                addr,
+                format!("0.0.0.0:{port}"),
+                "{name} listens where compose publishes"
+            );
+        }
+    }
+    for name in ["worker", "producer"] {
+        assert!(
+            published(&svcs[name]).is_empty(),
+            "{name} publishes no port"
+        );
+    }
+}
+
+#[test]
+fn workers_are_replicated_and_dependencies_wait_for_health() {
+    let doc = compose();
+    let svcs = services(&doc);
+    let replicas = svcs["worker"]["deploy"]["replicas"].as_u64().unwrap_or(0);
+    assert!(
+        replicas >= 2,
+        "worker deploy.replicas >= 2, found {replicas}"
+    );
+    let mut edges = 0;
+    for (key, svc) in svcs {
+        let Some(deps) = svc.get("depends_on") else {
+            continue;
+        };
+        let deps = deps
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{} depends_on uses the long form", name_of(key)));
+        for (dep, how) in deps {
+            assert_eq!(
+                how["condition"].as_str(),
+                Some("service_healthy"),
+                "{} -> {}",
+                name_of(key),
+                name_of(dep)
+            );
+            assert!(
+                svcs[dep].get("healthcheck").is_some(),
+                "{} has a healthcheck",
+                name_of(dep)
+            );
+            edges += 1;
+        }
+    }
+    assert!(
+        edges >= 8,
+        "every Conveyor service waits for what it needs ({edges} edges)"
+    );
+    for name in ["consumer", "worker", "webhook", "dashboard"] {
+        let deps = svcs[name]["depends_on"].as_mapping().expect("depends_on");
+        for backend in ["redis", "elasticsearch"] {
+            assert!(deps.contains_key(backend), "{name} waits for {backend}");
+        }
+    }
+    let redis = format!("{:?}", svcs["redis"]["command"]);
+    assert!(
+        redis.contains("--appendonly") && redis.contains("yes"),
+        "Redis runs with AOF on"
+    );
+    let es = &svcs["elasticsearch"];
+    let version = read("setup.sh")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("ES_VERSION=\"${ES_VERSION:-")
+                .map(|v| v.trim_end_matches("}\"").to_string())
+        })
+        .expect("ES_VERSION in setup.sh");
+    assert_eq!(
+        es["image"].as_str(),
+        Some(format!("docker.elastic.co/elasticsearch/elasticsearch:{version}").as_str())
+    );
+    assert_eq!(
+        es["environment"]["discovery.type"].as_str(),
+        Some("single-node")
+    );
+    assert_eq!(
+        es["environment"]["xpack.security.enabled"].as_str(),
+        Some("false")
+    );
+    assert_eq!(
+        es["environment"]["ES_JAVA_OPTS"].as_str(),
+        Some("-Xms512m -Xmx512m")
+    );
+    assert!(
+        es["volumes"][0]
+            .as_str()
+            .is_some_and(|v| !v.starts_with('.') && !v.starts_with('/')),
+        "named volume"
+    );
+}
+
+/// setup.sh's `service_env` arms: service name -> the variable names native mode sets.
+fn native_env(setup: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let body = setup
+        .split("service_env() {")
+        .nth(1)
+        .expect("setup.sh defines service_env()");
+    let body = &body[..body.find("\n}").expect("end of service_env")];
+    let mut arms = BTreeMap::new();
+    for arm in body.split(";;") {
+        let Some(head) = arm.lines().map(str::trim).find(|l| l.contains(") ")) else {
+            continue;
+        };
+        let service = head
+            .split(')')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let names: BTreeSet<String> = arm
+            .split('"')
+            .filter_map(|chunk| chunk.split_once('=').map(|(n, _)| n.to_string()))
+            .filter(|n| {
+                !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect();
+        if !names.is_empty() {
+            arms.insert(service, names);
+        }
+    }
+    arms
+}
+
+#[test]
+fn native_mode_sets_the_same_variables_as_compose() {
+    let native = native_env(&read("setup.sh"));
+    let doc = compose();
+    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let in_compose = env_names(svc);
+        let in_native = native
+            .get(&name)
+            .unwrap_or_else(|| panic!("setup.sh service_env has no `{name})` arm"));
+        assert_eq!(
+            in_native, &in_compose,
+            "{name}: setup.sh native mode vs docker-compose.yml"
+        );
+    }
+    assert_eq!(
+        native.len(),
+        BINARIES.len(),
+        "setup.sh starts exactly the compose services: {native:?}"
+    );
+}
+
+#[test]
+fn env_example_documents_every_variable() {
+    let example = read(".env.example");
+    let lines: Vec<&str> = example.lines().collect();
+    let doc = compose();
+    for (_, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        for var in env_names(svc) {
+            let at = lines.iter().position(|l| l.starts_with(&format!("{var}=")));
+            let at = at.unwrap_or_else(|| panic!(".env.example lacks {var}"));
+            assert!(
+                at > 0 && lines[at - 1].starts_with('#'),
+                ".env.example explains {var} in a comment above it"
+            );
+        }
+    }
+}
