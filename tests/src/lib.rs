@@ -1,1 +1,7 @@
-//! End-to-end tests live in tests/tests/; helpers that start the real binaries live here.
+//! Helpers for the end-to-end tests in `tests/tests/`: [`Stack`] starts the real binaries on free
+//! ports against one test's Redis namespace and Elasticsearch index prefix. Nothing here asserts
+//! behaviour; the tests do.
+
+mod stack;
+
+pub use stack::{Service, Stack, StackBuilder, WorkerProcess, WEBHOOK_SECRET};

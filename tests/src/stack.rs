@@ -1,0 +1,353 @@
+//! `Stack`: the real Conveyor binaries (consumer, N workers, optionally webhook and dashboard)
+//! started as child processes on free loopback ports, all pointed at one test's Redis namespace
+//! and Elasticsearch index prefix, each waited for on its `/healthz`. Every child dies with the
+//! stack (SIGKILL on drop). It only starts processes and knows their addresses; it asserts nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use testkit::{bin_path, free_port, ChildGuard, TestEnv};
+
+/// Secret the stack's worker and webhook share for signatures.
+pub const WEBHOOK_SECRET: &str = "stack-test-secret";
+
+/// Which binary an environment override applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    Consumer,
+    Worker,
+    Webhook,
+    Dashboard,
+}
+
+/// What to start. Build with [`Stack::builder`], finish with [`StackBuilder::start`].
+pub struct StackBuilder {
+    namespace: String,
+    index_prefix: String,
+    redis_url: String,
+    elasticsearch_url: String,
+    workers: usize,
+    webhook: bool,
+    dashboard: bool,
+    worker_elasticsearch_url: Option<String>,
+    common_env: Vec<(String, String)>,
+    service_env: BTreeMap<Service, Vec<(String, String)>>,
+}
+
+impl StackBuilder {
+    /// Number of worker processes to start (default 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
+        self
+    }
+    /// Also start the webhook service; workers then deliver to it (default off).
+    pub fn webhook(mut self, on: bool) -> Self {
+        self.webhook = on;
+        self
+    }
+    /// Also start the dashboard (default off).
+    pub fn dashboard(mut self, on: bool) -> Self {
+        self.dashboard = on;
+        self
+    }
+    /// Elasticsearch URL the workers use (e.g. a `testkit::TcpProxy`); others keep the real one.
+    pub fn worker_elasticsearch_url(mut self, url: impl Into<String>) -> Self {
+        self.worker_elasticsearch_url = Some(url.into());
+        self
+    }
+    /// An environment variable for every service.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.common_env.push((key.to_string(), value.into()));
+        self
+    }
+    /// An environment variable for one service only (wins over [`StackBuilder::env`]).
+    pub fn env_for(mut self, service: Service, key: &str, value: impl Into<String>) -> Self {
+        self.service_env
+            .entry(service)
+            .or_default()
+            .push((key.to_string(), value.into()));
+        self
+    }
+
+    /// Starts everything and waits until each service answers `/healthz`.
+    pub async fn start(self) -> Result<Stack> {
+        let output_dir = std::env::temp_dir().join(testkit::unique_name("stack-out"));
+        std::fs::create_dir_all(&output_dir)?;
+        let mut stack = Stack {
+            consumer_port: free_port(),
+            webhook_port: free_port(),
+            dashboard_port: free_port(),
+            config: self,
+            output_dir: OutputDir(output_dir),
+            consumer: None,
+            workers: Vec::new(),
+            webhook: None,
+            dashboard: None,
+        };
+        if stack.config.webhook {
+            let port = stack.webhook_port;
+            let g = stack
+                .spawn_service(Service::Webhook, "webhook", port, &[])
+                .await?;
+            stack.webhook = Some(g);
+        }
+        let port = stack.consumer_port;
+        stack.consumer = Some(
+            stack
+                .spawn_service(Service::Consumer, "consumer", port, &[])
+                .await?,
+        );
+        for _ in 0..stack.config.workers {
+            stack.start_worker().await?;
+        }
+        if stack.config.dashboard {
+            let port = stack.dashboard_port;
+            let g = stack
+                .spawn_service(Service::Dashboard, "dashboard", port, &[])
+                .await?;
+            stack.dashboard = Some(g);
+        }
+        Ok(stack)
+    }
+}
+
+/// A running worker and the port of its `/healthz` + `/metrics` listener.
+pub struct WorkerProcess {
+    pub guard: ChildGuard,
+    pub metrics_port: u16,
+}
+
+/// The running services of one test. Dropping it SIGKILLs every child.
+pub struct Stack {
+    config: StackBuilder,
+    consumer_port: u16,
+    webhook_port: u16,
+    dashboard_port: u16,
+    output_dir: OutputDir,
+    consumer: Option<ChildGuard>,
+    workers: Vec<Option<WorkerProcess>>,
+    webhook: Option<ChildGuard>,
+    dashboard: Option<ChildGuard>,
+}
+
+struct OutputDir(PathBuf);
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Stack {
+    /// A builder for `env`'s namespace and index prefix: 1 worker, no webhook, no dashboard.
+    pub fn builder(env: &TestEnv) -> StackBuilder {
+        StackBuilder {
+            namespace: env.namespace.clone(),
+            index_prefix: env.index_prefix.clone(),
+            redis_url: env.redis_url.clone(),
+            elasticsearch_url: env.elasticsearch_url.clone(),
+            workers: 1,
+            webhook: false,
+            dashboard: false,
+            worker_elasticsearch_url: None,
+            common_env: Vec::new(),
+            service_env: BTreeMap::new(),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>` of the consumer API.
+    pub fn consumer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.consumer_port)
+    }
+    /// `http://127.0.0.1:<port>` of the webhook service (meaningful when it was started).
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.webhook_port)
+    }
+    /// `http://127.0.0.1:<port>` of the dashboard (meaningful when it was started).
+    pub fn dashboard_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.dashboard_port)
+    }
+    /// The webhook service's `OUTPUT_DIR` (removed when the stack drops).
+    pub fn output_dir(&self) -> &Path {
+        &self.output_dir.0
+    }
+    /// The Redis namespace and Elasticsearch index prefix every service uses.
+    pub fn namespace(&self) -> &str {
+        &self.config.namespace
+    }
+    pub fn index_prefix(&self) -> &str {
+        &self.config.index_prefix
+    }
+
+    /// Starts one more worker, waits for its `/healthz`, returns its index.
+    pub async fn start_worker(&mut self) -> Result<usize> {
+        let port = free_port();
+        let es = self.config.worker_elasticsearch_url.clone();
+        let extra: Vec<(String, String)> = es
+            .map(|u| vec![("ELASTICSEARCH_URL".to_string(), u)])
+            .unwrap_or_default();
+        let guard = self
+            .spawn_service(Service::Worker, "worker", port, &extra)
+            .await?;
+        self.workers.push(Some(WorkerProcess {
+            guard,
+            metrics_port: port,
+        }));
+        Ok(self.workers.len() - 1)
+    }
+
+    /// SIGKILLs worker `i` (like `kill -9`): its in-flight jobs are left to lease reclaim.
+    pub fn kill_worker(&mut self, i: usize) {
+        if let Some(mut w) = self.workers.get_mut(i).and_then(Option::take) {
+            w.guard.kill();
+        }
+    }
+    /// SIGTERMs worker `i`; returns whether it exited by itself within `deadline`.
+    pub fn stop_worker(&mut self, i: usize, deadline: Duration) -> bool {
+        match self.workers.get_mut(i).and_then(Option::take) {
+            Some(mut w) => w.guard.terminate(deadline),
+            None => true,
+        }
+    }
+    /// SIGKILLs every worker.
+    pub fn kill_workers(&mut self) {
+        for i in 0..self.workers.len() {
+            self.kill_worker(i);
+        }
+    }
+    /// Workers currently alive.
+    pub fn running_workers(&mut self) -> usize {
+        self.workers
+            .iter_mut()
+            .flatten()
+            .map(|w| w.guard.is_running())
+            .filter(|running| *running)
+            .count()
+    }
+    /// Worker `i`'s process, if it was not killed or stopped.
+    pub fn worker(&self, i: usize) -> Option<&WorkerProcess> {
+        self.workers.get(i).and_then(Option::as_ref)
+    }
+    /// The consumer's process.
+    pub fn consumer(&self) -> Option<&ChildGuard> {
+        self.consumer.as_ref()
+    }
+    /// SIGTERMs the consumer; returns whether it exited by itself within `deadline`.
+    pub fn stop_consumer(&mut self, deadline: Duration) -> bool {
+        self.consumer
+            .take()
+            .is_none_or(|mut g| g.terminate(deadline))
+    }
+
+    /// A `producer` command aimed at this stack's consumer (add flags, then spawn or run it).
+    pub fn producer_command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_path("producer"));
+        cmd.args(args)
+            .env("CONSUMER_URL", self.consumer_url())
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+    /// Starts the producer in the background (killed when the guard drops).
+    pub fn spawn_producer(&self, args: &[&str]) -> Result<ChildGuard> {
+        ChildGuard::spawn("producer", self.producer_command(args))
+    }
+    /// Runs the producer to completion (blocking a thread, not the runtime); returns its stdout.
+    pub async fn run_producer(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = tokio::process::Command::from(self.producer_command(args));
+        cmd.kill_on_drop(true);
+        let out = cmd.output().await.context("running producer")?;
+        if !out.status.success() {
+            bail!(
+                "producer exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn base_env(&self, service: Service, port: u16) -> Vec<(String, String)> {
+        let c = &self.config;
+        let addr = format!("127.0.0.1:{port}");
+        let mut env = vec![
+            ("REDIS_URL".into(), c.redis_url.clone()),
+            ("ELASTICSEARCH_URL".into(), c.elasticsearch_url.clone()),
+            ("QUEUE_NAMESPACE".into(), c.namespace.clone()),
+            ("ES_INDEX_PREFIX".into(), c.index_prefix.clone()),
+            ("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+            ("CONSUMER_URL".into(), self.consumer_url()),
+            ("RUST_LOG".into(), "info".into()),
+        ];
+        if c.webhook {
+            let url = format!("{}/webhooks/resources", self.webhook_url());
+            env.push(("WEBHOOK_URL".into(), url));
+        }
+        match service {
+            Service::Consumer => env.push(("CONSUMER_ADDR".into(), addr)),
+            Service::Worker => env.push(("WORKER_METRICS_ADDR".into(), addr)),
+            Service::Webhook => {
+                env.push(("WEBHOOK_ADDR".into(), addr));
+                let dir = self.output_dir().display().to_string();
+                env.push(("OUTPUT_DIR".into(), dir));
+            }
+            Service::Dashboard => env.push(("DASHBOARD_ADDR".into(), addr)),
+        }
+        env
+    }
+
+    async fn spawn_service(
+        &self,
+        service: Service,
+        bin: &str,
+        port: u16,
+        extra: &[(String, String)],
+    ) -> Result<ChildGuard> {
+        let mut cmd = Command::new(bin_path(bin));
+        let overrides = self.config.service_env.get(&service).into_iter().flatten();
+        let all = self
+            .base_env(service, port)
+            .into_iter()
+            .chain(extra.iter().cloned())
+            .chain(self.config.common_env.iter().cloned())
+            .chain(overrides.cloned());
+        for (k, v) in all {
+            cmd.env(k, v);
+        }
+        let mut guard = ChildGuard::spawn(bin, cmd)?;
+        wait_healthy(&mut guard, bin, port, Duration::from_secs(60)).await?;
+        Ok(guard)
+    }
+}
+
+/// Polls `http://127.0.0.1:<port>/healthz` until 2xx; fails at once if the process exits.
+async fn wait_healthy(
+    guard: &mut ChildGuard,
+    name: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<()> {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let start = Instant::now();
+    loop {
+        if !guard.is_running() {
+            bail!("{name} exited during start-up:\n{}", guard.output());
+        }
+        if let Ok(resp) = client.get(&url).send().await {
+            if resp.status().is_success() {
+                return Ok(());
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "{name} did not answer {url} within {timeout:?}:\n{}",
+                guard.output()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
