@@ -1,1 +1,71 @@
-//! Conveyor's Redis-streams job queue (being written).
+//! # queue — Conveyor's Redis-streams job queue
+//!
+//! A queue is a name inside a Redis namespace, generic over a serde payload type. Jobs live in
+//! one Redis stream per partition (`<ns>:{<queue>:<p>}`, each partition with its own hash tag so
+//! a Redis Cluster can spread them), consumed by the consumer group `workers`. Producers
+//! [`Queue::enqueue`] one job, a pipelined batch, a delayed job (via a per-partition delayed
+//! ZSET that workers promote when due), or wait for a job's result
+//! ([`Queue::enqueue_and_wait`], routed by one pub/sub subscriber per process). [`Recurring`]
+//! enqueues exactly one job per occurrence however many processes run it. A [`Worker`] reads
+//! batches with `XREADGROUP` over every partition, runs a batch [`Handler`] with bounded
+//! concurrency, and settles each job atomically in Lua: ack **and delete** (so the stream ends
+//! empty), retry with exponential backoff + jitter, or dead-letter with the error history.
+//! Leases are extended by heartbeat while a handler runs; a dead worker's entries are reclaimed
+//! with `XAUTOCLAIM` by any live worker once idle for a lease. Workers survive Redis restarts
+//! (log, back off, reconnect) and shut down gracefully within a deadline.
+//!
+//! This crate knows nothing about HTTP, Elasticsearch or the pipeline's types.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use queue::{CancellationToken, Handler, Job, Outcome, Queue, QueueConfig, Worker, WorkerConfig};
+//!
+//! struct Double;
+//! impl Handler<u64> for Double {
+//!     async fn handle(&self, jobs: Vec<Job<u64>>) -> Vec<Outcome> {
+//!         jobs.iter().map(|j| Outcome::Done(serde_json::json!(j.payload * 2))).collect()
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let pool = deadpool_redis::Config::from_url("redis://127.0.0.1:6379")
+//!     .create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+//! let queue: Queue<u64> = Queue::new(pool, QueueConfig::new("conveyor", "numbers"));
+//! let shutdown = CancellationToken::new();
+//! let worker = Worker::new(queue.clone(), Double, WorkerConfig::default());
+//! let running = tokio::spawn(worker.run(shutdown.clone()));
+//!
+//! queue.enqueue(&1).await?;
+//! queue.enqueue_batch(&[2, 3, 4]).await?;
+//! queue.enqueue_in(&5, Duration::from_secs(2)).await?;
+//! let doubled: u64 = queue.enqueue_and_wait(&21, Duration::from_secs(5)).await?;
+//! assert_eq!(doubled, 42);
+//! println!("{:?}", queue.stats().await?);
+//!
+//! shutdown.cancel();
+//! running.await??;
+//! # Ok(())
+//! # }
+//! ```
+
+mod config;
+mod error;
+mod job;
+mod keys;
+mod queue;
+mod recurring;
+mod reply;
+mod scripts;
+mod stats;
+mod worker;
+
+pub use deadpool_redis::Pool;
+pub use tokio_util::sync::CancellationToken;
+
+pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
+pub use error::QueueError;
+pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats};
+pub use keys::GROUP;
+pub use queue::Queue;
+pub use recurring::Recurring;
+pub use worker::{Handler, Worker};

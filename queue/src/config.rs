@@ -1,0 +1,104 @@
+//! Plain configuration values: the queue itself ([`QueueConfig`]), one enqueue call
+//! ([`EnqueueOptions`]) and one worker ([`WorkerConfig`]). No I/O and no defaults hidden
+//! elsewhere: every default lives in a constructor here.
+
+use std::time::{Duration, SystemTime};
+
+/// A logical queue: a name inside a Redis namespace, spread over `partitions` streams.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// Redis key namespace, e.g. `conveyor` (`QUEUE_NAMESPACE`).
+    pub namespace: String,
+    /// Queue name, e.g. `messages`, `webhooks`.
+    pub name: String,
+    /// Number of streams the queue is spread over (default 1, at least 1 is used).
+    pub partitions: u16,
+    /// Attempts before a retried job is dead-lettered (default 5).
+    pub max_attempts: u32,
+    /// First retry delay; doubles per attempt plus up to 25 % jitter (default 100 ms).
+    pub backoff_base: Duration,
+    /// Cap on the retry delay (default 30 s).
+    pub backoff_max: Duration,
+    /// How long a reply-wanted result is kept for late waiters (default 300 s).
+    pub result_ttl: Duration,
+}
+
+impl QueueConfig {
+    /// A queue with the defaults above.
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        QueueConfig {
+            namespace: namespace.into(),
+            name: name.into(),
+            partitions: 1,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(30),
+            result_ttl: Duration::from_secs(300),
+        }
+    }
+
+    /// Partition count actually used (0 is treated as 1).
+    pub(crate) fn partition_count(&self) -> u16 {
+        self.partitions.max(1)
+    }
+}
+
+/// Options of one enqueue call.
+#[derive(Clone, Debug, Default)]
+pub struct EnqueueOptions {
+    /// Hashed to choose the partition (e.g. a resource id); `None` spreads round-robin.
+    pub partition_key: Option<String>,
+    /// Run no earlier than this instant (a delayed job).
+    pub run_at: Option<SystemTime>,
+    /// Publish the handler's result for `enqueue_and_wait`.
+    pub reply: bool,
+}
+
+/// Settings of one worker instance.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Consumer name in the group; unique per worker instance.
+    pub consumer: String,
+    /// Most jobs handed to the handler at once (default 100).
+    pub batch_size: usize,
+    /// After the first job of a batch, wait up to this long to fill it (default 2 ms).
+    pub batch_linger: Duration,
+    /// Batches in flight at once (default 4).
+    pub concurrency: usize,
+    /// An unacked job is reclaimed by others after this idle time; extended by heartbeat (default 5 s).
+    pub lease: Duration,
+    /// XREADGROUP BLOCK time (default 1 s).
+    pub block: Duration,
+    /// On shutdown, in-flight batches get this long to finish (default 10 s).
+    pub shutdown_deadline: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            consumer: default_consumer_name(),
+            batch_size: 100,
+            batch_linger: Duration::from_millis(2),
+            concurrency: 4,
+            lease: Duration::from_secs(5),
+            block: Duration::from_secs(1),
+            shutdown_deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `hostname-pid-random`, unique per process and per call.
+fn default_consumer_name() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_string());
+    let random: u32 = rand::random();
+    format!("{host}-{}-{random:08x}", std::process::id())
+}

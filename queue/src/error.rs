@@ -1,0 +1,51 @@
+//! The one error type of the queue crate. It classifies Redis failures so callers can tell
+//! "Redis is unreachable" (answer 503, retry later) from protocol or encoding errors.
+//! It must not log or retry: callers decide what to do with an error.
+
+use crate::job::JobId;
+
+/// Everything a queue operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// Connection, pool or I/O trouble: Redis is not reachable right now.
+    #[error("redis unavailable: {0}")]
+    Unavailable(String),
+    /// Redis answered with an error (or an unexpected reply).
+    #[error("redis error: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// The payload or a result could not be (de)serialized.
+    #[error("payload encoding: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// `enqueue_and_wait` gave up waiting; the job itself may still run later.
+    #[error("timed out waiting for job {job_id}")]
+    Timeout { job_id: JobId },
+    /// The waited-for job was dead-lettered instead of completing.
+    #[error("job {job_id} failed: {reason}")]
+    Failed { job_id: JobId, reason: String },
+}
+
+impl QueueError {
+    /// True for pool, connection and I/O errors (Redis down or restarting).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            QueueError::Unavailable(_) => true,
+            QueueError::Redis(e) => redis_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+/// Whether a Redis error means "the server is not reachable" rather than "the command failed".
+pub(crate) fn redis_unavailable(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_timeout()
+        || e.is_unrecoverable_error()
+}
+
+impl From<deadpool_redis::PoolError> for QueueError {
+    fn from(e: deadpool_redis::PoolError) -> Self {
+        QueueError::Unavailable(e.to_string())
+    }
+}

@@ -1,0 +1,189 @@
+//! The job model: ids, the typed [`Job`] a handler sees, the [`Outcome`] it returns, the wire
+//! layout of a stream entry ([`wire`]) and the reports ([`QueueStats`], [`DeadLetter`]).
+//! Encoding and decoding of entries happens here and nowhere else; no Redis I/O.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// A job's unique id (a UUID v7 string: time-ordered).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobId(pub String);
+
+impl JobId {
+    pub(crate) fn generate() -> JobId {
+        JobId(uuid::Uuid::now_v7().to_string())
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Field layout of a job entry in a stream, public so a Lua script elsewhere can XADD a job:
+/// `XADD <stream_key> * id <job id> payload <json> attempt 1 enqueued_at <unix ms> [reply 1]`.
+pub mod wire {
+    pub const ID: &str = "id";
+    pub const PAYLOAD: &str = "payload";
+    pub const ATTEMPT: &str = "attempt";
+    pub const ENQUEUED_AT: &str = "enqueued_at";
+    pub const REPLY: &str = "reply";
+    /// Optional: JSON array of the errors of earlier attempts (set by retries).
+    pub const HISTORY: &str = "history";
+}
+
+/// One job as a handler sees it.
+#[derive(Clone, Debug)]
+pub struct Job<T> {
+    pub id: JobId,
+    pub payload: T,
+    /// 1-based attempt number.
+    pub attempt: u32,
+    pub enqueued_at: SystemTime,
+    pub partition: u16,
+}
+
+/// What became of one job.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    /// Finished; the value (`Value::Null` if none) is published if a reply is wanted.
+    Done(serde_json::Value),
+    /// Try again later: after `after`, or with exponential backoff if `None`. Dead after max attempts.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Give up now: straight to the dead-letter stream.
+    Dead { reason: String },
+}
+
+/// Cheap counters of one queue (summed over partitions).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct QueueStats {
+    /// Entries not yet delivered to any worker.
+    pub backlog: u64,
+    /// Delivered, not yet acknowledged.
+    pub pending: u64,
+    /// Waiting in the delayed set (scheduled jobs and retries).
+    pub delayed: u64,
+    /// In the dead-letter streams.
+    pub dead: u64,
+    /// Workers that sent a heartbeat recently.
+    pub workers: u64,
+}
+
+/// One dead-lettered job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub job_id: JobId,
+    pub payload: serde_json::Value,
+    pub error: String,
+    pub attempts: u32,
+    /// Errors of every attempt, oldest first.
+    pub history: Vec<String>,
+    pub dead_at_ms: u64,
+}
+
+/// Unix milliseconds of `t` (0 before the epoch).
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub(crate) fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+/// A job entry's fields, untyped: what travels through streams and the delayed set.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Entry {
+    pub id: String,
+    pub payload: String,
+    pub attempt: u32,
+    pub enqueued_at: u64,
+    pub reply: bool,
+    pub history: Vec<String>,
+}
+
+impl Entry {
+    pub fn new(payload: String, reply: bool) -> Entry {
+        Entry {
+            id: JobId::generate().0,
+            payload,
+            attempt: 1,
+            enqueued_at: now_ms(),
+            reply,
+            history: Vec::new(),
+        }
+    }
+
+    /// Field/value pairs in stream order (the [`wire`] layout).
+    pub fn fields(&self) -> Vec<(&'static str, String)> {
+        let mut f = vec![
+            (wire::ID, self.id.clone()),
+            (wire::PAYLOAD, self.payload.clone()),
+            (wire::ATTEMPT, self.attempt.to_string()),
+            (wire::ENQUEUED_AT, self.enqueued_at.to_string()),
+        ];
+        if self.reply {
+            f.push((wire::REPLY, "1".to_string()));
+        }
+        if !self.history.is_empty() {
+            let h = serde_json::to_string(&self.history).unwrap_or_else(|_| "[]".into());
+            f.push((wire::HISTORY, h));
+        }
+        f
+    }
+
+    /// The delayed-set member: a JSON array of field/value strings, unpacked by `promote.lua`.
+    pub fn delayed_member(&self) -> String {
+        let mut flat: Vec<String> = Vec::with_capacity(12);
+        for (k, v) in self.fields() {
+            flat.push(k.to_string());
+            flat.push(v);
+        }
+        // Cannot fail: a list of strings always serializes.
+        serde_json::to_string(&flat).unwrap_or_else(|_| "[]".to_string())
+    }
+
+    /// Reads an entry from a stream entry's field map; `None` if a required field is missing.
+    pub fn from_map(map: &HashMap<String, redis::Value>) -> Option<Entry> {
+        let get = |k: &str| -> Option<String> {
+            map.get(k)
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+        };
+        Some(Entry {
+            id: get(wire::ID)?,
+            payload: get(wire::PAYLOAD)?,
+            attempt: get(wire::ATTEMPT).and_then(|a| a.parse().ok()).unwrap_or(1),
+            enqueued_at: get(wire::ENQUEUED_AT)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
+            reply: get(wire::REPLY).as_deref() == Some("1"),
+            history: get(wire::HISTORY)
+                .and_then(|h| serde_json::from_str(&h).ok())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delayed_member_is_a_flat_field_list() {
+        let mut e = Entry::new("{\"a\":1}".into(), true);
+        e.history.push("boom".into());
+        let flat: Vec<String> = serde_json::from_str(&e.delayed_member()).unwrap();
+        assert_eq!(flat[0], "id");
+        assert_eq!(flat[3], "{\"a\":1}");
+        assert!(flat.contains(&"reply".to_string()));
+        assert_eq!(flat.last().unwrap(), "[\"boom\"]");
+    }
+}

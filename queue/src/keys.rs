@@ -1,0 +1,117 @@
+//! The Redis key schema of a queue, in one place. Every key of a partition carries the hash tag
+//! `{<queue>:<p>}` so all of a partition's keys live in one cluster slot and its Lua scripts
+//! stay single-slot. Nothing else in the crate formats a key. No I/O here.
+//!
+//! ```text
+//! <ns>:{<queue>:<p>}              stream of ready jobs (consumer group `workers`)
+//! <ns>:{<queue>:<p>}:delayed      ZSET member = job fields (JSON), score = run-at unix ms
+//! <ns>:{<queue>:<p>}:dead         dead-letter stream
+//! <ns>:{<queue>:<p>}:result:<id>  a reply-wanted job's result (with TTL)
+//! <ns>:{<queue>:<p>}:recurring:<name>:<n>   occurrence marker of a recurring job
+//! <ns>:{<queue>}:workers          ZSET member = consumer, score = last heartbeat unix ms
+//! <ns>:{<queue>}:results          pub/sub channel announcing results
+//! ```
+
+/// Consumer group every worker joins.
+pub const GROUP: &str = "workers";
+
+/// Key builder for one queue.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    ns: String,
+    name: String,
+    partitions: u16,
+}
+
+impl Keys {
+    pub fn new(ns: &str, name: &str, partitions: u16) -> Self {
+        Keys {
+            ns: ns.to_string(),
+            name: name.to_string(),
+            partitions: partitions.max(1),
+        }
+    }
+
+    pub fn partitions(&self) -> u16 {
+        self.partitions
+    }
+
+    /// Stream of partition `p`.
+    pub fn stream(&self, p: u16) -> String {
+        format!("{}:{{{}:{}}}", self.ns, self.name, p)
+    }
+
+    /// Delayed set of partition `p` (retries and scheduled jobs).
+    pub fn delayed(&self, p: u16) -> String {
+        format!("{}:delayed", self.stream(p))
+    }
+
+    /// Dead-letter stream of partition `p`.
+    pub fn dead(&self, p: u16) -> String {
+        format!("{}:dead", self.stream(p))
+    }
+
+    /// Stored result of a reply-wanted job enqueued to partition `p`.
+    pub fn result(&self, p: u16, job_id: &str) -> String {
+        format!("{}:result:{}", self.stream(p), job_id)
+    }
+
+    /// Marker that occurrence `n` of recurring job `name` was enqueued.
+    pub fn occurrence(&self, p: u16, name: &str, n: u64) -> String {
+        format!("{}:recurring:{}:{}", self.stream(p), name, n)
+    }
+
+    /// Live-worker heartbeat set.
+    pub fn workers(&self) -> String {
+        format!("{}:{{{}}}:workers", self.ns, self.name)
+    }
+
+    /// Pub/sub channel on which results are announced.
+    pub fn results_channel(&self) -> String {
+        format!("{}:{{{}}}:results", self.ns, self.name)
+    }
+
+    /// Partition a key maps to: FNV-1a 64 of the key, modulo the partition count. Stable across
+    /// processes, versions and platforms.
+    pub fn partition_of(&self, key: &str) -> u16 {
+        (fnv1a(key.as_bytes()) % u64::from(self.partitions)) as u16
+    }
+}
+
+/// FNV-1a, 64 bit.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partition_keys_share_one_hash_tag() {
+        let k = Keys::new("ns", "q", 4);
+        assert_eq!(k.stream(2), "ns:{q:2}");
+        assert_eq!(k.delayed(2), "ns:{q:2}:delayed");
+        assert_eq!(k.dead(2), "ns:{q:2}:dead");
+        assert_eq!(k.result(2, "j"), "ns:{q:2}:result:j");
+        assert_eq!(k.occurrence(2, "tick", 7), "ns:{q:2}:recurring:tick:7");
+    }
+
+    #[test]
+    fn fnv_matches_reference_and_partition_is_stable() {
+        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
+        let k = Keys::new("ns", "q", 4);
+        let p = k.partition_of("resource-42");
+        assert_eq!(p, k.partition_of("resource-42"));
+        assert!(p < 4);
+        let hit: std::collections::HashSet<u16> =
+            (0..100).map(|i| k.partition_of(&format!("r{i}"))).collect();
+        assert_eq!(hit.len(), 4);
+    }
+}

@@ -1,0 +1,214 @@
+//! [`Queue`]: the producer side of a queue — enqueue now, in batches, later, or keyed to a
+//! partition. It owns the pool handle and the key schema; it never consumes jobs (see `worker`),
+//! never waits for results itself (see `reply`) and never reads counters (see `stats`).
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use deadpool_redis::{Connection, Pool};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::config::{EnqueueOptions, QueueConfig};
+use crate::error::QueueError;
+use crate::job::{unix_ms, Entry, JobId};
+use crate::keys::Keys;
+use crate::reply::RouterSlot;
+
+/// A handle on one logical queue. Cheap to clone; clones share the pool and the reply router.
+pub struct Queue<T> {
+    pub(crate) inner: Arc<Inner>,
+    _payload: PhantomData<fn() -> T>,
+}
+
+pub(crate) struct Inner {
+    pub pool: Pool,
+    pub config: QueueConfig,
+    pub keys: Keys,
+    round_robin: AtomicU64,
+    /// Explicit Redis URL for the result subscriber (see [`Queue::with_redis_url`]).
+    pub redis_url: OnceLock<String>,
+    pub router: RouterSlot,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: self.inner.clone(),
+            _payload: PhantomData,
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
+    /// A queue on `pool` (which the caller creates and may share with other code).
+    pub fn new(pool: Pool, config: QueueConfig) -> Self {
+        let keys = Keys::new(&config.namespace, &config.name, config.partition_count());
+        Queue {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                keys,
+                round_robin: AtomicU64::new(0),
+                redis_url: OnceLock::new(),
+                router: RouterSlot::default(),
+            }),
+            _payload: PhantomData,
+        }
+    }
+
+    /// Tells the result subscriber of [`Queue::enqueue_and_wait`] which URL to subscribe on
+    /// (needed when the server requires a password or TLS). Without it the subscriber connects to
+    /// the address and database the pool's connections use (from `CLIENT INFO`).
+    pub fn with_redis_url(self, url: impl Into<String>) -> Self {
+        let _ = self.inner.redis_url.set(url.into());
+        self
+    }
+
+    /// Enqueues one job to run now.
+    pub async fn enqueue(&self, payload: &T) -> Result<JobId, QueueError> {
+        self.enqueue_with(payload, EnqueueOptions::default()).await
+    }
+
+    /// Enqueues one job with options (partition key, run-at time, reply wanted).
+    pub async fn enqueue_with(
+        &self,
+        payload: &T,
+        opts: EnqueueOptions,
+    ) -> Result<JobId, QueueError> {
+        let entry = Entry::new(serde_json::to_string(payload)?, opts.reply);
+        let p = self.partition_for(opts.partition_key.as_deref());
+        self.push_entry(p, &entry, opts.run_at).await?;
+        Ok(JobId(entry.id))
+    }
+
+    /// Many jobs in ONE pipelined round trip (not atomic as a whole).
+    pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let p = self.partition_for(None);
+            entries.push((p, Entry::new(serde_json::to_string(payload)?, false)));
+        }
+        self.push_batch(entries).await
+    }
+
+    /// Like [`Queue::enqueue_batch`], each job with its own partition key.
+    pub async fn enqueue_batch_keyed(
+        &self,
+        items: &[(Option<String>, T)],
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (key, payload) in items {
+            let p = self.partition_for(key.as_deref());
+            entries.push((p, Entry::new(serde_json::to_string(payload)?, false)));
+        }
+        self.push_batch(entries).await
+    }
+
+    /// Enqueues a job to run after `delay`.
+    pub async fn enqueue_in(&self, payload: &T, delay: Duration) -> Result<JobId, QueueError> {
+        self.enqueue_at(payload, SystemTime::now() + delay).await
+    }
+
+    /// Enqueues a job to run at `at` (now if `at` is past).
+    pub async fn enqueue_at(&self, payload: &T, at: SystemTime) -> Result<JobId, QueueError> {
+        let opts = EnqueueOptions {
+            run_at: Some(at),
+            ..EnqueueOptions::default()
+        };
+        self.enqueue_with(payload, opts).await
+    }
+
+    /// Stream key of the partition `partition_key` maps to (partition 0 for `None`), for Lua
+    /// scripts elsewhere that XADD a job (see [`crate::wire`]) atomically with their own writes.
+    pub fn stream_key(&self, partition_key: Option<&str>) -> String {
+        let p = partition_key.map_or(0, |k| self.inner.keys.partition_of(k));
+        self.inner.keys.stream(p)
+    }
+}
+
+impl<T> Queue<T> {
+    pub fn config(&self) -> &QueueConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Connection, QueueError> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// Hash of the key, or round-robin when there is none.
+    pub(crate) fn partition_for(&self, key: Option<&str>) -> u16 {
+        match key {
+            Some(k) => self.inner.keys.partition_of(k),
+            None => {
+                let n = self.inner.round_robin.fetch_add(1, Ordering::Relaxed);
+                (n % u64::from(self.inner.keys.partitions())) as u16
+            }
+        }
+    }
+
+    /// XADD now, or ZADD to the delayed set when `run_at` is in the future.
+    pub(crate) async fn push_entry(
+        &self,
+        p: u16,
+        entry: &Entry,
+        run_at: Option<SystemTime>,
+    ) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let due = run_at.map(unix_ms).filter(|at| *at > crate::job::now_ms());
+        match due {
+            Some(at) => {
+                let _: () = redis::cmd("ZADD")
+                    .arg(self.keys().delayed(p))
+                    .arg(at)
+                    .arg(entry.delayed_member())
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            None => {
+                let _: () = redis::cmd("XADD")
+                    .arg(self.keys().stream(p))
+                    .arg("*")
+                    .arg(entry.fields())
+                    .query_async(&mut conn)
+                    .await?;
+            }
+        }
+        metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
+            .increment(1);
+        Ok(())
+    }
+
+    async fn push_batch(&self, entries: Vec<(u16, Entry)>) -> Result<Vec<JobId>, QueueError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (p, entry) in &entries {
+            pipe.cmd("XADD")
+                .arg(self.keys().stream(*p))
+                .arg("*")
+                .arg(entry.fields())
+                .ignore();
+        }
+        let mut conn = self.conn().await?;
+        pipe.query_async::<()>(&mut conn).await?;
+        metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
+            .increment(entries.len() as u64);
+        Ok(entries.into_iter().map(|(_, e)| JobId(e.id)).collect())
+    }
+}

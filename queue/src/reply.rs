@@ -1,0 +1,244 @@
+//! Request/reply: [`Queue::enqueue_and_wait`] and the per-process result router. One pub/sub
+//! subscriber per (server, queue) routes announced results to waiters through a map of oneshot
+//! senders; after every (re)subscription it reads the stored results of all waiters, so a result
+//! announced while the subscriber was away still arrives. No polling, no connection per waiter.
+//! Workers write results (see `worker::finish`); this module only reads them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use deadpool_redis::Pool;
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch, OnceCell};
+
+use crate::error::QueueError;
+use crate::job::{Entry, JobId};
+use crate::queue::Queue;
+
+/// What a worker stores and announces for a reply-wanted job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ReplyMsg {
+    pub id: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub value: serde_json::Value,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<ReplyMsg>,
+    result_key: String,
+}
+
+/// Routes announced results to the waiting calls of this process.
+pub(crate) struct Router {
+    channel: String,
+    pool: Pool,
+    waiters: Mutex<HashMap<String, Waiter>>,
+    ready: watch::Sender<bool>,
+}
+
+/// The queue's handle on its router, resolved on first use.
+#[derive(Default)]
+pub(crate) struct RouterSlot(OnceCell<Arc<Router>>);
+
+/// Routers of this process by "url channel", so queues on the same server share a subscriber.
+static ROUTERS: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
+    /// Request/reply: enqueues the job and resolves with the handler's `Outcome::Done(value)`
+    /// deserialized as `R`, or `Err(QueueError::Timeout)` after `timeout` (the job itself still
+    /// runs later), or `Err(QueueError::Failed)` if the job was dead-lettered.
+    pub async fn enqueue_and_wait<R: DeserializeOwned>(
+        &self,
+        payload: &T,
+        timeout: Duration,
+    ) -> Result<R, QueueError> {
+        let deadline = Instant::now() + timeout;
+        let entry = Entry::new(serde_json::to_string(payload)?, true);
+        let job_id = JobId(entry.id.clone());
+        let router = self.router().await?;
+        let mut ready = router.ready.subscribe();
+        let subscribed = tokio::time::timeout_at(deadline.into(), ready.wait_for(|r| *r)).await;
+        if !matches!(subscribed, Ok(Ok(_))) {
+            return Err(QueueError::Unavailable(
+                "result subscriber is not connected".into(),
+            ));
+        }
+        let p = self.partition_for(None);
+        let rx = router.register(&entry.id, self.keys().result(p, &entry.id));
+        if let Err(e) = self.push_entry(p, &entry, None).await {
+            router.forget(&entry.id);
+            return Err(e);
+        }
+        match tokio::time::timeout_at(deadline.into(), rx).await {
+            Ok(Ok(msg)) if msg.ok => Ok(serde_json::from_value(msg.value)?),
+            Ok(Ok(msg)) => Err(QueueError::Failed {
+                job_id,
+                reason: msg.error.unwrap_or_default(),
+            }),
+            _ => {
+                router.forget(&entry.id);
+                Err(QueueError::Timeout { job_id })
+            }
+        }
+    }
+
+    /// This process's router for this queue, started on first use.
+    async fn router(&self) -> Result<Arc<Router>, QueueError> {
+        let slot = &self.inner.router.0;
+        let router = slot
+            .get_or_try_init(|| async {
+                let url = match self.inner.redis_url.get() {
+                    Some(url) => url.clone(),
+                    None => url_from_pool(self.pool()).await?,
+                };
+                Router::shared(&url, self.keys().results_channel(), self.pool().clone())
+            })
+            .await?;
+        Ok(router.clone())
+    }
+}
+
+impl Router {
+    /// The process-wide router for `channel` on `url`, starting its subscriber if needed.
+    fn shared(url: &str, channel: String, pool: Pool) -> Result<Arc<Router>, QueueError> {
+        let client = redis::Client::open(url)?;
+        let key = format!("{url} {channel}");
+        let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        let (ready, _) = watch::channel(false);
+        let router = Arc::new(Router {
+            channel,
+            pool,
+            waiters: Mutex::new(HashMap::new()),
+            ready,
+        });
+        routers.retain(|_, w| w.strong_count() > 0);
+        routers.insert(key, Arc::downgrade(&router));
+        tokio::spawn(subscribe_loop(Arc::downgrade(&router), client));
+        Ok(router)
+    }
+
+    fn register(&self, job_id: &str, result_key: String) -> oneshot::Receiver<ReplyMsg> {
+        let (tx, rx) = oneshot::channel();
+        self.lock()
+            .insert(job_id.to_string(), Waiter { tx, result_key });
+        rx
+    }
+
+    fn forget(&self, job_id: &str) {
+        self.lock().remove(job_id);
+    }
+
+    fn deliver(&self, msg: ReplyMsg) {
+        if let Some(w) = self.lock().remove(&msg.id) {
+            let _ = w.tx.send(msg);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the stored result of every waiter (results announced while we were not subscribed).
+    async fn sweep(&self) -> Result<(), QueueError> {
+        let pending: Vec<String> = self.lock().values().map(|w| w.result_key.clone()).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        let mut pipe = redis::pipe();
+        for key in &pending {
+            pipe.cmd("GET").arg(key);
+        }
+        let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        for raw in found.into_iter().flatten() {
+            if let Ok(msg) = serde_json::from_str::<ReplyMsg>(&raw) {
+                self.deliver(msg);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Subscribes, routes messages, and on disconnect backs off and subscribes again, until the
+/// router is dropped.
+async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some(r) = router.upgrade() else { return };
+        let channel = r.channel.clone();
+        drop(r);
+        let mut pubsub = match client.get_async_pubsub().await {
+            Ok(ps) => ps,
+            Err(e) => {
+                tracing::warn!(error = %e, channel, "result subscriber cannot connect; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+                continue;
+            }
+        };
+        if let Err(e) = pubsub.subscribe(&channel).await {
+            tracing::warn!(error = %e, channel, "result subscribe failed; retrying");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = Duration::from_millis(100);
+        let Some(r) = router.upgrade() else { return };
+        r.ready.send_replace(true);
+        if let Err(e) = r.sweep().await {
+            tracing::warn!(error = %e, channel, "reading stored results failed");
+        }
+        drop(r);
+        tracing::debug!(channel, "result subscriber connected");
+        let mut messages = pubsub.into_on_message();
+        while let Some(msg) = messages.next().await {
+            let Some(r) = router.upgrade() else { return };
+            let Ok(raw) = msg.get_payload::<String>() else {
+                continue;
+            };
+            match serde_json::from_str::<ReplyMsg>(&raw) {
+                Ok(m) => r.deliver(m),
+                Err(e) => tracing::warn!(error = %e, "undecodable result message"),
+            }
+        }
+        if let Some(r) = router.upgrade() {
+            r.ready.send_replace(false);
+        }
+        tracing::warn!(channel, "result subscriber disconnected; reconnecting");
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+/// `redis://<laddr>/<db>` of the server the pool's connections reach, from `CLIENT INFO`.
+async fn url_from_pool(pool: &Pool) -> Result<String, QueueError> {
+    let mut conn = pool.get().await?;
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query_async(&mut conn)
+        .await?;
+    let field = |name: &str| {
+        info.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    let laddr =
+        field("laddr").ok_or_else(|| QueueError::Unavailable("CLIENT INFO has no laddr".into()))?;
+    let db = field("db").unwrap_or_else(|| "0".into());
+    let (host, port) = laddr
+        .rsplit_once(':')
+        .ok_or_else(|| QueueError::Unavailable(format!("unexpected laddr {laddr}")))?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Ok(format!("redis://{host}:{port}/{db}"))
+}

@@ -1,0 +1,60 @@
+//! The Lua scripts of the queue, loaded once per process from `src/scripts/*.lua`. Each script is
+//! one atomic multi-key step on a single partition (one hash slot); their headers name KEYS and
+//! ARGV. This module only loads them and helps invoke them; callers build the arguments.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+const ACK_SRC: &str = include_str!("scripts/ack.lua");
+const RETRY_SRC: &str = include_str!("scripts/retry.lua");
+const DEAD_SRC: &str = include_str!("scripts/dead.lua");
+const PROMOTE_SRC: &str = include_str!("scripts/promote.lua");
+const RECURRING_SRC: &str = include_str!("scripts/recurring.lua");
+const EXTEND_SRC: &str = include_str!("scripts/extend.lua");
+
+/// XACK + XDEL of finished entries.
+pub static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(ACK_SRC));
+/// XACK + XDEL + ZADD of a retried entry.
+pub static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(RETRY_SRC));
+/// XACK + XDEL + XADD to the dead-letter stream.
+pub static DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(DEAD_SRC));
+/// Due jobs from the delayed set to the stream.
+pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(PROMOTE_SRC));
+/// SET NX occurrence marker + XADD.
+pub static RECURRING: LazyLock<Script> = LazyLock::new(|| Script::new(RECURRING_SRC));
+/// Lease extension of owned in-flight entries.
+pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_SRC));
+
+/// Loads every script into the server's script cache (needed after a Redis restart before
+/// EVALSHA in a pipeline can succeed; single invocations reload by themselves).
+pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+) -> redis::RedisResult<()> {
+    let mut pipe = redis::pipe();
+    for src in [
+        ACK_SRC,
+        RETRY_SRC,
+        DEAD_SRC,
+        PROMOTE_SRC,
+        RECURRING_SRC,
+        EXTEND_SRC,
+    ] {
+        pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
+    }
+    pipe.query_async::<()>(conn).await
+}
+
+/// Adds `EVALSHA <script> <keys> <args>` to a pipeline.
+pub fn push(pipe: &mut redis::Pipeline, script: &Script, keys: &[&str], args: &[String]) {
+    pipe.cmd("EVALSHA")
+        .arg(script.get_hash())
+        .arg(keys.len())
+        .arg(keys)
+        .arg(args);
+}
+
+/// Whether an error says a script is missing from the server's cache.
+pub fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}

@@ -1,0 +1,317 @@
+//! One batch's life: decode entries into typed jobs, run the handler, and settle every outcome
+//! in ONE pipelined round trip — ack + delete finished entries (one script call per partition),
+//! move retries to the delayed set with backoff, dead-letter the rest, store and announce
+//! results of reply-wanted jobs. Settling is retried until Redis answers or the hard stop.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::background::POISON;
+use super::read::Delivered;
+use super::{Backoff, Handler, Shared};
+use crate::config::QueueConfig;
+use crate::job::{now_ms, Entry, Job, JobId, Outcome};
+use crate::keys::GROUP;
+use crate::reply::ReplyMsg;
+use crate::scripts;
+use crate::stats::dead_fields;
+
+/// An entry and what became of it.
+struct Settle {
+    partition: u16,
+    entry_id: String,
+    entry: Entry,
+    outcome: Outcome,
+}
+
+/// Runs one batch to completion (or until the shutdown deadline's hard stop).
+pub(crate) async fn process<T, H>(
+    shared: Arc<Shared<T, H>>,
+    entries: Vec<Delivered>,
+    _permit: OwnedSemaphorePermit,
+) where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    H: Handler<T>,
+{
+    let ids: Vec<(u16, String)> = entries
+        .iter()
+        .map(|d| (d.partition, d.entry_id.clone()))
+        .collect();
+    shared.track(&ids, true);
+    let hard_stop = shared.hard_stop.clone();
+    tokio::select! {
+        _ = run(&shared, entries) => {}
+        _ = hard_stop.cancelled() => {}
+    }
+    shared.track(&ids, false);
+}
+
+async fn run<T, H>(shared: &Shared<T, H>, entries: Vec<Delivered>)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    H: Handler<T>,
+{
+    let mut settled = Vec::with_capacity(entries.len());
+    let mut jobs = Vec::with_capacity(entries.len());
+    let mut waiting = Vec::with_capacity(entries.len());
+    for d in entries {
+        let poison = d
+            .map
+            .get(POISON)
+            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok());
+        let parsed = Entry::from_map(&d.map);
+        let dead_reason = match (&parsed, poison) {
+            (_, Some(n)) => Some(format!(
+                "poison job: delivered {n} times without being settled"
+            )),
+            (None, None) => Some("malformed entry: missing id or payload".to_string()),
+            (Some(_), None) => None,
+        };
+        if let Some(reason) = dead_reason {
+            let entry = parsed.unwrap_or_else(|| Entry {
+                id: d.entry_id.clone(),
+                payload: String::new(),
+                attempt: 1,
+                enqueued_at: 0,
+                reply: false,
+                history: Vec::new(),
+            });
+            let outcome = Outcome::Dead { reason };
+            settled.push(Settle {
+                partition: d.partition,
+                entry_id: d.entry_id,
+                entry,
+                outcome,
+            });
+            continue;
+        }
+        let Some(entry) = parsed else { continue };
+        match serde_json::from_str::<T>(&entry.payload) {
+            Ok(payload) => {
+                jobs.push(Job {
+                    id: JobId(entry.id.clone()),
+                    payload,
+                    attempt: entry.attempt,
+                    enqueued_at: UNIX_EPOCH + Duration::from_millis(entry.enqueued_at),
+                    partition: d.partition,
+                });
+                waiting.push((d.partition, d.entry_id, entry));
+            }
+            Err(e) => {
+                let outcome = Outcome::Dead {
+                    reason: format!("undecodable payload: {e}"),
+                };
+                settled.push(Settle {
+                    partition: d.partition,
+                    entry_id: d.entry_id,
+                    entry,
+                    outcome,
+                });
+            }
+        }
+    }
+    if !jobs.is_empty() {
+        let started = Instant::now();
+        let outcomes = shared.handler.handle(jobs).await;
+        let took = started.elapsed().as_secs_f64();
+        let histogram = metrics::histogram!("conveyor_job_duration_seconds", "queue" => shared.queue.name().to_string());
+        let mut outcomes = outcomes.into_iter();
+        for (partition, entry_id, entry) in waiting {
+            histogram.record(took);
+            let outcome = outcomes.next().unwrap_or_else(|| Outcome::Retry {
+                error: "handler returned no outcome for this job".into(),
+                after: None,
+            });
+            settled.push(Settle {
+                partition,
+                entry_id,
+                entry,
+                outcome,
+            });
+        }
+    }
+    settle(shared, settled).await;
+}
+
+/// Builds the settling pipeline and sends it until Redis accepts it.
+async fn settle<T, H>(shared: &Shared<T, H>, settled: Vec<Settle>)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    if settled.is_empty() {
+        return;
+    }
+    let cfg = shared.queue.config();
+    let keys = shared.queue.keys();
+    let mut pipe = redis::pipe();
+    let mut acks: HashMap<u16, Vec<String>> = HashMap::new();
+    let (mut done, mut retried, mut dead) = (0u64, 0u64, 0u64);
+    for s in settled {
+        let stream = keys.stream(s.partition);
+        let final_error = match s.outcome {
+            Outcome::Done(value) => {
+                if s.entry.reply {
+                    announce(
+                        shared,
+                        &mut pipe,
+                        s.partition,
+                        ReplyMsg {
+                            id: s.entry.id.clone(),
+                            ok: true,
+                            value,
+                            error: None,
+                        },
+                    );
+                }
+                acks.entry(s.partition).or_default().push(s.entry_id);
+                done += 1;
+                continue;
+            }
+            Outcome::Retry { error, after } if s.entry.attempt < cfg.max_attempts => {
+                let mut next = s.entry.clone();
+                next.attempt += 1;
+                next.history.push(error);
+                let delay = after.unwrap_or_else(|| retry_delay(cfg, s.entry.attempt));
+                let run_at = now_ms() + delay.as_millis() as u64;
+                let args = vec![
+                    GROUP.to_string(),
+                    s.entry_id,
+                    run_at.to_string(),
+                    next.delayed_member(),
+                ];
+                scripts::push(
+                    &mut pipe,
+                    &scripts::RETRY,
+                    &[&stream, &keys.delayed(s.partition)],
+                    &args,
+                );
+                pipe.ignore();
+                retried += 1;
+                continue;
+            }
+            Outcome::Retry { error, .. } => error,
+            Outcome::Dead { reason } => reason,
+        };
+        let mut args = vec![GROUP.to_string(), s.entry_id];
+        for (k, v) in dead_fields(&s.entry, &final_error) {
+            args.push(k.to_string());
+            args.push(v);
+        }
+        scripts::push(
+            &mut pipe,
+            &scripts::DEAD,
+            &[&stream, &keys.dead(s.partition)],
+            &args,
+        );
+        pipe.ignore();
+        if s.entry.reply {
+            announce(
+                shared,
+                &mut pipe,
+                s.partition,
+                ReplyMsg {
+                    id: s.entry.id.clone(),
+                    ok: false,
+                    value: serde_json::Value::Null,
+                    error: Some(final_error),
+                },
+            );
+        }
+        dead += 1;
+    }
+    for (p, ids) in acks {
+        let mut args = Vec::with_capacity(ids.len() + 1);
+        args.push(GROUP.to_string());
+        args.extend(ids);
+        scripts::push(&mut pipe, &scripts::ACK, &[&keys.stream(p)], &args);
+        pipe.ignore();
+    }
+    send(shared, &pipe).await;
+    let name = shared.queue.name().to_string();
+    for (outcome, n) in [("done", done), ("retry", retried), ("dead", dead)] {
+        if n > 0 {
+            metrics::counter!("conveyor_jobs_processed_total", "queue" => name.clone(), "outcome" => outcome).increment(n);
+        }
+    }
+}
+
+/// Stores a result with its TTL and announces it on the results channel.
+fn announce<T, H>(
+    shared: &Shared<T, H>,
+    pipe: &mut redis::Pipeline,
+    partition: u16,
+    msg: ReplyMsg,
+) {
+    let keys = shared.queue.keys();
+    let raw = serde_json::to_string(&msg).unwrap_or_default();
+    let ttl = shared.queue.config().result_ttl.as_millis().max(1) as u64;
+    pipe.cmd("SET")
+        .arg(keys.result(partition, &msg.id))
+        .arg(&raw)
+        .arg("PX")
+        .arg(ttl)
+        .ignore();
+    pipe.cmd("PUBLISH")
+        .arg(keys.results_channel())
+        .arg(&raw)
+        .ignore();
+}
+
+/// Sends the settling pipeline, reloading scripts after a Redis restart and backing off on
+/// errors, until it succeeds or the worker's hard stop. Every step in it is idempotent.
+async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
+    let mut backoff = Backoff::new();
+    loop {
+        let result = match shared.queue.conn().await {
+            Ok(mut conn) => match pipe.query_async::<()>(&mut conn).await {
+                Ok(()) => return,
+                Err(e) if scripts::is_noscript(&e) => match scripts::load_all(&mut conn).await {
+                    Ok(()) => continue,
+                    Err(e) => e.to_string(),
+                },
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(error = %result, "settling a batch failed; retrying");
+        if !backoff.wait(&shared.hard_stop).await {
+            return;
+        }
+    }
+}
+
+/// `base × 2^(attempt-1)` plus up to 25 % jitter, capped at `backoff_max`.
+pub(crate) fn retry_delay(cfg: &QueueConfig, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let base = cfg
+        .backoff_base
+        .saturating_mul(1u32 << exp)
+        .min(cfg.backoff_max);
+    let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
+    (base + jitter).min(cfg.backoff_max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_grow_and_are_capped() {
+        let mut cfg = QueueConfig::new("ns", "q");
+        cfg.backoff_base = Duration::from_millis(100);
+        cfg.backoff_max = Duration::from_secs(1);
+        for _ in 0..100 {
+            let d1 = retry_delay(&cfg, 1);
+            let d2 = retry_delay(&cfg, 2);
+            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(125));
+            assert!(d2 >= Duration::from_millis(200) && d2 <= Duration::from_millis(250));
+            assert_eq!(retry_delay(&cfg, 10), Duration::from_secs(1));
+            assert_eq!(retry_delay(&cfg, 1000), Duration::from_secs(1));
+        }
+    }
+}

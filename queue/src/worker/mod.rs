@@ -1,0 +1,162 @@
+//! The consumer side: [`Worker`] reads batches with XREADGROUP over every partition, hands them
+//! to a [`Handler`] with bounded concurrency, and settles each outcome atomically (ack + delete,
+//! retry via the delayed set, or dead-letter). Background tasks keep leases alive, reclaim
+//! abandoned entries, promote due delayed jobs and publish a liveness heartbeat. Redis errors are
+//! logged and retried with backoff: the loop never exits or panics because Redis went away.
+
+mod background;
+mod batch;
+mod read;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::WorkerConfig;
+use crate::error::QueueError;
+use crate::job::{Job, Outcome};
+use crate::queue::Queue;
+
+/// A batch handler: gets up to `batch_size` jobs, returns exactly one [`Outcome`] per job, in
+/// the same order. A missing outcome counts as a retry.
+pub trait Handler<T>: Send + Sync + 'static {
+    fn handle(&self, jobs: Vec<Job<T>>) -> impl Future<Output = Vec<Outcome>> + Send;
+}
+
+/// One worker instance (one consumer in the `workers` group).
+pub struct Worker<T, H> {
+    shared: Arc<Shared<T, H>>,
+}
+
+/// State shared by the read loop, the batch tasks and the background tasks.
+pub(crate) struct Shared<T, H> {
+    queue: Queue<T>,
+    handler: H,
+    config: WorkerConfig,
+    /// Entry ids being handled right now, per partition (their leases are extended).
+    inflight: Mutex<HashMap<u16, HashSet<String>>>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    /// Cancelled when the shutdown deadline passes: batch tasks stop where they are.
+    hard_stop: CancellationToken,
+}
+
+impl<T, H> Worker<T, H>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    H: Handler<T>,
+{
+    pub fn new(queue: Queue<T>, handler: H, mut config: WorkerConfig) -> Self {
+        config.batch_size = config.batch_size.max(1);
+        config.concurrency = config.concurrency.max(1);
+        config.lease = config.lease.max(Duration::from_millis(100));
+        config.block = config.block.max(Duration::from_millis(1));
+        let permits = Arc::new(Semaphore::new(config.concurrency));
+        Worker {
+            shared: Arc::new(Shared {
+                queue,
+                handler,
+                config,
+                inflight: Mutex::new(HashMap::new()),
+                permits,
+                tracker: TaskTracker::new(),
+                hard_stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled: then stops reading, finishes and acks in-flight
+    /// batches, and returns within the shutdown deadline (what is left is reclaimed by others).
+    /// Reconnects by itself if Redis goes away (logs, backs off, continues).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
+        let shared = self.shared;
+        let consumer = shared.config.consumer.clone();
+        tracing::info!(queue = shared.queue.name(), consumer, "worker starting");
+        let background = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(background::heartbeat(shared.clone(), background.clone()));
+        tasks.spawn(background::promoter(shared.clone(), shutdown.clone()));
+        tasks.spawn(background::reclaimer(shared.clone(), shutdown.clone()));
+
+        read::read_loop(&shared, &shutdown).await;
+
+        tracing::info!(
+            queue = shared.queue.name(),
+            consumer,
+            "worker draining in-flight batches"
+        );
+        shared.tracker.close();
+        let drained =
+            tokio::time::timeout(shared.config.shutdown_deadline, shared.tracker.wait()).await;
+        if drained.is_err() {
+            tracing::warn!(
+                consumer,
+                "shutdown deadline passed; leaving the rest to other workers"
+            );
+            shared.hard_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_millis(200), shared.tracker.wait()).await;
+        }
+        background.cancel();
+        while tasks.join_next().await.is_some() {}
+        background::leave(&shared).await;
+        tracing::info!(queue = shared.queue.name(), consumer, "worker stopped");
+        Ok(())
+    }
+}
+
+impl<T, H> Shared<T, H> {
+    fn track(&self, ids: &[(u16, String)], add: bool) {
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        for (p, id) in ids {
+            let set = map.entry(*p).or_default();
+            if add {
+                set.insert(id.clone());
+            } else {
+                set.remove(id);
+            }
+        }
+    }
+
+    fn is_inflight(&self, p: u16, id: &str) -> bool {
+        let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&p).is_some_and(|s| s.contains(id))
+    }
+
+    fn inflight_snapshot(&self) -> Vec<(u16, Vec<String>)> {
+        let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(p, s)| (*p, s.iter().cloned().collect()))
+            .collect()
+    }
+}
+
+/// Exponential backoff for Redis errors: 100 ms doubling to 5 s.
+pub(crate) struct Backoff(Duration);
+
+impl Backoff {
+    pub fn new() -> Self {
+        Backoff(Duration::from_millis(100))
+    }
+
+    pub fn reset(&mut self) {
+        self.0 = Duration::from_millis(100);
+    }
+
+    /// Sleeps the current delay (or until `stop`), then doubles it. False if stopped.
+    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
+        let d = self.0;
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            _ = tokio::time::sleep(d) => true,
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Getting entries: consumer-group creation, the XREADGROUP read loop over all partitions (with
+//! batch linger and bounded concurrency), and turning replies into [`Delivered`] entries.
+//! Settling entries is `batch`'s job; reclaiming is `background`'s.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use deadpool_redis::Connection;
+use redis::aio::MultiplexedConnection;
+use redis::streams::StreamReadReply;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::{batch, Backoff, Handler, Shared};
+use crate::error::QueueError;
+use crate::keys::GROUP;
+
+/// One entry as read from a partition stream, not yet decoded.
+pub(crate) struct Delivered {
+    pub partition: u16,
+    pub entry_id: String,
+    pub map: HashMap<String, redis::Value>,
+}
+
+/// Creates the `workers` group on every partition stream (MKSTREAM; an existing group is fine).
+pub(crate) async fn ensure_groups<T, H>(shared: &Shared<T, H>) -> Result<(), QueueError> {
+    let keys = shared.queue.keys();
+    let mut conn = shared.queue.conn().await?;
+    for p in 0..keys.partitions() {
+        let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(keys.stream(p))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(e) if e.code() == Some("BUSYGROUP") => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads and dispatches batches until `shutdown`. Never returns early on Redis errors.
+pub(crate) async fn read_loop<T, H>(shared: &Arc<Shared<T, H>>, shutdown: &CancellationToken)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    H: Handler<T>,
+{
+    let mut backoff = Backoff::new();
+    let mut groups_ready = false;
+    let mut reader: Option<MultiplexedConnection> = None;
+    loop {
+        if !groups_ready {
+            match ensure_groups(shared).await {
+                Ok(()) => groups_ready = true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create consumer groups; retrying");
+                    if !backoff.wait(shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = shared.permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let conn = match reader.as_mut() {
+            Some(c) => c,
+            None => match reader_connection(shared).await {
+                Ok(c) => reader.insert(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "redis unavailable; retrying");
+                    if !backoff.wait(shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            },
+        };
+        let read = tokio::select! {
+            // Dropping the reader closes its socket, so a pending blocked read delivers nothing.
+            _ = shutdown.cancelled() => return,
+            r = read_batch(shared, conn, shared.config.batch_size, shared.config.block) => r,
+        };
+        match read {
+            Ok(mut entries) => {
+                backoff.reset();
+                if entries.is_empty() {
+                    continue;
+                }
+                linger(shared, conn, &mut entries).await;
+                dispatch(shared, entries, permit).await;
+            }
+            Err(e) => {
+                reader = None;
+                if e.code() == Some("NOGROUP") {
+                    tracing::warn!("consumer group missing (Redis lost its data?); recreating");
+                    groups_ready = false;
+                    continue;
+                }
+                tracing::warn!(error = %e, "reading from redis failed; reconnecting");
+                if !backoff.wait(shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// A connection of its own for blocking reads (taken out of the pool so BLOCK never delays
+/// other commands), with a response timeout longer than the block time.
+async fn reader_connection<T, H>(
+    shared: &Shared<T, H>,
+) -> Result<MultiplexedConnection, QueueError> {
+    let mut conn = Connection::take(shared.queue.pool().get().await?);
+    conn.set_response_timeout(shared.config.block + Duration::from_secs(5));
+    Ok(conn)
+}
+
+/// After a partial batch, keeps reading for up to `batch_linger` to fill it.
+async fn linger<T, H>(
+    shared: &Shared<T, H>,
+    conn: &mut MultiplexedConnection,
+    entries: &mut Vec<Delivered>,
+) {
+    let linger = shared.config.batch_linger;
+    let until = Instant::now() + linger;
+    while entries.len() < shared.config.batch_size {
+        let left = until.saturating_duration_since(Instant::now());
+        if left < Duration::from_millis(1) {
+            break;
+        }
+        let want = shared.config.batch_size - entries.len();
+        match read_batch(shared, conn, want, left).await {
+            Ok(more) if !more.is_empty() => entries.extend(more),
+            _ => break,
+        }
+    }
+}
+
+/// Splits what was read into batches of at most `batch_size` and spawns one task per batch.
+async fn dispatch<T, H>(
+    shared: &Arc<Shared<T, H>>,
+    entries: Vec<Delivered>,
+    first: OwnedSemaphorePermit,
+) where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    H: Handler<T>,
+{
+    let size = shared.config.batch_size;
+    let mut permit = Some(first);
+    let mut rest = entries.into_iter().peekable();
+    while rest.peek().is_some() {
+        let chunk: Vec<Delivered> = rest.by_ref().take(size).collect();
+        let p = match permit.take() {
+            Some(p) => p,
+            // Already read: these run even during shutdown, so wait for a slot unconditionally.
+            None => match shared.permits.clone().acquire_owned().await {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let task_shared = shared.clone();
+        shared
+            .tracker
+            .spawn(async move { batch::process(task_shared, chunk, p).await });
+    }
+}
+
+/// `XREADGROUP GROUP workers <me> COUNT n BLOCK ms STREAMS <every partition> > …`.
+pub(crate) async fn read_batch<T, H>(
+    shared: &Shared<T, H>,
+    conn: &mut MultiplexedConnection,
+    count: usize,
+    block: Duration,
+) -> Result<Vec<Delivered>, redis::RedisError> {
+    let keys = shared.queue.keys();
+    let streams: Vec<String> = (0..keys.partitions()).map(|p| keys.stream(p)).collect();
+    let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(&shared.config.consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(block.as_millis().max(1) as u64)
+        .arg("STREAMS")
+        .arg(&streams)
+        .arg(vec![">"; streams.len()])
+        .query_async(conn)
+        .await?;
+    let mut out = Vec::new();
+    for key in reply.map(|r| r.keys).unwrap_or_default() {
+        let Some(p) = streams.iter().position(|s| *s == key.key) else {
+            continue;
+        };
+        for e in key.ids {
+            out.push(Delivered {
+                partition: p as u16,
+                entry_id: e.id,
+                map: e.map,
+            });
+        }
+    }
+    Ok(out)
+}
