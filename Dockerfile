@@ -10,7 +10,7 @@ COPY . .
 # what changed. The binaries are copied out of the cache mount in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --bins --locked \
+    cargo build --release --bins \
  && mkdir -p /out \
  && cp target/release/consumer target/release/worker target/release/webhook \
        target/release/dashboard target/release/producer /out/

@@ -240,7 +240,7 @@ proc_pid() { # name: the pid of a live process started as <name> from $S_BIN, or
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
   # the pid must still be our binary (pids are reused after a reboot or a crash)
   local cmd; cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  [[ "$cmd" == "$S_BIN/$svc "* ]] || return 1
+  [[ "$cmd" == *"$S_BIN/$svc "* ]] || return 1
   echo "$pid"
 }
 
