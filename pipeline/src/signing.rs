@@ -15,6 +15,9 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SIGNATURE_HEADER: &str = "X-Conveyor-Signature";
 /// Name of the HTTP header carrying the idempotency key (the resource id).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Development secret used when `WEBHOOK_SECRET` is unset; binaries log a warning when they fall
+/// back to it. Never use it in a deployment reachable by others.
+pub const DEV_SECRET: &str = "conveyor-dev-secret";
 /// Default freshness window: signatures older (or further in the future) than this are refused.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 

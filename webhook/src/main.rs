@@ -1,1 +1,15 @@
-fn main() {}
+//! `webhook` binary: parse config, set up telemetry, bind, and hand over to [`webhook::run`].
+
+use anyhow::Context;
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = webhook::Config::parse();
+    pipeline::telemetry::init(&config.log);
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("binding {}", config.addr))?;
+    let shutdown = pipeline::shutdown::on_signals();
+    webhook::run(config, listener, shutdown).await
+}

@@ -1,0 +1,298 @@
+//! The webhook service in-process on port 0 against the real Elasticsearch: signature checks,
+//! store-once semantics (document + file), duplicates, validation and the read routes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Parser;
+use pipeline::resource::CollatedResource;
+use pipeline::signing::sign;
+use serde_json::Value;
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+const SECRET: &str = "test-secret";
+
+struct Service {
+    url: String,
+    output: tempfile::TempDir,
+    shutdown: CancellationToken,
+    http: reqwest::Client,
+}
+
+impl Service {
+    async fn start(env: &TestEnv) -> Service {
+        let output = tempfile::tempdir().unwrap();
+        let config = webhook::Config::parse_from([
+            "webhook",
+            "--elasticsearch-url",
+            &env.elasticsearch_url,
+            "--es-index-prefix",
+            &env.index_prefix,
+            "--secret",
+            SECRET,
+            "--output-dir",
+            output.path().to_str().unwrap(),
+        ]);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(webhook::run(config, listener, shutdown.clone()));
+        testkit::wait_for_http(&format!("{url}/readyz"), Duration::from_secs(30))
+            .await
+            .unwrap();
+        Service {
+            url,
+            output,
+            shutdown,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn deliver(&self, body: &[u8], signature: &str, key: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/webhooks/resources", self.url))
+            .header("content-type", "application/json")
+            .header("X-Conveyor-Signature", signature)
+            .header("Idempotency-Key", key)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    fn file(&self, id: &str) -> PathBuf {
+        self.output.path().join(format!("{id}.json"))
+    }
+
+    fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.output.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn resource(id: &str) -> CollatedResource {
+    let t0 = Utc::now() - chrono::Duration::milliseconds(250);
+    CollatedResource {
+        resource_id: id.to_string(),
+        packets: 3,
+        word_lengths: vec![vec![5, 5], vec![], vec![1, 2, 3]],
+        first_received_at: t0,
+        last_received_at: Utc::now(),
+        completed_at: Utc::now(),
+    }
+}
+
+fn now() -> i64 {
+    Utc::now().timestamp()
+}
+
+async fn doc_count(env: &TestEnv) -> u64 {
+    env.refresh("resources").await;
+    let r = env
+        .search(
+            "resources",
+            serde_json::json!({"size": 0, "track_total_hits": true}),
+        )
+        .await;
+    r["hits"]["total"]["value"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn stores_a_signed_delivery_once_in_index_and_file() {
+    let env = TestEnv::new("webhook_store").await;
+    let svc = Service::start(&env).await;
+    let r = resource("order:1");
+    let body = serde_json::to_vec(&r).unwrap();
+    let (status, answer) = svc
+        .deliver(&body, &sign(SECRET.as_bytes(), now(), &body), "order:1")
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["status"], "stored");
+
+    let file: Value = serde_json::from_slice(&std::fs::read(svc.file("order:1")).unwrap()).unwrap();
+    assert_eq!(
+        file["word_lengths"],
+        serde_json::json!([[5, 5], [], [1, 2, 3]])
+    );
+    assert_eq!(file["packets"], 3);
+    let latency = file["latency_ms"].as_f64().unwrap();
+    assert!((0.0..5_000.0).contains(&latency), "latency {latency}");
+
+    let got: Value = svc
+        .http
+        .get(format!("{}/resources/order:1", svc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got, file, "document and file hold the same resource");
+
+    // A second delivery (retry after a lost answer) changes nothing.
+    let before = std::fs::read(svc.file("order:1")).unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (status, answer) = svc
+        .deliver(&body, &sign(SECRET.as_bytes(), now(), &body), "order:1")
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "duplicate");
+    assert_eq!(std::fs::read(svc.file("order:1")).unwrap(), before);
+    let again: Value = svc
+        .http
+        .get(format!("{}/resources/order:1", svc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again, got);
+    assert_eq!(doc_count(&env).await, 1);
+    assert_eq!(svc.files(), vec!["order:1.json".to_string()]);
+
+    let list: Vec<Value> = svc
+        .http
+        .get(format!("{}/resources?size=10", svc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["resource_id"], "order:1");
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn refuses_bad_signatures_and_stores_nothing() {
+    let env = TestEnv::new("webhook_sig").await;
+    let svc = Service::start(&env).await;
+    let body = serde_json::to_vec(&resource("r-sig")).unwrap();
+    let tampered = String::from_utf8(body.clone())
+        .unwrap()
+        .replace("[5,5]", "[5,6]")
+        .into_bytes();
+    assert_ne!(tampered, body);
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "wrong secret",
+            body.clone(),
+            sign(b"not-the-secret", now(), &body),
+        ),
+        (
+            "stale",
+            body.clone(),
+            sign(SECRET.as_bytes(), now() - 301, &body),
+        ),
+        (
+            "future",
+            body.clone(),
+            sign(SECRET.as_bytes(), now() + 301, &body),
+        ),
+        (
+            "tampered body",
+            tampered.clone(),
+            sign(SECRET.as_bytes(), now(), &body),
+        ),
+        ("malformed", body.clone(), "t=abc,v1=00".to_string()),
+    ];
+    for (what, payload, signature) in cases {
+        let (status, problem) = svc.deliver(&payload, &signature, "r-sig").await;
+        assert_eq!(status, 401, "{what}: {problem}");
+        assert_eq!(problem["status"], 401, "{what}");
+        assert!(problem["title"].is_string(), "{what}: problem+json");
+    }
+    let resp = svc
+        .http
+        .post(format!("{}/webhooks/resources", svc.url))
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401, "missing signature");
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+
+    assert!(svc.files().is_empty(), "no file written: {:?}", svc.files());
+    assert_eq!(doc_count(&env).await, 0);
+    let missing = svc
+        .http
+        .get(format!("{}/resources/r-sig", svc.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn signed_but_invalid_bodies_are_rejected_without_effects() {
+    let env = TestEnv::new("webhook_invalid").await;
+    let svc = Service::start(&env).await;
+    let signed = |b: &[u8]| sign(SECRET.as_bytes(), now(), b);
+
+    let (status, p) = svc.deliver(b"{not json", &signed(b"{not json"), "x").await;
+    assert_eq!(status, 400, "{p}");
+
+    let mut r = resource("../escape");
+    let body = serde_json::to_vec(&r).unwrap();
+    let (status, p) = svc.deliver(&body, &signed(&body), "../escape").await;
+    assert_eq!(status, 422, "{p}");
+    assert_eq!(p["errors"][0]["field"], "resource_id");
+
+    r = resource("ok-id");
+    r.packets = 7;
+    let body = serde_json::to_vec(&r).unwrap();
+    let (status, p) = svc.deliver(&body, &signed(&body), "ok-id").await;
+    assert_eq!(status, 422, "{p}");
+
+    let body = serde_json::to_vec(&resource("ok-id")).unwrap();
+    let (status, p) = svc.deliver(&body, &signed(&body), "another-id").await;
+    assert_eq!(status, 422, "idempotency key must match: {p}");
+
+    let body = br#"{"resource_id":"x"}"#;
+    let (status, p) = svc.deliver(body, &signed(body), "x").await;
+    assert_eq!(status, 422, "{p}");
+
+    assert!(svc.files().is_empty());
+    assert_eq!(doc_count(&env).await, 0);
+    let bad = svc
+        .http
+        .get(format!("{}/resources?size=abc", svc.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 422);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_duplicate_deliveries_store_exactly_once() {
+    let env = TestEnv::new("webhook_race").await;
+    let svc = Service::start(&env).await;
+    let body = serde_json::to_vec(&resource("race-1")).unwrap();
+    let sig = sign(SECRET.as_bytes(), now(), &body);
+    let attempts = (0..8).map(|_| svc.deliver(&body, &sig, "race-1"));
+    let results = futures::future::join_all(attempts).await;
+    let created = results.iter().filter(|(s, _)| *s == 201).count();
+    let duplicates = results.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!((created, duplicates), (1, 7), "{results:?}");
+    assert_eq!(svc.files(), vec!["race-1.json".to_string()]);
+    assert_eq!(doc_count(&env).await, 1);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
