@@ -1,1 +1,66 @@
-//! dashboard
+//! Conveyor's live dashboard: one background poller reads Elasticsearch (one search per second)
+//! and the queue counters in Redis, and publishes a snapshot; the page (`/`), Server-Sent Events
+//! (`/events`) and JSON (`/api/stats`) all serve that snapshot. No viewer ever triggers a query.
+//!
+//! Reading order: [`config`] → [`snapshot`] (what is shown) → [`es`] and [`queues`] (where it comes
+//! from) → [`poller`] (once per second) → [`routes`] (how it is served).
+
+pub mod config;
+pub mod es;
+pub mod poller;
+pub mod queues;
+pub mod routes;
+pub mod snapshot;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use snapshot::Snapshot;
+
+use poller::{PollCounters, Poller, Published};
+use routes::AppState;
+
+/// Serves the dashboard on `listener` until `shutdown` is cancelled, then stops the poller and
+/// closes every open event stream.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let es = es::StatsReader::new(&config.elastic, config.query_timeout())?;
+    let pool = config.redis.pool()?;
+    let queues =
+        queues::QueueReader::new(pool, &config.redis.queue_namespace, config.query_timeout());
+    let (tx, rx) = watch::channel(Published::new(Snapshot::initial(Utc::now())));
+    let counters = Arc::new(PollCounters::default());
+    let poller = Poller {
+        es,
+        queues,
+        interval: config.poll_interval(),
+        counters: counters.clone(),
+        tx,
+    };
+    let poll_task = tokio::spawn(poller.run(shutdown.clone()));
+    let state = AppState {
+        snapshots: rx,
+        counters,
+        sse_clients: Arc::new(AtomicU64::new(0)),
+        shutdown: shutdown.clone(),
+    };
+    let addr = listener.local_addr().context("listener address")?;
+    tracing::info!(%addr, index_prefix = %config.elastic.es_index_prefix, "dashboard listening");
+    let served = axum::serve(listener, routes::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("serving HTTP");
+    shutdown.cancel();
+    let _ = poll_task.await;
+    served
+}

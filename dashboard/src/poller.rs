@@ -1,0 +1,123 @@
+//! The one background task per process that reads the figures: every poll interval, ONE
+//! Elasticsearch search plus the cheap queue counters, merged into a [`Snapshot`] and published
+//! on a `watch` channel. Viewers only read the channel, so load on Elasticsearch does not grow
+//! with the number of open pages. When a source fails, its last good figures are kept and the
+//! snapshot is marked stale. This task serves no HTTP.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::es::StatsReader;
+use crate::queues::QueueReader;
+use crate::snapshot::{EsFigures, QueueFigures, Snapshot, SourceStatus};
+
+/// A published snapshot with its JSON text, serialized once per poll for every viewer.
+#[derive(Debug)]
+pub struct Published {
+    pub snapshot: Snapshot,
+    pub json: String,
+}
+
+impl Published {
+    pub fn new(snapshot: Snapshot) -> Arc<Published> {
+        let json = serde_json::to_string(&snapshot).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "snapshot did not serialize");
+            "{}".to_string()
+        });
+        Arc::new(Published { snapshot, json })
+    }
+}
+
+/// Counters the poller keeps for `/metrics` (per dashboard instance).
+#[derive(Debug, Default)]
+pub struct PollCounters {
+    /// Elasticsearch round trips made (successful or not).
+    pub es_queries: AtomicU64,
+    pub es_errors: AtomicU64,
+    pub redis_errors: AtomicU64,
+}
+
+/// Everything the poll loop needs.
+pub struct Poller {
+    pub es: StatsReader,
+    pub queues: QueueReader,
+    pub interval: Duration,
+    pub counters: Arc<PollCounters>,
+    pub tx: watch::Sender<Arc<Published>>,
+}
+
+impl Poller {
+    /// Polls until `shutdown`; the first poll starts at once.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut state = State::default();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let snapshot = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                s = self.poll_once(&mut state) => s,
+            };
+            self.tx.send_replace(Published::new(snapshot));
+        }
+        tracing::info!("dashboard poller stopped");
+    }
+
+    async fn poll_once(&self, state: &mut State) -> Snapshot {
+        let now = Utc::now();
+        self.counters.es_queries.fetch_add(1, Ordering::Relaxed);
+        let (es, queues) = tokio::join!(self.es.read(now.timestamp_millis()), self.queues.read());
+        let es = es.map(|figures| state.es = figures);
+        if let Err(e) = &es {
+            self.counters.es_errors.fetch_add(1, Ordering::Relaxed);
+            if state.es_status.is_up() || state.es_status.status == "starting" {
+                tracing::warn!(error = %e, "elasticsearch stats query failed; keeping last values");
+            }
+        }
+        state.es_status.record(es, now);
+        let queues = queues.map(|figures| state.queues = figures);
+        if let Err(e) = &queues {
+            self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
+            if state.redis_status.is_up() || state.redis_status.status == "starting" {
+                tracing::warn!(error = %e, "queue stats failed; keeping last values");
+            }
+        }
+        state.redis_status.record(queues, now);
+        Snapshot::assemble(
+            now,
+            &state.es,
+            state.es_status.clone(),
+            &state.queues,
+            state.redis_status.clone(),
+        )
+    }
+}
+
+/// Last good figures of each source and their health.
+struct State {
+    es: EsFigures,
+    es_status: SourceStatus,
+    queues: (QueueFigures, QueueFigures),
+    redis_status: SourceStatus,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        let starting = Snapshot::initial(Utc::now());
+        State {
+            es: EsFigures::default(),
+            es_status: starting.elasticsearch,
+            queues: Default::default(),
+            redis_status: starting.redis,
+        }
+    }
+}
