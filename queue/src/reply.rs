@@ -63,8 +63,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let job_id = JobId(entry.id.clone());
         let router = self.router().await?;
         let mut ready = router.ready.subscribe();
-        let subscribed = tokio::time::timeout_at(deadline.into(), ready.wait_for(|r| *r)).await;
-        if !matches!(subscribed, Ok(Ok(_))) {
+        let subscribed = tokio::time::timeout_at(deadline.into(), ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !subscribed {
             return Err(QueueError::Unavailable(
                 "result subscriber is not connected".into(),
             ));

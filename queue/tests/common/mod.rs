@@ -1,0 +1,184 @@
+//! Helpers shared by the queue's integration tests: a recording handler whose behaviour each
+//! test chooses, worker start-up, and Redis assertions (stream lengths, pending counts).
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use queue::{CancellationToken, Handler, Job, JobId, Outcome, Pool, Queue, QueueConfig, Worker, WorkerConfig};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+/// What a handler saw of one job.
+#[derive(Clone, Debug)]
+pub struct Seen<T> {
+    pub id: JobId,
+    pub payload: T,
+    pub attempt: u32,
+    pub partition: u16,
+    pub at: Instant,
+    pub wall: SystemTime,
+}
+
+type Decide<T> = Arc<dyn Fn(&Job<T>) -> Outcome + Send + Sync>;
+
+/// Records every job it gets (on entry and on completion), sleeps `delay`, then answers with
+/// `decide(job)` for each job.
+#[derive(Clone)]
+pub struct Recorder<T> {
+    pub started: Arc<Mutex<Vec<Seen<T>>>>,
+    pub finished: Arc<Mutex<Vec<Seen<T>>>>,
+    decide: Decide<T>,
+    delay: Duration,
+}
+
+impl<T: Clone + Send + Sync + 'static> Recorder<T> {
+    pub fn new(delay: Duration, decide: impl Fn(&Job<T>) -> Outcome + Send + Sync + 'static) -> Self {
+        Recorder {
+            started: Arc::default(),
+            finished: Arc::default(),
+            decide: Arc::new(decide),
+            delay,
+        }
+    }
+
+    /// Answers `Done(null)` for every job.
+    pub fn ok(delay: Duration) -> Self {
+        Self::new(delay, |_| Outcome::Done(serde_json::Value::Null))
+    }
+
+    pub fn finished(&self) -> Vec<Seen<T>> {
+        self.finished.lock().unwrap().clone()
+    }
+
+    pub fn started_count(&self) -> usize {
+        self.started.lock().unwrap().len()
+    }
+
+    pub fn finished_ids(&self) -> HashSet<JobId> {
+        self.finished.lock().unwrap().iter().map(|s| s.id.clone()).collect()
+    }
+
+    /// Waits until `n` distinct jobs finished, or panics after `timeout`.
+    pub async fn wait_finished(&self, n: usize, timeout: Duration) {
+        let start = Instant::now();
+        while self.finished_ids().len() < n {
+            assert!(
+                start.elapsed() < timeout,
+                "only {} of {n} jobs finished within {timeout:?}",
+                self.finished_ids().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn seen<T: Clone>(job: &Job<T>) -> Seen<T> {
+    Seen {
+        id: job.id.clone(),
+        payload: job.payload.clone(),
+        attempt: job.attempt,
+        partition: job.partition,
+        at: Instant::now(),
+        wall: SystemTime::now(),
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Handler<T> for Recorder<T> {
+    async fn handle(&self, jobs: Vec<Job<T>>) -> Vec<Outcome> {
+        self.started.lock().unwrap().extend(jobs.iter().map(seen));
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
+        let outcomes = jobs.iter().map(|j| (self.decide)(j)).collect();
+        self.finished.lock().unwrap().extend(jobs.iter().map(seen));
+        outcomes
+    }
+}
+
+/// Short timings so tests stay fast: lease 1 s, block 200 ms.
+pub fn fast_worker(consumer: &str) -> WorkerConfig {
+    WorkerConfig {
+        consumer: consumer.to_string(),
+        batch_size: 50,
+        lease: Duration::from_secs(1),
+        block: Duration::from_millis(200),
+        shutdown_deadline: Duration::from_secs(5),
+        ..WorkerConfig::default()
+    }
+}
+
+/// A queue in the test's namespace.
+pub fn queue<T>(pool: Pool, ns: &str, name: &str, tweak: impl FnOnce(&mut QueueConfig)) -> Queue<T>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let mut cfg = QueueConfig::new(ns, name);
+    tweak(&mut cfg);
+    Queue::new(pool, cfg)
+}
+
+/// Spawns a worker; returns its shutdown token and task.
+pub fn spawn_worker<T, H>(
+    queue: &Queue<T>,
+    handler: H,
+    config: WorkerConfig,
+) -> (CancellationToken, JoinHandle<Result<(), queue::QueueError>>)
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    H: Handler<T>,
+{
+    let token = CancellationToken::new();
+    let worker = Worker::new(queue.clone(), handler, config);
+    let task = tokio::spawn(worker.run(token.clone()));
+    (token, task)
+}
+
+/// Cancels a worker and waits for it to return.
+pub async fn stop(token: CancellationToken, task: JoinHandle<Result<(), queue::QueueError>>) {
+    token.cancel();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("worker stops within 10 s")
+        .expect("worker task does not panic")
+        .expect("worker returns Ok");
+}
+
+/// `<ns>:{<name>:<p>}`: the stream key layout the crate documents.
+pub fn stream_key(ns: &str, name: &str, p: u16) -> String {
+    format!("{ns}:{{{name}:{p}}}")
+}
+
+pub async fn xlen(pool: &Pool, key: &str) -> u64 {
+    let mut conn = pool.get().await.unwrap();
+    redis::cmd("XLEN").arg(key).query_async(&mut conn).await.unwrap()
+}
+
+/// Pending count of the `workers` group on `key` (0 if the group does not exist).
+pub async fn pending(pool: &Pool, key: &str) -> u64 {
+    let mut conn = pool.get().await.unwrap();
+    let reply: redis::RedisResult<redis::Value> = redis::cmd("XPENDING")
+        .arg(key)
+        .arg("workers")
+        .query_async(&mut conn)
+        .await;
+    match reply {
+        Ok(redis::Value::Array(items)) => match items.first() {
+            Some(redis::Value::Int(n)) => *n as u64,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "queue=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
