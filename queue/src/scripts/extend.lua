@@ -12,9 +12,11 @@ for i = 3, #ARGV do
 end
 local extended = 0
 for s = 1, #ids, 1000 do
-  local slice = {}
-  for i = s, math.min(s + 999, #ids) do slice[#slice + 1] = ids[i] end
-  local claimed = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(slice), 'JUSTID')
+  -- unpack() only expands fully in last position, so build the whole argument list.
+  local args = { 'XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0 }
+  for i = s, math.min(s + 999, #ids) do args[#args + 1] = ids[i] end
+  args[#args + 1] = 'JUSTID'
+  local claimed = redis.call(unpack(args))
   extended = extended + #claimed
 end
 return extended

@@ -1,0 +1,135 @@
+//! Leases and shutdown against the real Redis: a worker that dies holding jobs loses them to a
+//! live worker within lease + 2 s; a graceful shutdown finishes and acks what is in flight.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use queue::{Handler, Job, Outcome, Worker};
+use testkit::TestEnv;
+
+/// Takes jobs and never finishes them (like a worker that hangs, then is killed).
+struct Hang(Arc<AtomicUsize>);
+
+impl Handler<u32> for Hang {
+    async fn handle(&self, jobs: Vec<Job<u32>>) -> Vec<Outcome> {
+        self.0.fetch_add(jobs.len(), Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Vec::new()
+    }
+}
+
+#[tokio::test]
+async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds() {
+    init_tracing();
+    let env = TestEnv::new("queue_dead_worker").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "jobs", |_| {});
+    q.enqueue_batch(&(0..40).collect::<Vec<_>>()).await.unwrap();
+
+    // The doomed worker runs on a runtime of its own, with its own pool: shutting that runtime
+    // down stops every task of it at once, heartbeat included — like a killed process.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let doomed_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    {
+        let (url, ns, taken) = (env.redis_url.clone(), env.namespace.clone(), taken.clone());
+        doomed_rt.spawn(async move {
+            let pool = deadpool_redis::Config::from_url(url)
+                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+                .unwrap();
+            let q = queue::<u32>(pool, &ns, "jobs", |_| {});
+            let mut cfg = fast_worker("doomed");
+            cfg.batch_size = 100;
+            let _ = Worker::new(q, Hang(taken), cfg).run(queue::CancellationToken::new()).await;
+        });
+    }
+    let start = Instant::now();
+    while taken.load(Ordering::SeqCst) < 40 {
+        assert!(start.elapsed() < Duration::from_secs(5), "doomed worker never took the jobs");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stream = stream_key(&env.namespace, "jobs", 0);
+    // Holding them well past the lease: heartbeats keep the lease alive while it lives.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(pending(&env.redis, &stream).await, 40, "a live worker keeps its leases");
+
+    let rescuer = Recorder::<u32>::ok(Duration::ZERO);
+    let (token, task) = spawn_worker(&q, rescuer.clone(), fast_worker("rescuer"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(rescuer.started_count(), 0, "a live worker's jobs are not taken from it");
+
+    doomed_rt.shutdown_background();
+    let died = Instant::now();
+    rescuer.wait_finished(40, Duration::from_secs(3)).await;
+    let took = died.elapsed();
+    assert!(took <= Duration::from_secs(3), "reclaimed after {took:?}");
+    let payloads: std::collections::HashSet<u32> =
+        rescuer.finished().iter().map(|s| s.payload).collect();
+    assert_eq!(payloads, (0..40).collect(), "none lost");
+    stop(token, task).await;
+    assert_eq!(xlen(&env.redis, &stream).await, 0);
+    assert_eq!(pending(&env.redis, &stream).await, 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_and_acks_in_flight_batches() {
+    init_tracing();
+    let env = TestEnv::new("queue_shutdown").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "jobs", |_| {});
+    q.enqueue_batch(&(0..30).collect::<Vec<_>>()).await.unwrap();
+    let rec = Recorder::<u32>::ok(Duration::from_millis(800));
+    let mut cfg = fast_worker("w1");
+    cfg.batch_size = 10;
+    cfg.concurrency = 3;
+    let (token, task) = spawn_worker(&q, rec.clone(), cfg);
+    let start = Instant::now();
+    while rec.started_count() < 30 {
+        assert!(start.elapsed() < Duration::from_secs(5), "batches never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(rec.finished().is_empty(), "still mid-batch when shutdown starts");
+    let stopping = Instant::now();
+    stop(token, task).await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "within the deadline: {took:?}");
+    assert_eq!(rec.finished().len(), 30, "every in-flight job finished");
+    let stream = stream_key(&env.namespace, "jobs", 0);
+    assert_eq!(pending(&env.redis, &stream).await, 0, "nothing left pending");
+    assert_eq!(xlen(&env.redis, &stream).await, 0, "and everything deleted");
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn shutdown_past_the_deadline_leaves_unfinished_jobs_for_others() {
+    init_tracing();
+    let env = TestEnv::new("queue_deadline").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "jobs", |_| {});
+    q.enqueue_batch(&[1, 2, 3]).await.unwrap();
+    let taken = Arc::new(AtomicUsize::new(0));
+    let mut cfg = fast_worker("slow");
+    cfg.shutdown_deadline = Duration::from_millis(300);
+    let (token, task) = spawn_worker(&q, Hang(taken.clone()), cfg);
+    let start = Instant::now();
+    while taken.load(Ordering::SeqCst) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopping = Instant::now();
+    stop(token, task).await;
+    assert!(stopping.elapsed() < Duration::from_secs(1), "returned by the deadline");
+    let stream = stream_key(&env.namespace, "jobs", 0);
+    assert_eq!(pending(&env.redis, &stream).await, 3, "unfinished jobs stay pending for reclaim");
+    let rescuer = Recorder::<u32>::ok(Duration::ZERO);
+    let (token, task) = spawn_worker(&q, rescuer.clone(), fast_worker("rescuer"));
+    rescuer.wait_finished(3, Duration::from_secs(4)).await;
+    stop(token, task).await;
+    assert_eq!(xlen(&env.redis, &stream).await, 0);
+    env.cleanup().await;
+}
