@@ -1,0 +1,58 @@
+//! The consumer's configuration: flags with environment fallbacks (see `.env.example`), the
+//! shared Redis / Elasticsearch / logging groups flattened in. Describes settings only; opens
+//! nothing.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use pipeline::config::{ElasticArgs, LogArgs, RedisArgs};
+
+/// `consumer --help`
+#[derive(Parser, Clone, Debug)]
+#[command(
+    name = "consumer",
+    about = "Conveyor ingest API: POST packets, read stored messages and stats"
+)]
+pub struct Config {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub elastic: ElasticArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Address the HTTP API listens on
+    #[arg(long, env = "CONSUMER_ADDR", default_value = "0.0.0.0:8000")]
+    pub addr: SocketAddr,
+    /// Jobs waiting in the `messages` queue above which POSTs answer 429
+    #[arg(long, env = "BACKLOG_LIMIT", default_value_t = 100_000)]
+    pub backlog_limit: u64,
+    /// How long a backlog reading is reused before Redis is asked again, in ms
+    #[arg(long, env = "BACKLOG_CACHE_MS", default_value_t = 200)]
+    pub backlog_cache_ms: u64,
+    /// Largest accepted request body in bytes (413 above)
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest `timeout_ms` a `?wait=true` request may ask for
+    #[arg(long, env = "WAIT_MAX_MS", default_value_t = 30_000)]
+    pub wait_max_ms: u64,
+    /// `timeout_ms` used when a `?wait=true` request gives none
+    #[arg(long, env = "WAIT_DEFAULT_MS", default_value_t = 5_000)]
+    pub wait_default_ms: u64,
+    /// Partitions (streams) of the `messages` queue; workers must use the same value
+    #[arg(long, env = "QUEUE_PARTITIONS", default_value_t = 1)]
+    pub queue_partitions: u16,
+    /// Longest a single Redis or Elasticsearch call may take before the answer is 503, in ms
+    #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub dependency_timeout_ms: u64,
+}
+
+impl Config {
+    pub fn backlog_cache(&self) -> Duration {
+        Duration::from_millis(self.backlog_cache_ms)
+    }
+
+    pub fn dependency_timeout(&self) -> Duration {
+        Duration::from_millis(self.dependency_timeout_ms.max(1))
+    }
+}

@@ -1,0 +1,173 @@
+//! The one error type of the HTTP API, named for what the client sees, and its single
+//! conversion to `application/problem+json` (RFC 9457: type, title, status, detail, and per-field
+//! `errors` for 422). Internal causes are logged where they happen, never put in an answer.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use pipeline::packet::FieldError;
+use pipeline::store::StoreError;
+use queue::QueueError;
+use serde::Serialize;
+
+/// Every way a request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid fields")]
+    Validation(Vec<FieldError>),
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    #[error("body too large (limit {limit} bytes)")]
+    TooLarge { limit: usize },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("backlog over its limit")]
+    Backpressure { retry_after_secs: u64 },
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
+    #[error("not processed in time")]
+    Timeout { job_id: String, timeout_ms: u64 },
+    #[error("internal error")]
+    Internal,
+}
+
+/// The problem+json body (also the OpenAPI schema of every error answer).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URN naming the kind of problem, e.g. `urn:conveyor:problem:validation`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Per-field errors (422 only); names are fields, `[i].field` in a batch, or `$`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Backpressure { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn problem(self) -> Problem {
+        let status = self.status().as_u16();
+        let (slug, title, detail, errors) = match self {
+            ApiError::Validation(errors) => (
+                "validation",
+                "Invalid request",
+                format!("{} field(s) failed validation; nothing was enqueued", errors.len()),
+                Some(errors),
+            ),
+            ApiError::Malformed(why) => ("malformed-json", "Malformed JSON", why, None),
+            ApiError::TooLarge { limit } => (
+                "too-large",
+                "Body too large",
+                format!("the request body exceeds {limit} bytes"),
+                None,
+            ),
+            ApiError::UnsupportedMediaType => (
+                "unsupported-media-type",
+                "Unsupported media type",
+                "the body must be JSON: send Content-Type: application/json".to_string(),
+                None,
+            ),
+            ApiError::NotFound(what) => ("not-found", "Not found", what, None),
+            ApiError::MethodNotAllowed => (
+                "method-not-allowed",
+                "Method not allowed",
+                "this path does not accept that method".to_string(),
+                None,
+            ),
+            ApiError::Backpressure { retry_after_secs } => (
+                "backpressure",
+                "Backlog over its limit",
+                format!("too many jobs are waiting; retry after {retry_after_secs} s"),
+                None,
+            ),
+            ApiError::Unavailable(what) => (
+                "unavailable",
+                "Service unavailable",
+                format!("{what} is unavailable; retry later"),
+                None,
+            ),
+            ApiError::Timeout { job_id, timeout_ms } => (
+                "timeout",
+                "Not processed in time",
+                format!("job {job_id} was not processed within {timeout_ms} ms; it is queued and will still complete"),
+                None,
+            ),
+            ApiError::Internal => (
+                "internal",
+                "Internal error",
+                "the request could not be completed".to_string(),
+                None,
+            ),
+        };
+        Problem {
+            kind: format!("urn:conveyor:problem:{slug}"),
+            title: title.to_string(),
+            status,
+            detail,
+            errors,
+        }
+    }
+
+    /// Maps a queue failure, logging the cause: unreachable Redis is 503, anything else 500.
+    pub fn from_queue(e: QueueError) -> ApiError {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "redis unavailable");
+            ApiError::Unavailable("Redis".into())
+        } else {
+            tracing::error!(error = %e, "queue call failed");
+            ApiError::Internal
+        }
+    }
+
+    /// Maps a store failure, logging the cause: unreachable or overloaded Elasticsearch is 503.
+    pub fn from_store(e: StoreError) -> ApiError {
+        if e.is_transient() {
+            tracing::warn!(error = %e, "elasticsearch unavailable");
+            ApiError::Unavailable("Elasticsearch".into())
+        } else {
+            tracing::error!(error = %e, "elasticsearch call failed");
+            ApiError::Internal
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let retry_after = match &self {
+            ApiError::Backpressure { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

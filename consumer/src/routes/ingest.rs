@@ -1,0 +1,230 @@
+//! Ingest: `POST /messages` (one packet; 202, or 200 with the processed result when
+//! `?wait=true`) and `POST /messages/batch` (up to 1000 packets, all-or-nothing). Order per
+//! request: stamp `received_at`, content type, size, JSON, fields, backlog, enqueue — so nothing
+//! invalid is ever enqueued and every rejection leaves the queue as it was.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use pipeline::packet::{FieldError, MessageJob, Packet, StoredMessage};
+use queue::{EnqueueOptions, QueueError};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::body::read_json;
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+
+/// Most packets one batch request may carry.
+pub const MAX_BATCH: usize = 1000;
+
+/// Query of `POST /messages`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PostParams {
+    /// Wait for the processed result (200) instead of answering 202 at once.
+    pub wait: Option<bool>,
+    /// How long to wait with `wait=true`, 1..=WAIT_MAX_MS (default WAIT_DEFAULT_MS).
+    pub timeout_ms: Option<u64>,
+}
+
+/// 202 answer of `POST /messages`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Accepted {
+    /// Job id in the `messages` queue.
+    pub id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: DateTime<Utc>,
+}
+
+/// 202 answer of `POST /messages/batch`: job ids in the order of the packets.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BatchAccepted {
+    pub ids: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub received_at: DateTime<Utc>,
+}
+
+/// Enqueue one packet.
+#[utoipa::path(
+    post, path = "/messages", tag = "ingest",
+    params(PostParams),
+    request_body(content = crate::openapi::PacketInput, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Enqueued", body = Accepted),
+        (status = 200, description = "Processed (with `wait=true`)", body = StoredMessage),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Backlog over its limit (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Not processed within timeout_ms (it still completes)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_message(
+    State(state): State<AppState>,
+    params: Result<Query<PostParams>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let received_at = Utc::now();
+    let value = read_json(&headers, body, state.config().max_body_bytes).await?;
+    let params = params.map_err(query_error)?.0;
+    let wait = wait_timeout(&state, &params)?;
+    let packet = Packet::parse(&value).map_err(|e| ApiError::Validation(e.errors))?;
+    state.check_backlog().await?;
+    let partition_key = packet.resource_id.clone();
+    let job = MessageJob {
+        packet,
+        received_at,
+    };
+    let queue = state.queue();
+    match wait {
+        None => {
+            let opts = EnqueueOptions {
+                partition_key,
+                ..EnqueueOptions::default()
+            };
+            let id = state
+                .bounded("Redis", async {
+                    queue
+                        .enqueue_with(&job, opts)
+                        .await
+                        .map_err(ApiError::from_queue)
+                })
+                .await?;
+            metrics::counter!("conveyor_messages_accepted_total").increment(1);
+            let answer = Accepted {
+                id: id.0,
+                received_at,
+            };
+            Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+        }
+        Some(timeout) => {
+            metrics::counter!("conveyor_messages_accepted_total").increment(1);
+            match queue.enqueue_and_wait::<StoredMessage>(&job, timeout).await {
+                Ok(stored) => Ok((StatusCode::OK, Json(stored)).into_response()),
+                Err(QueueError::Timeout { job_id }) => Err(ApiError::Timeout {
+                    job_id: job_id.0,
+                    timeout_ms: timeout.as_millis() as u64,
+                }),
+                Err(QueueError::Failed { job_id, reason }) => {
+                    tracing::error!(%job_id, reason, "waited job was dead-lettered");
+                    Err(ApiError::Internal)
+                }
+                Err(e) => Err(ApiError::from_queue(e)),
+            }
+        }
+    }
+}
+
+/// Enqueue up to 1000 packets: all valid, or none enqueued.
+#[utoipa::path(
+    post, path = "/messages/batch", tag = "ingest",
+    request_body(content = Vec<crate::openapi::PacketInput>, content_type = "application/json"),
+    responses(
+        (status = 202, description = "All enqueued", body = BatchAccepted),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid packets (errors named `[i].field`); none enqueued", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Backlog over its limit (see Retry-After)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn post_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let received_at = Utc::now();
+    let value = read_json(&headers, body, state.config().max_body_bytes).await?;
+    let items = parse_batch(&value)?;
+    state.check_backlog().await?;
+    let jobs: Vec<(Option<String>, MessageJob)> = items
+        .into_iter()
+        .map(|packet| {
+            let key = packet.resource_id.clone();
+            (
+                key,
+                MessageJob {
+                    packet,
+                    received_at,
+                },
+            )
+        })
+        .collect();
+    let queue = state.queue();
+    let ids = state
+        .bounded("Redis", async {
+            queue
+                .enqueue_batch_keyed(&jobs)
+                .await
+                .map_err(ApiError::from_queue)
+        })
+        .await?;
+    metrics::counter!("conveyor_messages_accepted_total").increment(ids.len() as u64);
+    let answer = BatchAccepted {
+        ids: ids.into_iter().map(|id| id.0).collect(),
+        received_at,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// Every packet of a batch, or every error of every packet (named `[i].field`).
+fn parse_batch(value: &Value) -> Result<Vec<Packet>, ApiError> {
+    let Some(array) = value.as_array() else {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "$",
+            "must be a JSON array of packets",
+        )]));
+    };
+    if array.is_empty() || array.len() > MAX_BATCH {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "$",
+            format!("must hold 1 to {MAX_BATCH} packets, got {}", array.len()),
+        )]));
+    }
+    let mut packets = Vec::with_capacity(array.len());
+    let mut errors = Vec::new();
+    for (i, item) in array.iter().enumerate() {
+        match Packet::parse(item) {
+            Ok(p) => packets.push(p),
+            Err(e) => errors.extend(e.prefixed(&format!("[{i}]"))),
+        }
+    }
+    if errors.is_empty() {
+        Ok(packets)
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+/// The wait budget of a `?wait=true` request, None without waiting.
+fn wait_timeout(state: &AppState, params: &PostParams) -> Result<Option<Duration>, ApiError> {
+    if params.wait != Some(true) {
+        return Ok(None);
+    }
+    let max = state.config().wait_max_ms;
+    let ms = params
+        .timeout_ms
+        .unwrap_or(state.config().wait_default_ms.min(max));
+    if ms == 0 || ms > max {
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "timeout_ms",
+            format!("must be between 1 and {max}"),
+        )]));
+    }
+    Ok(Some(Duration::from_millis(ms)))
+}
+
+pub(crate) fn query_error(rejection: QueryRejection) -> ApiError {
+    ApiError::Validation(vec![FieldError::new("query", rejection.body_text())])
+}

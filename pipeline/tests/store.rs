@@ -1,0 +1,243 @@
+//! The Elasticsearch store against the real Elasticsearch: index creation (strict mapping,
+//! race-safe), idempotent bulk indexing, reads, and stats equal to a direct query.
+
+use chrono::{DateTime, Duration, Utc};
+use pipeline::config::ElasticArgs;
+use pipeline::packet::StoredMessage;
+use pipeline::store::{Store, StoreError};
+use serde_json::json;
+use testkit::TestEnv;
+
+fn store(env: &TestEnv) -> Store {
+    Store::new(&ElasticArgs {
+        elasticsearch_url: env.elasticsearch_url.clone(),
+        es_index_prefix: env.index_prefix.clone(),
+    })
+    .expect("store")
+}
+
+fn message(
+    producer: &str,
+    number: u64,
+    received_at: DateTime<Utc>,
+    transit_ms: f64,
+) -> StoredMessage {
+    let sent_at = received_at - Duration::microseconds((transit_ms * 1000.0) as i64);
+    StoredMessage {
+        producer: producer.into(),
+        number,
+        sent_at,
+        received_at,
+        stored_at: received_at + Duration::milliseconds(3),
+        transit_ms,
+        word_lengths: vec![5, 5],
+        text: "héllo wörld".into(),
+        resource_id: None,
+        seq: None,
+        total: None,
+    }
+}
+
+#[tokio::test]
+async fn bulk_then_get_and_list() {
+    let env = TestEnv::new("store_bulk").await;
+    let store = store(&env);
+    store.ensure_indices().await.unwrap();
+    let now = Utc::now();
+    let mut a = message("alpha", 1, now - Duration::seconds(2), 12.5);
+    a.resource_id = Some("res:1".into());
+    a.seq = Some(0);
+    a.total = Some(2);
+    let b = message("beta", 2, now, 7.25);
+    store.index_messages(&[a.clone(), b.clone()]).await.unwrap();
+
+    // Get is real-time: no refresh needed.
+    let got = store
+        .get_message("alpha", 1)
+        .await
+        .unwrap()
+        .expect("alpha:1 stored");
+    assert_eq!(got, a);
+    assert_eq!(store.get_message("beta", 2).await.unwrap(), Some(b.clone()));
+    assert_eq!(store.get_message("alpha", 2).await.unwrap(), None);
+    assert_eq!(
+        store.get_message("no/such ?producer", 1).await.unwrap(),
+        None
+    );
+
+    env.refresh("messages").await;
+    let all = store.list_messages(None, 10, 0).await.unwrap();
+    assert_eq!(all, vec![b.clone(), a.clone()], "newest first");
+    assert_eq!(
+        store.list_messages(Some("alpha"), 10, 0).await.unwrap(),
+        vec![a.clone()]
+    );
+    assert_eq!(store.list_messages(None, 1, 1).await.unwrap(), vec![a]);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn same_id_twice_is_one_document() {
+    let env = TestEnv::new("store_idem").await;
+    let store = store(&env);
+    store.ensure_indices().await.unwrap();
+    let first = message("p", 5, Utc::now(), 1.0);
+    let mut second = first.clone();
+    second.word_lengths = vec![1];
+    store.index_messages(&[first]).await.unwrap();
+    store
+        .index_messages(&[second.clone(), second.clone()])
+        .await
+        .unwrap();
+    env.refresh("messages").await;
+    let answer = env
+        .search("messages", json!({"query": {"match_all": {}}}))
+        .await;
+    assert_eq!(answer["hits"]["total"]["value"], 1);
+    assert_eq!(answer["hits"]["hits"][0]["_id"], "p:5");
+    assert_eq!(
+        answer["hits"]["hits"][0]["_source"]["word_lengths"],
+        json!([1])
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn stats_match_a_direct_query() {
+    let env = TestEnv::new("store_stats").await;
+    let store = store(&env);
+    // Empty (and even missing) index: nothing, not an error.
+    let empty = store.stats().await.unwrap();
+    assert_eq!(
+        (
+            empty.max_number,
+            empty.avg_transit_ms_10s,
+            empty.count_10s,
+            empty.total
+        ),
+        (None, None, 0, 0)
+    );
+    store.ensure_indices().await.unwrap();
+    let now = Utc::now();
+    let big = (1u64 << 53) + 1; // not representable as a double: max must still be exact
+    let docs = vec![
+        message("p", big, now - Duration::minutes(5), 100.0),
+        message("p", 3, now, 10.0),
+        message("q", 4, now - Duration::seconds(1), 20.5),
+    ];
+    store.index_messages(&docs).await.unwrap();
+    env.refresh("messages").await;
+    let stats = store.stats().await.unwrap();
+
+    let direct = env
+        .search(
+            "messages",
+            json!({
+                "size": 0,
+                "track_total_hits": true,
+                "query": {"range": {"received_at": {"gte": "now-10s"}}},
+                "aggs": {"avg": {"avg": {"field": "transit_ms"}}}
+            }),
+        )
+        .await;
+    let total = env
+        .search("messages", json!({"size": 0, "track_total_hits": true}))
+        .await;
+    assert_eq!(stats.max_number, Some(big));
+    assert_eq!(
+        stats.total,
+        total["hits"]["total"]["value"].as_u64().unwrap()
+    );
+    assert_eq!(stats.total, 3);
+    assert_eq!(
+        stats.count_10s,
+        direct["hits"]["total"]["value"].as_u64().unwrap()
+    );
+    assert_eq!(stats.count_10s, 2);
+    assert_eq!(
+        stats.avg_transit_ms_10s,
+        direct["aggregations"]["avg"]["value"].as_f64()
+    );
+    assert_eq!(stats.avg_transit_ms_10s, Some(15.25));
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn mapping_is_strict_and_creation_is_race_safe() {
+    let env = TestEnv::new("store_mapping").await;
+    let store = store(&env);
+    let (a, b, c) = tokio::join!(
+        store.ensure_indices(),
+        store.ensure_indices(),
+        store.ensure_indices()
+    );
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    store.ensure_indices().await.unwrap();
+
+    let url = format!(
+        "{}/{}/_settings",
+        env.elasticsearch_url,
+        store.messages_index()
+    );
+    let settings: serde_json::Value = env
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let idx = &settings[store.messages_index()]["settings"]["index"];
+    assert_eq!(idx["refresh_interval"], "1s");
+    assert_eq!(idx["number_of_replicas"], "0");
+
+    let err = store
+        .index_docs(
+            store.messages_index(),
+            &[(
+                "x:1".into(),
+                json!({"producer": "x", "number": 1, "colour": "red"}),
+            )],
+        )
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::Rejected { status, reason } => {
+            assert_eq!(status, 400);
+            assert!(
+                reason.contains("strict_dynamic_mapping_exception"),
+                "{reason}"
+            );
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    env.refresh("messages").await;
+    let answer = env
+        .search("messages", json!({"size": 0, "track_total_hits": true}))
+        .await;
+    assert_eq!(answer["hits"]["total"]["value"], 0);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn unreachable_elasticsearch_is_unavailable() {
+    let port = testkit::free_port();
+    let store = Store::new(&ElasticArgs {
+        elasticsearch_url: format!("http://127.0.0.1:{port}"),
+        es_index_prefix: "unused-".into(),
+    })
+    .unwrap();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let err = store
+        .index_messages(&[message("p", 1, Utc::now(), 1.0)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient());
+}
