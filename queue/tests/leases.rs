@@ -46,23 +46,36 @@ async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds
             let q = queue::<u32>(pool, &ns, "jobs", |_| {});
             let mut cfg = fast_worker("doomed");
             cfg.batch_size = 100;
-            let _ = Worker::new(q, Hang(taken), cfg).run(queue::CancellationToken::new()).await;
+            let _ = Worker::new(q, Hang(taken), cfg)
+                .run(queue::CancellationToken::new())
+                .await;
         });
     }
     let start = Instant::now();
     while taken.load(Ordering::SeqCst) < 40 {
-        assert!(start.elapsed() < Duration::from_secs(5), "doomed worker never took the jobs");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "doomed worker never took the jobs"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let stream = stream_key(&env.namespace, "jobs", 0);
     // Holding them well past the lease: heartbeats keep the lease alive while it lives.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(pending(&env.redis, &stream).await, 40, "a live worker keeps its leases");
+    assert_eq!(
+        pending(&env.redis, &stream).await,
+        40,
+        "a live worker keeps its leases"
+    );
 
     let rescuer = Recorder::<u32>::ok(Duration::ZERO);
     let (token, task) = spawn_worker(&q, rescuer.clone(), fast_worker("rescuer"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rescuer.started_count(), 0, "a live worker's jobs are not taken from it");
+    assert_eq!(
+        rescuer.started_count(),
+        0,
+        "a live worker's jobs are not taken from it"
+    );
 
     doomed_rt.shutdown_background();
     let died = Instant::now();
@@ -91,17 +104,30 @@ async fn graceful_shutdown_finishes_and_acks_in_flight_batches() {
     let (token, task) = spawn_worker(&q, rec.clone(), cfg);
     let start = Instant::now();
     while rec.started_count() < 30 {
-        assert!(start.elapsed() < Duration::from_secs(5), "batches never started");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "batches never started"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(rec.finished().is_empty(), "still mid-batch when shutdown starts");
+    assert!(
+        rec.finished().is_empty(),
+        "still mid-batch when shutdown starts"
+    );
     let stopping = Instant::now();
     stop(token, task).await;
     let took = stopping.elapsed();
-    assert!(took < Duration::from_secs(5), "within the deadline: {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "within the deadline: {took:?}"
+    );
     assert_eq!(rec.finished().len(), 30, "every in-flight job finished");
     let stream = stream_key(&env.namespace, "jobs", 0);
-    assert_eq!(pending(&env.redis, &stream).await, 0, "nothing left pending");
+    assert_eq!(
+        pending(&env.redis, &stream).await,
+        0,
+        "nothing left pending"
+    );
     assert_eq!(xlen(&env.redis, &stream).await, 0, "and everything deleted");
     env.cleanup().await;
 }
@@ -123,9 +149,16 @@ async fn shutdown_past_the_deadline_leaves_unfinished_jobs_for_others() {
     }
     let stopping = Instant::now();
     stop(token, task).await;
-    assert!(stopping.elapsed() < Duration::from_secs(1), "returned by the deadline");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "returned by the deadline"
+    );
     let stream = stream_key(&env.namespace, "jobs", 0);
-    assert_eq!(pending(&env.redis, &stream).await, 3, "unfinished jobs stay pending for reclaim");
+    assert_eq!(
+        pending(&env.redis, &stream).await,
+        3,
+        "unfinished jobs stay pending for reclaim"
+    );
     let rescuer = Recorder::<u32>::ok(Duration::ZERO);
     let (token, task) = spawn_worker(&q, rescuer.clone(), fast_worker("rescuer"));
     rescuer.wait_finished(3, Duration::from_secs(4)).await;

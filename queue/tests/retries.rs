@@ -18,7 +18,10 @@ async fn a_flaky_job_is_retried_with_growing_delays_and_succeeds_on_attempt_thre
     });
     let rec = Recorder::<String>::new(Duration::ZERO, |job| {
         if job.attempt < 3 {
-            Outcome::Retry { error: format!("flaky failure {}", job.attempt), after: None }
+            Outcome::Retry {
+                error: format!("flaky failure {}", job.attempt),
+                after: None,
+            }
         } else {
             Outcome::Done(serde_json::Value::Null)
         }
@@ -27,21 +30,37 @@ async fn a_flaky_job_is_retried_with_growing_delays_and_succeeds_on_attempt_thre
     let id = q.enqueue(&"flaky".to_string()).await.unwrap();
     let start = Instant::now();
     while rec.finished().len() < 3 {
-        assert!(start.elapsed() < Duration::from_secs(5), "only {} attempts", rec.finished().len());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "only {} attempts",
+            rec.finished().len()
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let seen = rec.finished();
-    assert!(seen.iter().all(|s| s.id == id), "one job, same id every attempt");
-    assert_eq!(seen.iter().map(|s| s.attempt).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(
+        seen.iter().all(|s| s.id == id),
+        "one job, same id every attempt"
+    );
+    assert_eq!(
+        seen.iter().map(|s| s.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     let gap1 = seen[1].at - seen[0].at;
     let gap2 = seen[2].at - seen[1].at;
     assert!(gap1 >= Duration::from_millis(200), "first backoff {gap1:?}");
-    assert!(gap2 >= Duration::from_millis(400), "second backoff {gap2:?}");
+    assert!(
+        gap2 >= Duration::from_millis(400),
+        "second backoff {gap2:?}"
+    );
     assert!(gap2 > gap1, "delays grow: {gap1:?} then {gap2:?}");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rec.finished().len() == 3, "not run again after success");
     let stats = q.stats().await.unwrap();
-    assert_eq!((stats.backlog, stats.pending, stats.delayed, stats.dead), (0, 0, 0, 0));
+    assert_eq!(
+        (stats.backlog, stats.pending, stats.delayed, stats.dead),
+        (0, 0, 0, 0)
+    );
     stop(token, task).await;
     env.cleanup().await;
 }
@@ -62,7 +81,10 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_attempts_with_its_er
     let id = q.enqueue(&"doomed".to_string()).await.unwrap();
     let start = Instant::now();
     while q.stats().await.unwrap().dead < 1 {
-        assert!(start.elapsed() < Duration::from_secs(5), "never dead-lettered");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(rec.finished().len(), 3, "exactly max_attempts runs");
@@ -75,27 +97,47 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_attempts_with_its_er
     assert_eq!(letter.attempts, 3);
     assert_eq!(
         letter.history,
-        vec!["always fails (attempt 1)", "always fails (attempt 2)", "always fails (attempt 3)"]
+        vec![
+            "always fails (attempt 1)",
+            "always fails (attempt 2)",
+            "always fails (attempt 3)"
+        ]
     );
     assert!(letter.dead_at_ms > 0);
     let stats = q.stats().await.unwrap();
-    assert_eq!((stats.backlog, stats.pending, stats.delayed, stats.dead), (0, 0, 0, 1));
+    assert_eq!(
+        (stats.backlog, stats.pending, stats.delayed, stats.dead),
+        (0, 0, 0, 1)
+    );
 
     // Outcome::Dead skips retries; dead_letter() files a job directly.
-    let rec2 = Recorder::<String>::new(Duration::ZERO, |_| Outcome::Dead { reason: "bad input".into() });
+    let rec2 = Recorder::<String>::new(Duration::ZERO, |_| Outcome::Dead {
+        reason: "bad input".into(),
+    });
     stop(token, task).await;
     let (token, task) = spawn_worker(&q, rec2.clone(), fast_worker("w2"));
     q.enqueue(&"bad".to_string()).await.unwrap();
     rec2.wait_finished(1, Duration::from_secs(5)).await;
-    q.dead_letter(&"expired".to_string(), "resource timed out").await.unwrap();
+    q.dead_letter(&"expired".to_string(), "resource timed out")
+        .await
+        .unwrap();
     let start = Instant::now();
     while q.stats().await.unwrap().dead < 3 {
         assert!(start.elapsed() < Duration::from_secs(3));
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let errors: Vec<String> = q.dead_letters(10).await.unwrap().into_iter().map(|d| d.error).collect();
+    let errors: Vec<String> = q
+        .dead_letters(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.error)
+        .collect();
     assert!(errors.contains(&"bad input".to_string()), "{errors:?}");
-    assert!(errors.contains(&"resource timed out".to_string()), "{errors:?}");
+    assert!(
+        errors.contains(&"resource timed out".to_string()),
+        "{errors:?}"
+    );
     assert_eq!(rec2.finished().len(), 1, "a dead job is not retried");
     stop(token, task).await;
     env.cleanup().await;
@@ -116,14 +158,20 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
     init_tracing();
     let env = TestEnv::new("queue_poison").await;
     // max_attempts 1 → poison after more than 3 deliveries.
-    let q = queue::<String>(env.redis.clone(), &env.namespace, "jobs", |c| c.max_attempts = 1);
+    let q = queue::<String>(env.redis.clone(), &env.namespace, "jobs", |c| {
+        c.max_attempts = 1
+    });
     q.enqueue(&"poison".to_string()).await.unwrap();
     let mut cfg = fast_worker("crashy");
     cfg.lease = Duration::from_millis(200);
     cfg.shutdown_deadline = Duration::from_millis(50);
     // Each crashing worker: takes the job, then "dies" (its runtime is dropped) without acking.
     for round in 0..4 {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
         let (url, ns) = (env.redis_url.clone(), env.namespace.clone());
         let mut cfg = cfg.clone();
         cfg.consumer = format!("crashy-{round}");
@@ -132,7 +180,9 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
                 .create_pool(Some(deadpool_redis::Runtime::Tokio1))
                 .unwrap();
             let q = queue::<String>(pool, &ns, "jobs", |c| c.max_attempts = 1);
-            let _ = Worker::new(q, Crash, cfg).run(queue::CancellationToken::new()).await;
+            let _ = Worker::new(q, Crash, cfg)
+                .run(queue::CancellationToken::new())
+                .await;
         });
         tokio::time::sleep(Duration::from_millis(600)).await;
         rt.shutdown_background();
@@ -143,12 +193,19 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
     let (token, task) = spawn_worker(&q, rec.clone(), cfg);
     let start = Instant::now();
     while q.stats().await.unwrap().dead < 1 {
-        assert!(start.elapsed() < Duration::from_secs(5), "poison job never dead-lettered");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "poison job never dead-lettered"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(rec.finished().is_empty(), "the poison job is not run again");
     let dead = q.dead_letters(1).await.unwrap();
-    assert!(dead[0].error.starts_with("poison job: delivered"), "{}", dead[0].error);
+    assert!(
+        dead[0].error.starts_with("poison job: delivered"),
+        "{}",
+        dead[0].error
+    );
     stop(token, task).await;
     let stream = stream_key(&env.namespace, "jobs", 0);
     assert_eq!(xlen(&env.redis, &stream).await, 0);

@@ -14,7 +14,9 @@ use testkit::TestEnv;
 async fn delayed_jobs_do_not_run_early_and_run_within_200_ms_of_their_time() {
     init_tracing();
     let env = TestEnv::new("queue_delayed").await;
-    let q = queue::<u32>(env.redis.clone(), &env.namespace, "later", |c| c.partitions = 2);
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "later", |c| {
+        c.partitions = 2
+    });
     let rec = Recorder::<u32>::ok(Duration::ZERO);
     let (token, task) = spawn_worker(&q, rec.clone(), fast_worker("w1"));
     let now = SystemTime::now();
@@ -28,16 +30,23 @@ async fn delayed_jobs_do_not_run_early_and_run_within_200_ms_of_their_time() {
     due.insert(99, now + Duration::from_millis(900));
     assert_eq!(q.stats().await.unwrap().delayed, 5);
     // A job whose time has passed runs at once.
-    q.enqueue_at(&100, now - Duration::from_secs(1)).await.unwrap();
+    q.enqueue_at(&100, now - Duration::from_secs(1))
+        .await
+        .unwrap();
     due.insert(100, now);
 
     rec.wait_finished(6, Duration::from_secs(4)).await;
     for s in rec.finished() {
         let at = due[&s.payload];
-        let late = s.wall.duration_since(at).unwrap_or_else(|e| {
-            panic!("job {} ran {:?} early", s.payload, e.duration())
-        });
-        assert!(late <= Duration::from_millis(200), "job {} ran {late:?} late", s.payload);
+        let late = s
+            .wall
+            .duration_since(at)
+            .unwrap_or_else(|e| panic!("job {} ran {:?} early", s.payload, e.duration()));
+        assert!(
+            late <= Duration::from_millis(200),
+            "job {} ran {late:?} late",
+            s.payload
+        );
     }
     assert_eq!(q.stats().await.unwrap().delayed, 0);
     stop(token, task).await;
@@ -50,7 +59,9 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
     let env = TestEnv::new("queue_recurring").await;
     let every = Duration::from_millis(250);
     let rec = Recorder::<u64>::ok(Duration::ZERO);
-    let q = queue::<u64>(env.redis.clone(), &env.namespace, "ticks", |c| c.partitions = 3);
+    let q = queue::<u64>(env.redis.clone(), &env.namespace, "ticks", |c| {
+        c.partitions = 3
+    });
     let (wtoken, wtask) = spawn_worker(&q, rec.clone(), fast_worker("w1"));
     let stop_schedulers = CancellationToken::new();
     let mut schedulers = Vec::new();
@@ -76,7 +87,10 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
     for n in &occurrences {
         *counts.entry(*n).or_default() += 1;
     }
-    assert!(counts.values().all(|c| *c == 1), "an occurrence ran twice: {counts:?}");
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "an occurrence ran twice: {counts:?}"
+    );
     let expected = (ran.as_millis() / every.as_millis()) as usize;
     assert!(
         occurrences.len() + 1 >= expected && occurrences.len() <= expected + 1,
@@ -84,7 +98,11 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
         occurrences.len()
     );
     let (lo, hi) = (counts.keys().min().unwrap(), counts.keys().max().unwrap());
-    assert_eq!((hi - lo + 1) as usize, counts.len(), "no occurrence skipped: {counts:?}");
+    assert_eq!(
+        (hi - lo + 1) as usize,
+        counts.len(),
+        "no occurrence skipped: {counts:?}"
+    );
     stop(wtoken, wtask).await;
     env.cleanup().await;
 }

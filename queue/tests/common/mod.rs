@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use queue::{CancellationToken, Handler, Job, JobId, Outcome, Pool, Queue, QueueConfig, Worker, WorkerConfig};
+use queue::{
+    CancellationToken, Handler, Job, JobId, Outcome, Pool, Queue, QueueConfig, Worker, WorkerConfig,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -35,7 +37,10 @@ pub struct Recorder<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Recorder<T> {
-    pub fn new(delay: Duration, decide: impl Fn(&Job<T>) -> Outcome + Send + Sync + 'static) -> Self {
+    pub fn new(
+        delay: Duration,
+        decide: impl Fn(&Job<T>) -> Outcome + Send + Sync + 'static,
+    ) -> Self {
         Recorder {
             started: Arc::default(),
             finished: Arc::default(),
@@ -58,7 +63,12 @@ impl<T: Clone + Send + Sync + 'static> Recorder<T> {
     }
 
     pub fn finished_ids(&self) -> HashSet<JobId> {
-        self.finished.lock().unwrap().iter().map(|s| s.id.clone()).collect()
+        self.finished
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// Waits until `n` distinct jobs finished, or panics after `timeout`.
@@ -153,7 +163,11 @@ pub fn stream_key(ns: &str, name: &str, p: u16) -> String {
 
 pub async fn xlen(pool: &Pool, key: &str) -> u64 {
     let mut conn = pool.get().await.unwrap();
-    redis::cmd("XLEN").arg(key).query_async(&mut conn).await.unwrap()
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
 }
 
 /// Pending count of the `workers` group on `key` (0 if the group does not exist).
