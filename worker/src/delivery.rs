@@ -43,6 +43,14 @@ pub struct DeliveryArgs {
     #[arg(long, env = "RESOURCE_TTL_SECS", default_value_t = 3_600,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub resource_ttl_secs: u64,
+    /// Attempts of one delivery before it is dead-lettered (retries back off exponentially)
+    #[arg(long, env = "WEBHOOK_MAX_ATTEMPTS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_max_attempts: u32,
+    /// Longest pause between two delivery attempts, in ms
+    #[arg(long, env = "WEBHOOK_BACKOFF_MAX_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_backoff_max_ms: u64,
     /// Linger of the webhooks worker after the first job of a batch, in ms (0 = deliver at once)
     #[arg(long, env = "WEBHOOK_BATCH_LINGER_MS", default_value_t = 0)]
     pub webhook_batch_linger_ms: u64,
@@ -65,16 +73,17 @@ impl DeliveryArgs {
 pub fn webhooks_queue(
     pool: deadpool_redis::Pool,
     namespace: &str,
-    max_attempts: u32,
+    args: &DeliveryArgs,
 ) -> Queue<DeliveryJob> {
     let mut config = QueueConfig::new(namespace, WEBHOOKS_QUEUE);
-    config.max_attempts = max_attempts;
+    config.max_attempts = args.webhook_max_attempts;
+    config.backoff_max = Duration::from_millis(args.webhook_backoff_max_ms);
     Queue::new(pool, config)
 }
 
 /// The collator the message side records packets with; its delivery jobs land on `webhooks`.
 pub fn collator(pool: deadpool_redis::Pool, namespace: &str, args: &DeliveryArgs) -> Collator {
-    let queue = webhooks_queue(pool.clone(), namespace, 1);
+    let queue = webhooks_queue(pool.clone(), namespace, args);
     Collator::new(
         pool,
         namespace,
@@ -83,7 +92,9 @@ pub fn collator(pool: deadpool_redis::Pool, namespace: &str, args: &DeliveryArgs
     )
 }
 
-/// Runs the webhooks worker and the timeout sweeper until `shutdown` is cancelled.
+/// Runs the webhooks worker and the timeout sweeper until `shutdown` is cancelled. Deliveries
+/// use `WEBHOOK_MAX_ATTEMPTS` (a webhook target may be down far longer than a message job should
+/// wait); `max_attempts` (the worker's `MAX_ATTEMPTS`) is only logged when it is larger.
 pub async fn run(
     args: DeliveryArgs,
     redis: deadpool_redis::Pool,
@@ -92,7 +103,14 @@ pub async fn run(
     max_attempts: u32,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let queue = webhooks_queue(redis.clone(), &namespace, max_attempts);
+    let queue = webhooks_queue(redis.clone(), &namespace, &args);
+    if max_attempts > args.webhook_max_attempts {
+        tracing::info!(
+            max_attempts,
+            webhook_max_attempts = args.webhook_max_attempts,
+            "webhook deliveries use WEBHOOK_MAX_ATTEMPTS, not MAX_ATTEMPTS"
+        );
+    }
     let collator = collator(redis, &namespace, &args);
     let handler = DeliveryHandler::new(&args, collator.clone())?;
     let config = WorkerConfig {
