@@ -1,0 +1,182 @@
+//! Shared test helpers: start the real consumer in-process on 127.0.0.1:0 against the real
+//! Redis and Elasticsearch (unique namespace and index prefix per test), plus a real HTTP client
+//! and direct views of the queue.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use consumer::Config;
+use pipeline::packet::MessageJob;
+use queue::{Queue, QueueConfig, QueueStats};
+use testkit::TestEnv;
+use tokio_util::sync::CancellationToken;
+
+pub struct App {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub config: Config,
+    pub queue: Queue<MessageJob>,
+    token: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// A config for `env`, every other setting at its default; `extra` flags are appended.
+pub fn config(env: &TestEnv, redis_url: &str, es_url: &str, extra: &[&str]) -> Config {
+    let mut args = vec![
+        "consumer".to_string(),
+        "--redis-url".into(),
+        redis_url.into(),
+        "--queue-namespace".into(),
+        env.namespace.clone(),
+        "--elasticsearch-url".into(),
+        es_url.into(),
+        "--es-index-prefix".into(),
+        env.index_prefix.clone(),
+        "--addr".into(),
+        "127.0.0.1:0".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Config::try_parse_from(args).expect("test config parses")
+}
+
+/// Starts the consumer on the shared Redis and Elasticsearch of `env`.
+pub async fn spawn(env: &TestEnv, extra: &[&str]) -> App {
+    spawn_with(config(env, &env.redis_url, &env.elasticsearch_url, extra)).await
+}
+
+pub async fn spawn_with(config: Config) -> App {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let task = tokio::spawn(consumer::run(config.clone(), listener, token.clone()));
+    let url = format!("http://{addr}");
+    testkit::wait_for_http(&format!("{url}/healthz"), Duration::from_secs(10))
+        .await
+        .expect("consumer answers /healthz");
+    let pool = config.redis.pool().unwrap();
+    let queue = Queue::new(
+        pool,
+        QueueConfig::new(config.redis.queue_namespace.clone(), "messages"),
+    );
+    App {
+        addr,
+        url,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        config,
+        queue,
+        token,
+        task,
+    }
+}
+
+impl App {
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{}", self.url, path)
+    }
+
+    /// POST raw bytes with a content type.
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let mut req = self.http.post(self.at(path)).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        req.send().await.expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.post_raw(
+            path,
+            Some("application/json"),
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
+    }
+
+    pub async fn stats(&self) -> QueueStats {
+        self.queue.stats().await.expect("queue stats")
+    }
+
+    /// Every job currently in the `messages` stream, oldest first.
+    pub async fn jobs(&self, env: &TestEnv) -> Vec<(String, MessageJob)> {
+        let mut conn = env.redis.get().await.unwrap();
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.queue.stream_key(None))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut *conn)
+            .await
+            .unwrap();
+        entries
+            .ids
+            .iter()
+            .map(|e| {
+                let id: String = e.get(queue::wire::ID).expect("job id field");
+                let payload: String = e.get(queue::wire::PAYLOAD).expect("payload field");
+                (
+                    id,
+                    serde_json::from_str(&payload).expect("payload is a MessageJob"),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops the server and waits for `run` to return.
+    pub async fn stop(self) {
+        self.token.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("consumer stops within 10 s")
+            .expect("consumer task did not panic");
+        result.expect("run returned Ok");
+    }
+}
+
+/// A problem+json answer: asserts the status, the content type and the standard members.
+pub async fn problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        ct, "application/problem+json",
+        "content type for {status}: {body}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).expect("problem body is JSON");
+    assert_eq!(v["status"], status, "{v}");
+    assert!(
+        v["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("urn:conveyor:problem:")),
+        "{v}"
+    );
+    assert!(v["title"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
+    assert!(v["detail"].as_str().is_some(), "{v}");
+    v
+}
+
+/// `{"number":n,"sent_at":now}` with extra fields merged in.
+pub fn packet(n: u64, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = serde_json::json!({"number": n, "sent_at": chrono::Utc::now().to_rfc3339()});
+    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, val) in more {
+            obj.insert(k.clone(), val.clone());
+        }
+    }
+    v
+}
