@@ -1,1 +1,106 @@
-//! worker
+//! The worker: runs `messages` jobs from the Redis queue — word lengths, one Elasticsearch
+//! `_bulk` per batch, resource collation — and answers each job with its stored document.
+//!
+//! [`run`] ensures the indices (waiting for Elasticsearch as long as it takes), then runs the
+//! queue worker until the shutdown token fires; in-flight batches finish within the deadline.
+//! Next to it, [`delivery`] (the webhook side) runs `webhooks` jobs. The worker owns no HTTP
+//! API beyond health and metrics ([`http`]); message reads are the consumer's.
+
+pub mod config;
+pub mod delivery;
+pub mod handler;
+pub mod http;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use pipeline::packet::MessageJob;
+use pipeline::store::Store;
+use queue::{Queue, Worker};
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use handler::MessageHandler;
+
+/// Runs the worker until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let pool = config.redis.pool()?;
+    let store = Store::new(&config.elastic)?;
+    let ready = http::Readiness::default();
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding WORKER_METRICS_ADDR {addr}"))?;
+        let app = http::router(ready.clone());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "metrics listener failed");
+            }
+        });
+        tracing::info!(%addr, "health and metrics listening");
+    }
+    if !ensure_indices(&store, &shutdown).await {
+        return Ok(());
+    }
+    let queue: Queue<MessageJob> = Queue::new(pool.clone(), config.messages_queue());
+    let namespace = config.redis.queue_namespace.clone();
+    let collator = delivery::collator(pool.clone(), &namespace, &config.delivery);
+    let handler = MessageHandler::new(
+        store,
+        collator,
+        Duration::from_millis(config.es_wait_ms),
+        shutdown.clone(),
+    );
+    let worker_config = config.worker_config();
+    let deliveries = tokio::spawn(delivery::run(
+        config.delivery.clone(),
+        pool.clone(),
+        namespace.clone(),
+        worker_config.clone(),
+        config.max_attempts,
+        shutdown.clone(),
+    ));
+    tracing::info!(
+        consumer = %worker_config.consumer,
+        batch_size = worker_config.batch_size,
+        concurrency = worker_config.concurrency,
+        namespace = %config.redis.queue_namespace,
+        index = %config.elastic.index("messages"),
+        "worker started"
+    );
+    ready.set(true);
+    let result = Worker::new(queue, handler, worker_config)
+        .run(shutdown.clone())
+        .await;
+    ready.set(false);
+    shutdown.cancel(); // if the message worker failed, stop the delivery side too
+    let delivered = deliveries.await.context("webhook delivery task")?;
+    result.context("message worker")?;
+    delivered.context("webhook delivery")?;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Creates the indices, retrying with backoff until Elasticsearch answers. Returns false if
+/// shutdown came first.
+async fn ensure_indices(store: &Store, shutdown: &CancellationToken) -> bool {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match store.ensure_indices().await {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "cannot ensure Elasticsearch indices yet");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            _ = tokio::time::sleep(pause) => {}
+        }
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
