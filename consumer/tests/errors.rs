@@ -166,7 +166,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     .await;
 
     assert_eq!(app.stats().await, before, "no rejection enqueued anything");
-    assert!(app.jobs(&env).await.is_empty());
+    assert!(app.jobs().await.is_empty());
     app.stop().await;
     env.cleanup().await;
 }
@@ -194,7 +194,7 @@ async fn backlog_over_limit_is_429_with_retry_after() {
     assert!(resp.headers().contains_key("retry-after"));
     problem(resp, 429).await;
     assert_eq!(app.stats().await.backlog, 3, "429 enqueued nothing");
-    assert_eq!(app.jobs(&env).await.len(), 3);
+    assert_eq!(app.jobs().await.len(), 3);
     app.stop().await;
     env.cleanup().await;
 }

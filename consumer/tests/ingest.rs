@@ -20,7 +20,7 @@ async fn post_enqueues_exactly_one_stamped_job() {
     let answer: serde_json::Value = resp.json().await.unwrap();
     let after = Utc::now();
 
-    let jobs = app.jobs(&env).await;
+    let jobs = app.jobs().await;
     assert_eq!(jobs.len(), 1, "exactly one job");
     let (id, job) = &jobs[0];
     assert_eq!(answer["id"], id.as_str());
@@ -87,7 +87,7 @@ async fn batch_is_all_or_nothing() {
         .map(|i| i.as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 1000);
-    let jobs = app.jobs(&env).await;
+    let jobs = app.jobs().await;
     assert_eq!(jobs.len(), 1000);
     let mut numbers: Vec<u64> = jobs.iter().map(|(_, j)| j.packet.number).collect();
     numbers.sort_unstable();

@@ -20,6 +20,7 @@ pub struct App {
     pub http: reqwest::Client,
     pub config: Config,
     pub queue: Queue<MessageJob>,
+    pub pool: queue::Pool,
     token: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
@@ -59,7 +60,7 @@ pub async fn spawn_with(config: Config) -> App {
         .expect("consumer answers /healthz");
     let pool = config.redis.pool().unwrap();
     let queue = Queue::new(
-        pool,
+        pool.clone(),
         QueueConfig::new(config.redis.queue_namespace.clone(), "messages"),
     );
     App {
@@ -71,6 +72,7 @@ pub async fn spawn_with(config: Config) -> App {
             .unwrap(),
         config,
         queue,
+        pool,
         token,
         task,
     }
@@ -109,8 +111,8 @@ impl App {
     }
 
     /// Every job currently in the `messages` stream, oldest first.
-    pub async fn jobs(&self, env: &TestEnv) -> Vec<(String, MessageJob)> {
-        let mut conn = env.redis.get().await.unwrap();
+    pub async fn jobs(&self) -> Vec<(String, MessageJob)> {
+        let mut conn = self.pool.get().await.unwrap();
         let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(self.queue.stream_key(None))
             .arg("-")

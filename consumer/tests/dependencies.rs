@@ -1,0 +1,157 @@
+//! Dependencies going away: a killed Redis answers 503 (Retry-After) on ingest and /stats and
+//! readiness fails; Elasticsearch cut off by a proxy fails readiness and reads with 503. The
+//! shared servers are never touched: a private redis-server and a TCP proxy stand in.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{config, packet, problem, spawn_with};
+use serde_json::json;
+use testkit::{RedisServer, TcpProxy, TestEnv};
+
+#[tokio::test]
+async fn killed_redis_is_503_and_recovers() {
+    let env = TestEnv::new("consumer_503").await;
+    let mut redis = RedisServer::start().await;
+    let app = spawn_with(config(
+        &env,
+        &redis.url(),
+        &env.elasticsearch_url,
+        &["--backlog-cache-ms", "0"],
+    ))
+    .await;
+    assert_eq!(
+        app.post_json("/messages", &packet(1, json!({})))
+            .await
+            .status(),
+        202
+    );
+    let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    redis.kill();
+    let resp = app.post_json("/messages", &packet(2, json!({}))).await;
+    assert!(resp.headers().contains_key("retry-after"));
+    let v = problem(resp, 503).await;
+    assert!(v["detail"].as_str().unwrap().contains("Redis"), "{v}");
+    problem(
+        app.post_json("/messages/batch", &json!([packet(3, json!({}))]))
+            .await,
+        503,
+    )
+    .await;
+    problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
+    let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body, json!({"redis": "down", "elasticsearch": "ok"}));
+
+    // Back with its AOF: the one accepted job is there, the rejected ones are not.
+    redis.restart().await;
+    assert_eq!(app.stats().await.backlog, 1);
+    let jobs = app.jobs().await;
+    assert_eq!(
+        jobs.iter()
+            .map(|(_, j)| j.packet.number)
+            .collect::<Vec<_>>(),
+        [1]
+    );
+    assert_eq!(
+        app.post_json("/messages", &packet(4, json!({})))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(app.stats().await.backlog, 2);
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn elasticsearch_cut_off_fails_readiness_and_reads_but_not_ingest() {
+    let env = TestEnv::new("consumer_esdown").await;
+    let target: SocketAddr = env
+        .elasticsearch_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("ELASTICSEARCH_URL is http://ip:port");
+    let proxy = TcpProxy::start(target).await;
+    let app = spawn_with(config(&env, &env.redis_url, &proxy.http_url(), &[])).await;
+    assert_eq!(
+        app.http
+            .get(app.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    proxy.set_enabled(false);
+    let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body, json!({"redis": "ok", "elasticsearch": "down"}));
+    let v = problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
+    assert!(
+        v["detail"].as_str().unwrap().contains("Elasticsearch"),
+        "{v}"
+    );
+    problem(app.http.get(app.at("/messages")).send().await.unwrap(), 503).await;
+    problem(
+        app.http.get(app.at("/messages/p/1")).send().await.unwrap(),
+        503,
+    )
+    .await;
+    // Ingest only needs Redis: packets are still accepted and wait in the queue.
+    assert_eq!(
+        app.post_json("/messages", &packet(1, json!({})))
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(app.stats().await.backlog, 1);
+
+    proxy.set_enabled(true);
+    assert_eq!(
+        app.http
+            .get(app.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn healthz_answers_while_everything_is_down() {
+    let env = TestEnv::new("consumer_live").await;
+    let dead_redis = format!("redis://127.0.0.1:{}", testkit::free_port());
+    let dead_es = format!("http://127.0.0.1:{}", testkit::free_port());
+    let app = spawn_with(config(&env, &dead_redis, &dead_es, &[])).await;
+    assert_eq!(
+        app.http
+            .get(app.at("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.http
+            .get(app.at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    problem(app.post_json("/messages", &packet(1, json!({}))).await, 503).await;
+    app.stop().await;
+    env.cleanup().await;
+}
