@@ -39,9 +39,6 @@ pub struct Config {
     /// `timeout_ms` used when a `?wait=true` request gives none
     #[arg(long, env = "WAIT_DEFAULT_MS", default_value_t = 5_000)]
     pub wait_default_ms: u64,
-    /// Partitions (streams) of the `messages` queue; workers must use the same value
-    #[arg(long, env = "QUEUE_PARTITIONS", default_value_t = 1)]
-    pub queue_partitions: u16,
     /// Longest a single Redis or Elasticsearch call may take before the answer is 503, in ms
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000)]
     pub dependency_timeout_ms: u64,

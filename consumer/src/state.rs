@@ -38,8 +38,9 @@ impl AppState {
     /// Builds the pool, queue and store from `config` (connections open lazily).
     pub fn new(config: &Config) -> anyhow::Result<AppState> {
         let pool = config.redis.pool()?;
-        let mut qc = QueueConfig::new(config.redis.queue_namespace.clone(), MESSAGES_QUEUE);
-        qc.partitions = config.queue_partitions;
+        // One partition, like the worker: the partition key (resource id) is still passed, so
+        // raising the count later only needs both sides to agree.
+        let qc = QueueConfig::new(config.redis.queue_namespace.clone(), MESSAGES_QUEUE);
         let queue = Queue::new(pool.clone(), qc).with_redis_url(config.redis.redis_url.clone());
         let store = Store::new(&config.elastic).context("building the Elasticsearch client")?;
         Ok(AppState {
