@@ -183,11 +183,18 @@ impl Stack {
 
     /// Starts one more worker, waits for its `/healthz`, returns its index.
     pub async fn start_worker(&mut self) -> Result<usize> {
+        self.start_worker_with(&[]).await
+    }
+
+    /// Starts one more worker with extra environment (wins over everything else), e.g. its own
+    /// `ELASTICSEARCH_URL`; waits for its `/healthz`, returns its index.
+    pub async fn start_worker_with(&mut self, env: &[(&str, &str)]) -> Result<usize> {
         let port = free_port();
         let es = self.config.worker_elasticsearch_url.clone();
-        let extra: Vec<(String, String)> = es
+        let mut extra: Vec<(String, String)> = es
             .map(|u| vec![("ELASTICSEARCH_URL".to_string(), u)])
             .unwrap_or_default();
+        extra.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let guard = self
             .spawn_service(Service::Worker, "worker", port, &extra)
             .await?;
@@ -253,19 +260,25 @@ impl Stack {
     pub fn spawn_producer(&self, args: &[&str]) -> Result<ChildGuard> {
         ChildGuard::spawn("producer", self.producer_command(args))
     }
-    /// Runs the producer to completion (blocking a thread, not the runtime); returns its stdout.
-    pub async fn run_producer(&self, args: &[&str]) -> Result<String> {
+    /// Runs the producer to completion; returns its stdout. The future owns everything it needs,
+    /// so it can be `tokio::spawn`ed while the test kills workers or cuts Elasticsearch off.
+    pub fn run_producer(
+        &self,
+        args: &[&str],
+    ) -> impl std::future::Future<Output = Result<String>> + Send + 'static {
         let mut cmd = tokio::process::Command::from(self.producer_command(args));
         cmd.kill_on_drop(true);
-        let out = cmd.output().await.context("running producer")?;
-        if !out.status.success() {
-            bail!(
-                "producer exited with {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        async move {
+            let out = cmd.output().await.context("running producer")?;
+            if !out.status.success() {
+                bail!(
+                    "producer exited with {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn base_env(&self, service: Service, port: u16) -> Vec<(String, String)> {
@@ -309,9 +322,9 @@ impl Stack {
         let all = self
             .base_env(service, port)
             .into_iter()
-            .chain(extra.iter().cloned())
             .chain(self.config.common_env.iter().cloned())
-            .chain(overrides.cloned());
+            .chain(overrides.cloned())
+            .chain(extra.iter().cloned());
         for (k, v) in all {
             cmd.env(k, v);
         }
