@@ -1,16 +1,18 @@
 //! Paced mode: RATE sends per wall-clock second, spread evenly over its first WINDOW_MS, with a
-//! one-line summary per second. Each send runs in its own task so a slow or retried request never
-//! delays the schedule; the run ends after the last send has finished (or given up).
+//! one-line summary per second. The schedule runs on a dedicated thread ([`Clock`]) and each send
+//! in its own task, so neither a busy runtime nor a slow or retried request delays a slot; the
+//! run ends after the last send has finished (or given up).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::packets::Generator;
+use crate::packets::{Generator, Planned};
 use crate::send::{Sender, Sent};
 use crate::Summary;
 
@@ -35,7 +37,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     )?;
     let url: Arc<str> = config.messages_url().into();
     let counters = Arc::new(Counters::default());
-    let mut generator = Generator::new(
+    let generator = Generator::new(
         &config.producer,
         config.start,
         config.limit(),
@@ -48,29 +50,26 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     ));
     let stop_ticker = ticker.abort_handle();
     let mut tasks = JoinSet::new();
-    let window_us = config.window_ms * 1000;
-    let mut second = next_whole_second(SystemTime::now());
-    'seconds: loop {
-        for i in 0..u64::from(config.rate) {
-            let Some(packet) = generator.next() else {
-                break 'seconds;
-            };
-            let at = second + Duration::from_micros(window_us * i / u64::from(config.rate));
-            tokio::select! {
-                _ = shutdown.cancelled() => break 'seconds,
-                _ = sleep_until_wall(at) => {}
-            }
-            let (sender, url, counters) = (sender.clone(), url.clone(), counters.clone());
-            counters.sent.fetch_add(1, Ordering::Relaxed);
-            tasks.spawn(async move {
-                let body = packet.render(); // sent_at stamped now, kept across retries
-                let result = sender.post(&url, || body.clone()).await;
-                record(&counters, packet.number, result);
-            });
-        }
-        second += Duration::from_secs(1);
+    let (slots, mut due) = tokio::sync::mpsc::unbounded_channel();
+    let clock = Clock {
+        rate: config.rate,
+        window: Duration::from_millis(config.window_ms),
+        shutdown: shutdown.clone(),
+    };
+    let clock = std::thread::Builder::new()
+        .name("producer-clock".into())
+        .spawn(move || clock.run(generator, slots))?;
+    while let Some((packet, sent_at)) = due.recv().await {
+        let (sender, url, counters) = (sender.clone(), url.clone(), counters.clone());
+        counters.sent.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            let body = packet.render_at(sent_at); // kept across retries
+            let result = sender.post(&url, || body.clone()).await;
+            record(&counters, packet.number, result);
+        });
         while tasks.try_join_next().is_some() {}
     }
+    let _ = clock.join();
     while tasks.join_next().await.is_some() {}
     stop_ticker.abort();
     let all = std::mem::take(&mut *counters.all.lock().unwrap_or_else(|e| e.into_inner()));
@@ -82,6 +81,65 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         latencies_us: all,
         elapsed: Duration::ZERO,
     })
+}
+
+/// The schedule, kept on its own OS thread so a busy async runtime cannot make sends late: it
+/// sleeps to each slot (the last millisecond spun), stamps `sent_at` and hands the packet over.
+struct Clock {
+    rate: u32,
+    window: Duration,
+    shutdown: CancellationToken,
+}
+
+type Slot = (Planned, String);
+
+impl Clock {
+    fn run(self, mut generator: Generator, slots: UnboundedSender<Slot>) {
+        let mut second = next_whole_second(SystemTime::now());
+        loop {
+            for i in 0..self.rate {
+                let Some(packet) = generator.next() else {
+                    return;
+                };
+                let at = second + self.window * i / self.rate;
+                if !self.wait_until(at) {
+                    return;
+                }
+                let sent_at = crate::packets::now_rfc3339();
+                let late = SystemTime::now().duration_since(at).unwrap_or_default();
+                if late > Duration::from_millis(20) {
+                    tracing::warn!(
+                        number = packet.number,
+                        late_ms = late.as_millis() as u64,
+                        "send slot missed"
+                    );
+                }
+                if slots.send((packet, sent_at)).is_err() {
+                    return;
+                }
+            }
+            second += Duration::from_secs(1);
+        }
+    }
+
+    /// Sleeps until the wall clock reads `at`; false if shutdown came first.
+    fn wait_until(&self, at: SystemTime) -> bool {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return false;
+            }
+            let Ok(left) = at.duration_since(SystemTime::now()) else {
+                return true;
+            };
+            if left > Duration::from_millis(2) {
+                std::thread::sleep(
+                    (left - Duration::from_millis(1)).min(Duration::from_millis(50)),
+                );
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
 }
 
 fn record(counters: &Counters, number: u64, result: Sent) {
@@ -149,13 +207,6 @@ async fn report_every_second(counters: Arc<Counters>, stop: CancellationToken) {
 fn next_whole_second(now: SystemTime) -> SystemTime {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
-}
-
-/// Sleeps until the wall clock reads `at` (returns at once if it already passed).
-async fn sleep_until_wall(at: SystemTime) {
-    if let Ok(wait) = at.duration_since(SystemTime::now()) {
-        tokio::time::sleep(wait).await;
-    }
 }
 
 #[cfg(test)]

@@ -90,7 +90,12 @@ impl Planned {
 
     /// The JSON body with `sent_at` = now (RFC 3339, microseconds, UTC).
     pub fn render(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.body(now_rfc3339())).unwrap_or_default()
+        self.render_at(now_rfc3339())
+    }
+
+    /// The JSON body with the given `sent_at` (taken by the caller just before the send).
+    pub fn render_at(&self, sent_at: String) -> Vec<u8> {
+        serde_json::to_vec(&self.body(sent_at)).unwrap_or_default()
     }
 }
 
