@@ -182,6 +182,23 @@ impl StoredMessage {
     }
 }
 
+/// Whether `s` is a valid producer name: `[A-Za-z0-9_.-]{1,64}`.
+pub fn is_valid_producer(s: &str) -> bool {
+    is_name(s, 64, false)
+}
+
+/// Whether `s` is a valid resource id: `[A-Za-z0-9_.:-]{1,128}`.
+pub fn is_valid_resource_id(s: &str) -> bool {
+    is_name(s, 128, true)
+}
+
+/// 1..=max ASCII characters from `A-Z a-z 0-9 _ . -` (and `:` when `colon`).
+fn is_name(s: &str, max: usize, colon: bool) -> bool {
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (colon && c == ':');
+    !s.is_empty() && s.len() <= max && s.chars().all(allowed)
+}
+
 /// The field's value, treating JSON `null` as absent.
 fn optional<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     obj.get(name).filter(|v| !v.is_null())
@@ -241,12 +258,8 @@ fn parse_name(
     let Some(v) = optional(obj, name) else {
         return Some(None);
     };
-    let allowed =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (colon && c == ':');
     match v.as_str() {
-        Some(s) if !s.is_empty() && s.len() <= max && s.chars().all(allowed) => {
-            Some(Some(s.to_string()))
-        }
+        Some(s) if is_name(s, max, colon) => Some(Some(s.to_string())),
         _ => {
             let set = if colon {
                 "A-Z a-z 0-9 _ . : -"

@@ -1,7 +1,9 @@
 //! Every validation rule of a packet (DESIGN.md "The pipeline"), one or more cases each.
 
 use chrono::{DateTime, TimeZone, Utc};
-use pipeline::packet::{FieldError, Packet, ValidationErrors};
+use pipeline::packet::{
+    is_valid_producer, is_valid_resource_id, FieldError, Packet, ValidationErrors,
+};
 use serde_json::{json, Value};
 
 fn ok(v: Value) -> Packet {
@@ -202,4 +204,14 @@ fn from_bytes_and_prefixed_names() {
     );
     let whole = ValidationErrors::single("$", "must be a JSON object").prefixed("[0]");
     assert_eq!(whole[0].name, "[0]");
+}
+
+#[test]
+fn name_checks_match_the_field_rules() {
+    assert!(is_valid_producer("a.B_9-z"));
+    assert!(!is_valid_producer("a:b"));
+    assert!(!is_valid_producer(&"x".repeat(65)));
+    assert!(is_valid_resource_id("order:1"));
+    assert!(!is_valid_resource_id("order 1"));
+    assert!(!is_valid_resource_id(""));
 }

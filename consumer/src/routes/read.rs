@@ -5,7 +5,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use pipeline::packet::{FieldError, StoredMessage};
+use pipeline::packet::{is_valid_producer, FieldError, StoredMessage};
 use pipeline::store::MAX_PAGE;
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +66,7 @@ pub async fn list_messages(
         ));
     }
     if let Some(p) = &params.producer {
-        if !valid_producer(p) {
+        if !is_valid_producer(p) {
             errors.push(FieldError::new(
                 "producer",
                 "must be 1 to 64 characters from A-Z a-z 0-9 _ . -",
@@ -109,7 +109,7 @@ pub async fn get_message(
     let Ok(n) = number.parse::<u64>() else {
         return Err(not_found());
     };
-    if !valid_producer(&producer) {
+    if !is_valid_producer(&producer) {
         return Err(not_found());
     }
     let store = state.store();
@@ -122,11 +122,4 @@ pub async fn get_message(
         })
         .await?;
     found.map(Json).ok_or_else(not_found)
-}
-
-fn valid_producer(p: &str) -> bool {
-    !p.is_empty()
-        && p.len() <= 64
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
