@@ -172,6 +172,36 @@ impl Entry {
     }
 }
 
+/// Writes the entry as XADD field/value arguments without building intermediate strings
+/// (this is the bulk-enqueue hot path).
+impl redis::ToRedisArgs for Entry {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        out.write_arg(wire::ID.as_bytes());
+        out.write_arg(self.id.as_bytes());
+        out.write_arg(wire::PAYLOAD.as_bytes());
+        out.write_arg(self.payload.as_bytes());
+        out.write_arg(wire::ATTEMPT.as_bytes());
+        out.write_arg_fmt(self.attempt);
+        out.write_arg(wire::ENQUEUED_AT.as_bytes());
+        out.write_arg_fmt(self.enqueued_at);
+        if self.reply {
+            out.write_arg(wire::REPLY.as_bytes());
+            out.write_arg(b"1");
+        }
+        if !self.history.is_empty() {
+            out.write_arg(wire::HISTORY.as_bytes());
+            out.write_arg(
+                serde_json::to_string(&self.history)
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +215,10 @@ mod tests {
         assert_eq!(flat[3], "{\"a\":1}");
         assert!(flat.contains(&"reply".to_string()));
         assert_eq!(flat.last().unwrap(), "[\"boom\"]");
+        let args: Vec<String> = redis::ToRedisArgs::to_redis_args(&e)
+            .into_iter()
+            .map(|a| String::from_utf8(a).unwrap())
+            .collect();
+        assert_eq!(args, flat, "XADD arguments and the delayed member agree");
     }
 }

@@ -21,14 +21,20 @@ pub struct Keys {
     ns: String,
     name: String,
     partitions: u16,
+    /// Stream keys by partition, built once (they are on every hot path).
+    streams: Vec<String>,
 }
 
 impl Keys {
     pub fn new(ns: &str, name: &str, partitions: u16) -> Self {
+        let partitions = partitions.max(1);
         Keys {
             ns: ns.to_string(),
             name: name.to_string(),
-            partitions: partitions.max(1),
+            partitions,
+            streams: (0..partitions)
+                .map(|p| format!("{ns}:{{{name}:{p}}}"))
+                .collect(),
         }
     }
 
@@ -38,7 +44,15 @@ impl Keys {
 
     /// Stream of partition `p`.
     pub fn stream(&self, p: u16) -> String {
-        format!("{}:{{{}:{}}}", self.ns, self.name, p)
+        self.stream_ref(p).to_string()
+    }
+
+    /// Stream of partition `p`, borrowed.
+    pub fn stream_ref(&self, p: u16) -> &str {
+        match self.streams.get(usize::from(p)) {
+            Some(s) => s,
+            None => self.streams.first().map_or("", String::as_str),
+        }
     }
 
     /// Delayed set of partition `p` (retries and scheduled jobs).

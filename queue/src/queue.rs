@@ -181,9 +181,9 @@ impl<T> Queue<T> {
             }
             None => {
                 let _: () = redis::cmd("XADD")
-                    .arg(self.keys().stream(p))
+                    .arg(self.keys().stream_ref(p))
                     .arg("*")
-                    .arg(entry.fields())
+                    .arg(entry)
                     .query_async(&mut conn)
                     .await?;
             }
@@ -200,9 +200,9 @@ impl<T> Queue<T> {
         let mut pipe = redis::pipe();
         for (p, entry) in &entries {
             pipe.cmd("XADD")
-                .arg(self.keys().stream(*p))
+                .arg(self.keys().stream_ref(*p))
                 .arg("*")
-                .arg(entry.fields())
+                .arg(entry)
                 .ignore();
         }
         let mut conn = self.conn().await?;
