@@ -80,6 +80,8 @@ impl Browser {
               banner: b.hidden ? "" : b.innerText.trim(),
               max_stale: document.getElementById("card-max").dataset.stale,
               transit_stale: document.getElementById("card-transit").dataset.stale,
+              transit_note: document.getElementById("card-transit").querySelector(".sub:not([hidden])").innerText.trim(),
+              rate_now: t("rate-now"), title: document.title, body: document.body.innerText,
               backlog: t("q-backlog"), workers: t("q-workers"), resources: t("resources"),
             };"#;
         let v = self
@@ -135,6 +137,10 @@ struct Page {
     banner: String,
     max_stale: String,
     transit_stale: String,
+    transit_note: String,
+    rate_now: String,
+    title: String,
+    body: String,
     backlog: String,
     workers: String,
     resources: String,
@@ -424,5 +430,108 @@ async fn page_marks_figures_stale_while_elasticsearch_is_down() {
 
     browser.close().await;
     drop(stack);
+    env.cleanup().await;
+}
+
+/// Starts the real `dashboard` binary for `env` on `port` and waits for `/healthz`.
+async fn start_dashboard_binary(env: &TestEnv, port: u16) -> ChildGuard {
+    let mut cmd = Command::new(testkit::bin_path("dashboard"));
+    cmd.env("REDIS_URL", &env.redis_url)
+        .env("ELASTICSEARCH_URL", &env.elasticsearch_url)
+        .env("QUEUE_NAMESPACE", &env.namespace)
+        .env("ES_INDEX_PREFIX", &env.index_prefix)
+        .env("DASHBOARD_ADDR", format!("127.0.0.1:{port}"));
+    let guard = ChildGuard::spawn("dashboard", cmd).expect("spawn dashboard");
+    wait_for_http(
+        &format!("http://127.0.0.1:{port}/healthz"),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("dashboard healthy");
+    guard
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_shows_dashes_for_an_empty_window_and_reconnects_by_itself() {
+    let _one = ONE_BROWSER.lock().await;
+    let env = TestEnv::new("dash_browser_empty").await;
+    // Only messages received an hour ago: the 10-s window is empty.
+    let store = pipeline::store::Store::new(&pipeline::config::ElasticArgs {
+        elasticsearch_url: env.elasticsearch_url.clone(),
+        es_index_prefix: env.index_prefix.clone(),
+    })
+    .expect("store");
+    store.ensure_indices().await.expect("messages index");
+    let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+    let docs: Vec<_> = (40..=42)
+        .map(|number| pipeline::packet::StoredMessage {
+            producer: "old".into(),
+            number,
+            sent_at: long_ago,
+            received_at: long_ago,
+            stored_at: long_ago,
+            transit_ms: 3.0,
+            word_lengths: vec![],
+            text: String::new(),
+            resource_id: None,
+            seq: None,
+            total: None,
+        })
+        .collect();
+    store.index_messages(&docs).await.expect("index messages");
+    env.refresh("messages").await;
+
+    let port = free_port();
+    let mut dashboard = start_dashboard_binary(&env, port).await;
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{port}/"))
+        .await
+        .expect("open");
+    let page = browser
+        .until(Duration::from_secs(15), "live page", |p| {
+            p.conn == "live" && p.es == "up"
+        })
+        .await;
+    assert_eq!(page.max, "42");
+    assert_eq!(page.avg, "\u{2014}", "empty window shows a dash: {page:?}");
+    assert_eq!(page.transit_note, "no messages received in the last 10 s");
+    assert_eq!(
+        page.rate_now, "0",
+        "the chart's latest second is a real zero"
+    );
+    assert!(
+        !page.body.contains("NaN") && !page.title.contains("NaN"),
+        "{page:?}"
+    );
+    assert!(page.title.contains("#42"), "title {:?}", page.title);
+
+    // The dashboard process dies: the page says it lost the connection and keeps its values.
+    dashboard.kill();
+    let lost = browser
+        .until(
+            Duration::from_secs(10),
+            "connection lost on the page",
+            |p| p.conn == "reconnecting" || p.conn == "stale",
+        )
+        .await;
+    assert!(
+        lost.banner.contains("Lost the live connection"),
+        "banner {:?}",
+        lost.banner
+    );
+    assert_eq!(lost.max, "42");
+    // It comes back on the same port: the page reconnects by itself.
+    let _dashboard = start_dashboard_binary(&env, port).await;
+    let back = browser
+        .until(Duration::from_secs(20), "page live again", |p| {
+            p.conn == "live"
+        })
+        .await;
+    assert_eq!(back.banner, "");
+    assert_eq!(back.max, "42");
+
+    browser.close().await;
     env.cleanup().await;
 }
