@@ -167,9 +167,12 @@ stack_defaults() {
   : "${RESOURCE_TIMEOUT_MS:=60000}"
 }
 
-# service_env SERVICE: the NAME=value lines that SERVICE's processes get. The names are exactly
-# those docker-compose.yml sets for the service (tests/tests/compose.rs checks both ways).
+# service_env SERVICE [N]: the NAME=value lines that SERVICE's processes (worker number N) get.
+# The names are exactly those docker-compose.yml sets for the service (tests/tests/compose.rs
+# checks both ways).
 service_env() {
+  local wport=0
+  if [ "$1" = worker ]; then wport=$(worker_port "${2:-1}"); fi
   case $1 in
     consumer) printf '%s\n' \
       "REDIS_URL=$S_REDIS_URL" \
@@ -191,6 +194,7 @@ service_env() {
       "WORKER_CONCURRENCY=$WORKER_CONCURRENCY" \
       "WORKER_BATCH_SIZE=$WORKER_BATCH_SIZE" \
       "WORKER_BATCH_LINGER_MS=$WORKER_BATCH_LINGER_MS" \
+      "WORKER_METRICS_ADDR=127.0.0.1:$wport" \
       "LEASE_MS=$LEASE_MS" \
       "MAX_ATTEMPTS=$MAX_ATTEMPTS" \
       "WEBHOOK_URL=http://127.0.0.1:$S_WEBHOOK_PORT/webhooks/resources" \
@@ -198,9 +202,7 @@ service_env() {
       "RESOURCE_TIMEOUT_MS=$RESOURCE_TIMEOUT_MS"
       ;;
     webhook) printf '%s\n' \
-      "REDIS_URL=$S_REDIS_URL" \
       "ELASTICSEARCH_URL=$S_ES_URL" \
-      "QUEUE_NAMESPACE=$S_NAMESPACE" \
       "ES_INDEX_PREFIX=$S_INDEX_PREFIX" \
       "RUST_LOG=$RUST_LOG" \
       "LOG_FORMAT=$S_LOG_FORMAT" \
@@ -226,10 +228,18 @@ service_env() {
   esac
 }
 
-service_port() { # service: the port it listens on, or "-"
+worker_port() { # N: the health/metrics port of worker N (run mode 9100+N, tests: free ports)
+  if [ -n "${S_WORKER_PORTS:-}" ]; then
+    local ports=($S_WORKER_PORTS); echo "${ports[$(($1 - 1))]:-0}"
+  else
+    echo $((9100 + $1))
+  fi
+}
+
+proc_port() { # name: the port it listens on, or "-"
   case $1 in
     consumer) echo "$S_CONSUMER_PORT" ;; webhook) echo "$S_WEBHOOK_PORT" ;;
-    dashboard) echo "$S_DASHBOARD_PORT" ;; *) echo "-" ;;
+    dashboard) echo "$S_DASHBOARD_PORT" ;; worker-*) worker_port "${1#worker-}" ;; *) echo "-" ;;
   esac
 }
 
@@ -248,7 +258,8 @@ start_proc() { # name: start one process (service = name without its -N suffix) 
   local name=$1 svc=${1%%-[0-9]*} pid envs=()
   if pid=$(proc_pid "$name"); then log "$name already running (pid $pid)"; return 0; fi
   [ -x "$S_BIN/$svc" ] || die "$S_BIN/$svc is missing: build with cargo build --release --bins"
-  mapfile -t envs < <(service_env "$svc")
+  mapfile -t envs < <(service_env "$svc" "${name#worker-}")
+  [ ${#envs[@]} -gt 0 ] || die "no environment for $name"
   # Each process gets exactly its service's variables (as in a container), nothing inherited.
   # setsid: its own session, so a closed terminal or Ctrl-C does not reach it; exec keeps the pid.
   setsid env -i PATH="$PATH" HOME="${HOME:-/root}" "${envs[@]}" "$S_BIN/$svc" \
@@ -295,7 +306,7 @@ stack_up() { # start what is missing of the stack, wait until it is healthy
   wait_healthy webhook "http://127.0.0.1:$S_WEBHOOK_PORT/healthz"
   wait_healthy dashboard "http://127.0.0.1:$S_DASHBOARD_PORT/healthz"
   for i in $(seq 1 "$S_WORKERS"); do
-    proc_pid "worker-$i" >/dev/null || { tail -n 30 "$S_DIR/logs/worker-$i.log" >&2; die "worker-$i exited"; }
+    wait_healthy "worker-$i" "http://127.0.0.1:$(worker_port "$i")/readyz"
   done
   if [ "$S_PRODUCER" = yes ]; then start_proc producer; fi
 }
@@ -323,7 +334,7 @@ stack_status_lines() { # one line per process: name, pid, state, port, log
   local n pid
   for n in $(stack_names); do
     if pid=$(proc_pid "$n"); then state=running; else pid=$(cat "$S_DIR/pids/$n.pid" 2>/dev/null || echo -); state=dead; fi
-    printf '%-12s %-8s %-8s %-6s %s\n' "$n" "$pid" "$state" "$(service_port "${n%%-[0-9]*}")" "$S_DIR/logs/$n.log"
+    printf '%-12s %-8s %-8s %-6s %s\n' "$n" "$pid" "$state" "$(proc_port "$n")" "$S_DIR/logs/$n.log"
   done
 }
 
@@ -342,6 +353,7 @@ stack_config_run() {
   S_LOG_FORMAT="${LOG_FORMAT:-pretty}"
   S_CONSUMER_PORT=8000 S_WEBHOOK_PORT=8001 S_DASHBOARD_PORT=5000
   S_PRODUCER=yes
+  S_WORKER_PORTS=""
   S_SECRET=""
   [ -s "$RUN_DIR/webhook_secret" ] && S_SECRET=$(cat "$RUN_DIR/webhook_secret")
   stack_defaults
@@ -396,6 +408,7 @@ stack_config_notebook() { # a private stack for the notebook, against the test R
   S_LOG_FORMAT=json
   S_CONSUMER_PORT=$(free_port) S_WEBHOOK_PORT=$(free_port) S_DASHBOARD_PORT=$(free_port)
   S_WORKERS=2 S_PRODUCER=no
+  S_WORKER_PORTS="$(free_port) $(free_port)"
   S_SECRET="nb-secret-$id"
   stack_defaults
 }
@@ -519,6 +532,7 @@ print_urls() {
 Conveyor is running ($1 mode, $WORKERS workers).
   dashboard      http://localhost:5000
   consumer API   http://localhost:8000   (POST /messages, GET /stats, /openapi.json)
+  workers        /metrics on http://localhost:9101 ... (native mode)
   webhook        http://localhost:8001   (GET /resources/{id})
   Redis          redis://localhost:6379
   Elasticsearch  http://localhost:9200

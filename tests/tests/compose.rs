@@ -270,10 +270,17 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         edges >= 8,
         "every Conveyor service waits for what it needs ({edges} edges)"
     );
-    for name in ["consumer", "worker", "webhook", "dashboard"] {
-        let deps = svcs[name]["depends_on"].as_mapping().expect("depends_on");
-        for backend in ["redis", "elasticsearch"] {
-            assert!(deps.contains_key(backend), "{name} waits for {backend}");
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let env = env_names(svc);
+        let deps = svc.get("depends_on").and_then(Value::as_mapping);
+        for (var, backend) in [
+            ("REDIS_URL", "redis"),
+            ("ELASTICSEARCH_URL", "elasticsearch"),
+        ] {
+            if env.contains(var) {
+                let waits = deps.is_some_and(|d| d.contains_key(backend));
+                assert!(waits, "{} uses {backend} and waits for it", name_of(key));
+            }
         }
     }
     let redis = format!("{:?}", svcs["redis"]["command"]);
