@@ -58,6 +58,30 @@ async fn page_headline_numbers_equal_elasticsearch_under_the_producer() {
     );
     assert_eq!(second.workers, "2", "two live workers: {second:?}");
 
+    // /api/stats is a superset of the consumer's /stats (same keys, same queue keys).
+    let get = |url: String| {
+        let http = env.http.clone();
+        async move {
+            let resp = http.get(&url).send().await.expect("GET");
+            assert_eq!(resp.status(), 200, "{url}");
+            resp.json::<Value>().await.expect("JSON")
+        }
+    };
+    let consumer = get(format!("{}/stats", stack.consumer_url())).await;
+    let ours = get(format!("{}/api/stats", stack.dashboard_url())).await;
+    for (key, value) in consumer.as_object().expect("consumer /stats is an object") {
+        assert!(ours.get(key).is_some(), "/api/stats lacks `{key}`: {ours}");
+        if let Some(queue) = value.as_object() {
+            for k in queue.keys() {
+                assert!(ours[key].get(k).is_some(), "/api/stats lacks `{key}.{k}`");
+            }
+        }
+    }
+    assert_eq!(
+        ours["messages_per_second_60s"].as_array().map(Vec::len),
+        Some(60)
+    );
+
     // Screenshot under load with a 1280x900 viewport. For the committed picture
     // (DASHBOARD_SCREENSHOT set) wait until the 60-s chart is full.
     let screenshot_to = std::env::var("DASHBOARD_SCREENSHOT").ok();
