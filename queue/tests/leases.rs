@@ -67,6 +67,12 @@ async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds
         40,
         "a live worker keeps its leases"
     );
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.backlog, stats.pending, stats.workers),
+        (0, 40, 1),
+        "{stats:?}"
+    );
 
     let rescuer = Recorder::<u32>::ok(Duration::ZERO);
     let (token, task) = spawn_worker(&q, rescuer.clone(), fast_worker("rescuer"));

@@ -78,5 +78,30 @@ async fn the_worker_reconnects_after_a_redis_restart_and_finishes_the_rest() {
     for p in 0..2 {
         assert_eq!(xlen(&pool, &stream_key("restart", "jobs", p)).await, 0);
     }
+    // Request/reply also survives: its subscriber reconnected by itself.
+    let reply: serde_json::Value = q
+        .enqueue_and_wait(&7, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(reply, serde_json::Value::Null);
+    server.restart().await;
+    let t = Instant::now();
+    let reply = loop {
+        match q
+            .enqueue_and_wait::<serde_json::Value>(&8, Duration::from_secs(2))
+            .await
+        {
+            Ok(v) => break v,
+            Err(e) => {
+                assert!(
+                    t.elapsed() < Duration::from_secs(10),
+                    "request/reply never recovered: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(reply, serde_json::Value::Null);
+    assert!(rec.finished().iter().any(|s| s.payload == 8));
     stop(token, task).await;
 }

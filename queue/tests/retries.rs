@@ -212,3 +212,30 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
     assert_eq!(pending(&env.redis, &stream).await, 0);
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_panicking_handler_does_not_strand_its_batch() {
+    init_tracing();
+    let env = TestEnv::new("queue_panic").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "jobs", |c| {
+        c.backoff_base = Duration::from_millis(20);
+    });
+    let rec = Recorder::<u32>::new(Duration::ZERO, |job| {
+        assert!(job.attempt > 1, "handler blows up on the first attempt");
+        Outcome::Done(serde_json::Value::Null)
+    });
+    let (token, task) = spawn_worker(&q, rec.clone(), fast_worker("w1"));
+    q.enqueue_batch(&[1, 2, 3]).await.unwrap();
+    rec.wait_finished(3, Duration::from_secs(5)).await;
+    assert!(
+        rec.finished().iter().all(|s| s.attempt == 2),
+        "each job retried once"
+    );
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.backlog, stats.pending, stats.delayed, stats.dead),
+        (0, 0, 0, 0)
+    );
+    stop(token, task).await;
+    env.cleanup().await;
+}

@@ -4,12 +4,15 @@
 //! results of reply-wanted jobs. Settling is retried until Redis answers or the hard stop.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 use super::background::POISON;
 use super::read::Delivered;
@@ -44,8 +47,9 @@ pub(crate) async fn process<T, H>(
         .collect();
     shared.track(&ids, true);
     let hard_stop = shared.hard_stop.clone();
+    let span = tracing::debug_span!("batch", queue = shared.queue.name(), size = ids.len());
     tokio::select! {
-        _ = run(&shared, entries) => {}
+        _ = run(&shared, entries).instrument(span) => {}
         _ = hard_stop.cancelled() => {}
     }
     shared.track(&ids, false);
@@ -117,7 +121,21 @@ where
     }
     if !jobs.is_empty() {
         let started = Instant::now();
-        let outcomes = shared.handler.handle(jobs).await;
+        // A panicking handler must not strand its jobs (their leases would be extended forever):
+        // every job of the batch is retried instead.
+        let handled = AssertUnwindSafe(shared.handler.handle(jobs))
+            .catch_unwind()
+            .await;
+        let outcomes = handled.unwrap_or_else(|_| {
+            tracing::error!(jobs = waiting.len(), "handler panicked; retrying its batch");
+            waiting
+                .iter()
+                .map(|_| Outcome::Retry {
+                    error: "handler panicked".into(),
+                    after: None,
+                })
+                .collect()
+        });
         let took = started.elapsed().as_secs_f64();
         let histogram = metrics::histogram!("conveyor_job_duration_seconds", "queue" => shared.queue.name().to_string());
         let mut outcomes = outcomes.into_iter();
