@@ -134,6 +134,18 @@ impl<T> Queue<T> {
         &self.inner.config
     }
 
+    /// Stream keys of every partition, in partition order (e.g. for a Lua script or a sweep
+    /// that must visit each partition).
+    pub fn stream_keys(&self) -> Vec<String> {
+        let keys = &self.inner.keys;
+        (0..keys.partitions()).map(|p| keys.stream(p)).collect()
+    }
+
+    /// The partition a partition key maps to (stable FNV-1a hash modulo the partition count).
+    pub fn partition_of(&self, partition_key: &str) -> u16 {
+        self.inner.keys.partition_of(partition_key)
+    }
+
     pub(crate) fn keys(&self) -> &Keys {
         &self.inner.keys
     }

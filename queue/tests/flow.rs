@@ -83,6 +83,14 @@ async fn four_partitions_spread_jobs_by_key_and_all_are_processed() {
         lens.iter().all(|l| *l > 20),
         "every partition gets a share: {lens:?}"
     );
+    let streams: Vec<String> = (0..4)
+        .map(|p| stream_key(&env.namespace, "parts", p))
+        .collect();
+    assert_eq!(q.stream_keys(), streams);
+    assert_eq!(
+        q.stream_key(Some("resource-7")),
+        streams[usize::from(q.partition_of("resource-7"))]
+    );
     // The same key always lands on the same stream.
     assert_eq!(
         q.stream_key(Some("resource-7")),
