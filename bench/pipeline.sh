@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Pipeline benchmark, one command: ./bench/pipeline.sh
+#
+# Needs the Elasticsearch of `./setup.sh dev` (ELASTICSEARCH_URL); starts its own private
+# redis-server (no persistence, so disk speed does not skew it), the release consumer and 2
+# workers, and measures in one run:
+#   1. POST /messages requests/s         producer --bench (single packets, CONCURRENCY in flight)
+#   2. POST /messages/batch packets/s    producer --bench --batch BATCH_SIZE
+#   3. whole pipeline stored messages/s  producer --bench --batch 100 until Elasticsearch counts
+#      all PIPELINE_MESSAGES, against a plain _bulk load of the same documents with the workers'
+#      batch size and parallelism (examples/bulk_baseline.rs), timed the same way
+#   4. peak RSS (VmHWM) of the consumer and the workers after all of that
+#   5. redis-benchmark XADD on the same redis-server, for ratios
+# Knobs (env): REQUESTS CONCURRENCY BATCH_PACKETS BATCH_SIZE PIPELINE_MESSAGES WORKER_BATCH WORKER_CONC
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REQUESTS="${REQUESTS:-100000}"
+CONCURRENCY="${CONCURRENCY:-64}"
+BATCH_PACKETS="${BATCH_PACKETS:-1000000}"
+BATCH_SIZE="${BATCH_SIZE:-500}"
+PIPELINE_MESSAGES="${PIPELINE_MESSAGES:-200000}"
+WORKERS=2
+WORKER_BATCH="${WORKER_BATCH:-500}"
+WORKER_CONC="${WORKER_CONC:-4}"
+
+ES="${ELASTICSEARCH_URL:-}"
+if [ -z "$ES" ]; then
+  echo "ELASTICSEARCH_URL is not set. Start Elasticsearch with \`./setup.sh dev\` first and export"
+  echo "the ELASTICSEARCH_URL it prints (e.g. ELASTICSEARCH_URL=http://127.0.0.1:19200)." >&2
+  exit 1
+fi
+ES="${ES%/}"
+if ! curl -sf "$ES/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null; then
+  echo "Elasticsearch at $ES does not answer: run \`./setup.sh dev\` first." >&2
+  exit 1
+fi
+
+echo "== building release binaries"
+cargo build --release -p consumer -p worker -p producer --bins --example bulk_baseline
+BIN="${CARGO_TARGET_DIR:-target}/release"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+
+RUN="bench-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PREFIX="$RUN-"
+DIR="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  curl -s -XDELETE "$ES/${PREFIX}*" >/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+REDIS_PORT="$(free_port)"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
+  --logfile "$DIR/redis.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ELASTICSEARCH_URL="$ES" QUEUE_NAMESPACE="$RUN"
+export ES_INDEX_PREFIX="$PREFIX" RUST_LOG=warn BACKLOG_LIMIT=100000000
+
+wait_http() {
+  for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
+  echo "$1 did not come up" >&2; exit 1
+}
+count_docs() {
+  curl -s -XPOST "$ES/$1/_refresh" >/dev/null
+  curl -s "$ES/$1/_count" | grep -oE '"count":[0-9]+' | cut -d: -f2 || echo 0
+}
+wait_count() { # index want -> returns when the index holds `want` documents (gives up after 10 min)
+  local deadline=$((SECONDS + 600))
+  while [ "$(count_docs "$1")" != "$2" ]; do
+    if [ "$SECONDS" -gt "$deadline" ]; then echo "$1 never reached $2 documents" >&2; exit 1; fi
+    sleep 0.2
+  done
+}
+field() { grep -oE "$1=[0-9.]+" | head -1 | cut -d= -f2; }
+hwm_mb() { calc "%.1f" "$(grep VmHWM "/proc/$1/status" | awk '{print $2}')/1024"; }
+
+CONSUMER_PORT="$(free_port)"
+CONSUMER_ADDR="127.0.0.1:$CONSUMER_PORT" "$BIN/consumer" >"$DIR/consumer.log" 2>&1 &
+CONSUMER_PID=$!; PIDS+=($CONSUMER_PID)
+CONSUMER_URL="http://127.0.0.1:$CONSUMER_PORT"
+wait_http "$CONSUMER_URL/healthz"
+
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB; $(redis-server --version | cut -d' ' -f1-3)"
+echo "== 1. POST /messages: $REQUESTS requests, concurrency $CONCURRENCY (no workers running)"
+OUT="$("$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$REQUESTS" \
+  --concurrency "$CONCURRENCY" --resources off --producer single)"
+echo "$OUT"
+API_RPS="$(echo "$OUT" | grep ^BENCH | field req_per_s)"
+API_P99="$(echo "$OUT" | grep ^BENCH | field p99_ms)"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
+echo "== 2. POST /messages/batch: $BATCH_PACKETS packets, $BATCH_SIZE per request, concurrency 8"
+OUT="$("$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$BATCH_PACKETS" \
+  --batch "$BATCH_SIZE" --concurrency 8 --resources off --producer batch)"
+echo "$OUT"
+BATCH_PPS="$(echo "$OUT" | grep ^BENCH | field packets_per_s)"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
+echo "== 3a. whole pipeline: $PIPELINE_MESSAGES messages, $WORKERS workers (batch $WORKER_BATCH, concurrency $WORKER_CONC)"
+WORKER_PIDS=()
+for i in $(seq 1 "$WORKERS"); do
+  port="$(free_port)"
+  WORKER_METRICS_ADDR="127.0.0.1:$port" WORKER_BATCH_SIZE="$WORKER_BATCH" WORKER_CONCURRENCY="$WORKER_CONC" \
+    WEBHOOK_URL="http://127.0.0.1:9/unused" "$BIN/worker" >"$DIR/worker$i.log" 2>&1 &
+  WORKER_PIDS+=($!); PIDS+=($!)
+  wait_http "http://127.0.0.1:$port/readyz"
+done
+T0="$(now)"
+"$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$PIPELINE_MESSAGES" --batch 100 \
+  --concurrency 4 --resources off --producer pipe >"$DIR/pipe_producer.log" 2>&1 &
+PRODUCER_PID=$!
+wait_count "${PREFIX}messages" "$PIPELINE_MESSAGES"
+T1="$(now)"
+wait "$PRODUCER_PID" || true
+grep ^BENCH "$DIR/pipe_producer.log" || true
+PIPE_RATE="$(calc "%.0f" "$PIPELINE_MESSAGES/($T1-$T0)")"
+echo "stored $PIPELINE_MESSAGES messages in $(calc "%.2f" "$T1-$T0") s -> $PIPE_RATE messages/s"
+RSS_CONSUMER="$(hwm_mb "$CONSUMER_PID")"
+RSS_WORKERS=""
+for pid in "${WORKER_PIDS[@]}"; do RSS_WORKERS="$RSS_WORKERS $(hwm_mb "$pid")"; done
+for pid in "${WORKER_PIDS[@]}" "$CONSUMER_PID"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+
+echo "== 3b. plain _bulk baseline: same $PIPELINE_MESSAGES documents, batch $WORKER_BATCH, $((WORKERS * WORKER_CONC)) in parallel"
+T0="$(now)"
+"$BIN/examples/bulk_baseline" "$ES" "${PREFIX}baseline-messages" "$PIPELINE_MESSAGES" "$WORKER_BATCH" \
+  "$((WORKERS * WORKER_CONC))"
+wait_count "${PREFIX}baseline-messages" "$PIPELINE_MESSAGES"
+T1="$(now)"
+BASE_RATE="$(calc "%.0f" "$PIPELINE_MESSAGES/($T1-$T0)")"
+echo "stored $PIPELINE_MESSAGES documents in $(calc "%.2f" "$T1-$T0") s -> $BASE_RATE documents/s"
+
+echo "== 5. redis-benchmark on the same redis-server: XADD of a 300-byte payload"
+PAYLOAD="$(head -c 300 /dev/zero | tr '\0' x)"
+RB1="$(redis-benchmark -p "$REDIS_PORT" -n 200000 -c "$CONCURRENCY" -q XADD rb '*' payload "$PAYLOAD" \
+  | grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)"
+redis-cli -p "$REDIS_PORT" del rb >/dev/null
+RB100="$(redis-benchmark -p "$REDIS_PORT" -n 1000000 -c 8 -P 100 -q XADD rb '*' payload "$PAYLOAD" \
+  | grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)"
+echo "XADD $RB1/s (-c $CONCURRENCY), $RB100/s pipelined (-c 8 -P 100)"
+
+echo
+echo "== results ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores shared by every process)"
+printf '%-44s %14s %12s %10s\n' measure value target ratio
+printf '%-44s %14s %12s %10s\n' "POST /messages requests/s (p99 ${API_P99} ms)" "$API_RPS" ">= 30000" \
+  "$(calc "%.2f" "$API_RPS/$RB1") xadd"
+printf '%-44s %14s %12s %10s\n' "POST /messages/batch packets/s (x$BATCH_SIZE)" "$BATCH_PPS" ">= 200000" \
+  "$(calc "%.2f" "$BATCH_PPS/$RB100") xadd-P"
+printf '%-44s %14s %12s %10s\n' "pipeline stored messages/s" "$PIPE_RATE" "" ""
+printf '%-44s %14s %12s %10s\n' "plain _bulk documents/s" "$BASE_RATE" "" ""
+printf '%-44s %14s %12s %10s\n' "pipeline / plain _bulk" "$(calc "%.2f" "$PIPE_RATE/$BASE_RATE")" ">= 0.8" ""
+printf '%-44s %14s %12s %10s\n' "consumer peak RSS MB" "$RSS_CONSUMER" "< 50" ""
+printf '%-44s %14s %12s %10s\n' "worker peak RSS MB (each)" "$(echo $RSS_WORKERS)" "< 50" ""
+printf '%-44s %14s %12s %10s\n' "redis-benchmark XADD/s (-c $CONCURRENCY)" "$RB1" "" ""
+printf '%-44s %14s %12s %10s\n' "redis-benchmark XADD/s (-P 100)" "$RB100" "" ""
