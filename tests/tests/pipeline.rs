@@ -228,12 +228,16 @@ async fn duplicate_post_is_one_document_and_wait_true_answers_or_times_out() {
     );
     assert_eq!(count_docs(&env, "messages").await, 2);
 
-    stack.start_worker().await.unwrap();
+    let back = stack.start_worker().await.unwrap();
     assert_eq!(
         wait_for_count(&env, "messages", 3, Duration::from_secs(20)).await,
         3
     );
     let docs = all_docs(&env, "messages", "number").await;
     assert_eq!(docs[2].1["word_lengths"], json!([4, 3, 6]));
+    assert!(
+        stack.stop_worker(back, Duration::from_secs(15)),
+        "the worker exits by itself on SIGTERM"
+    );
     env.cleanup().await;
 }
