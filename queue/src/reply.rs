@@ -1,15 +1,17 @@
 //! Request/reply: [`Queue::enqueue_and_wait`] and the per-process result router. One pub/sub
-//! subscriber per (server, queue) routes announced results to waiters through a map of oneshot
-//! senders; after every (re)subscription it reads the stored results of all waiters, so a result
+//! subscriber connection per process (per Redis server), subscribed to each waiting queue's
+//! results channel, routes announced results to waiters through a map of oneshot senders;
+//! after every (re)subscription it reads the stored results of all waiters, so a result
 //! announced while the subscriber was away still arrives. No polling, no connection per waiter.
-//! Workers write results (see `worker::finish`); this module only reads them.
+//! Workers write results (see `worker::batch`); this module only reads them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use deadpool_redis::Pool;
 use futures::StreamExt;
+use redis::aio::PubSubSink;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, OnceCell};
@@ -34,19 +36,28 @@ struct Waiter {
     result_key: String,
 }
 
-/// Routes announced results to the waiting calls of this process.
+/// Routes announced results to the waiting calls of this process: one subscriber connection
+/// per Redis server, subscribed to the results channel of every queue that waits on it.
 pub(crate) struct Router {
-    channel: String,
     pool: Pool,
     waiters: Mutex<HashMap<String, Waiter>>,
-    ready: watch::Sender<bool>,
+    subs: tokio::sync::Mutex<Subs>,
+    /// Channels subscribed on the live connection right now.
+    ready: watch::Sender<HashSet<String>>,
+}
+
+/// Channels wanted, and the live connection's subscription handle (if connected).
+#[derive(Default)]
+struct Subs {
+    wanted: HashSet<String>,
+    sink: Option<PubSubSink>,
 }
 
 /// The queue's handle on its router, resolved on first use.
 #[derive(Default)]
 pub(crate) struct RouterSlot(OnceCell<Arc<Router>>);
 
-/// Routers of this process by "url channel", so queues on the same server share a subscriber.
+/// Routers of this process by server URL and runtime (a subscriber task lives on one runtime).
 static ROUTERS: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
@@ -62,10 +73,14 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let entry = Entry::new(serde_json::to_string(payload)?, true);
         let job_id = JobId(entry.id.clone());
         let router = self.router().await?;
+        let channel = self.keys().results_channel();
+        // Bounded: a dead connection must not hold the caller past its deadline.
+        let _ = tokio::time::timeout_at(deadline.into(), router.listen(&channel)).await;
         let mut ready = router.ready.subscribe();
-        let subscribed = tokio::time::timeout_at(deadline.into(), ready.wait_for(|r| *r))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let subscribed =
+            tokio::time::timeout_at(deadline.into(), ready.wait_for(|s| s.contains(&channel)))
+                .await
+                .is_ok_and(|r| r.is_ok());
         if !subscribed {
             return Err(QueueError::Unavailable(
                 "result subscriber is not connected".into(),
@@ -90,7 +105,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         }
     }
 
-    /// This process's router for this queue, started on first use.
+    /// This process's router for this queue's server, started on first use.
     async fn router(&self) -> Result<Arc<Router>, QueueError> {
         let slot = &self.inner.router.0;
         let router = slot
@@ -99,7 +114,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                     Some(url) => url.clone(),
                     None => url_from_pool(self.pool()).await?,
                 };
-                Router::shared(&url, self.keys().results_channel(), self.pool().clone())
+                Router::shared(&url, self.pool().clone())
             })
             .await?;
         Ok(router.clone())
@@ -107,25 +122,44 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
 }
 
 impl Router {
-    /// The process-wide router for `channel` on `url`, starting its subscriber if needed.
-    fn shared(url: &str, channel: String, pool: Pool) -> Result<Arc<Router>, QueueError> {
+    /// The process-wide router for `url`, starting its subscriber if needed.
+    fn shared(url: &str, pool: Pool) -> Result<Arc<Router>, QueueError> {
         let client = redis::Client::open(url)?;
-        let key = format!("{url} {channel}");
+        let key = format!("{url} {}", tokio::runtime::Handle::current().id());
         let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
             return Ok(existing);
         }
-        let (ready, _) = watch::channel(false);
+        let (ready, _) = watch::channel(HashSet::new());
         let router = Arc::new(Router {
-            channel,
             pool,
             waiters: Mutex::new(HashMap::new()),
+            subs: tokio::sync::Mutex::new(Subs::default()),
             ready,
         });
         routers.retain(|_, w| w.strong_count() > 0);
         routers.insert(key, Arc::downgrade(&router));
         tokio::spawn(subscribe_loop(Arc::downgrade(&router), client));
         Ok(router)
+    }
+
+    /// Makes sure `channel` is subscribed (now if connected, else on the next connection).
+    async fn listen(&self, channel: &str) {
+        let mut subs = self.subs.lock().await;
+        if !subs.wanted.insert(channel.to_string()) {
+            return;
+        }
+        if let Some(sink) = subs.sink.as_mut() {
+            match sink.subscribe(channel).await {
+                Ok(()) => {
+                    self.ready.send_modify(|s| {
+                        s.insert(channel.to_string());
+                    });
+                }
+                // The subscriber loop subscribes every wanted channel when it reconnects.
+                Err(e) => tracing::warn!(error = %e, channel, "result subscribe failed"),
+            }
+        }
     }
 
     fn register(&self, job_id: &str, result_key: String) -> oneshot::Receiver<ReplyMsg> {
@@ -168,6 +202,22 @@ impl Router {
         }
         Ok(())
     }
+
+    /// Subscribes every wanted channel on a fresh connection and marks them ready.
+    async fn attach(&self, mut sink: PubSubSink) -> redis::RedisResult<()> {
+        let mut subs = self.subs.lock().await;
+        for channel in &subs.wanted {
+            sink.subscribe(channel).await?;
+        }
+        self.ready.send_replace(subs.wanted.clone());
+        subs.sink = Some(sink);
+        Ok(())
+    }
+
+    async fn detach(&self) {
+        self.subs.lock().await.sink = None;
+        self.ready.send_replace(HashSet::new());
+    }
 }
 
 /// Subscribes, routes messages, and on disconnect backs off and subscribes again, until the
@@ -175,32 +225,30 @@ impl Router {
 async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(r) = router.upgrade() else { return };
-        let channel = r.channel.clone();
-        drop(r);
-        let mut pubsub = match client.get_async_pubsub().await {
+        let pubsub = match client.get_async_pubsub().await {
             Ok(ps) => ps,
             Err(e) => {
-                tracing::warn!(error = %e, channel, "result subscriber cannot connect; retrying");
+                tracing::warn!(error = %e, "result subscriber cannot connect; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }
         };
-        if let Err(e) = pubsub.subscribe(&channel).await {
-            tracing::warn!(error = %e, channel, "result subscribe failed; retrying");
+        let (sink, mut messages) = pubsub.split();
+        let Some(r) = router.upgrade() else { return };
+        if let Err(e) = r.attach(sink).await {
+            tracing::warn!(error = %e, "result subscribe failed; reconnecting");
+            r.detach().await;
+            drop(r);
             tokio::time::sleep(backoff).await;
             continue;
         }
         backoff = Duration::from_millis(100);
-        let Some(r) = router.upgrade() else { return };
-        r.ready.send_replace(true);
         if let Err(e) = r.sweep().await {
-            tracing::warn!(error = %e, channel, "reading stored results failed");
+            tracing::warn!(error = %e, "reading stored results failed");
         }
         drop(r);
-        tracing::debug!(channel, "result subscriber connected");
-        let mut messages = pubsub.into_on_message();
+        tracing::debug!("result subscriber connected");
         while let Some(msg) = messages.next().await {
             let Some(r) = router.upgrade() else { return };
             let Ok(raw) = msg.get_payload::<String>() else {
@@ -211,10 +259,10 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
                 Err(e) => tracing::warn!(error = %e, "undecodable result message"),
             }
         }
-        if let Some(r) = router.upgrade() {
-            r.ready.send_replace(false);
-        }
-        tracing::warn!(channel, "result subscriber disconnected; reconnecting");
+        let Some(r) = router.upgrade() else { return };
+        r.detach().await;
+        drop(r);
+        tracing::warn!("result subscriber disconnected; reconnecting");
         tokio::time::sleep(backoff).await;
     }
 }

@@ -152,6 +152,31 @@ async fn enqueue_and_wait_returns_the_handlers_result() {
             "each reply reaches its own caller"
         );
     }
+    // A second queue in the same process shares the subscriber connection and gets its own replies.
+    let q2 = queue::<i64>(env.redis.clone(), &env.namespace, "rpc2", |_| {});
+    let rec2 = Recorder::<i64>::new(Duration::ZERO, |job| {
+        Outcome::Done(serde_json::json!(job.payload + 1000))
+    });
+    let (token2, task2) = spawn_worker(&q2, rec2.clone(), fast_worker("w2"));
+    let (a, b) = tokio::join!(
+        q.enqueue_and_wait::<serde_json::Value>(&5, Duration::from_secs(5)),
+        q2.enqueue_and_wait::<i64>(&5, Duration::from_secs(5)),
+    );
+    assert_eq!(a.unwrap()["doubled"], serde_json::json!(10));
+    assert_eq!(b.unwrap(), 1005);
+    let mut conn = env.redis.get().await.unwrap();
+    let subscribers: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(format!("{}:{{rpc}}:results", env.namespace))
+        .arg(format!("{}:{{rpc2}}:results", env.namespace))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        subscribers.iter().all(|(_, n)| *n == 1),
+        "one subscriber per channel, not one per waiter: {subscribers:?}"
+    );
+    stop(token2, task2).await;
     match q
         .enqueue_and_wait::<serde_json::Value>(&-1, Duration::from_secs(5))
         .await
