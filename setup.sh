@@ -334,7 +334,7 @@ stack_status_lines() { # one line per process: name, pid, state, port, log
   local n pid
   for n in $(stack_names); do
     if pid=$(proc_pid "$n"); then state=running; else pid=$(cat "$S_DIR/pids/$n.pid" 2>/dev/null || echo -); state=dead; fi
-    printf '%-12s %-8s %-8s %-6s %s\n' "$n" "$pid" "$state" "$(proc_port "$n")" "$S_DIR/logs/$n.log"
+    printf '%-14s %-8s %-8s %-6s %s\n' "$n" "$pid" "$state" "$(proc_port "$n")" "$S_DIR/logs/$n.log"
   done
 }
 
@@ -514,8 +514,8 @@ cmd_dev() { # start the test Redis + Elasticsearch and leave them running, for `
   echo "export REDIS_URL=redis://127.0.0.1:$TEST_REDIS_PORT ELASTICSEARCH_URL=http://127.0.0.1:$TEST_ES_PORT"
 }
 
-parse_run_args() { # --workers N
-  WORKERS="${WORKERS:-2}"
+parse_run_args() { # --workers N (default: the count of the previous run, else 2)
+  WORKERS="${WORKERS:-$(cat "$RUN_DIR/workers" 2>/dev/null || echo 2)}"
   while [ $# -gt 0 ]; do
     case $1 in
       --workers) [ $# -ge 2 ] || die "--workers needs a number"; WORKERS=$2; shift 2 ;;
@@ -524,6 +524,7 @@ parse_run_args() { # --workers N
     esac
   done
   [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive number, not '$WORKERS'"
+  mkdir -p "$RUN_DIR"; echo "$WORKERS" >"$RUN_DIR/workers"
 }
 
 print_urls() {
@@ -618,17 +619,17 @@ cmd_status() {
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
   if [ "$mode" = docker ]; then WEBHOOK_SECRET="$(webhook_secret)" docker compose ps; return; fi
   stack_config_run
-  printf '%-12s %-8s %-8s %-6s %s\n' NAME PID STATE PORT LOG
+  printf '%-14s %-8s %-8s %-6s %s\n' NAME PID STATE PORT LOG
   local s port pid log
   for s in redis elasticsearch; do
     if [ $s = redis ]; then port=$RUN_REDIS_PORT; else port=$RUN_ES_PORT; fi
     log="$RUN_DIR/logs/$s.log"
     if pid=$(server_pid "$s"); then
-      printf '%-12s %-8s %-8s %-6s %s\n' "$s" "$pid" running "$port" "$log"
+      printf '%-14s %-8s %-8s %-6s %s\n' "$s" "$pid" running "$port" "$log"
     elif { [ $s = redis ] && redis_up "$port"; } || { [ $s = elasticsearch ] && es_up "$port"; }; then
-      printf '%-12s %-8s %-8s %-6s %s\n' "$s" - external "$port" "(not started by ./setup.sh)"
+      printf '%-14s %-8s %-8s %-6s %s\n' "$s" - external "$port" "(not started by ./setup.sh)"
     elif [ -e "$RUN_DIR/pids/$s.pid" ]; then
-      printf '%-12s %-8s %-8s %-6s %s\n' "$s" "$(cat "$RUN_DIR/pids/$s.pid")" dead "$port" "$log"
+      printf '%-14s %-8s %-8s %-6s %s\n' "$s" "$(cat "$RUN_DIR/pids/$s.pid")" dead "$port" "$log"
     fi
   done
   stack_status_lines
