@@ -97,8 +97,9 @@ exit /b %errorlevel%
 :test
 rem The suite starts real Redis and Elasticsearch processes and the real binaries; it runs on Linux.
 where wsl >nul 2>nul || goto no_wsl
-echo ==^> running ./setup.sh test inside WSL (Linux)
-wsl bash ./setup.sh test
+echo ==^> running ./setup.sh test inside WSL (Linux) as root: it installs Redis, a JDK and
+echo     Elasticsearch with apt/Maven and needs Rust (cargo) installed for root in the WSL distribution
+wsl -u root -- bash ./setup.sh test
 exit /b %errorlevel%
 :no_wsl
 echo xx The test suite needs Linux: it starts Redis, Elasticsearch and the services natively. 1>&2
