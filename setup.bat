@@ -103,5 +103,5 @@ wsl -u root -- bash ./setup.sh test
 exit /b %errorlevel%
 :no_wsl
 echo xx The test suite needs Linux: it starts Redis, Elasticsearch and the services natively. 1>&2
-echo xx Install WSL (wsl --install), then run: wsl ./setup.sh test 1>&2
+echo xx Install WSL (wsl --install), then run: wsl -u root ./setup.sh test 1>&2
 exit /b 1
