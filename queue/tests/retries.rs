@@ -239,3 +239,34 @@ async fn a_panicking_handler_does_not_strand_its_batch() {
     stop(token, task).await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_retry_with_an_explicit_delay_waits_that_long() {
+    init_tracing();
+    let env = TestEnv::new("queue_retry_after").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "jobs", |_| {});
+    let rec = Recorder::<u32>::new(Duration::ZERO, |job| {
+        if job.attempt == 1 {
+            Outcome::Retry {
+                error: "not yet".into(),
+                after: Some(Duration::from_millis(400)),
+            }
+        } else {
+            Outcome::Done(serde_json::Value::Null)
+        }
+    });
+    let (token, task) = spawn_worker(&q, rec.clone(), fast_worker("w1"));
+    q.enqueue(&1).await.unwrap();
+    let start = Instant::now();
+    while rec.finished().len() < 2 {
+        assert!(start.elapsed() < Duration::from_secs(3), "never retried");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = rec.finished();
+    let gap = seen[1].at - seen[0].at;
+    assert!(gap >= Duration::from_millis(400), "retried early: {gap:?}");
+    assert!(gap <= Duration::from_millis(600), "retried late: {gap:?}");
+    assert_eq!(q.stats().await.unwrap().delayed, 0);
+    stop(token, task).await;
+    env.cleanup().await;
+}
