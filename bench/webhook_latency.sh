@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Webhook latency benchmark, one command: ./bench/webhook_latency.sh
+# Latency = delivered_at (the webhook service received the delivery) - last_received_at (the
+# consumer received the resource's last packet), read back from the `resources` documents.
+# Starts a private redis-server, the release consumer, 2 workers and the webhook service against the
+# Elasticsearch at ELASTICSEARCH_URL (unique index prefix, deleted afterwards), then measures
+#   1. the default producer rate (10 packets/s in resources of 1-5) for PACED_SECS (default 60),
+#   2. `producer --bench` load (BENCH_COUNT packets, default 20000),
+# and prints p50/p90/p99/max of latency_ms for the resources completed in each phase.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ES="${ELASTICSEARCH_URL:-http://127.0.0.1:19200}"
+PACED_SECS="${PACED_SECS:-60}"
+BENCH_COUNT="${BENCH_COUNT:-20000}"
+PREFIX="bench-wh-$(date +%s)-"
+NS="bench-wh-$$"
+
+echo "== building release binaries"
+cargo build --release -p consumer -p worker -p webhook -p producer
+BIN="${CARGO_TARGET_DIR:-target}/release"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+REDIS_PORT="$(free_port)"; CONSUMER_PORT="$(free_port)"; WEBHOOK_PORT="$(free_port)"
+DIR="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  curl -s -XDELETE "$ES/${PREFIX}*" >/dev/null || true
+  rm -rf "$DIR"
+}
+trap cleanup EXIT
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
+  --logfile "$DIR/redis.log" &
+PIDS+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ELASTICSEARCH_URL="$ES" QUEUE_NAMESPACE="$NS" \
+  ES_INDEX_PREFIX="$PREFIX" WEBHOOK_SECRET="bench-secret" RUST_LOG=warn \
+  WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/webhooks/resources" \
+  CONSUMER_URL="http://127.0.0.1:$CONSUMER_PORT"
+WEBHOOK_ADDR="127.0.0.1:$WEBHOOK_PORT" OUTPUT_DIR="$DIR/output" "$BIN/webhook" >"$DIR/webhook.log" 2>&1 &
+PIDS+=($!)
+CONSUMER_ADDR="127.0.0.1:$CONSUMER_PORT" "$BIN/consumer" >"$DIR/consumer.log" 2>&1 &
+PIDS+=($!)
+for i in 1 2; do "$BIN/worker" >"$DIR/worker$i.log" 2>&1 & PIDS+=($!); done
+for url in "http://127.0.0.1:$WEBHOOK_PORT/readyz" "http://127.0.0.1:$CONSUMER_PORT/readyz"; do
+  for _ in $(seq 1 600); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
+done
+sleep 2 # workers create indices and join the groups
+
+now_ms() { date +%s%3N; }
+report() { # $1 = label, $2 = from ms, $3 = to ms (by last_received_at)
+  curl -s -XPOST "$ES/${PREFIX}resources/_refresh" >/dev/null
+  curl -s -XPOST "$ES/${PREFIX}resources/_search" -H 'content-type: application/json' -d "{
+    \"size\": 10000, \"_source\": [\"latency_ms\", \"last_received_at\", \"completed_at\", \"delivered_at\"],
+    \"query\": {\"range\": {\"last_received_at\": {\"gte\": $2, \"lt\": $3, \"format\": \"epoch_millis\"}}}}" |
+  python3 -c "
+import json, sys
+from datetime import datetime
+def t(s): return datetime.fromisoformat(s.replace('Z', '+00:00')).timestamp() * 1000
+docs = [h['_source'] for h in json.load(sys.stdin)['hits']['hits']]
+def pct(xs, q):
+    xs = sorted(xs); return xs[min(len(xs) - 1, int(q / 100 * len(xs)))] if xs else float('nan')
+def line(name, xs):
+    return '%s p50=%.2f p90=%.2f p99=%.2f max=%.2f ms' % (name, pct(xs, 50), pct(xs, 90), pct(xs, 99), max(xs or [float('nan')]))
+total = [d['latency_ms'] for d in docs]
+collate = [t(d['completed_at']) - t(d['last_received_at']) for d in docs]
+deliver = [t(d['delivered_at']) - t(d['completed_at']) for d in docs]
+print('$1: %d resources' % len(docs))
+print('  ' + line('latency (last packet received -> webhook received):', total))
+print('  ' + line('  of which packet -> resource complete (queue, ES bulk, collate):', collate))
+print('  ' + line('  of which complete -> webhook received (delivery queue, POST):', deliver))"
+}
+
+echo "== phase 1: default producer rate for ${PACED_SECS}s"
+T0="$(now_ms)"
+"$BIN/producer" --producer paced --duration-secs "$PACED_SECS" >"$DIR/paced.log" 2>&1
+sleep 3
+T1="$(now_ms)"
+report "default rate" "$T0" "$T1"
+
+echo "== phase 2: producer --bench --count $BENCH_COUNT"
+"$BIN/producer" --producer bench --bench --count "$BENCH_COUNT" 2>&1 | tail -n 6
+sleep 5
+T2="$(now_ms)"
+report "bench load" "$T1" "$T2"
