@@ -23,11 +23,15 @@ struct Service {
 
 impl Service {
     async fn start(env: &TestEnv) -> Service {
+        Self::start_with(env, &env.elasticsearch_url).await
+    }
+
+    async fn start_with(env: &TestEnv, elasticsearch_url: &str) -> Service {
         let output = tempfile::tempdir().unwrap();
         let config = webhook::Config::parse_from([
             "webhook",
             "--elasticsearch-url",
-            &env.elasticsearch_url,
+            elasticsearch_url,
             "--es-index-prefix",
             &env.index_prefix,
             "--secret",
@@ -292,6 +296,37 @@ async fn concurrent_duplicate_deliveries_store_exactly_once() {
     let duplicates = results.iter().filter(|(s, _)| *s == 200).count();
     assert_eq!((created, duplicates), (1, 7), "{results:?}");
     assert_eq!(svc.files(), vec!["race-1.json".to_string()]);
+    assert_eq!(doc_count(&env).await, 1);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn elasticsearch_down_answers_503_writes_nothing_and_a_retry_succeeds() {
+    let env = TestEnv::new("webhook_esdown").await;
+    let target = env
+        .elasticsearch_url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = testkit::TcpProxy::start(target).await;
+    let svc = Service::start_with(&env, &proxy.http_url()).await;
+    let body = serde_json::to_vec(&resource("es-down-1")).unwrap();
+
+    proxy.set_enabled(false);
+    let (status, problem) = svc
+        .deliver(&body, &sign(SECRET.as_bytes(), now(), &body), "es-down-1")
+        .await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["status"], 503);
+    assert!(svc.files().is_empty(), "no file without a stored document");
+
+    proxy.set_enabled(true);
+    let (status, answer) = svc
+        .deliver(&body, &sign(SECRET.as_bytes(), now(), &body), "es-down-1")
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(svc.files(), vec!["es-down-1.json".to_string()]);
     assert_eq!(doc_count(&env).await, 1);
     svc.shutdown.cancel();
     env.cleanup().await;
