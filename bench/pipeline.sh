@@ -62,7 +62,7 @@ trap cleanup EXIT
 REDIS_PORT="$(free_port)"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$DIR" \
   --logfile "$DIR/redis.log" &
-PIDS+=($!)
+REDIS_PID=$!; PIDS+=($REDIS_PID)
 for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ELASTICSEARCH_URL="$ES" QUEUE_NAMESPACE="$RUN"
 export ES_INDEX_PREFIX="$PREFIX" RUST_LOG=warn BACKLOG_LIMIT=100000000
@@ -83,6 +83,14 @@ wait_count() { # index want -> returns when the index holds `want` documents (gi
   done
 }
 field() { grep -oE "$1=[0-9.]+" | head -1 | cut -d= -f2; }
+cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
+  if [ -r "/proc/$1/stat" ]; then
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+  else echo 0; fi
+}
+ES_PORT="$(echo "$ES" | sed -E 's#.*:([0-9]+)$#\1#')"
+ES_PID="$(ss -ltnpH "sport = :$ES_PORT" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -1 | cut -d= -f2 || true)"
+ES_PID="${ES_PID:-0}"
 hwm_mb() { calc "%.1f" "$(grep VmHWM "/proc/$1/status" | awk '{print $2}')/1024"; }
 
 CONSUMER_PORT="$(free_port)"
@@ -122,8 +130,10 @@ for round in $(seq 1 "$ROUNDS"); do
     WORKER_PIDS+=($!); PIDS+=($!)
     wait_http "http://127.0.0.1:$port/readyz"
   done
+  C0="$(cpu_s "$CONSUMER_PID")"; R0="$(cpu_s "$REDIS_PID")"; E0="$(cpu_s "$ES_PID")"
   T0="$(now)"
-  "$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$PIPELINE_MESSAGES" --batch 100 \
+  /usr/bin/time -f "PRODUCER_CPU %U %S" -o "$DIR/producer.time" \
+    "$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$PIPELINE_MESSAGES" --batch 100 \
     --concurrency 4 --resources off --producer pipe >"$DIR/pipe_producer.log" 2>&1 &
   PRODUCER_PID=$!
   wait_count "${PREFIX}r$round-messages" "$PIPELINE_MESSAGES"
@@ -133,14 +143,20 @@ for round in $(seq 1 "$ROUNDS"); do
   rate="$(calc "%.0f" "$PIPELINE_MESSAGES/($T1-$T0)")"
   echo "stored $PIPELINE_MESSAGES messages in $(calc "%.2f" "$T1-$T0") s -> $rate messages/s"
   if [ "$rate" -gt "$PIPE_RATE" ]; then PIPE_RATE="$rate"; fi
+  E1="$(cpu_s "$ES_PID")"
+  W=0; for pid in "${WORKER_PIDS[@]}"; do W="$(calc "%.2f" "$W+$(cpu_s "$pid")")"; done
+  P="$(awk '/PRODUCER_CPU/ {printf "%.2f", $2 + $3}' "$DIR/producer.time")"
+  echo "CPU seconds: producer $P, consumer $(calc "%.2f" "$(cpu_s "$CONSUMER_PID")-$C0"), redis $(calc "%.2f" "$(cpu_s "$REDIS_PID")-$R0"), workers $W, elasticsearch $(calc "%.2f" "$E1-$E0")"
   RSS_WORKERS=""
   for pid in "${WORKER_PIDS[@]}"; do RSS_WORKERS="$RSS_WORKERS $(hwm_mb "$pid")"; done
   for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 
   echo "== 3b. plain _bulk baseline, round $round: same $PIPELINE_MESSAGES documents, batch $WORKER_BATCH, $((WORKERS * WORKER_CONC)) in parallel"
-  OUT="$("$BIN/examples/bulk_baseline" "$ES" "${PREFIX}r$round-baseline" "$PIPELINE_MESSAGES" "$WORKER_BATCH" \
-    "$((WORKERS * WORKER_CONC))")"
-  echo "$OUT"
+  E0="$(cpu_s "$ES_PID")"
+  OUT="$(/usr/bin/time -f "BASELINE_CPU %U %S" "$BIN/examples/bulk_baseline" "$ES" "${PREFIX}r$round-baseline" \
+    "$PIPELINE_MESSAGES" "$WORKER_BATCH" "$((WORKERS * WORKER_CONC))" 2>&1)"
+  echo "$OUT" | grep -v BASELINE_CPU
+  echo "CPU seconds: baseline tool $(echo "$OUT" | awk '/BASELINE_CPU/ {printf "%.2f", $2 + $3}'), elasticsearch $(calc "%.2f" "$(cpu_s "$ES_PID")-$E0")"
   rate="$(echo "$OUT" | field docs_per_s)"
   if [ "$rate" -gt "$BASE_RATE" ]; then BASE_RATE="$rate"; fi
 done

@@ -2,11 +2,6 @@
 
 use clap::Parser;
 
-/// The worker allocates and frees many small JSON values per batch; mimalloc keeps that cheap
-/// (glibc malloc was a quarter of the worker's CPU under load).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = worker::Config::parse();
