@@ -331,3 +331,22 @@ async fn elasticsearch_down_answers_503_writes_nothing_and_a_retry_succeeds() {
     svc.shutdown.cancel();
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_redelivery_restores_a_lost_file_from_the_stored_document() {
+    let env = TestEnv::new("webhook_repair").await;
+    let svc = Service::start(&env).await;
+    let body = serde_json::to_vec(&resource("repair-1")).unwrap();
+    let sig = sign(SECRET.as_bytes(), now(), &body);
+    assert_eq!(svc.deliver(&body, &sig, "repair-1").await.0, 201);
+    let original = std::fs::read(svc.file("repair-1")).unwrap();
+    // As if the process died after storing the document but before the file was linked.
+    std::fs::remove_file(svc.file("repair-1")).unwrap();
+    let (status, answer) = svc.deliver(&body, &sig, "repair-1").await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["status"], "duplicate");
+    assert_eq!(std::fs::read(svc.file("repair-1")).unwrap(), original);
+    assert_eq!(doc_count(&env).await, 1);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
