@@ -3,6 +3,14 @@
 use serde_json::json;
 use testkit::TestEnv;
 
+/// XPENDING summary: count, lowest id, highest id, per-consumer counts.
+type XPendingSummary = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<Vec<(String, String)>>,
+);
+
 #[tokio::test]
 async fn redis_stream_round_trip_xadd_xreadgroup_xack() {
     let env = TestEnv::new("foundation_redis").await;
@@ -50,12 +58,7 @@ async fn redis_stream_round_trip_xadd_xreadgroup_xack() {
         .await
         .unwrap();
     assert_eq!(acked, 1);
-    let pending: (
-        i64,
-        Option<String>,
-        Option<String>,
-        Option<Vec<(String, String)>>,
-    ) = redis::cmd("XPENDING")
+    let pending: XPendingSummary = redis::cmd("XPENDING")
         .arg(&stream)
         .arg("workers")
         .query_async(&mut conn)
