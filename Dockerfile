@@ -4,6 +4,10 @@
 
 # ---- build: every workspace binary, once, in release mode ---------------------------------------
 FROM rust:1.95-slim-bookworm AS builder
+# cmake + pkg-config: native build helpers some TLS crates fall back to
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake pkg-config \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 # The registry and target dirs are build caches: a rebuild after a code change recompiles only
