@@ -14,6 +14,9 @@ pub enum ApiError {
     /// The body is not JSON of the expected shape.
     #[error("malformed: {0}")]
     Malformed(String),
+    /// The body is over the size limit.
+    #[error("request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
     /// The body is not `application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
@@ -35,6 +38,11 @@ impl ApiError {
                 StatusCode::BAD_REQUEST,
                 "malformed",
                 "Malformed request body",
+            ),
+            ApiError::TooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-large",
+                "Request body too large",
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

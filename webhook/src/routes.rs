@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,10 +52,16 @@ fn count(outcome: &'static str) {
 async fn receive(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let delivered_at = Utc::now();
-    let result = accept(&app, &headers, &body, delivered_at).await;
+    let result = match body {
+        Ok(body) => accept(&app, &headers, &body, delivered_at).await,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::TooLarge { limit: BODY_LIMIT })
+        }
+        Err(e) => Err(ApiError::Malformed(format!("reading the body: {e}"))),
+    };
     match &result {
         Ok(_) => {}
         Err(ApiError::Unauthorized(reason)) => {

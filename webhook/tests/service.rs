@@ -271,6 +271,11 @@ async fn signed_but_invalid_bodies_are_rejected_without_effects() {
     let (status, p) = svc.deliver(body, &signed(body), "x").await;
     assert_eq!(status, 422, "{p}");
 
+    let huge = vec![b' '; 33 * 1024 * 1024];
+    let (status, p) = svc.deliver(&huge, &signed(&huge), "x").await;
+    assert_eq!(status, 413, "{p}");
+    assert_eq!(p["status"], 413);
+
     assert!(svc.files().is_empty());
     assert_eq!(doc_count(&env).await, 0);
     let bad = svc
