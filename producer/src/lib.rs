@@ -39,10 +39,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started = std::time::Instant::now();
     let mut summary = paced::run(&config, shutdown).await?;
     summary.elapsed = started.elapsed();
-    let p50 = percentile_ms(&mut summary.latencies_us, 0.5).unwrap_or(0.0);
-    let p99 = percentile_ms(&mut summary.latencies_us, 0.99).unwrap_or(0.0);
+    let ms = |q: f64, v: &mut Vec<u64>| {
+        percentile_ms(v, q).map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}"))
+    };
+    let p50 = ms(0.5, &mut summary.latencies_us);
+    let p99 = ms(0.99, &mut summary.latencies_us);
     println!(
-        "total sent={} ok={} errors={} retries={} p50_ms={p50:.1} p99_ms={p99:.1} secs={:.1}",
+        "total sent={} ok={} errors={} retries={} p50_ms={p50} p99_ms={p99} secs={:.1}",
         summary.sent,
         summary.ok,
         summary.errors,
