@@ -1,23 +1,35 @@
 //! Collation of packets per resource in Redis: [`Collator::record`] runs `scripts/collate.lua` once
 //! per packet (one pipelined round trip per batch), which completes a resource and XADDs its
-//! delivery job atomically; [`Collator::load`] reads a completed resource back for delivery;
-//! [`Collator::sweep`] claims resources that stayed incomplete past a timeout.
+//! delivery job atomically; [`Collator::fetch`] reads a completed resource back for delivery and
+//! [`Collator::release`] lets its data expire once delivered; [`Collator::sweep`] claims and
+//! dead-letters (in `scripts/sweep.lua`, atomically) resources that stayed incomplete too long.
 //!
 //! Key schema (all keys of a resource share the hash tag of its webhooks stream partition):
 //! ```text
 //! <stream>:collate:res:<id>:parts   HASH seq -> {"w":[word lengths],"r":"<received_at>"}
-//! <stream>:collate:res:<id>:meta    HASH total, first_seen_ms, done (completed_at | timed_out)
+//! <stream>:collate:res:<id>:meta    HASH total, first_seen_ms, words, done (= completed_at)
+//! <stream>:collate:res:<id>:done    STRING complete | delivered | timed_out | too_large
 //! <stream>:collate:open             ZSET id -> first-seen unix ms (incomplete resources)
+//! <stream>:dead                     the webhooks queue's dead letters of that partition
 //! ```
-//! where `<stream>` is `webhooks.stream_key(Some(id))`. This module never delivers or dead-letters.
+//! where `<stream>` is `webhooks.stream_key(Some(id))`.
+//!
+//! Lifetimes: an incomplete resource lives until it completes or the sweep claims it. Completed,
+//! undelivered data is kept for [`RETENTION`] (a webhook outage may be long); after delivery it
+//! expires after `completed_ttl`. The small `done` tombstone lives for [`RETENTION`] from its last
+//! change and is checked first, so a late duplicate never reopens a finished resource.
+//!
+//! Memory bound: a resource may hold at most [`MAX_WORD_LENGTHS`] word lengths in total (a few MB
+//! in Redis and in the worker); past it the resource is dead-lettered ("resource … too large"),
+//! its parts dropped and its later packets ignored. This module never delivers over HTTP.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::Pool;
-use queue::Queue;
+use queue::{wire, Queue};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -28,8 +40,25 @@ static COLLATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/collate.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/sweep.lua")));
 
-/// Marker in the meta hash of a resource reported as timed out.
-const TIMED_OUT: &str = "timed_out";
+/// Most word lengths one resource may collate (all packets together). At most ~6 bytes each in
+/// the parts JSON and 4 bytes in the worker, so a resource stays within a few MB everywhere.
+pub const MAX_WORD_LENGTHS: u64 = 1_000_000;
+/// How long the `done` tombstone and completed-but-undelivered data are kept: 7 days.
+pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Most missing seqs spelled out in a timed-out resource's dead-letter reason.
+const LISTED_MISSING: usize = 50;
+/// Job entry fields of a delivery job, in the order `collate.lua` expects them.
+const JOB_FIELDS: [&str; 4] = [wire::ID, wire::PAYLOAD, wire::ATTEMPT, wire::ENQUEUED_AT];
+/// Dead-letter fields as the queue writes them (`Queue::dead_letters` decodes them), in the
+/// order the scripts expect them: id, payload, error, attempts, history, dead_at.
+const DEAD_FIELDS: [&str; 6] = [
+    wire::ID,
+    wire::PAYLOAD,
+    "error",
+    "attempts",
+    wire::HISTORY,
+    "dead_at",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollateError {
@@ -48,7 +77,7 @@ struct Part {
     r: DateTime<Utc>,
 }
 
-/// A resource claimed by [`Collator::sweep`]: it stayed incomplete past the timeout.
+/// A resource claimed (and already dead-lettered) by [`Collator::sweep`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimedOut {
     pub resource_id: String,
@@ -67,14 +96,24 @@ impl TimedOut {
     }
 }
 
+/// What [`Collator::fetch`] found for a delivery job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fetched {
+    /// Complete and not yet delivered: POST it.
+    Ready(CollatedResource),
+    /// Already delivered and its data released: nothing left to do.
+    Delivered,
+    /// Nothing deliverable; the text says what was found. Only possible if Redis lost data.
+    Missing(String),
+}
+
 /// Records packets per resource and reads completed resources; cheap to clone.
 #[derive(Clone)]
 pub struct Collator {
     pool: Pool,
     webhooks: Queue<DeliveryJob>,
     completed_ttl: Duration,
-    /// Stream key of every partition of the webhooks queue (for the sweep).
-    partitions: Arc<Vec<String>>,
+    max_word_lengths: u64,
 }
 
 fn now_ms() -> u64 {
@@ -87,6 +126,7 @@ fn is_noscript(e: &redis::RedisError) -> bool {
 
 impl Collator {
     /// `namespace` is implied by the queue's keys and kept for the documented signature.
+    /// `completed_ttl` is how long a delivered resource's data stays readable.
     pub fn new(
         pool: Pool,
         _namespace: &str,
@@ -97,8 +137,14 @@ impl Collator {
             pool,
             webhooks: webhooks.clone(),
             completed_ttl,
-            partitions: Arc::new(partition_streams(webhooks)),
+            max_word_lengths: MAX_WORD_LENGTHS,
         }
+    }
+
+    /// Overrides [`MAX_WORD_LENGTHS`] (at least 1).
+    pub fn with_max_word_lengths(mut self, max: u64) -> Self {
+        self.max_word_lengths = max.max(1);
+        self
     }
 
     fn prefix(&self, resource_id: &str) -> (String, String) {
@@ -118,7 +164,8 @@ impl Collator {
     pub async fn record(&self, messages: &[StoredMessage]) -> Result<usize, CollateError> {
         let now = now_ms().to_string();
         let completed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let ttl = self.completed_ttl.as_secs().max(1).to_string();
+        let retention = RETENTION.as_secs().to_string();
+        let max = self.max_word_lengths.to_string();
         let mut pipe = redis::pipe();
         let mut n = 0usize;
         for m in messages {
@@ -133,23 +180,28 @@ impl Collator {
             let payload = serde_json::to_string(&DeliveryJob {
                 resource_id: id.clone(),
             })?;
-            let open = format!("{stream}:collate:open");
             pipe.cmd("EVALSHA")
                 .arg(COLLATE.get_hash())
-                .arg(4)
+                .arg(6)
                 .arg(format!("{prefix}parts"))
                 .arg(format!("{prefix}meta"))
-                .arg(open)
+                .arg(format!("{stream}:collate:open"))
                 .arg(&stream)
+                .arg(format!("{prefix}done"))
+                .arg(format!("{stream}:dead"))
                 .arg(id)
                 .arg(seq)
                 .arg(total)
                 .arg(part)
+                .arg(m.word_lengths.len())
                 .arg(&now)
                 .arg(uuid::Uuid::now_v7().to_string())
                 .arg(&completed_at)
-                .arg(&ttl)
-                .arg(payload);
+                .arg(&retention)
+                .arg(payload)
+                .arg(&max)
+                .arg(&JOB_FIELDS[..])
+                .arg(&DEAD_FIELDS[..]);
             n += 1;
         }
         if n == 0 {
@@ -168,11 +220,20 @@ impl Collator {
             }
             Err(e) => return Err(e.into()),
         };
-        let conflicts = results.iter().filter(|r| **r < 0).count();
+        let conflicts = results.iter().filter(|r| **r == -1).count();
         if conflicts > 0 {
             tracing::warn!(
                 conflicts,
                 "packets whose total disagrees with their resource were ignored"
+            );
+        }
+        let too_large = results.iter().filter(|r| **r == -2).count();
+        if too_large > 0 {
+            metrics::counter!("conveyor_resources_too_large_total").increment(too_large as u64);
+            tracing::warn!(
+                too_large,
+                max_word_lengths = self.max_word_lengths,
+                "resources over the size limit were dead-lettered"
             );
         }
         let completed = results.iter().filter(|r| **r == 1).count();
@@ -182,37 +243,58 @@ impl Collator {
         Ok(completed)
     }
 
-    /// The completed resource, or `None` if it is unknown, incomplete, timed out or expired.
+    /// The completed, undelivered resource, or `None` (unknown, incomplete, finished otherwise).
     pub async fn load(&self, resource_id: &str) -> Result<Option<CollatedResource>, CollateError> {
+        Ok(match self.fetch(resource_id).await? {
+            Fetched::Ready(r) => Some(r),
+            Fetched::Delivered | Fetched::Missing(_) => None,
+        })
+    }
+
+    /// What a delivery job of `resource_id` finds in Redis. The parts hash is bounded by the
+    /// size limit enforced in `collate.lua`, so reading it whole is safe.
+    pub async fn fetch(&self, resource_id: &str) -> Result<Fetched, CollateError> {
         let (prefix, _) = self.prefix(resource_id);
         let mut conn = self.conn().await?;
-        let (parts, total, done): (BTreeMap<u32, String>, Option<u32>, Option<String>) =
-            redis::pipe()
-                .cmd("HGETALL")
-                .arg(format!("{prefix}parts"))
-                .cmd("HGET")
-                .arg(format!("{prefix}meta"))
-                .arg("total")
-                .cmd("HGET")
-                .arg(format!("{prefix}meta"))
-                .arg("done")
-                .query_async(&mut conn)
-                .await?;
+        type Reply = (
+            BTreeMap<u32, String>,
+            (Option<u32>, Option<String>),
+            Option<String>,
+        );
+        let (parts, (total, done), state): Reply = redis::pipe()
+            .cmd("HGETALL")
+            .arg(format!("{prefix}parts"))
+            .cmd("HMGET")
+            .arg(format!("{prefix}meta"))
+            .arg("total")
+            .arg("done")
+            .cmd("GET")
+            .arg(format!("{prefix}done"))
+            .query_async(&mut conn)
+            .await?;
+        let missing = |what: &str| Ok(Fetched::Missing(what.to_string()));
+        match state.as_deref() {
+            Some("delivered") => return Ok(Fetched::Delivered),
+            Some(other @ ("timed_out" | "too_large")) => {
+                return missing(&format!("resource is {other}"))
+            }
+            _ => {}
+        }
         let (Some(total), Some(done)) = (total, done) else {
-            return Ok(None);
+            return missing("no completed resource: unknown, or its keys are gone");
         };
-        if done == TIMED_OUT || parts.len() != total as usize {
-            return Ok(None);
+        if parts.len() != total as usize {
+            return missing(&format!("{} of {total} parts present", parts.len()));
         }
         let Ok(completed_at) = DateTime::parse_from_rfc3339(&done) else {
-            return Ok(None);
+            return missing(&format!("unreadable completion time {done:?}"));
         };
         let mut word_lengths = Vec::with_capacity(parts.len());
         let mut first: Option<DateTime<Utc>> = None;
         let mut last: Option<DateTime<Utc>> = None;
         for (expected, (seq, raw)) in parts.iter().enumerate() {
             if *seq as usize != expected {
-                return Ok(None);
+                return missing(&format!("seq {expected} absent"));
             }
             let part: Part = serde_json::from_str(raw)?;
             first = Some(first.map_or(part.r, |f| f.min(part.r)));
@@ -220,9 +302,9 @@ impl Collator {
             word_lengths.push(part.w);
         }
         let (Some(first), Some(last)) = (first, last) else {
-            return Ok(None);
+            return missing("no parts");
         };
-        Ok(Some(CollatedResource {
+        Ok(Fetched::Ready(CollatedResource {
             resource_id: resource_id.to_string(),
             packets: total,
             word_lengths,
@@ -232,26 +314,68 @@ impl Collator {
         }))
     }
 
+    /// Marks a resource delivered: a re-run of its job then finds [`Fetched::Delivered`], its data
+    /// expires after `completed_ttl` and the tombstone lives [`RETENTION`] more.
+    pub async fn release(&self, resource_id: &str) -> Result<(), CollateError> {
+        let (prefix, _) = self.prefix(resource_id);
+        let ttl = self.completed_ttl.as_secs().max(1);
+        let mut conn = self.conn().await?;
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("SET")
+            .arg(format!("{prefix}done"))
+            .arg("delivered")
+            .arg("EX")
+            .arg(RETENTION.as_secs())
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(format!("{prefix}parts"))
+            .arg(ttl)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(format!("{prefix}meta"))
+            .arg(ttl)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
     /// Claims (at most `limit` per partition) resources first seen more than `timeout` ago and
-    /// still incomplete; each is returned to exactly one caller across concurrent sweepers, and
-    /// later packets of it are ignored.
+    /// still incomplete, and dead-letters each in the same script, with a reason naming the
+    /// missing seqs; each is claimed by exactly one of concurrent sweepers, and later packets of
+    /// it are ignored. Returns what was claimed (already reported).
     pub async fn sweep(
         &self,
         timeout: Duration,
         limit: usize,
     ) -> Result<Vec<TimedOut>, CollateError> {
-        let cutoff =
-            now_ms().saturating_sub(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX));
-        let ttl = self.completed_ttl.as_secs().max(1);
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        let cutoff = now.saturating_sub(timeout_ms);
+        let limit = limit.max(1);
+        let template = format!(
+            "resource {{id}} timed out after {timeout_ms} ms: received {{received}} of {{total}} \
+             packets; missing seqs [{{missing}}]"
+        );
         let mut conn = self.conn().await?;
         let mut claimed = Vec::new();
-        for stream in self.partitions.iter() {
+        for stream in self.webhooks.stream_keys() {
+            let job_ids: Vec<String> = (0..limit)
+                .map(|_| uuid::Uuid::now_v7().to_string())
+                .collect();
             let flat: Vec<String> = SWEEP
                 .key(format!("{stream}:collate:open"))
+                .key(format!("{stream}:dead"))
                 .arg(cutoff)
-                .arg(limit.max(1))
+                .arg(limit)
                 .arg(format!("{stream}:collate:res:"))
-                .arg(ttl)
+                .arg(RETENTION.as_secs())
+                .arg(now)
+                .arg(&template)
+                .arg(LISTED_MISSING)
+                .arg(&DEAD_FIELDS[..])
+                .arg(job_ids)
                 .invoke_async(&mut conn)
                 .await?;
             for chunk in flat.chunks_exact(4) {
@@ -268,20 +392,4 @@ impl Collator {
         }
         Ok(claimed)
     }
-}
-
-/// The distinct stream keys of the queue's partitions, found through the public `stream_key`
-/// (probing partition keys until every partition has been seen).
-fn partition_streams(queue: &Queue<DeliveryJob>) -> Vec<String> {
-    let want = usize::from(queue.config().partitions.max(1));
-    let mut found = vec![queue.stream_key(None)];
-    let mut probe = 0u32;
-    while found.len() < want && probe < 65_536 {
-        let key = queue.stream_key(Some(&probe.to_string()));
-        if !found.contains(&key) {
-            found.push(key);
-        }
-        probe += 1;
-    }
-    found
 }

@@ -1,14 +1,18 @@
 //! Collation against the real Redis: out-of-order and duplicate packets complete a resource exactly
-//! once (one delivery job XADDed atomically), the collated body is in seq order, timed-out resources
-//! are claimed by exactly one sweeper, and a fresh server (empty script cache) works too.
+//! once (one delivery job XADDed atomically, consumed by a real `queue::Worker`), the collated body
+//! is in seq order, timed-out resources are claimed and dead-lettered by exactly one sweeper in the
+//! sweep script, oversized resources are dead-lettered and dropped, undelivered data outlives the
+//! delivered-data TTL, late duplicates never reopen a finished resource, and a fresh server (empty
+//! script cache) works too.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use pipeline::collate::Collator;
+use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS, RETENTION};
 use pipeline::packet::StoredMessage;
 use pipeline::resource::DeliveryJob;
-use queue::{Queue, QueueConfig};
+use queue::{CancellationToken, Handler, Job, Outcome, Queue, QueueConfig, Worker, WorkerConfig};
 use testkit::TestEnv;
 
 fn pool(url: &str) -> deadpool_redis::Pool {
@@ -118,16 +122,33 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     assert_eq!(attempt, "1");
     assert!(fields.contains_key(queue::wire::ID) && fields.contains_key(queue::wire::ENQUEUED_AT));
 
-    // Completed resources expire.
-    let keys = env.redis_keys().await;
-    for k in keys.iter().filter(|k| k.contains(":res:")) {
-        let ttl: i64 = redis::cmd("TTL")
-            .arg(k)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert!(ttl > 0 && ttl <= 60, "{k} ttl {ttl}");
+    // Undelivered data is kept for the retention; once released it expires after the TTL, and
+    // the small tombstone outlives it.
+    let ttl_of = |k: String| {
+        let pool = env.redis.clone();
+        async move {
+            let mut c = pool.get().await.unwrap();
+            redis::cmd("TTL")
+                .arg(&k)
+                .query_async::<i64>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let prefix = format!("{stream}:collate:res:res:1:");
+    let retention = RETENTION.as_secs() as i64;
+    for k in ["parts", "meta", "done"] {
+        let ttl = ttl_of(format!("{prefix}{k}")).await;
+        assert!(ttl > retention - 60 && ttl <= retention, "{k} ttl {ttl}");
     }
+    c.release("res:1").await.unwrap();
+    for k in ["parts", "meta"] {
+        let ttl = ttl_of(format!("{prefix}{k}")).await;
+        assert!(ttl > 0 && ttl <= 60, "released {k} ttl {ttl}");
+    }
+    assert!(ttl_of(format!("{prefix}done")).await > retention - 60);
+    assert_eq!(c.fetch("res:1").await.unwrap(), Fetched::Delivered);
+    drop(conn);
     env.cleanup().await;
 }
 
@@ -214,6 +235,42 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
     assert_eq!(c.record(&late).await.unwrap(), 0);
     assert_eq!(stream_len(&env.redis, &q.stream_key(Some("slow"))).await, 0);
     assert!(c.load("slow").await.unwrap().is_none());
+
+    // The sweep script itself wrote each dead letter, in the resource's own partition, in the
+    // queue's format; no separate step could lose it.
+    let dead_key = format!("{}:dead", q.stream_key(Some("slow")));
+    assert!(stream_len(&env.redis, &dead_key).await >= 1);
+    let mut dead = q.dead_letters(10).await.unwrap();
+    dead.sort_by(|x, y| x.error.cmp(&y.error));
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!(
+        dead[1].error,
+        "resource slow timed out after 10 ms: received 2 of 5 packets; missing seqs [1, 2, 4]"
+    );
+    assert_eq!(dead[1].payload, serde_json::json!({"resource_id": "slow"}));
+    assert_eq!(dead[1].history, vec![dead[1].error.clone()]);
+    assert_eq!(dead[1].attempts, 0);
+    assert!(dead[1].dead_at_ms >= u64::try_from(now.timestamp_millis()).unwrap());
+    assert_eq!(
+        dead[0].error,
+        "resource fresh timed out after 10 ms: received 1 of 2 packets; missing seqs [1]"
+    );
+
+    // Long lists of missing seqs are cut after 50.
+    c.record(&[packet("many", 0, 200, "a", now)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        c.sweep(Duration::from_millis(10), 100).await.unwrap().len(),
+        1
+    );
+    let dead = q.dead_letters(1).await.unwrap();
+    assert!(
+        dead[0].error.starts_with(
+            "resource many timed out after 10 ms: received 1 of 200 packets; missing seqs [1, 2, "
+        ) && dead[0].error.ends_with(", 49, 50, … (149 more)]"),
+        "{}",
+        dead[0].error
+    );
     env.cleanup().await;
 }
 
@@ -233,4 +290,161 @@ async fn works_on_a_fresh_server_with_an_empty_script_cache() {
         c.load("x").await.unwrap().unwrap().word_lengths,
         vec![vec![5, 5]]
     );
+}
+
+#[tokio::test]
+async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
+    let env = TestEnv::new("collate_too_large").await;
+    let (c, q) = collator(&env.redis, &env.namespace, 2);
+    let now = Utc::now();
+    // 32 768 one-character words per packet (a 64 KiB text): the 31st packet passes 1 000 000.
+    let big = |seq: u32| {
+        let mut m = packet("big", seq, 40, "", now);
+        m.word_lengths = vec![1; 32_768];
+        m
+    };
+    for seq in 0..30 {
+        assert_eq!(c.record(&[big(seq)]).await.unwrap(), 0);
+    }
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(c.record(&[big(30)]).await.unwrap(), 0);
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].error,
+        format!(
+            "resource big too large: 1015808 word lengths after 31 of 40 packets, over the \
+             limit of {MAX_WORD_LENGTHS}"
+        )
+    );
+    assert_eq!(dead[0].payload, serde_json::json!({"resource_id": "big"}));
+    let res_keys = |keys: Vec<String>| -> Vec<String> {
+        keys.into_iter()
+            .filter(|k| k.contains(":res:big:") && !k.ends_with(":done"))
+            .collect()
+    };
+    assert!(res_keys(env.redis_keys().await).is_empty(), "parts dropped");
+    // Later packets, even all the rest, are ignored: no data, no job, no timeout report.
+    let rest: Vec<_> = (30..40).map(big).collect();
+    assert_eq!(c.record(&rest).await.unwrap(), 0);
+    assert!(
+        res_keys(env.redis_keys().await).is_empty(),
+        "nothing recreated"
+    );
+    assert_eq!(stream_len(&env.redis, &q.stream_key(Some("big"))).await, 0);
+    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
+    assert_eq!(
+        c.fetch("big").await.unwrap(),
+        Fetched::Missing("resource is too_large".into())
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
+    let env = TestEnv::new("collate_ttl").await;
+    let q = Queue::new(
+        env.redis.clone(),
+        QueueConfig::new(&env.namespace, "webhooks"),
+    );
+    let c = Collator::new(
+        env.redis.clone(),
+        &env.namespace,
+        &q,
+        Duration::from_secs(1),
+    );
+    let now = Utc::now();
+    let one = || packet("one", 0, 1, "hi there", now);
+    let two = |s: u32| packet("two", s, 2, "x", now);
+    assert_eq!(c.record(&[one(), two(0), two(1)]).await.unwrap(), 2);
+    // A webhook outage longer than the TTL: the completed data is still there.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let r = c.load("one").await.unwrap().expect("undelivered data kept");
+    assert_eq!(r.word_lengths, vec![vec![2, 5]]);
+    assert!(c.load("two").await.unwrap().is_some());
+    // Delivered: the data expires after the TTL; the tombstone stays.
+    c.release("one").await.unwrap();
+    c.release("two").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let left: Vec<String> = env
+        .redis_keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":res:"))
+        .collect();
+    assert!(left.iter().all(|k| k.ends_with(":done")), "{left:?}");
+    assert_eq!(c.fetch("one").await.unwrap(), Fetched::Delivered);
+    // Late duplicates: no second job, no reopened resource, no false timeout report.
+    assert_eq!(c.record(&[one(), two(0)]).await.unwrap(), 0);
+    let stream = q.stream_key(None);
+    assert_eq!(stream_len(&env.redis, &stream).await, 2, "one job each");
+    let after: Vec<String> = env
+        .redis_keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":res:") || k.ends_with(":collate:open"))
+        .collect();
+    assert_eq!(after.len(), 2, "only the tombstones: {after:?}");
+    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    // A job whose data is gone without a tombstone (Redis lost data) is reported as missing.
+    assert!(matches!(
+        c.fetch("never-seen").await.unwrap(),
+        Fetched::Missing(_)
+    ));
+    env.cleanup().await;
+}
+
+/// Collects the resource ids of the delivery jobs it runs.
+struct Collect(Arc<Mutex<Vec<(String, u32)>>>);
+
+impl Handler<DeliveryJob> for Collect {
+    async fn handle(&self, jobs: Vec<Job<DeliveryJob>>) -> Vec<Outcome> {
+        let mut seen = self.0.lock().unwrap();
+        jobs.iter()
+            .map(|j| {
+                seen.push((j.payload.resource_id.clone(), j.attempt));
+                Outcome::Done(serde_json::Value::Null)
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn collate_enqueued_jobs_are_consumed_by_a_queue_worker() {
+    let env = TestEnv::new("collate_wire").await;
+    let (c, q) = collator(&env.redis, &env.namespace, 3);
+    let now = Utc::now();
+    let ids: Vec<String> = (0..6).map(|i| format!("wire-{i}")).collect();
+    let batch: Vec<_> = ids
+        .iter()
+        .flat_map(|id| [packet(id, 1, 2, "b", now), packet(id, 0, 2, "a", now)])
+        .collect();
+    assert_eq!(c.record(&batch).await.unwrap(), 6);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shutdown = CancellationToken::new();
+    let config = WorkerConfig {
+        block: Duration::from_millis(50),
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(q.clone(), Collect(seen.clone()), config);
+    let running = tokio::spawn(worker.run(shutdown.clone()));
+    let start = std::time::Instant::now();
+    while seen.lock().unwrap().len() < 6 && start.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    let mut got = seen.lock().unwrap().clone();
+    got.sort();
+    let want: Vec<(String, u32)> = ids.iter().map(|id| (id.clone(), 1)).collect();
+    assert_eq!(
+        got, want,
+        "every job decoded with its payload and attempt 1"
+    );
+    for stream in q.stream_keys() {
+        assert_eq!(stream_len(&env.redis, &stream).await, 0, "{stream} acked");
+    }
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    env.cleanup().await;
 }

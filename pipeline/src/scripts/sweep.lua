@@ -1,26 +1,50 @@
--- sweep.lua: claim resources of one partition that stayed incomplete past the timeout, tombstone
--- them (late packets are then ignored) and drop their packets, reporting what arrived. Claiming
--- is the ZREM, so each resource is reported by exactly one of the concurrent sweepers.
+-- sweep.lua: claim resources of one partition that stayed incomplete past the timeout, dead-letter
+-- each with a reason naming the missing seqs, tombstone it (late packets are then ignored) and drop
+-- its data — all in one atomic step, so a claimed resource is always reported. Claiming is the
+-- ZREM, so each resource is reported by exactly one of the concurrent sweepers.
 -- The per-resource keys are derived from ARGV[3] and carry the same hash tag as KEYS[1] (one slot).
 -- KEYS[1] = open-resources ZSET of the partition
+-- KEYS[2] = dead-letter stream of the partition
 -- ARGV[1] = cutoff, unix ms (resources first seen at or before it are timed out)
 -- ARGV[2] = largest number of resources to claim
--- ARGV[3] = key prefix of resources in this partition (key = prefix .. id .. ':parts' / ':meta')
+-- ARGV[3] = key prefix of resources in this partition (key = prefix .. id .. ':parts' / ':meta' / ':done')
 -- ARGV[4] = TTL in seconds of the tombstone
+-- ARGV[5] = now, unix ms (the dead letters' dead_at)
+-- ARGV[6] = reason template; {id}, {received}, {total} and {missing} are replaced
+-- ARGV[7] = most missing seqs spelled out in a reason
+-- ARGV[8..13] = dead-letter field names: id, payload, error, attempts, history, dead_at
+-- ARGV[14..] = one fresh job id per claimable resource (at least ARGV[2] of them)
 -- Returns a flat array: id, total, first_seen_ms, "seq,seq,..." (received seqs) per claimed resource.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local listed = tonumber(ARGV[7])
 local out = {}
-for _, id in ipairs(ids) do
+for i, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local parts = ARGV[3] .. id .. ':parts'
   local meta = ARGV[3] .. id .. ':meta'
-  if redis.call('HEXISTS', meta, 'done') == 0 then
+  local done = ARGV[3] .. id .. ':done'
+  if redis.call('EXISTS', done) == 0 and redis.call('HEXISTS', meta, 'done') == 0 then
     local total = redis.call('HGET', meta, 'total') or '0'
     local first = redis.call('HGET', meta, 'first_seen_ms') or '0'
     local seqs = redis.call('HKEYS', parts)
-    redis.call('DEL', parts)
-    redis.call('HSET', meta, 'done', 'timed_out')
-    redis.call('EXPIRE', meta, ARGV[4])
+    local have = {}
+    for _, s in ipairs(seqs) do have[tonumber(s)] = true end
+    local missing, more = {}, 0
+    for s = 0, tonumber(total) - 1 do
+      if not have[s] then
+        if #missing < listed then missing[#missing + 1] = tostring(s) else more = more + 1 end
+      end
+    end
+    if more > 0 then missing[#missing + 1] = '… (' .. more .. ' more)' end
+    local fill = {
+      ['{id}'] = id, ['{received}'] = tostring(#seqs), ['{total}'] = total,
+      ['{missing}'] = table.concat(missing, ', '),
+    }
+    local reason = string.gsub(ARGV[6], '{%a+}', function(k) return fill[k] end)
+    redis.call('DEL', parts, meta)
+    redis.call('SET', done, 'timed_out', 'EX', ARGV[4])
+    redis.call('XADD', KEYS[2], '*', ARGV[8], ARGV[13 + i], ARGV[9], cjson.encode({resource_id = id}),
+      ARGV[10], reason, ARGV[11], '0', ARGV[12], cjson.encode({reason}), ARGV[13], ARGV[5])
     out[#out + 1] = id
     out[#out + 1] = total
     out[#out + 1] = first

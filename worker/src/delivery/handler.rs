@@ -1,12 +1,15 @@
 //! [`DeliveryHandler`]: one `webhooks` job = read the collated resource from Redis, POST it signed
-//! with `Idempotency-Key: <resource_id>`, and turn the answer into an outcome: 2xx → Done, 4xx other
-//! than 408/429 → Dead, anything else (5xx, timeouts, refused connections) → Retry with the queue's
-//! backoff. A batch's jobs are delivered concurrently over one keep-alive client.
+//! with `Idempotency-Key: <resource_id>`, and turn the answer into an outcome: 2xx → release the
+//! resource's data (it expires) and Done; 4xx other than 401/403/408/429 → Dead; anything else
+//! (401/403 after a secret rotation or clock skew, 5xx, timeouts, refused connections) → Retry with
+//! the queue's backoff. A job whose resource was already delivered is Done; one whose data is gone
+//! (only if Redis lost data) is Dead with that reason. A batch's jobs are delivered concurrently
+//! over one keep-alive client. Collation keys and scripts are not touched here.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline::collate::Collator;
+use pipeline::collate::{Collator, Fetched};
 use pipeline::resource::DeliveryJob;
 use pipeline::signing::{sign, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use queue::{Handler, Job, Outcome};
@@ -46,13 +49,20 @@ impl DeliveryHandler {
 
     async fn deliver(&self, job: &Job<DeliveryJob>) -> Outcome {
         let id = &job.payload.resource_id;
-        let resource = match self.collator.load(id).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
+        let resource = match self.collator.fetch(id).await {
+            Ok(Fetched::Ready(r)) => r,
+            Ok(Fetched::Delivered) => {
+                count("already_delivered");
+                tracing::info!(resource_id = %id, "resource already delivered");
+                return Outcome::Done(json!({ "already_delivered": true }));
+            }
+            Ok(Fetched::Missing(what)) => {
                 count("dead");
+                tracing::error!(resource_id = %id, found = %what, "resource data missing for a delivery job");
                 return Outcome::Dead {
                     reason: format!(
-                        "resource {id} is not complete in Redis (expired or timed out)"
+                        "resource {id}: collated data missing in Redis ({what}); \
+                         only possible if Redis lost data"
                     ),
                 };
             }
@@ -94,7 +104,15 @@ impl DeliveryHandler {
             }
         };
         let status = resp.status();
-        outcome_for(status, retry_after(&resp), id, job.attempt)
+        let outcome = outcome_for(status, retry_after(&resp), id, job.attempt);
+        if matches!(outcome, Outcome::Done(_)) {
+            // Delivered: the data may now expire. If this fails the data still expires after
+            // the retention, and a re-run of the job only re-POSTs (an idempotent duplicate).
+            if let Err(e) = self.collator.release(id).await {
+                tracing::warn!(resource_id = %id, error = %e, "releasing a delivered resource failed");
+            }
+        }
+        outcome
     }
 }
 
@@ -107,16 +125,25 @@ fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.min(300)))
 }
 
+/// 4xx answers worth retrying: a timeout, throttling, and a refused signature (401/403), which a
+/// secret rotation or clock skew causes and fixing the configuration cures.
+fn retryable_client_error(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::UNAUTHORIZED
+            | StatusCode::FORBIDDEN
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS
+    )
+}
+
 /// The delivery policy for an HTTP answer.
 pub fn outcome_for(status: StatusCode, after: Option<Duration>, id: &str, attempt: u32) -> Outcome {
     if status.is_success() {
         count("delivered");
         tracing::debug!(resource_id = %id, status = status.as_u16(), "delivered");
         Outcome::Done(json!({ "status": status.as_u16() }))
-    } else if status.is_client_error()
-        && status != StatusCode::REQUEST_TIMEOUT
-        && status != StatusCode::TOO_MANY_REQUESTS
-    {
+    } else if status.is_client_error() && !retryable_client_error(status) {
         count("dead");
         tracing::error!(resource_id = %id, status = status.as_u16(), "webhook refused the delivery");
         Outcome::Dead {
@@ -124,7 +151,12 @@ pub fn outcome_for(status: StatusCode, after: Option<Duration>, id: &str, attemp
         }
     } else {
         count("retry");
-        tracing::warn!(resource_id = %id, status = status.as_u16(), attempt, "webhook failed; will retry");
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            tracing::error!(resource_id = %id, status = status.as_u16(), attempt,
+                "webhook refused the signature (check WEBHOOK_SECRET on both sides and the clocks); will retry");
+        } else {
+            tracing::warn!(resource_id = %id, status = status.as_u16(), attempt, "webhook failed; will retry");
+        }
         Outcome::Retry {
             error: format!("webhook answered {status}"),
             after,
@@ -148,7 +180,10 @@ mod tests {
         assert!(matches!(o(200), Outcome::Done(_)));
         assert!(matches!(o(201), Outcome::Done(_)));
         assert!(matches!(o(400), Outcome::Dead { .. }));
-        assert!(matches!(o(401), Outcome::Dead { .. }));
+        assert!(matches!(o(401), Outcome::Retry { .. }));
+        assert!(matches!(o(403), Outcome::Retry { .. }));
+        assert!(matches!(o(404), Outcome::Dead { .. }));
+        assert!(matches!(o(413), Outcome::Dead { .. }));
         assert!(matches!(o(422), Outcome::Dead { .. }));
         assert!(matches!(o(408), Outcome::Retry { .. }));
         assert!(matches!(o(429), Outcome::Retry { .. }));
@@ -163,5 +198,132 @@ mod tests {
             Outcome::Retry { after, .. } => assert_eq!(after, Some(Duration::from_secs(2))),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+/// The handler against the real Redis and a real HTTP target (axum on port 0).
+#[cfg(test)]
+mod redis_tests {
+    use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use chrono::Utc;
+    use clap::Parser;
+    use pipeline::packet::StoredMessage;
+    use queue::JobId;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        delivery: DeliveryArgs,
+    }
+
+    /// A webhook target answering `status` and counting requests.
+    async fn target(status: Arc<AtomicU16>, hits: Arc<AtomicUsize>) -> String {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || async move {
+                hits.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::from_u16(status.load(Ordering::SeqCst)).unwrap()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}/hook")
+    }
+
+    fn job(id: &str) -> Job<DeliveryJob> {
+        Job {
+            id: JobId(format!("job-{id}")),
+            payload: DeliveryJob {
+                resource_id: id.into(),
+            },
+            attempt: 1,
+            enqueued_at: SystemTime::now(),
+            partition: 0,
+        }
+    }
+
+    fn packet(id: &str) -> StoredMessage {
+        let now = Utc::now();
+        StoredMessage {
+            producer: "p".into(),
+            number: 0,
+            sent_at: now,
+            received_at: now,
+            stored_at: now,
+            transit_ms: 0.0,
+            word_lengths: vec![3],
+            text: "abc".into(),
+            resource_id: Some(id.into()),
+            seq: Some(0),
+            total: Some(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn refused_signatures_retry_and_only_a_delivery_releases_the_data() {
+        let env = testkit::TestEnv::new("delivery_handler").await;
+        let status = Arc::new(AtomicU16::new(401));
+        let hits = Arc::new(AtomicUsize::new(0));
+        let url = target(status.clone(), hits.clone()).await;
+        let args = Cli::parse_from([
+            "t",
+            "--webhook-url",
+            &url,
+            "--webhook-secret",
+            "s3cret",
+            "--resource-ttl-secs",
+            "30",
+        ])
+        .delivery;
+        let collator = super::super::collator(env.redis.clone(), &env.namespace, &args);
+        let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
+        assert_eq!(
+            collator
+                .record(&[packet("r"), packet("bad")])
+                .await
+                .unwrap(),
+            2
+        );
+
+        // 401 (secret rotation, clock skew) and 403 are retried; the data stays for the retry.
+        for code in [401, 403] {
+            status.store(code, Ordering::SeqCst);
+            let out = handler.handle(vec![job("r")]).await;
+            assert!(matches!(&out[0], Outcome::Retry { .. }), "{code}: {out:?}");
+            assert!(collator.load("r").await.unwrap().is_some());
+        }
+        // Delivered: Done, and a re-run of the job finds it delivered without POSTing again.
+        status.store(200, Ordering::SeqCst);
+        let out = handler.handle(vec![job("r")]).await;
+        assert!(matches!(&out[0], Outcome::Done(_)), "{out:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        assert_eq!(collator.fetch("r").await.unwrap(), Fetched::Delivered);
+        let out = handler.handle(vec![job("r")]).await;
+        assert!(matches!(&out[0], Outcome::Done(_)), "{out:?}");
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "no second POST");
+
+        // Other 4xx are final; the data of a refused resource is not released.
+        status.store(422, Ordering::SeqCst);
+        let out = handler.handle(vec![job("bad")]).await;
+        assert!(matches!(&out[0], Outcome::Dead { .. }), "{out:?}");
+        assert!(collator.load("bad").await.unwrap().is_some());
+
+        // A job whose resource data is gone is dead with a reason saying so, without a POST.
+        let out = handler.handle(vec![job("ghost")]).await;
+        match &out[0] {
+            Outcome::Dead { reason } => assert!(
+                reason.starts_with("resource ghost: collated data missing in Redis"),
+                "{reason}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 4);
+        env.cleanup().await;
     }
 }
