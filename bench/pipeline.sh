@@ -14,6 +14,9 @@
 #   5. redis-benchmark XADD on the same redis-server, for ratios
 # Knobs (env): REQUESTS CONCURRENCY BATCH_PACKETS BATCH_SIZE PIPELINE_MESSAGES WORKER_BATCH WORKER_CONC
 # ROUNDS (phase 3 alternates pipeline and baseline ROUNDS times and keeps the best of each)
+# ONLY_PIPELINE=1 skips phases 1, 2 and 5 (API and redis-benchmark figures);
+# BIN=<dir> runs prebuilt binaries from <dir> (with examples/bulk_baseline) instead of building,
+# e.g. to compare two versions of the code on the same machine state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,9 +42,12 @@ if ! curl -sf "$ES/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null
   exit 1
 fi
 
-echo "== building release binaries"
-cargo build --release -p consumer -p worker -p producer --bins --example bulk_baseline
-BIN="${CARGO_TARGET_DIR:-target}/release"
+if [ -z "${BIN:-}" ]; then
+  echo "== building release binaries"
+  cargo build --release -p consumer -p worker -p producer --bins --example bulk_baseline
+  BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+ONLY_PIPELINE="${ONLY_PIPELINE:-0}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
@@ -100,6 +106,9 @@ CONSUMER_URL="http://127.0.0.1:$CONSUMER_PORT"
 wait_http "$CONSUMER_URL/healthz"
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB; $(redis-server --version | cut -d' ' -f1-3)"
+echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+API_RPS=0; API_P99=-; BATCH_PPS=0; RB1=1; RB100=1
+if [ "$ONLY_PIPELINE" != 1 ]; then
 echo "== 1. POST /messages: $REQUESTS requests, concurrency $CONCURRENCY (no workers running)"
 OUT="$("$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$REQUESTS" \
   --concurrency "$CONCURRENCY" --resources off --producer single)"
@@ -114,6 +123,7 @@ OUT="$("$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$BATCH_PA
 echo "$OUT"
 BATCH_PPS="$(echo "$OUT" | grep ^BENCH | field packets_per_s)"
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
+fi
 
 # Phase 3 runs ROUNDS times, pipeline and baseline alternating, and keeps the best of each: the
 # machine is shared, and alternating exposes both to the same background load.
@@ -121,11 +131,11 @@ PIPE_RATE=0; BASE_RATE=0; RSS_WORKERS=""
 for round in $(seq 1 "$ROUNDS"); do
   echo "== 3a. whole pipeline, round $round: $PIPELINE_MESSAGES messages, $WORKERS workers (batch $WORKER_BATCH, concurrency $WORKER_CONC)"
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
-  WORKER_PIDS=()
+  WORKER_PIDS=(); WORKER_PORTS=()
   for i in $(seq 1 "$WORKERS"); do
-    port="$(free_port)"
+    port="$(free_port)"; WORKER_PORTS+=("$port")
     ES_INDEX_PREFIX="${PREFIX}r$round-" WORKER_METRICS_ADDR="127.0.0.1:$port" WORKER_BATCH_SIZE="$WORKER_BATCH" \
-      WORKER_CONCURRENCY="$WORKER_CONC" WEBHOOK_URL="http://127.0.0.1:9/unused" \
+      WORKER_CONCURRENCY="$WORKER_CONC" WEBHOOK_URL="http://127.0.0.1:9/unused" WEBHOOK_SECRET=bench-unused \
       "$BIN/worker" >"$DIR/worker$i.log" 2>&1 &
     WORKER_PIDS+=($!); PIDS+=($!)
     wait_http "http://127.0.0.1:$port/readyz"
@@ -147,6 +157,14 @@ for round in $(seq 1 "$ROUNDS"); do
   W=0; for pid in "${WORKER_PIDS[@]}"; do W="$(calc "%.2f" "$W+$(cpu_s "$pid")")"; done
   P="$(awk '/PRODUCER_CPU/ {printf "%.2f", $2 + $3}' "$DIR/producer.time")"
   echo "CPU seconds: producer $P, consumer $(calc "%.2f" "$(cpu_s "$CONSUMER_PID")-$C0"), redis $(calc "%.2f" "$(cpu_s "$REDIS_PID")-$R0"), workers $W, elasticsearch $(calc "%.2f" "$E1-$E0")"
+  BATCHES=0
+  for port in "${WORKER_PORTS[@]}"; do
+    n="$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^conveyor_worker_batch_seconds_count/ {print $2}' | head -1)"
+    BATCHES=$((BATCHES + ${n:-0}))
+  done
+  if [ "$BATCHES" -gt 0 ]; then
+    echo "worker batches (= _bulk requests): $BATCHES, $(calc "%.0f" "$PIPELINE_MESSAGES/$BATCHES") messages per batch on average"
+  fi
   RSS_WORKERS=""
   for pid in "${WORKER_PIDS[@]}"; do RSS_WORKERS="$RSS_WORKERS $(hwm_mb "$pid")"; done
   for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
@@ -163,6 +181,7 @@ done
 RSS_CONSUMER="$(hwm_mb "$CONSUMER_PID")"
 kill "$CONSUMER_PID" 2>/dev/null || true; wait "$CONSUMER_PID" 2>/dev/null || true
 
+if [ "$ONLY_PIPELINE" != 1 ]; then
 echo "== 5. redis-benchmark on the same redis-server: XADD of a 300-byte payload"
 PAYLOAD="$(head -c 300 /dev/zero | tr '\0' x)"
 RB1="$(redis-benchmark -p "$REDIS_PORT" -n 200000 -c "$CONCURRENCY" -q XADD rb '*' payload "$PAYLOAD" \
@@ -171,6 +190,7 @@ redis-cli -p "$REDIS_PORT" del rb >/dev/null
 RB100="$(redis-benchmark -p "$REDIS_PORT" -n 1000000 -c 8 -P 100 -q XADD rb '*' payload "$PAYLOAD" \
   | grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)"
 echo "XADD $RB1/s (-c $CONCURRENCY), $RB100/s pipelined (-c 8 -P 100)"
+fi
 
 echo
 echo "== results ($(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores shared by every process)"

@@ -1,16 +1,17 @@
 //! The message job handler: for a batch, compute each stored document (word lengths, transit
-//! time), index the whole batch with ONE `_bulk` request, record resource packets for collation,
-//! then answer `Done(stored document)` per job so `?wait=true` callers get the result.
+//! time), index the whole batch with ONE `_bulk` request while recording the resource packets
+//! for collation, then answer `Done(stored document)` per job so `?wait=true` callers get the
+//! result.
 //!
-//! Nothing is acked before Elasticsearch confirmed it: while Elasticsearch is unreachable the
-//! batch keeps its lease (the queue's heartbeat extends it) and retries in place, and after
-//! `es_wait` it goes back to the queue as a retry. A permanent rejection is isolated per
-//! document so one bad document cannot dead-letter its batch-mates.
+//! Nothing is acked before BOTH Elasticsearch and the collation confirmed: while Elasticsearch
+//! is unreachable the batch keeps its lease (the queue's heartbeat extends it) and retries in
+//! place, and after `es_wait` it goes back to the queue as a retry. A permanent rejection is
+//! isolated per document so one bad document cannot dead-letter its batch-mates.
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use pipeline::collate::Collator;
+use pipeline::collate::{CollateError, Collator};
 use pipeline::packet::{MessageJob, StoredMessage};
 use pipeline::store::{Store, StoreError};
 use queue::{Handler, Job, Outcome};
@@ -47,44 +48,46 @@ impl MessageHandler {
     }
 
     /// Retries a transiently failing bulk in place until it succeeds, `es_wait` passes or the
-    /// process shuts down. Returns the last result.
-    async fn index_patiently(
-        &self,
-        jobs: &[Job<MessageJob>],
-    ) -> (Vec<StoredMessage>, Result<(), StoreError>) {
+    /// process shuts down. Returns the last result. A retry re-stamps `stored_at` on a copy (the
+    /// first attempt, the common case, copies nothing).
+    async fn index_patiently(&self, stored: &[StoredMessage]) -> Result<(), StoreError> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(100);
+        let mut restamped: Option<Vec<StoredMessage>> = None;
         loop {
-            let stored = Self::process_all(jobs);
-            let result = self.store.index_messages(&stored).await;
+            let docs = restamped.as_deref().unwrap_or(stored);
+            let result = self.store.index_messages(docs).await;
             match &result {
                 Err(e) if e.is_transient() => {
                     if started.elapsed() >= self.es_wait || self.shutdown.is_cancelled() {
-                        return (stored, result);
+                        return result;
                     }
-                    tracing::warn!(error = %e, jobs = jobs.len(), retry_in_ms = pause.as_millis() as u64,
+                    tracing::warn!(error = %e, jobs = stored.len(), retry_in_ms = pause.as_millis() as u64,
                         "elasticsearch unavailable; batch keeps its lease and retries");
                     tokio::select! {
                         _ = self.shutdown.cancelled() => {}
                         _ = tokio::time::sleep(pause) => {}
                     }
                     pause = (pause * 2).min(Duration::from_secs(2));
+                    let now = Utc::now();
+                    let docs = restamped.get_or_insert_with(|| stored.to_vec());
+                    docs.iter_mut().for_each(|d| d.stored_at = now);
                 }
-                _ => return (stored, result),
+                _ => return result,
             }
         }
     }
 
     /// After a permanent bulk failure: index each document alone to find the bad ones.
+    /// Collation already succeeded for the whole batch (see [`Handler::handle`]).
     async fn isolate(&self, stored: Vec<StoredMessage>) -> Vec<Outcome> {
         let mut outcomes = Vec::with_capacity(stored.len());
         for doc in stored {
             let outcome = match self.store.index_messages(std::slice::from_ref(&doc)).await {
-                Ok(()) => self
-                    .finish(vec![doc])
-                    .await
-                    .pop()
-                    .unwrap_or_else(|| retry("no outcome")),
+                Ok(()) => {
+                    metrics::counter!("conveyor_messages_stored_total").increment(1);
+                    done(&doc)
+                }
                 Err(e) if e.is_transient() => retry(&e.to_string()),
                 Err(e) => {
                     tracing::error!(doc_id = %doc.doc_id(), error = %e, "document rejected");
@@ -97,26 +100,15 @@ impl MessageHandler {
         }
         outcomes
     }
+}
 
-    /// Documents are durable in Elasticsearch: collate, then answer each job with its document.
-    async fn finish(&self, stored: Vec<StoredMessage>) -> Vec<Outcome> {
-        metrics::counter!("conveyor_messages_stored_total").increment(stored.len() as u64);
-        if let Err(e) = self.collator.record(&stored).await {
-            tracing::warn!(error = %e, jobs = stored.len(), "collation failed; batch will be retried");
-            return stored
-                .iter()
-                .map(|_| retry(&format!("collation: {e}")))
-                .collect();
-        }
-        stored
-            .into_iter()
-            .map(|doc| match serde_json::to_value(&doc) {
-                Ok(value) => Outcome::Done(value),
-                Err(e) => Outcome::Dead {
-                    reason: format!("encoding the result: {e}"),
-                },
-            })
-            .collect()
+/// The job's answer: its stored document (what a `?wait=true` caller receives).
+fn done(doc: &StoredMessage) -> Outcome {
+    match serde_json::to_value(doc) {
+        Ok(value) => Outcome::Done(value),
+        Err(e) => Outcome::Dead {
+            reason: format!("encoding the result: {e}"),
+        },
     }
 }
 
@@ -130,22 +122,51 @@ fn retry(error: &str) -> Outcome {
 impl Handler<MessageJob> for MessageHandler {
     async fn handle(&self, jobs: Vec<Job<MessageJob>>) -> Vec<Outcome> {
         let started = Instant::now();
-        let (stored, result) = self.index_patiently(&jobs).await;
-        let outcomes = match result {
-            Ok(()) => self.finish(stored).await,
-            Err(e) if e.is_transient() => {
-                tracing::warn!(error = %e, jobs = jobs.len(), "batch handed back for retry");
-                jobs.iter().map(|_| retry(&e.to_string())).collect()
+        let stored = Self::process_all(&jobs);
+        drop(jobs);
+        // Collation runs concurrently with the `_bulk` instead of after it: the resource's
+        // completion (and its webhook) no longer waits for Elasticsearch's answer. Safe because
+        // (1) both effects are idempotent — fixed `_id`s in Elasticsearch, and collate.lua
+        // records a packet per seq and completes a resource (enqueueing its delivery) only once,
+        // so a batch run again after a failure changes nothing it already did; (2) the jobs are
+        // answered Done (acked) only when BOTH succeeded — a failed bulk or a failed collation
+        // still retries the whole batch, so no packet is acked without being stored and
+        // collated. The one difference: a packet whose document Elasticsearch rejects for good
+        // (dead-lettered below) may already count towards its resource; such a document cannot
+        // be produced from a validated packet under the strict mapping.
+        let (indexed, collated): (Result<(), StoreError>, Result<usize, CollateError>) =
+            tokio::join!(self.index_patiently(&stored), self.collator.record(&stored));
+        let outcomes = match (indexed, collated) {
+            (Ok(()), Ok(_)) => {
+                metrics::counter!("conveyor_messages_stored_total").increment(stored.len() as u64);
+                stored.iter().map(done).collect()
             }
-            Err(e) => {
-                tracing::warn!(error = %e, jobs = jobs.len(), "bulk rejected; indexing one by one");
+            (Ok(()), Err(e)) => {
+                metrics::counter!("conveyor_messages_stored_total").increment(stored.len() as u64);
+                tracing::warn!(error = %e, jobs = stored.len(), "collation failed; batch will be retried");
+                let reason = format!("collation: {e}");
+                stored.iter().map(|_| retry(&reason)).collect()
+            }
+            (Err(e), _) if e.is_transient() => {
+                tracing::warn!(error = %e, jobs = stored.len(), "batch handed back for retry");
+                let reason = e.to_string();
+                stored.iter().map(|_| retry(&reason)).collect()
+            }
+            (Err(e), Err(c)) => {
+                tracing::warn!(error = %e, collation = %c, jobs = stored.len(),
+                    "bulk rejected and collation failed; batch will be retried");
+                let reason = format!("collation: {c}");
+                stored.iter().map(|_| retry(&reason)).collect()
+            }
+            (Err(e), Ok(_)) => {
+                tracing::warn!(error = %e, jobs = stored.len(), "bulk rejected; indexing one by one");
                 self.isolate(stored).await
             }
         };
         metrics::histogram!("conveyor_worker_batch_seconds")
             .record(started.elapsed().as_secs_f64());
         tracing::debug!(
-            jobs = jobs.len(),
+            jobs = outcomes.len(),
             ms = started.elapsed().as_millis() as u64,
             "batch handled"
         );
