@@ -1,5 +1,6 @@
 //! The dashboard's HTTP surface: the page, `/events` (SSE), `/api/stats`, `/healthz`, `/metrics`.
 //! Handlers only read the latest published snapshot; they never query Elasticsearch or Redis.
+//! Unknown paths (404) and wrong methods (405) answer `application/problem+json`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::stream::{self, Stream, StreamExt};
+use pipeline::problem::{problem_response, ProblemResponse};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -38,8 +40,30 @@ pub fn router(state: AppState) -> Router {
         .route("/api/stats", get(api_stats))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
+}
+
+async fn not_found() -> ProblemResponse {
+    problem_response(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "Not found",
+        "no such route",
+        None,
+    )
+}
+
+async fn method_not_allowed() -> ProblemResponse {
+    problem_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this path does not accept that method",
+        None,
+    )
 }
 
 /// `conveyor_http_requests_total{route,status}` for every answered request.
@@ -80,7 +104,7 @@ async fn healthz() -> &'static str {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     let c = &state.counters;
-    let mut text = pipeline::telemetry::render_metrics();
+    let (content_type, mut text) = pipeline::telemetry::metrics_response();
     let own = [
         (
             "conveyor_dashboard_es_queries_total",
@@ -112,12 +136,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    (content_type, text).into_response()
 }
 
 /// Counts an open `/events` connection for as long as its stream lives.
@@ -155,4 +174,68 @@ async fn events(
     });
     let until_shutdown = updates.take_until(state.shutdown.cancelled_owned());
     Sse::new(until_shutdown).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::Snapshot;
+
+    /// The router on a real port 0 listener, with the snapshot before the first poll.
+    async fn serve() -> (String, CancellationToken) {
+        let (_tx, rx) = watch::channel(Published::new(Snapshot::initial(chrono::Utc::now())));
+        let shutdown = CancellationToken::new();
+        let state = AppState {
+            snapshots: rx,
+            counters: Arc::new(PollCounters::default()),
+            sse_clients: Arc::new(AtomicU64::new(0)),
+            shutdown: shutdown.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        (url, shutdown)
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_wrong_methods_answer_problem_json() {
+        let (url, shutdown) = serve().await;
+        let http = reqwest::Client::new();
+        for (method, path, status) in [
+            (reqwest::Method::GET, "/nope", 404),
+            (reqwest::Method::POST, "/api/stats", 405),
+            (reqwest::Method::DELETE, "/", 405),
+        ] {
+            let resp = http
+                .request(method.clone(), format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+            assert_eq!(
+                resp.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["status"], status, "{body}");
+            assert!(body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:conveyor:problem:"));
+        }
+        let metrics = http.get(format!("{url}/metrics")).send().await.unwrap();
+        assert_eq!(
+            metrics.headers()["content-type"],
+            "text/plain; version=0.0.4"
+        );
+        let text = metrics.text().await.unwrap();
+        assert!(text.contains("conveyor_dashboard_sse_clients 0"), "{text}");
+        shutdown.cancel();
+    }
 }

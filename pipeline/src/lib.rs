@@ -5,6 +5,7 @@
 pub mod collate;
 pub mod config;
 pub mod packet;
+pub mod problem;
 pub mod resource;
 pub mod shutdown;
 pub mod signing;

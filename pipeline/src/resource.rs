@@ -5,8 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Longest resource id accepted (same rule as the packet's `resource_id`).
-pub const MAX_RESOURCE_ID_LEN: usize = 128;
+use crate::packet::{is_valid_resource_id, FieldError};
 
 /// The payload of a job on queue "webhooks", XADDed atomically by `collate.lua`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,33 +29,23 @@ pub struct CollatedResource {
     pub completed_at: DateTime<Utc>,
 }
 
-/// `[A-Za-z0-9_.:-]{1,128}`: the packet rule for resource ids (safe as a file name stem, except
-/// that `.` and `..` alone are refused too).
-pub fn valid_resource_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_RESOURCE_ID_LEN
-        && id != "."
-        && id != ".."
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
-}
-
 impl CollatedResource {
-    /// Problems with a received body, as `(field, message)` pairs; empty when it is consistent.
-    pub fn validate(&self) -> Vec<(&'static str, String)> {
+    /// Problems with a received body, one per field; empty when it is consistent. The resource id
+    /// follows the packet rule ([`is_valid_resource_id`]), so whatever the consumer accepted is
+    /// accepted here too.
+    pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        if !valid_resource_id(&self.resource_id) {
-            errors.push((
+        if !is_valid_resource_id(&self.resource_id) {
+            errors.push(FieldError::new(
                 "resource_id",
-                "must match [A-Za-z0-9_.:-]{1,128}".to_string(),
+                "must match [A-Za-z0-9_.:-]{1,128}",
             ));
         }
         if self.packets == 0 || self.packets > 10_000 {
-            errors.push(("packets", "must be between 1 and 10000".to_string()));
+            errors.push(FieldError::new("packets", "must be between 1 and 10000"));
         }
         if self.word_lengths.len() != self.packets as usize {
-            errors.push((
+            errors.push(FieldError::new(
                 "word_lengths",
                 format!(
                     "has {} entries but packets is {}",
@@ -66,9 +55,9 @@ impl CollatedResource {
             ));
         }
         if self.first_received_at > self.last_received_at {
-            errors.push((
+            errors.push(FieldError::new(
                 "first_received_at",
-                "must not be after last_received_at".to_string(),
+                "must not be after last_received_at",
             ));
         }
         errors
@@ -93,9 +82,17 @@ mod tests {
 
     #[test]
     fn resource_ids_follow_the_packet_rule() {
-        assert!(valid_resource_id("order:42_a.b-c"));
-        for bad in ["", ".", "..", "a/b", "a\\b", "a b", "é", &"x".repeat(129)] {
-            assert!(!valid_resource_id(bad), "{bad:?}");
+        // "." and ".." are valid packet resource ids, so a delivery naming them validates too.
+        for good in ["order:42_a.b-c", ".", "..", &"x".repeat(128)] {
+            let mut r = sample();
+            r.resource_id = good.to_string();
+            assert!(r.validate().is_empty(), "{good:?}");
+        }
+        for bad in ["", "a/b", "a\\b", "a b", "é", &"x".repeat(129)] {
+            let mut r = sample();
+            r.resource_id = bad.to_string();
+            let names: Vec<_> = r.validate().into_iter().map(|e| e.name).collect();
+            assert_eq!(names, vec!["resource_id"], "{bad:?}");
         }
     }
 
@@ -105,7 +102,7 @@ mod tests {
         let mut r = sample();
         r.packets = 3;
         r.resource_id = "../x".into();
-        let fields: Vec<_> = r.validate().into_iter().map(|(f, _)| f).collect();
+        let fields: Vec<_> = r.validate().into_iter().map(|e| e.name).collect();
         assert_eq!(fields, vec!["resource_id", "word_lengths"]);
     }
 

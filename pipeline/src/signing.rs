@@ -15,9 +15,19 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SIGNATURE_HEADER: &str = "X-Conveyor-Signature";
 /// Name of the HTTP header carrying the idempotency key (the resource id).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
-/// Development secret used when `WEBHOOK_SECRET` is unset; binaries log a warning when they fall
-/// back to it. Never use it in a deployment reachable by others.
-pub const DEV_SECRET: &str = "conveyor-dev-secret";
+/// What a binary started without `WEBHOOK_SECRET` says (there is no built-in fallback secret).
+pub const MISSING_SECRET_HELP: &str = "WEBHOOK_SECRET is required: set the same value for the \
+worker and the webhook service, e.g. `export WEBHOOK_SECRET=$(openssl rand -hex 32)` (./setup.sh \
+keeps one in .run/webhook_secret; with Docker, put WEBHOOK_SECRET in .env)";
+
+/// Parses a `WEBHOOK_SECRET` value for clap: refuses an empty (or all-blank) secret.
+pub fn parse_secret(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err(MISSING_SECRET_HELP.to_string())
+    } else {
+        Ok(value.to_string())
+    }
+}
 /// Default freshness window: signatures older (or further in the future) than this are refused.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
@@ -230,6 +240,15 @@ mod tests {
             verify(SECRET, "garbage", b"b", NOW, 300),
             Err(SignatureError::Malformed)
         );
+    }
+
+    #[test]
+    fn empty_secrets_are_refused_with_instructions() {
+        assert_eq!(parse_secret("s"), Ok("s".to_string()));
+        for blank in ["", "  "] {
+            let err = parse_secret(blank).unwrap_err();
+            assert!(err.contains("export WEBHOOK_SECRET="), "{err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,12 @@
-//! Process-wide telemetry: the tracing subscriber (`RUST_LOG`, `LOG_FORMAT=json|pretty`) and the
-//! Prometheus recorder behind every `metrics::` call. Binaries call [`init`] once in `main`; tests
-//! never need to (metrics calls are no-ops without a recorder).
+//! Process-wide telemetry: the tracing subscriber (`RUST_LOG`, `LOG_FORMAT=json|pretty`; colors only
+//! on a terminal), the Prometheus recorder behind every `metrics::` call, and the one `GET /metrics`
+//! answer every service serves ([`metrics_response`]). Binaries call [`init`] once in `main`; tests
+//! never need to (metrics calls are no-ops without a recorder). No routing lives here.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
+
+use http::{header, HeaderName};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, EnvFilter};
@@ -19,10 +23,15 @@ pub fn init(args: &LogArgs) {
             .with_env_filter(filter)
             .json()
             .flatten_event(true)
+            .with_ansi(false)
             .with_current_span(true)
             .try_init()
     } else {
-        fmt().with_env_filter(filter).with_target(false).try_init()
+        fmt()
+            .with_env_filter(filter)
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init()
     };
     drop(result); // already installed (second call in one process): keep the first
     prometheus();
@@ -48,4 +57,31 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// The text for a `GET /metrics` answer (Prometheus exposition format).
 pub fn render_metrics() -> String {
     prometheus().render()
+}
+
+/// Content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4";
+
+/// The `GET /metrics` answer: content type header and the rendered text. An axum handler can
+/// return it as it is; a service with extra lines appends them to the text first.
+pub fn metrics_response() -> ([(HeaderName, &'static str); 1], String) {
+    (
+        [(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)],
+        render_metrics(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_response_is_prometheus_text_with_its_content_type() {
+        prometheus();
+        metrics::counter!("conveyor_telemetry_selftest_total").increment(3);
+        let ([(name, value)], text) = metrics_response();
+        assert_eq!(name, header::CONTENT_TYPE);
+        assert_eq!(value, "text/plain; version=0.0.4");
+        assert!(text.contains("conveyor_telemetry_selftest_total"), "{text}");
+    }
 }

@@ -1,9 +1,12 @@
-//! The webhook service's one error type, named for what the client sees, rendered as
-//! `application/problem+json`. Internal causes are logged here, never echoed to the client.
+//! The webhook service's one error type, named for what the client sees, rendered through
+//! `pipeline::problem` as `application/problem+json` (same shape as the consumer's, 422 `errors`
+//! items are `{"name","message"}`). Internal causes are logged here, never echoed to the client.
 
-use axum::http::{header, StatusCode};
+use axum::extract::rejection::QueryRejection;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use pipeline::problem::{problem_response, FieldError};
+use pipeline::store::StoreError;
 
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -20,14 +23,28 @@ pub enum ApiError {
     /// The body is not `application/json`.
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    /// JSON of the right shape with invalid fields.
-    #[error("validation failed")]
-    Validation(Vec<(String, String)>),
+    /// JSON of the right shape with invalid fields (or invalid query parameters).
+    #[error("{} field(s) failed validation", .0.len())]
+    Validation(Vec<FieldError>),
     #[error("not found")]
     NotFound,
+    #[error("this path does not accept that method")]
+    MethodNotAllowed,
     /// Elasticsearch or the output directory is unavailable; the sender should retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        ApiError::Validation(vec![FieldError::new("$query", e.body_text())])
+    }
 }
 
 impl ApiError {
@@ -55,6 +72,11 @@ impl ApiError {
                 "Invalid fields",
             ),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
             ApiError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -66,7 +88,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.parts();
+        let (status, kind, title) = self.parts();
         let detail = match &self {
             ApiError::Unauthorized(d) | ApiError::Malformed(d) => d.clone(),
             ApiError::Unavailable(cause) => {
@@ -75,23 +97,10 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut body = json!({
-            "type": format!("urn:conveyor:problem:{slug}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": detail,
-        });
-        if let ApiError::Validation(errors) = &self {
-            body["errors"] = errors
-                .iter()
-                .map(|(field, message)| json!({ "field": field, "message": message }))
-                .collect();
-        }
-        let mut resp = (status, body.to_string()).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/problem+json"),
-        );
-        resp
+        let errors = match self {
+            ApiError::Validation(errors) => Some(errors),
+            _ => None,
+        };
+        problem_response(status, kind, title, detail, errors).into_response()
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use pipeline::store::{Store, StoreError};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,13 +33,10 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
-        let store = ResourceStore::new(
-            &config.elastic.elasticsearch_url,
-            config.elastic.index("resources"),
-        )?;
+        let store = ResourceStore::new(Store::new(&config.elastic)?);
         Ok(AppState {
             store,
-            secret: Arc::new(config.secret_bytes()),
+            secret: Arc::new(config.secret.as_bytes().to_vec()),
             output_dir: Arc::new(config.output_dir.clone()),
             tolerance_secs: config.tolerance_secs,
             index_ready: Arc::new(AtomicBool::new(false)),
@@ -47,7 +45,7 @@ impl AppState {
 
     /// Creates the index once per process; writes wait for it so no document lands in an
     /// index with a guessed mapping.
-    pub async fn ensure_index(&self) -> Result<(), store::StoreError> {
+    pub async fn ensure_index(&self) -> Result<(), StoreError> {
         if self.index_ready.load(Ordering::Acquire) {
             return Ok(());
         }

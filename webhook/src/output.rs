@@ -1,11 +1,17 @@
 //! One JSON file per delivered resource in `OUTPUT_DIR`, written atomically and never overwritten:
 //! the content goes to a temp file in the same directory, then is hard-linked to its final name
-//! (which fails if the name exists) and the temp name removed. Readers never see partial files.
+//! (which fails if the name exists), the temp name removed and the directory fsynced, so the name
+//! survives a power loss once the 201 is answered. Readers never see partial files.
+//!
+//! The file name is `<resource_id>.json` for every id the packet rule allows
+//! (`pipeline::packet::is_valid_resource_id`): that rule has no `/` or `\`, and the `.json` suffix
+//! makes even "." and ".." plain names ("..json", "...json"). Nothing here decides validity.
 
+use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use pipeline::resource::valid_resource_id;
+use pipeline::packet::is_valid_resource_id;
 
 /// What [`write_once`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,12 +20,18 @@ pub enum Written {
     AlreadyThere,
 }
 
-/// `<dir>/<resource_id>.json`, or `None` for an id that could escape the directory.
+/// `<dir>/<resource_id>.json`, or `None` for an id outside the rule or a name that would not be
+/// one plain file directly inside `dir`.
 pub fn path_for(dir: &Path, resource_id: &str) -> Option<PathBuf> {
-    if !valid_resource_id(resource_id) || resource_id.contains(['/', '\\']) {
+    if !is_valid_resource_id(resource_id) {
         return None;
     }
-    Some(dir.join(format!("{resource_id}.json")))
+    let name = format!("{resource_id}.json");
+    let mut components = Path::new(&name).components();
+    match (components.next(), components.next()) {
+        (Some(Component::Normal(n)), None) if n == name.as_str() => Some(dir.join(name)),
+        _ => None,
+    }
 }
 
 /// Writes `content` to `<dir>/<resource_id>.json` unless that file already exists.
@@ -31,24 +43,29 @@ pub fn write_once(dir: &Path, resource_id: &str, content: &[u8]) -> std::io::Res
         return Ok(Written::AlreadyThere);
     }
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile_in(dir)?;
-    tmp.1.write_all(content)?;
-    tmp.1.sync_all()?;
-    let result = match std::fs::hard_link(&tmp.0, &target) {
-        Ok(()) => Ok(Written::New),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::AlreadyThere),
-        Err(e) => Err(e),
-    };
-    let _ = std::fs::remove_file(&tmp.0);
-    result
+    let (tmp_path, mut tmp) = tempfile_in(dir)?;
+    let result = tmp
+        .write_all(content)
+        .and_then(|()| tmp.sync_all())
+        .and_then(|()| match std::fs::hard_link(&tmp_path, &target) {
+            Ok(()) => Ok(Written::New),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::AlreadyThere),
+            Err(e) => Err(e),
+        });
+    let _ = std::fs::remove_file(&tmp_path);
+    let written = result?;
+    // The new name lives in the directory: make it durable before the caller answers.
+    File::open(dir)?.sync_all()?;
+    Ok(written)
 }
 
-fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
     for attempt in 0..16u32 {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
+        // No `.json` suffix: a temp name can never be a resource's file name.
         let name = format!(".tmp-{}-{nanos}-{attempt}", std::process::id());
         let path = dir.join(name);
         match std::fs::OpenOptions::new()
@@ -68,6 +85,15 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
 mod tests {
     use super::*;
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn writes_once_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
@@ -81,23 +107,39 @@ mod tests {
         );
         let content = std::fs::read(dir.path().join("r:1.json")).unwrap();
         assert_eq!(content, b"first");
-        let names: Vec<_> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
         assert_eq!(
-            names,
+            names(dir.path()),
             vec!["r:1.json".to_string()],
             "no temp files left behind"
         );
     }
 
     #[test]
-    fn refuses_ids_that_could_escape() {
+    fn dot_ids_are_plain_files_inside_the_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        for (id, file) in [(".", "..json"), ("..", "...json"), ("...", "....json")] {
+            let path = path_for(&dir, id).unwrap();
+            assert_eq!(path.parent(), Some(dir.as_path()), "{id:?}");
+            assert_eq!(path.file_name().unwrap(), file, "{id:?}");
+            assert_eq!(write_once(&dir, id, id.as_bytes()).unwrap(), Written::New);
+            assert_eq!(std::fs::read(dir.join(file)).unwrap(), id.as_bytes());
+        }
+        assert_eq!(names(&dir), vec!["....json", "...json", "..json"]);
+        assert_eq!(
+            names(root.path()),
+            vec!["out"],
+            "nothing written beside the directory"
+        );
+    }
+
+    #[test]
+    fn refuses_ids_outside_the_rule() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in ["../x", "a/b", "..", ".", "", "a\\b"] {
+        for bad in ["../x", "a/b", "", "a\\b", "/abs", "a b"] {
             assert!(path_for(dir.path(), bad).is_none(), "{bad:?}");
             assert!(write_once(dir.path(), bad, b"x").is_err());
         }
+        assert!(names(dir.path()).is_empty());
     }
 }

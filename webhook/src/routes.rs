@@ -1,24 +1,27 @@
 //! HTTP routes of the webhook service. `receive` checks the signature before anything else, then
 //! shape, then stores the resource once (document first, then file); a repeat delivery answers 200
-//! and changes nothing (it only restores a missing file from the stored document).
+//! and changes nothing (it only restores a missing file from the stored document). Unknown paths,
+//! wrong methods and bad query strings answer problem+json like every other error.
 
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
-use pipeline::resource::{valid_resource_id, CollatedResource};
+use pipeline::packet::is_valid_resource_id;
+use pipeline::problem::FieldError;
+use pipeline::resource::CollatedResource;
 use pipeline::signing::{self, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use serde_json::json;
 
 use crate::error::ApiError;
 use crate::output::{self, Written};
-use crate::store::{Created, DeliveredResource, StoreError};
+use crate::store::{Created, DeliveredResource};
 use crate::AppState;
 
 /// Largest accepted delivery body.
@@ -34,15 +37,14 @@ pub fn router(state: AppState) -> Router {
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route(
+            "/metrics",
+            get(|| async { pipeline::telemetry::metrics_response() }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::Unavailable(e.to_string())
-    }
 }
 
 fn count(outcome: &'static str) {
@@ -102,15 +104,14 @@ async fn accept(
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::Malformed(format!("invalid JSON: {e}")))?;
     let resource: CollatedResource = serde_json::from_value(value)
-        .map_err(|e| ApiError::Validation(vec![("body".into(), e.to_string())]))?;
-    let mut errors: Vec<(String, String)> = resource
-        .validate()
-        .into_iter()
-        .map(|(f, m)| (f.to_string(), m))
-        .collect();
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("$", e.to_string())]))?;
+    let mut errors = resource.validate();
     if let Some(key) = headers.get(IDEMPOTENCY_HEADER) {
         if key.to_str().ok() != Some(resource.resource_id.as_str()) {
-            errors.push((IDEMPOTENCY_HEADER.into(), "must equal resource_id".into()));
+            errors.push(FieldError::new(
+                IDEMPOTENCY_HEADER,
+                "must equal resource_id",
+            ));
         }
     }
     if !errors.is_empty() {
@@ -165,37 +166,29 @@ async fn get_one(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if !valid_resource_id(&id) {
+    if !is_valid_resource_id(&id) {
         return Err(ApiError::NotFound);
     }
-    match app.store.get(&id).await {
-        Ok(Some(doc)) => Ok(Json(doc).into_response()),
-        Ok(None) => Err(ApiError::NotFound),
-        Err(StoreError::Rejected { status: 404, .. }) => Err(ApiError::NotFound),
-        Err(e) => Err(e.into()),
+    match app.store.get(&id).await? {
+        Some(doc) => Ok(Json(doc).into_response()),
+        None => Err(ApiError::NotFound),
     }
 }
 
-fn param(
-    q: &HashMap<String, String>,
-    name: &str,
-    default: usize,
-) -> Result<usize, (String, String)> {
+fn param(q: &HashMap<String, String>, name: &str, default: usize) -> Result<usize, FieldError> {
     match q.get(name) {
         None => Ok(default),
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            (
-                name.to_string(),
-                "must be a non-negative integer".to_string(),
-            )
-        }),
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| FieldError::new(name, "must be a non-negative integer")),
     }
 }
 
 async fn list(
     State(app): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let Query(q) = query?;
     let size = param(&q, "size", 20);
     let from = param(&q, "from", 0);
     let (size, from) = match (size, from) {
@@ -207,31 +200,16 @@ async fn list(
         }
     };
     if size > 1000 || from.saturating_add(size) > 10_000 {
-        return Err(ApiError::Validation(vec![(
-            "size".into(),
-            "size must be at most 1000 and from + size at most 10000".into(),
+        return Err(ApiError::Validation(vec![FieldError::new(
+            "size",
+            "size must be at most 1000 and from + size at most 10000",
         )]));
     }
-    match app.store.list(size, from).await {
-        Ok(docs) => Ok(Json(docs).into_response()),
-        // Nothing delivered yet: the index may not exist.
-        Err(StoreError::Rejected { status: 404, .. }) => {
-            Ok(Json(Vec::<DeliveredResource>::new()).into_response())
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(Json(app.store.list(size, from).await?).into_response())
 }
 
 async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
     app.store.ping().await?;
     app.ensure_index().await?;
     Ok(Json(json!({ "status": "ready" })).into_response())
-}
-
-async fn metrics() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        pipeline::telemetry::render_metrics(),
-    )
-        .into_response()
 }

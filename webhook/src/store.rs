@@ -1,12 +1,16 @@
-//! The `{prefix}resources` index: explicit mapping created at start-up, create-only writes
-//! (a second delivery of a resource is a conflict, i.e. a duplicate), reads for the GET routes.
-//! Owns no HTTP routing and no files.
+//! The `{prefix}resources` index on top of `pipeline::store::Store` (its client, timeouts,
+//! `ensure_index` and `ping`): the explicit mapping, create-only writes (a second delivery of a
+//! resource is a conflict, i.e. a duplicate) and the reads of the GET routes. Owns no HTTP routing
+//! and no files.
+//!
+//! Resource ids never go into a URL path: "." and ".." are valid ids, and URL normalisation would
+//! turn `/_create/..` into another path. Writes use `_bulk` (id in the body), reads `_mget`.
 
 use chrono::{DateTime, Utc};
-use elasticsearch::http::transport::Transport;
-use elasticsearch::indices::IndicesCreateParts;
-use elasticsearch::{CreateParts, Elasticsearch, GetParts, SearchParts};
+use elasticsearch::http::request::JsonBody;
+use elasticsearch::{BulkParts, MgetParts, SearchParts};
 use pipeline::resource::CollatedResource;
+use pipeline::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -23,26 +27,13 @@ pub struct DeliveredResource {
 
 impl DeliveredResource {
     pub fn new(resource: CollatedResource, delivered_at: DateTime<Utc>) -> Self {
-        let latency = delivered_at - resource.last_received_at;
-        let latency_ms = latency
-            .num_microseconds()
-            .map(|us| us as f64 / 1000.0)
-            .unwrap_or_else(|| latency.num_milliseconds() as f64);
+        let latency_ms = pipeline::task::millis_between(resource.last_received_at, delivered_at);
         DeliveredResource {
             resource,
             delivered_at,
             latency_ms,
         }
     }
-}
-
-/// Failure talking to Elasticsearch; every variant is retryable from the sender's point of view.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("elasticsearch unavailable: {0}")]
-    Unavailable(String),
-    #[error("elasticsearch answered {status}: {reason}")]
-    Rejected { status: u16, reason: String },
 }
 
 /// What a create-only write found.
@@ -52,9 +43,10 @@ pub enum Created {
     Duplicate,
 }
 
+/// The resources index of one deployment (cheap to clone).
 #[derive(Clone)]
 pub struct ResourceStore {
-    client: Elasticsearch,
+    store: Store,
     index: String,
 }
 
@@ -62,23 +54,24 @@ fn unavailable(e: elasticsearch::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-async fn rejected(resp: elasticsearch::http::response::Response) -> StoreError {
+/// Status and JSON body of an answer; a non-2xx status is `Rejected` with ES's reason.
+async fn answer(resp: elasticsearch::http::response::Response) -> Result<Value, StoreError> {
     let status = resp.status_code().as_u16();
-    let reason = resp.text().await.unwrap_or_default();
-    StoreError::Rejected {
-        status,
-        reason: reason.chars().take(500).collect(),
+    let body: Value = resp.json().await.map_err(unavailable)?;
+    if (200..300).contains(&status) {
+        Ok(body)
+    } else {
+        Err(StoreError::Rejected {
+            status,
+            reason: body.to_string().chars().take(500).collect(),
+        })
     }
 }
 
 impl ResourceStore {
-    pub fn new(url: &str, index: String) -> anyhow::Result<Self> {
-        let transport = Transport::single_node(url)
-            .map_err(|e| anyhow::anyhow!("invalid ELASTICSEARCH_URL {url:?}: {e}"))?;
-        Ok(ResourceStore {
-            client: Elasticsearch::new(transport),
-            index,
-        })
+    pub fn new(store: Store) -> Self {
+        let index = store.resources_index().to_string();
+        ResourceStore { store, index }
     }
 
     pub fn index(&self) -> &str {
@@ -107,71 +100,74 @@ impl ResourceStore {
 
     /// Creates the index with [`Self::mapping`] unless it already exists.
     pub async fn ensure_index(&self) -> Result<(), StoreError> {
-        let resp = self
-            .client
-            .indices()
-            .create(IndicesCreateParts::Index(&self.index))
-            .body(Self::mapping())
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if resp.status_code().is_success() {
-            return Ok(());
-        }
-        let status = resp.status_code().as_u16();
-        let body: Value = resp.json().await.unwrap_or_default();
-        let kind = body["error"]["type"].as_str().unwrap_or_default();
-        if status == 400 && kind == "resource_already_exists_exception" {
-            Ok(())
-        } else {
-            Err(StoreError::Rejected {
-                status,
-                reason: body.to_string(),
-            })
-        }
+        self.store.ensure_index(&self.index, Self::mapping()).await
+    }
+
+    /// Elasticsearch answers and the cluster is not red.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
     }
 
     /// Create-only write: `Duplicate` when a document with this resource id already exists.
     pub async fn create(&self, doc: &DeliveredResource) -> Result<Created, StoreError> {
+        let action = json!({ "create": { "_index": self.index, "_id": doc.resource.resource_id } });
+        let source = serde_json::to_value(doc)
+            .map_err(|e| StoreError::Decode(format!("encoding the resource: {e}")))?;
         let resp = self
-            .client
-            .create(CreateParts::IndexId(&self.index, &doc.resource.resource_id))
-            .body(doc)
+            .store
+            .client()
+            .bulk(BulkParts::None)
+            .body(vec![JsonBody::new(action), JsonBody::new(source)])
             .send()
             .await
             .map_err(unavailable)?;
-        match resp.status_code().as_u16() {
-            200 | 201 => Ok(Created::New),
-            409 => Ok(Created::Duplicate),
-            _ => Err(rejected(resp).await),
+        let body = answer(resp).await?;
+        let item = &body["items"][0]["create"];
+        match item["status"].as_u64() {
+            Some(200 | 201) => Ok(Created::New),
+            Some(409) => Ok(Created::Duplicate),
+            Some(status) => Err(StoreError::Rejected {
+                status: u16::try_from(status).unwrap_or(500),
+                reason: item["error"].to_string().chars().take(500).collect(),
+            }),
+            None => Err(StoreError::Decode(format!(
+                "bulk answer without an item: {body}"
+            ))),
         }
     }
 
+    /// The stored resource, `None` when absent (or when nothing was ever delivered).
     pub async fn get(&self, resource_id: &str) -> Result<Option<DeliveredResource>, StoreError> {
         let resp = self
-            .client
-            .get(GetParts::IndexId(&self.index, resource_id))
+            .store
+            .client()
+            .mget(MgetParts::Index(&self.index))
+            .body(json!({ "ids": [resource_id] }))
             .send()
             .await
             .map_err(unavailable)?;
-        match resp.status_code().as_u16() {
-            200 => {
-                let body: Value = resp.json().await.map_err(unavailable)?;
-                decode(&body["_source"]).map(Some)
-            }
-            404 => Ok(None),
-            _ => Err(rejected(resp).await),
+        let body = match answer(resp).await {
+            Ok(body) => body,
+            Err(StoreError::Rejected { status: 404, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let doc = &body["docs"][0];
+        if doc["found"].as_bool() == Some(true) {
+            decode(&doc["_source"]).map(Some)
+        } else {
+            Ok(None)
         }
     }
 
-    /// Most recently delivered first.
+    /// Most recently delivered first; empty when nothing was delivered yet.
     pub async fn list(
         &self,
         size: usize,
         from: usize,
     ) -> Result<Vec<DeliveredResource>, StoreError> {
         let resp = self
-            .client
+            .store
+            .client()
             .search(SearchParts::Index(&[&self.index]))
             .body(json!({
                 "from": from, "size": size,
@@ -181,36 +177,19 @@ impl ResourceStore {
             .send()
             .await
             .map_err(unavailable)?;
-        if !resp.status_code().is_success() {
-            return Err(rejected(resp).await);
-        }
-        let body: Value = resp.json().await.map_err(unavailable)?;
+        let body = match answer(resp).await {
+            Ok(body) => body,
+            Err(StoreError::Rejected { status: 404, .. }) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         body["hits"]["hits"]
             .as_array()
             .map(|hits| hits.iter().map(|h| decode(&h["_source"])).collect())
             .unwrap_or_else(|| Ok(Vec::new()))
     }
-
-    /// `_cluster/health` answers.
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let resp = self
-            .client
-            .cluster()
-            .health(elasticsearch::cluster::ClusterHealthParts::None)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        if resp.status_code().is_success() {
-            Ok(())
-        } else {
-            Err(rejected(resp).await)
-        }
-    }
 }
 
 fn decode(source: &Value) -> Result<DeliveredResource, StoreError> {
-    serde_json::from_value(source.clone()).map_err(|e| StoreError::Rejected {
-        status: 200,
-        reason: format!("stored document does not decode: {e}"),
-    })
+    serde_json::from_value(source.clone())
+        .map_err(|e| StoreError::Decode(format!("stored document does not decode: {e}")))
 }

@@ -255,7 +255,11 @@ async fn signed_but_invalid_bodies_are_rejected_without_effects() {
     let body = serde_json::to_vec(&r).unwrap();
     let (status, p) = svc.deliver(&body, &signed(&body), "../escape").await;
     assert_eq!(status, 422, "{p}");
-    assert_eq!(p["errors"][0]["field"], "resource_id");
+    assert_eq!(p["errors"][0]["name"], "resource_id", "{p}");
+    assert!(
+        p["errors"][0].get("field").is_none(),
+        "same item shape as the consumer: {p}"
+    );
 
     r = resource("ok-id");
     r.packets = 7;
@@ -285,6 +289,9 @@ async fn signed_but_invalid_bodies_are_rejected_without_effects() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 422);
+    assert_eq!(bad.headers()["content-type"], "application/problem+json");
+    let p: Value = bad.json().await.unwrap();
+    assert_eq!(p["errors"][0]["name"], "size", "{p}");
     svc.shutdown.cancel();
     env.cleanup().await;
 }
@@ -352,6 +359,101 @@ async fn a_redelivery_restores_a_lost_file_from_the_stored_document() {
     assert_eq!(answer["status"], "duplicate");
     assert_eq!(std::fs::read(svc.file("repair-1")).unwrap(), original);
     assert_eq!(doc_count(&env).await, 1);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn dot_resource_ids_are_stored_as_plain_files_inside_output_dir() {
+    // "." and ".." are valid packet resource ids, so the consumer accepts them and the worker
+    // delivers them; the webhook must store them too, as "..json" and "...json".
+    let env = TestEnv::new("webhook_dots").await;
+    let svc = Service::start(&env).await;
+    for id in [".", ".."] {
+        let body = serde_json::to_vec(&resource(id)).unwrap();
+        let (status, answer) = svc
+            .deliver(&body, &sign(SECRET.as_bytes(), now(), &body), id)
+            .await;
+        assert_eq!(status, 201, "{id:?}: {answer}");
+        assert_eq!(answer["resource_id"], id);
+        let (status, answer) = svc
+            .deliver(&body, &sign(SECRET.as_bytes(), now(), &body), id)
+            .await;
+        assert_eq!(status, 200, "{id:?} again: {answer}");
+        assert_eq!(answer["status"], "duplicate");
+    }
+    assert_eq!(
+        svc.files(),
+        vec!["...json".to_string(), "..json".to_string()]
+    );
+    let parent = svc.output.path().parent().unwrap();
+    assert!(!parent.join(".json").exists() && !parent.join("..json").exists());
+    for (id, file) in [(".", "..json"), ("..", "...json")] {
+        let stored: Value =
+            serde_json::from_slice(&std::fs::read(svc.output.path().join(file)).unwrap()).unwrap();
+        assert_eq!(stored["resource_id"], id);
+        assert_eq!(
+            stored["word_lengths"],
+            serde_json::json!([[5, 5], [], [1, 2, 3]])
+        );
+    }
+    assert_eq!(doc_count(&env).await, 2);
+    let ids: Vec<Value> = env
+        .search(
+            "resources",
+            serde_json::json!({"size": 10, "sort": [{"resource_id": "asc"}]}),
+        )
+        .await["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_id"].clone())
+        .collect();
+    assert_eq!(ids, vec![Value::from("."), Value::from("..")]);
+    svc.shutdown.cancel();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_problem_json() {
+    let env = TestEnv::new("webhook_routes").await;
+    let svc = Service::start(&env).await;
+    for (method, path, status) in [
+        (reqwest::Method::GET, "/nope", 404),
+        (reqwest::Method::GET, "/webhooks/resources", 405),
+        (reqwest::Method::DELETE, "/resources", 405),
+        (reqwest::Method::PUT, "/resources/x", 405),
+        (reqwest::Method::GET, "/resources/absent-1", 404),
+    ] {
+        let resp = svc
+            .http
+            .request(method.clone(), format!("{}{path}", svc.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+        let p: Value = resp.json().await.unwrap();
+        assert_eq!(p["status"], status, "{p}");
+        assert!(p["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("urn:conveyor:problem:"));
+    }
+    let metrics = svc
+        .http
+        .get(format!("{}/metrics", svc.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.headers()["content-type"],
+        "text/plain; version=0.0.4"
+    );
     svc.shutdown.cancel();
     env.cleanup().await;
 }

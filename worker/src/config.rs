@@ -87,6 +87,8 @@ mod tests {
             "3",
             "--queue-namespace",
             "ns1",
+            "--webhook-secret",
+            "s",
         ])
         .unwrap();
         let w = c.worker_config();

@@ -28,9 +28,13 @@ pub struct DeliveryArgs {
         default_value = "http://127.0.0.1:8001/webhooks/resources"
     )]
     pub webhook_url: String,
-    /// Shared HMAC secret; when unset a development default is used and a warning logged
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
+    /// Shared HMAC secret deliveries are signed with (required, no default): the webhook
+    /// service's value
+    // The empty default is never accepted: `parse_secret` refuses it with instructions, so a missing
+    // secret stops start-up with an error that says how to set it.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, default_value = "",
+          hide_default_value = true, value_parser = pipeline::signing::parse_secret)]
+    pub webhook_secret: String,
     /// A resource still incomplete this many ms after its first packet is dead-lettered
     #[arg(long, env = "RESOURCE_TIMEOUT_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -57,15 +61,9 @@ pub struct DeliveryArgs {
 }
 
 impl DeliveryArgs {
-    /// The secret bytes, falling back (with a warning) to the documented development secret.
+    /// The secret bytes (never empty: the flag's parser refuses that).
     pub fn secret(&self) -> Vec<u8> {
-        match &self.webhook_secret {
-            Some(s) if !s.is_empty() => s.as_bytes().to_vec(),
-            _ => {
-                tracing::warn!("WEBHOOK_SECRET is not set: signing with the development secret");
-                pipeline::signing::DEV_SECRET.as_bytes().to_vec()
-            }
-        }
+        self.webhook_secret.as_bytes().to_vec()
     }
 }
 

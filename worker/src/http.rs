@@ -28,7 +28,7 @@ pub fn router(ready: Readiness) -> Router {
         .route("/readyz", get(readyz))
         .route(
             "/metrics",
-            get(|| async { pipeline::telemetry::render_metrics() }),
+            get(|| async { pipeline::telemetry::metrics_response() }),
         )
         .with_state(ready)
 }

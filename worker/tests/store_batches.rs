@@ -53,6 +53,8 @@ fn config(env: &TestEnv, es_url: &str, hook_url: &str) -> worker::Config {
         "worker",
         "--webhook-url",
         hook_url,
+        "--webhook-secret",
+        "store-batches-secret",
         "--redis-url",
         &env.redis_url,
         "--queue-namespace",
