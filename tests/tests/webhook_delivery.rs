@@ -1,7 +1,9 @@
 //! End to end through the real binaries: packets of 200 resources (shuffled across resources, 10%
 //! sent twice) go through the consumer and two workers; each resource reaches our own webhook
 //! service exactly once, with word lengths in seq order equal to the lengths the test chose. A
-//! second run stops the webhook service for 10 s mid-run: every resource is still stored once.
+//! second run stops the webhook service for 10 s mid-run, ten times RESOURCE_TTL_SECS: every
+//! resource is still stored once (undelivered data does not expire). A third run starts the
+//! webhook with a wrong secret (every delivery answered 401), then fixes it: nothing is lost.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -253,10 +255,14 @@ async fn every_resource_is_delivered_exactly_once_in_seq_order() {
 }
 
 fn spawn_webhook(env: &TestEnv, port: u16, output: &Path) -> ChildGuard {
+    spawn_webhook_with_secret(env, port, output, WEBHOOK_SECRET)
+}
+
+fn spawn_webhook_with_secret(env: &TestEnv, port: u16, output: &Path, secret: &str) -> ChildGuard {
     let mut cmd = Command::new(bin_path("webhook"));
     cmd.env("ELASTICSEARCH_URL", &env.elasticsearch_url)
         .env("ES_INDEX_PREFIX", &env.index_prefix)
-        .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("WEBHOOK_SECRET", secret)
         .env("WEBHOOK_ADDR", format!("127.0.0.1:{port}"))
         .env("OUTPUT_DIR", output)
         .env("RUST_LOG", "info");
@@ -281,6 +287,8 @@ async fn a_webhook_outage_of_ten_seconds_loses_and_duplicates_nothing() {
             "WEBHOOK_URL",
             format!("http://127.0.0.1:{port}/webhooks/resources"),
         )
+        // Far shorter than the outage: data of undelivered resources must not expire with it.
+        .env_for(Service::Worker, "RESOURCE_TTL_SECS", "1")
         .start()
         .await
         .unwrap();
@@ -305,14 +313,75 @@ async fn a_webhook_outage_of_ten_seconds_loses_and_duplicates_nothing() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_each_resource_stored_once(&env, &output, &plan).await;
 
-    let dead = queue::Queue::<pipeline::resource::DeliveryJob>::new(
+    let dead = webhooks_dead_letters(&env).await;
+    assert!(dead.is_empty(), "no delivery was given up: {dead:?}");
+    let _ = std::fs::remove_dir_all(&output);
+    env.cleanup().await;
+}
+
+async fn webhooks_dead_letters(env: &TestEnv) -> Vec<queue::DeadLetter> {
+    queue::Queue::<pipeline::resource::DeliveryJob>::new(
         env.redis.clone(),
         queue::QueueConfig::new(env.namespace.clone(), "webhooks"),
     )
     .dead_letters(10)
     .await
-    .unwrap();
-    assert!(dead.is_empty(), "no delivery was given up: {dead:?}");
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_signature_is_retried_until_the_secret_is_fixed() {
+    let env = TestEnv::new("webhook_secret_fix").await;
+    let output = std::env::temp_dir().join(testkit::unique_name("wh-sec"));
+    std::fs::create_dir_all(&output).unwrap();
+    let port = free_port();
+    let health = format!("http://127.0.0.1:{port}/healthz");
+    let mut webhook = spawn_webhook_with_secret(&env, port, &output, "a-rotated-secret");
+    testkit::wait_for_http(&health, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let stack = Stack::builder(&env)
+        .workers(1)
+        .env_for(
+            Service::Worker,
+            "WEBHOOK_URL",
+            format!("http://127.0.0.1:{port}/webhooks/resources"),
+        )
+        .start()
+        .await
+        .unwrap();
+
+    let plan = plan(20, 0x5eed_0003);
+    send(&env.http, &stack.consumer_url(), &plan.packets).await;
+    // Every delivery is refused (401) for a while: nothing stored, nothing given up.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let metrics = env
+        .http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refused = metric(
+        &metrics,
+        "conveyor_webhook_deliveries_total{outcome=\"unauthorized\"}",
+    );
+    assert!(refused >= 1.0, "the webhook refused deliveries:\n{metrics}");
+    assert_eq!(resources_count(&env).await, 0);
+    let dead = webhooks_dead_letters(&env).await;
+    assert!(dead.is_empty(), "a 401 is not final: {dead:?}");
+
+    webhook.kill();
+    let _webhook = spawn_webhook(&env, port, &output);
+    testkit::wait_for_http(&health, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let n = wait_for_resources(&env, 20, Duration::from_secs(60)).await;
+    assert_eq!(n, 20, "every resource delivered once the secrets agree");
+    assert_each_resource_stored_once(&env, &output, &plan).await;
+    assert!(webhooks_dead_letters(&env).await.is_empty());
     let _ = std::fs::remove_dir_all(&output);
     env.cleanup().await;
 }
