@@ -1,6 +1,8 @@
 //! End to end, the webhook's refusals: the real webhook binary answers 401 to a wrong secret, a
-//! stale timestamp and a tampered body and stores nothing; and a resource that never completes is
-//! dead-lettered by a real worker after RESOURCE_TIMEOUT_MS with its missing seqs named.
+//! stale timestamp and a tampered body and stores nothing; neither the webhook nor the worker
+//! starts without WEBHOOK_SECRET (no built-in fallback secret); a resource that never completes is
+//! dead-lettered by a real worker after RESOURCE_TIMEOUT_MS with its missing seqs named; and the
+//! resource ids "." and ".." (valid packet ids) go all the way to plain files in OUTPUT_DIR.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -228,6 +230,133 @@ async fn an_incomplete_resource_is_dead_lettered_with_its_missing_seqs() {
     assert!(
         leftovers.is_empty(),
         "packets of a timed-out resource are dropped: {leftovers:?}"
+    );
+    env.cleanup().await;
+}
+
+/// Runs `bin` with `envs` and without WEBHOOK_SECRET (or with `secret`); returns its exit status
+/// and stderr, or fails when it is still running after 20 s (it started without a secret).
+fn run_without_secret(
+    bin: &str,
+    envs: &[(&str, String)],
+    secret: Option<&str>,
+) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(bin_path(bin));
+    cmd.env_remove("WEBHOOK_SECRET")
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if let Some(s) = secret {
+        cmd.env("WEBHOOK_SECRET", s);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            return (status, err);
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{bin} kept running without a usable WEBHOOK_SECRET");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn webhook_and_worker_refuse_to_start_without_a_secret() {
+    let env = TestEnv::new("webhook_nosecret").await;
+    let output = tempfile_dir();
+    let webhook_env = vec![
+        ("ELASTICSEARCH_URL", env.elasticsearch_url.clone()),
+        ("ES_INDEX_PREFIX", env.index_prefix.clone()),
+        ("WEBHOOK_ADDR", "127.0.0.1:0".to_string()),
+        ("OUTPUT_DIR", output.display().to_string()),
+    ];
+    let worker_env = vec![
+        ("REDIS_URL", env.redis_url.clone()),
+        ("QUEUE_NAMESPACE", env.namespace.clone()),
+        ("ELASTICSEARCH_URL", env.elasticsearch_url.clone()),
+        ("ES_INDEX_PREFIX", env.index_prefix.clone()),
+    ];
+    for (bin, envs) in [("webhook", &webhook_env), ("worker", &worker_env)] {
+        for secret in [None, Some(""), Some("   ")] {
+            let (status, stderr) = run_without_secret(bin, envs, secret);
+            assert!(!status.success(), "{bin} {secret:?}: {status}");
+            assert!(
+                stderr.contains("WEBHOOK_SECRET is required"),
+                "{bin} {secret:?}: {stderr}"
+            );
+            assert!(
+                stderr.contains("export WEBHOOK_SECRET="),
+                "{bin} {secret:?}: says how to set it: {stderr}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&output);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn dot_resource_ids_are_delivered_to_plain_files_in_output_dir() {
+    let env = TestEnv::new("webhook_dots_e2e").await;
+    let stack = Stack::builder(&env)
+        .workers(1)
+        .webhook(true)
+        .start()
+        .await
+        .unwrap();
+    let packet = |n: u64, id: &str, seq: u64, total: u64, text: &str| json!({"number": n, "sent_at": 0, "producer": "dots", "resource_id": id, "seq": seq, "total": total, "text": text});
+    let batch = vec![
+        packet(0, ".", 1, 2, "abc de"),
+        packet(1, "..", 0, 1, "four"),
+        packet(2, ".", 0, 2, "x"),
+    ];
+    let resp = env
+        .http
+        .post(format!("{}/messages/batch", stack.consumer_url()))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "the consumer accepts both ids");
+
+    let dir = stack.output_dir().to_path_buf();
+    let wanted = [dir.join("..json"), dir.join("...json")];
+    let start = Instant::now();
+    while !wanted.iter().all(|p| p.exists()) && start.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let one: Value = serde_json::from_slice(&std::fs::read(&wanted[0]).unwrap()).unwrap();
+    assert_eq!(one["resource_id"], ".");
+    assert_eq!(one["word_lengths"], json!([[1], [3, 2]]));
+    let two: Value = serde_json::from_slice(&std::fs::read(&wanted[1]).unwrap()).unwrap();
+    assert_eq!(two["resource_id"], "..");
+    assert_eq!(two["word_lengths"], json!([[4]]));
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["...json".to_string(), "..json".to_string()]);
+    assert_eq!(count(&env).await, 2);
+
+    let webhooks = queue::Queue::<DeliveryJob>::new(
+        env.redis.clone(),
+        queue::QueueConfig::new(env.namespace.clone(), "webhooks"),
+    );
+    assert!(
+        webhooks.dead_letters(10).await.unwrap().is_empty(),
+        "nothing dead-lettered"
     );
     env.cleanup().await;
 }
