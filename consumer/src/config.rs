@@ -42,6 +42,13 @@ pub struct Config {
     /// Longest a single Redis or Elasticsearch call may take before the answer is 503, in ms
     #[arg(long, env = "DEPENDENCY_TIMEOUT_MS", default_value_t = 5_000)]
     pub dependency_timeout_ms: u64,
+    /// Most single `POST /messages` enqueues sent to Redis in one pipelined round trip
+    #[arg(long, env = "ENQUEUE_BATCH_MAX", default_value_t = 512)]
+    pub enqueue_batch_max: usize,
+    /// Pipelined enqueue round trips in flight at once (requests arriving meanwhile go together
+    /// in the next one)
+    #[arg(long, env = "ENQUEUE_IN_FLIGHT", default_value_t = 2)]
+    pub enqueue_in_flight: usize,
 }
 
 impl Config {

@@ -1,14 +1,16 @@
-//! What every handler shares: the `messages` queue, the Elasticsearch store, the Redis pool and
-//! the configuration, plus the backlog gate (a cached queue reading that decides 429). Built
-//! without I/O; nothing request-specific is kept here (the service is stateless).
+//! What every handler shares: the `messages` queue and its enqueue coalescer, the Elasticsearch
+//! store, the Redis pool and the configuration, plus the backlog gate (a cached queue reading that
+//! decides 429). Built without I/O; nothing request-specific is kept here (the service is
+//! stateless).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use pipeline::packet::MessageJob;
 use pipeline::store::Store;
-use queue::{Pool, Queue, QueueConfig};
+use queue::{Coalescer, JobId, Pool, Queue, QueueConfig};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
@@ -29,9 +31,16 @@ pub struct AppState {
 struct Inner {
     config: Config,
     queue: Queue<MessageJob>,
+    coalescer: Coalescer<MessageJob>,
     store: Store,
     pool: Pool,
-    backlog: Mutex<Option<(Instant, u64)>>,
+    /// Start of the process: the backlog reading's age is measured from it.
+    epoch: Instant,
+    /// The last backlog reading and when it was taken (µs since `epoch`, 0 = never).
+    backlog: AtomicU64,
+    backlog_at_us: AtomicU64,
+    /// Held while one request refreshes the reading; the others wait for it.
+    refresh: Mutex<()>,
 }
 
 impl AppState {
@@ -43,13 +52,22 @@ impl AppState {
         let qc = QueueConfig::new(config.redis.queue_namespace.clone(), MESSAGES_QUEUE);
         let queue = Queue::new(pool.clone(), qc).with_redis_url(config.redis.redis_url.clone());
         let store = Store::new(&config.elastic).context("building the Elasticsearch client")?;
+        let coalescer = Coalescer::new(
+            queue.clone(),
+            config.enqueue_batch_max,
+            config.enqueue_in_flight,
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
                 config: config.clone(),
                 queue,
+                coalescer,
                 store,
                 pool,
-                backlog: Mutex::new(None),
+                epoch: Instant::now(),
+                backlog: AtomicU64::new(0),
+                backlog_at_us: AtomicU64::new(0),
+                refresh: Mutex::new(()),
             }),
         })
     }
@@ -60,6 +78,20 @@ impl AppState {
 
     pub fn queue(&self) -> &Queue<MessageJob> {
         &self.inner.queue
+    }
+
+    /// Enqueues one job to run now, pipelined with whatever other requests enqueue at the same
+    /// moment; the id comes back once Redis stored the job.
+    pub async fn enqueue(&self, job: MessageJob) -> Result<JobId, ApiError> {
+        let key = job.packet.resource_id.clone();
+        self.bounded("Redis", async {
+            self.inner
+                .coalescer
+                .enqueue(job, key)
+                .await
+                .map_err(ApiError::from_queue)
+        })
+        .await
     }
 
     pub fn store(&self) -> &Store {
@@ -86,21 +118,15 @@ impl AppState {
     }
 
     /// Err(Backpressure) when the queue's backlog is over `BACKLOG_LIMIT`. The reading is reused
-    /// for `BACKLOG_CACHE_MS`; concurrent requests share one refresh.
+    /// for `BACKLOG_CACHE_MS` (read without locking); concurrent requests share one refresh.
     pub async fn check_backlog(&self) -> Result<(), ApiError> {
-        let backlog = {
-            let mut cached = self.inner.backlog.lock().await;
-            match *cached {
-                Some((at, value)) if at.elapsed() < self.config().backlog_cache() => value,
-                _ => {
-                    let stats = self
-                        .bounded("Redis", async {
-                            self.queue().stats().await.map_err(ApiError::from_queue)
-                        })
-                        .await?;
-                    let value = stats.backlog;
-                    *cached = Some((Instant::now(), value));
-                    value
+        let backlog = match self.fresh_backlog() {
+            Some(value) => value,
+            None => {
+                let _refreshing = self.inner.refresh.lock().await;
+                match self.fresh_backlog() {
+                    Some(value) => value, // another request refreshed it meanwhile
+                    None => self.refresh_backlog().await?,
                 }
             }
         };
@@ -111,6 +137,35 @@ impl AppState {
             });
         }
         Ok(())
+    }
+
+    /// The cached backlog reading if it is younger than `BACKLOG_CACHE_MS`.
+    fn fresh_backlog(&self) -> Option<u64> {
+        let at = self.inner.backlog_at_us.load(Ordering::Acquire);
+        if at == 0 {
+            return None;
+        }
+        let age_us = self.micros_now().saturating_sub(at);
+        (u128::from(age_us) < self.config().backlog_cache().as_micros())
+            .then(|| self.inner.backlog.load(Ordering::Acquire))
+    }
+
+    async fn refresh_backlog(&self) -> Result<u64, ApiError> {
+        let stats = self
+            .bounded("Redis", async {
+                self.queue().stats().await.map_err(ApiError::from_queue)
+            })
+            .await?;
+        self.inner.backlog.store(stats.backlog, Ordering::Release);
+        // `max(1)`: 0 means "never read".
+        self.inner
+            .backlog_at_us
+            .store(self.micros_now().max(1), Ordering::Release);
+        Ok(stats.backlog)
+    }
+
+    fn micros_now(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// Redis answers PING.

@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+mod coalesce;
 mod config;
 mod error;
 mod job;
@@ -62,6 +63,7 @@ mod worker;
 pub use deadpool_redis::Pool;
 pub use tokio_util::sync::CancellationToken;
 
+pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
 pub use error::QueueError;
 pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats};

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pipeline::packet::{FieldError, MessageJob, Packet, StoredMessage};
-use queue::{EnqueueOptions, QueueError};
+use queue::QueueError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -80,26 +80,14 @@ pub async fn post_message(
     let wait = wait_timeout(&state, &params)?;
     let packet = Packet::parse(&value).map_err(|e| ApiError::Validation(e.errors))?;
     state.check_backlog().await?;
-    let partition_key = packet.resource_id.clone();
     let job = MessageJob {
         packet,
         received_at,
     };
-    let queue = state.queue();
     match wait {
         None => {
-            let opts = EnqueueOptions {
-                partition_key,
-                ..EnqueueOptions::default()
-            };
-            let id = state
-                .bounded("Redis", async {
-                    queue
-                        .enqueue_with(&job, opts)
-                        .await
-                        .map_err(ApiError::from_queue)
-                })
-                .await?;
+            // Coalesced with the other requests of this moment into one pipelined round trip.
+            let id = state.enqueue(job).await?;
             metrics::counter!("conveyor_messages_accepted_total").increment(1);
             let answer = Accepted {
                 id: id.0,
@@ -109,7 +97,11 @@ pub async fn post_message(
         }
         Some(timeout) => {
             metrics::counter!("conveyor_messages_accepted_total").increment(1);
-            match queue.enqueue_and_wait::<StoredMessage>(&job, timeout).await {
+            let waited = state
+                .queue()
+                .enqueue_and_wait::<StoredMessage>(&job, timeout)
+                .await;
+            match waited {
                 Ok(stored) => Ok((StatusCode::OK, Json(stored)).into_response()),
                 Err(QueueError::Timeout { job_id }) => Err(ApiError::Timeout {
                     job_id: job_id.0,
