@@ -1,70 +1,20 @@
 //! Collation against the real Redis: out-of-order and duplicate packets complete a resource exactly
 //! once (one delivery job XADDed atomically, consumed by a real `queue::Worker`), the collated body
 //! is in seq order, timed-out resources are claimed and dead-lettered by exactly one sweeper in the
-//! sweep script, oversized resources are dead-lettered and dropped, undelivered data outlives the
-//! delivered-data TTL, late duplicates never reopen a finished resource, and a fresh server (empty
-//! script cache) works too.
+//! sweep script, and a fresh server (empty script cache) works too. Size limit and data lifetimes
+//! are in `collate_lifecycle.rs`.
+
+mod collate_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS, RETENTION};
-use pipeline::packet::StoredMessage;
+use chrono::Utc;
+use collate_support::{collator, packet, pool, stream_len};
+use pipeline::collate::{Fetched, RETENTION};
 use pipeline::resource::DeliveryJob;
-use queue::{CancellationToken, Handler, Job, Outcome, Queue, QueueConfig, Worker, WorkerConfig};
+use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
 use testkit::TestEnv;
-
-fn pool(url: &str) -> deadpool_redis::Pool {
-    deadpool_redis::Config::from_url(url)
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap()
-}
-
-fn collator(
-    pool: &deadpool_redis::Pool,
-    ns: &str,
-    partitions: u16,
-) -> (Collator, Queue<DeliveryJob>) {
-    let mut cfg = QueueConfig::new(ns, "webhooks");
-    cfg.partitions = partitions;
-    let q = Queue::new(pool.clone(), cfg);
-    (
-        Collator::new(pool.clone(), ns, &q, Duration::from_secs(60)),
-        q,
-    )
-}
-
-fn packet(
-    resource: &str,
-    seq: u32,
-    total: u32,
-    text: &str,
-    received_at: DateTime<Utc>,
-) -> StoredMessage {
-    StoredMessage {
-        producer: "p".into(),
-        number: u64::from(seq),
-        sent_at: received_at,
-        received_at,
-        stored_at: received_at,
-        transit_ms: 0.0,
-        word_lengths: pipeline::task::word_lengths(text),
-        text: text.into(),
-        resource_id: Some(resource.into()),
-        seq: Some(seq),
-        total: Some(total),
-    }
-}
-
-async fn stream_len(pool: &deadpool_redis::Pool, key: &str) -> u64 {
-    let mut c = pool.get().await.unwrap();
-    redis::cmd("XLEN")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap()
-}
 
 #[tokio::test]
 async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
@@ -290,109 +240,6 @@ async fn works_on_a_fresh_server_with_an_empty_script_cache() {
         c.load("x").await.unwrap().unwrap().word_lengths,
         vec![vec![5, 5]]
     );
-}
-
-#[tokio::test]
-async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
-    let env = TestEnv::new("collate_too_large").await;
-    let (c, q) = collator(&env.redis, &env.namespace, 2);
-    let now = Utc::now();
-    // 32 768 one-character words per packet (a 64 KiB text): the 31st packet passes 1 000 000.
-    let big = |seq: u32| {
-        let mut m = packet("big", seq, 40, "", now);
-        m.word_lengths = vec![1; 32_768];
-        m
-    };
-    for seq in 0..30 {
-        assert_eq!(c.record(&[big(seq)]).await.unwrap(), 0);
-    }
-    assert!(q.dead_letters(10).await.unwrap().is_empty());
-    assert_eq!(c.record(&[big(30)]).await.unwrap(), 0);
-    let dead = q.dead_letters(10).await.unwrap();
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(
-        dead[0].error,
-        format!(
-            "resource big too large: 1015808 word lengths after 31 of 40 packets, over the \
-             limit of {MAX_WORD_LENGTHS}"
-        )
-    );
-    assert_eq!(dead[0].payload, serde_json::json!({"resource_id": "big"}));
-    let res_keys = |keys: Vec<String>| -> Vec<String> {
-        keys.into_iter()
-            .filter(|k| k.contains(":res:big:") && !k.ends_with(":done"))
-            .collect()
-    };
-    assert!(res_keys(env.redis_keys().await).is_empty(), "parts dropped");
-    // Later packets, even all the rest, are ignored: no data, no job, no timeout report.
-    let rest: Vec<_> = (30..40).map(big).collect();
-    assert_eq!(c.record(&rest).await.unwrap(), 0);
-    assert!(
-        res_keys(env.redis_keys().await).is_empty(),
-        "nothing recreated"
-    );
-    assert_eq!(stream_len(&env.redis, &q.stream_key(Some("big"))).await, 0);
-    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
-    assert_eq!(
-        c.fetch("big").await.unwrap(),
-        Fetched::Missing("resource is too_large".into())
-    );
-    env.cleanup().await;
-}
-
-#[tokio::test]
-async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
-    let env = TestEnv::new("collate_ttl").await;
-    let q = Queue::new(
-        env.redis.clone(),
-        QueueConfig::new(&env.namespace, "webhooks"),
-    );
-    let c = Collator::new(
-        env.redis.clone(),
-        &env.namespace,
-        &q,
-        Duration::from_secs(1),
-    );
-    let now = Utc::now();
-    let one = || packet("one", 0, 1, "hi there", now);
-    let two = |s: u32| packet("two", s, 2, "x", now);
-    assert_eq!(c.record(&[one(), two(0), two(1)]).await.unwrap(), 2);
-    // A webhook outage longer than the TTL: the completed data is still there.
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let r = c.load("one").await.unwrap().expect("undelivered data kept");
-    assert_eq!(r.word_lengths, vec![vec![2, 5]]);
-    assert!(c.load("two").await.unwrap().is_some());
-    // Delivered: the data expires after the TTL; the tombstone stays.
-    c.release("one").await.unwrap();
-    c.release("two").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let left: Vec<String> = env
-        .redis_keys()
-        .await
-        .into_iter()
-        .filter(|k| k.contains(":res:"))
-        .collect();
-    assert!(left.iter().all(|k| k.ends_with(":done")), "{left:?}");
-    assert_eq!(c.fetch("one").await.unwrap(), Fetched::Delivered);
-    // Late duplicates: no second job, no reopened resource, no false timeout report.
-    assert_eq!(c.record(&[one(), two(0)]).await.unwrap(), 0);
-    let stream = q.stream_key(None);
-    assert_eq!(stream_len(&env.redis, &stream).await, 2, "one job each");
-    let after: Vec<String> = env
-        .redis_keys()
-        .await
-        .into_iter()
-        .filter(|k| k.contains(":res:") || k.ends_with(":collate:open"))
-        .collect();
-    assert_eq!(after.len(), 2, "only the tombstones: {after:?}");
-    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
-    assert!(q.dead_letters(10).await.unwrap().is_empty());
-    // A job whose data is gone without a tombstone (Redis lost data) is reported as missing.
-    assert!(matches!(
-        c.fetch("never-seen").await.unwrap(),
-        Fetched::Missing(_)
-    ));
-    env.cleanup().await;
 }
 
 /// Collects the resource ids of the delivery jobs it runs.

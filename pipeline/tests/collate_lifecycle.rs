@@ -1,0 +1,117 @@
+//! Collation lifetimes against the real Redis: a resource past the size limit is dead-lettered, its
+//! parts dropped and its later packets ignored; completed, undelivered data outlives the
+//! delivered-data TTL; released data expires but its tombstone keeps late duplicates from
+//! reopening the resource.
+
+mod collate_support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use collate_support::{collator, packet, stream_len};
+use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS};
+use queue::{Queue, QueueConfig};
+use testkit::TestEnv;
+
+#[tokio::test]
+async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
+    let env = TestEnv::new("collate_too_large").await;
+    let (c, q) = collator(&env.redis, &env.namespace, 2);
+    let now = Utc::now();
+    // 32 768 one-character words per packet (a 64 KiB text): the 31st packet passes 1 000 000.
+    let big = |seq: u32| {
+        let mut m = packet("big", seq, 40, "", now);
+        m.word_lengths = vec![1; 32_768];
+        m
+    };
+    for seq in 0..30 {
+        assert_eq!(c.record(&[big(seq)]).await.unwrap(), 0);
+    }
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    assert_eq!(c.record(&[big(30)]).await.unwrap(), 0);
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].error,
+        format!(
+            "resource big too large: 1015808 word lengths after 31 of 40 packets, over the \
+             limit of {MAX_WORD_LENGTHS}"
+        )
+    );
+    assert_eq!(dead[0].payload, serde_json::json!({"resource_id": "big"}));
+    let res_keys = |keys: Vec<String>| -> Vec<String> {
+        keys.into_iter()
+            .filter(|k| k.contains(":res:big:") && !k.ends_with(":done"))
+            .collect()
+    };
+    assert!(res_keys(env.redis_keys().await).is_empty(), "parts dropped");
+    // Later packets, even all the rest, are ignored: no data, no job, no timeout report.
+    let rest: Vec<_> = (30..40).map(big).collect();
+    assert_eq!(c.record(&rest).await.unwrap(), 0);
+    assert!(
+        res_keys(env.redis_keys().await).is_empty(),
+        "nothing recreated"
+    );
+    assert_eq!(stream_len(&env.redis, &q.stream_key(Some("big"))).await, 0);
+    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
+    assert_eq!(
+        c.fetch("big").await.unwrap(),
+        Fetched::Missing("resource is too_large".into())
+    );
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
+    let env = TestEnv::new("collate_ttl").await;
+    let q = Queue::new(
+        env.redis.clone(),
+        QueueConfig::new(&env.namespace, "webhooks"),
+    );
+    let c = Collator::new(
+        env.redis.clone(),
+        &env.namespace,
+        &q,
+        Duration::from_secs(1),
+    );
+    let now = Utc::now();
+    let one = || packet("one", 0, 1, "hi there", now);
+    let two = |s: u32| packet("two", s, 2, "x", now);
+    assert_eq!(c.record(&[one(), two(0), two(1)]).await.unwrap(), 2);
+    // A webhook outage longer than the TTL: the completed data is still there.
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let r = c.load("one").await.unwrap().expect("undelivered data kept");
+    assert_eq!(r.word_lengths, vec![vec![2, 5]]);
+    assert!(c.load("two").await.unwrap().is_some());
+    // Delivered: the data expires after the TTL; the tombstone stays.
+    c.release("one").await.unwrap();
+    c.release("two").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2_200)).await;
+    let left: Vec<String> = env
+        .redis_keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":res:"))
+        .collect();
+    assert!(left.iter().all(|k| k.ends_with(":done")), "{left:?}");
+    assert_eq!(c.fetch("one").await.unwrap(), Fetched::Delivered);
+    // Late duplicates: no second job, no reopened resource, no false timeout report.
+    assert_eq!(c.record(&[one(), two(0)]).await.unwrap(), 0);
+    let stream = q.stream_key(None);
+    assert_eq!(stream_len(&env.redis, &stream).await, 2, "one job each");
+    let after: Vec<String> = env
+        .redis_keys()
+        .await
+        .into_iter()
+        .filter(|k| k.contains(":res:") || k.ends_with(":collate:open"))
+        .collect();
+    assert_eq!(after.len(), 2, "only the tombstones: {after:?}");
+    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
+    assert!(q.dead_letters(10).await.unwrap().is_empty());
+    // A job whose data is gone without a tombstone (Redis lost data) is reported as missing.
+    assert!(matches!(
+        c.fetch("never-seen").await.unwrap(),
+        Fetched::Missing(_)
+    ));
+    env.cleanup().await;
+}
