@@ -46,7 +46,7 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
         .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("WEBHOOK_ADDR", format!("127.0.0.1:{port}"))
         .env("OUTPUT_DIR", &output);
-    let _webhook = ChildGuard::spawn("webhook", cmd).unwrap();
+    let webhook = ChildGuard::spawn("webhook", cmd).unwrap();
     let base = format!("http://127.0.0.1:{port}");
     testkit::wait_for_http(&format!("{base}/readyz"), Duration::from_secs(30))
         .await
@@ -131,6 +131,14 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
     assert!(
         metrics.contains("conveyor_webhook_deliveries_total{outcome=\"unauthorized\"} 4"),
         "{metrics}"
+    );
+    // Logs go to a file here, not a terminal: plain text, no ANSI color codes.
+    let logs = webhook.output();
+    assert!(logs.contains("webhook service listening"), "{logs}");
+    assert!(logs.contains("delivery refused"), "{logs}");
+    assert!(
+        !logs.contains('\x1b'),
+        "ANSI escapes in a log file: {logs:?}"
     );
     let _ = std::fs::remove_dir_all(&output);
     env.cleanup().await;

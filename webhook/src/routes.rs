@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -164,8 +164,12 @@ async fn write_file(app: &AppState, doc: &DeliveredResource) -> Result<Written, 
 
 async fn get_one(
     State(app): State<AppState>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    // An id that does not even decode (e.g. `%FF`) names no resource.
+    let Ok(Path(id)) = path else {
+        return Err(ApiError::NotFound);
+    };
     if !is_valid_resource_id(&id) {
         return Err(ApiError::NotFound);
     }

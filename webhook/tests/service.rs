@@ -424,6 +424,8 @@ async fn unknown_paths_and_wrong_methods_answer_problem_json() {
         (reqwest::Method::DELETE, "/resources", 405),
         (reqwest::Method::PUT, "/resources/x", 405),
         (reqwest::Method::GET, "/resources/absent-1", 404),
+        (reqwest::Method::GET, "/resources/%FF", 404),
+        (reqwest::Method::GET, "/resources/a%20b", 404),
     ] {
         let resp = svc
             .http
