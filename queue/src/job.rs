@@ -59,7 +59,22 @@ pub enum Outcome {
     },
     /// Give up now: straight to the dead-letter stream.
     Dead { reason: String },
+    /// A dependency is down (Elasticsearch unreachable, webhook target down): run the job again
+    /// after `after` with the SAME attempt number, so waiting never uses up `max_attempts` and a
+    /// long outage never dead-letters the job. Unbounded by design: the job waits as long as the
+    /// dependency stays down. `reason` goes into the job's history at most once per run of
+    /// waits (the latest reason replaces an earlier wait note), so the entry stays small however
+    /// long it waits. Poison detection does not see waits: the job comes back as a new stream
+    /// entry, whose delivery count starts again at 1.
+    /// `after` below [`MIN_WAIT`] is raised to it, so a careless handler cannot spin.
+    Wait { reason: String, after: Duration },
 }
+
+/// Shortest delay of an [`Outcome::Wait`].
+pub const MIN_WAIT: Duration = Duration::from_millis(10);
+
+/// Prefix of a history item written by [`Outcome::Wait`] (what the job waited for).
+pub(crate) const WAIT_NOTE: &str = "waiting: ";
 
 /// Cheap counters of one queue (summed over partitions).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -83,7 +98,8 @@ pub struct DeadLetter {
     pub payload: serde_json::Value,
     pub error: String,
     pub attempts: u32,
-    /// Errors of every attempt, oldest first.
+    /// Errors of every attempt, oldest first; a `waiting: <reason>` item marks that the job
+    /// waited for a dependency ([`Outcome::Wait`]) before the next item.
     pub history: Vec<String>,
     pub dead_at_ms: u64,
 }
@@ -119,6 +135,17 @@ impl Entry {
             enqueued_at: now_ms(),
             reply,
             history: Vec::new(),
+        }
+    }
+
+    /// Records a wait in the history, keeping it bounded: the last history item is replaced if
+    /// it already is a wait note, so between two real attempts there is at most one wait note
+    /// (the latest reason). History length stays ≤ 2 × attempts however often the job waits.
+    pub fn note_wait(&mut self, reason: &str) {
+        let note = format!("{WAIT_NOTE}{reason}");
+        match self.history.last_mut() {
+            Some(last) if last.starts_with(WAIT_NOTE) => *last = note,
+            _ => self.history.push(note),
         }
     }
 
@@ -220,5 +247,25 @@ mod tests {
             .map(|a| String::from_utf8(a).unwrap())
             .collect();
         assert_eq!(args, flat, "XADD arguments and the delayed member agree");
+    }
+
+    #[test]
+    fn wait_notes_do_not_pile_up() {
+        let mut e = Entry::new("1".into(), false);
+        for i in 0..100 {
+            e.note_wait(if i % 2 == 0 { "es down" } else { "es timeout" });
+        }
+        assert_eq!(e.history, vec!["waiting: es timeout".to_string()]);
+        e.history.push("real failure".into());
+        e.note_wait("es down");
+        e.note_wait("es down");
+        assert_eq!(
+            e.history,
+            vec![
+                "waiting: es timeout".to_string(),
+                "real failure".to_string(),
+                "waiting: es down".to_string()
+            ]
+        );
     }
 }

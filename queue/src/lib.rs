@@ -5,11 +5,14 @@
 //! a Redis Cluster can spread them), consumed by the consumer group `workers`. Producers
 //! [`Queue::enqueue`] one job, a pipelined batch, a delayed job (via a per-partition delayed
 //! ZSET that workers promote when due), or wait for a job's result
-//! ([`Queue::enqueue_and_wait`], routed by one pub/sub subscriber per process). [`Recurring`]
+//! ([`Queue::enqueue_and_wait`] / [`Queue::enqueue_and_wait_with`], bounded by their timeout,
+//! routed by one pub/sub subscriber per process). A batch is all-or-nothing per partition
+//! (`MULTI`/`EXEC`). [`Recurring`]
 //! enqueues exactly one job per occurrence however many processes run it. A [`Worker`] reads
 //! batches with `XREADGROUP` over every partition, runs a batch [`Handler`] with bounded
 //! concurrency, and settles each job atomically in Lua: ack **and delete** (so the stream ends
-//! empty), retry with exponential backoff + jitter, or dead-letter with the error history.
+//! empty), retry with exponential backoff + jitter, wait for a dependency that is down without
+//! using up an attempt ([`Outcome::Wait`]), or dead-letter with the error history.
 //! Leases are extended by heartbeat while a handler runs; a dead worker's entries are reclaimed
 //! with `XAUTOCLAIM` by any live worker once idle for a lease. Workers survive Redis restarts
 //! (log, back off, reconnect) and shut down gracefully within a deadline.
@@ -66,7 +69,7 @@ pub use tokio_util::sync::CancellationToken;
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
 pub use error::QueueError;
-pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats};
+pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
 pub use keys::GROUP;
 pub use queue::Queue;
 pub use recurring::Recurring;

@@ -84,7 +84,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         Ok(JobId(entry.id))
     }
 
-    /// Many jobs in ONE pipelined round trip (not atomic as a whole).
+    /// Many jobs in ONE pipelined round trip, all-or-nothing per partition (see
+    /// [`Queue::enqueue_batch_keyed`]); with one partition (the default) the whole call is.
     pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<JobId>, QueueError> {
         let mut entries = Vec::with_capacity(payloads.len());
         for payload in payloads {
@@ -94,7 +95,10 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         self.push_batch(entries).await
     }
 
-    /// Like [`Queue::enqueue_batch`], each job with its own partition key.
+    /// Like [`Queue::enqueue_batch`], each job with its own partition key. Atomic per
+    /// partition: the jobs of one partition are enqueued together or not at all (one
+    /// `MULTI`/`EXEC` each, all in one round trip). A call whose jobs span several partitions can
+    /// fail after some partitions' jobs were stored; a retry may then enqueue those again.
     pub async fn enqueue_batch_keyed(
         &self,
         items: &[(Option<String>, T)],
@@ -205,20 +209,54 @@ impl<T> Queue<T> {
         Ok(())
     }
 
+    /// XADDs every entry in ONE round trip, all-or-nothing per partition: the entries of each
+    /// partition go in one `MULTI … EXEC` block (one partition is one hash slot, so the block is
+    /// valid on a Redis Cluster too). Redis runs a transaction only once its `EXEC` arrived, so
+    /// a connection lost mid-call leaves no partial partition; with one partition (the default)
+    /// or one partition key per call, the whole call is all-or-nothing. On an error the caller
+    /// cannot know which partitions' blocks ran before it, but each ran whole or not at all.
     async fn push_batch(&self, entries: Vec<(u16, Entry)>) -> Result<Vec<JobId>, QueueError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| entries[i].0);
         let mut pipe = redis::pipe();
-        for (p, entry) in &entries {
+        let mut blocks = 0usize;
+        let mut open: Option<u16> = None;
+        for i in order {
+            let (p, entry) = &entries[i];
+            if open != Some(*p) {
+                if open.is_some() {
+                    pipe.cmd("EXEC");
+                }
+                pipe.cmd("MULTI").ignore();
+                open = Some(*p);
+                blocks += 1;
+            }
             pipe.cmd("XADD")
                 .arg(self.keys().stream_ref(*p))
                 .arg("*")
                 .arg(entry)
                 .ignore();
         }
+        pipe.cmd("EXEC");
         let mut conn = self.conn().await?;
-        pipe.query_async::<()>(&mut conn).await?;
+        // One reply per EXEC: the array of new entry ids, or the error of a failed command.
+        let execs: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let failed = execs.len() != blocks
+            || execs.iter().any(|v| match v {
+                redis::Value::Array(items) => items
+                    .iter()
+                    .any(|i| matches!(i, redis::Value::ServerError(_))),
+                _ => true,
+            });
+        if failed {
+            return Err(QueueError::Redis(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "batch enqueue: a transaction did not run every XADD",
+            ))));
+        }
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
             .increment(entries.len() as u64);
         Ok(entries.into_iter().map(|(_, e)| JobId(e.id)).collect())

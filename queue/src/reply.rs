@@ -1,4 +1,5 @@
-//! Request/reply: [`Queue::enqueue_and_wait`] and the per-process result router. One pub/sub
+//! Request/reply: [`Queue::enqueue_and_wait`] / [`Queue::enqueue_and_wait_with`] (bounded by
+//! their timeout as a whole) and the per-process result router. One pub/sub
 //! subscriber connection per process (per Redis server), subscribed to each waiting queue's
 //! results channel, routes announced results to waiters through a map of oneshot senders;
 //! after every (re)subscription it reads the stored results of all waiters, so a result
@@ -16,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, OnceCell};
 
+use crate::config::EnqueueOptions;
 use crate::error::QueueError;
 use crate::job::{Entry, JobId};
 use crate::queue::Queue;
@@ -64,15 +66,40 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Request/reply: enqueues the job and resolves with the handler's `Outcome::Done(value)`
     /// deserialized as `R`, or `Err(QueueError::Timeout)` after `timeout` (the job itself still
     /// runs later), or `Err(QueueError::Failed)` if the job was dead-lettered.
+    /// Same as [`Queue::enqueue_and_wait_with`] with default options.
     pub async fn enqueue_and_wait<R: DeserializeOwned>(
         &self,
         payload: &T,
         timeout: Duration,
     ) -> Result<R, QueueError> {
-        let deadline = Instant::now() + timeout;
+        self.enqueue_and_wait_with(payload, EnqueueOptions::default(), timeout)
+            .await
+    }
+
+    /// Request/reply with options: the partition key picks the partition and `run_at` delays the
+    /// job (`reply` is always on). The WHOLE call — connecting the result subscriber, pushing the
+    /// entry and waiting — is bounded by `timeout`: a hung Redis cannot hold the caller longer.
+    ///
+    /// Errors: `Timeout { job_id }` when the deadline passes after the entry may have reached
+    /// Redis (the job may still run later); `Unavailable` when it passes before that (nothing was
+    /// sent) or Redis is unreachable; `Failed` if the job was dead-lettered.
+    pub async fn enqueue_and_wait_with<R: DeserializeOwned>(
+        &self,
+        payload: &T,
+        opts: EnqueueOptions,
+        timeout: Duration,
+    ) -> Result<R, QueueError> {
+        // A huge timeout (configuration) must not overflow `Instant`: treat it as "a year".
+        let deadline = Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
         let entry = Entry::new(serde_json::to_string(payload)?, true);
         let job_id = JobId(entry.id.clone());
-        let router = self.router().await?;
+        let unavailable =
+            || QueueError::Unavailable("timed out before the job was enqueued".into());
+        let router = tokio::time::timeout_at(deadline.into(), self.router())
+            .await
+            .map_err(|_| unavailable())??;
         let channel = self.keys().results_channel();
         // Bounded: a dead connection must not hold the caller past its deadline.
         let _ = tokio::time::timeout_at(deadline.into(), router.listen(&channel)).await;
@@ -86,11 +113,20 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 "result subscriber is not connected".into(),
             ));
         }
-        let p = self.partition_for(None);
+        let p = self.partition_for(opts.partition_key.as_deref());
         let rx = router.register(&entry.id, self.keys().result(p, &entry.id));
-        if let Err(e) = self.push_entry(p, &entry, None).await {
-            router.forget(&entry.id);
-            return Err(e);
+        // From here on the waiter must be forgotten on every early exit.
+        let _waiter = Registered {
+            router: &router,
+            id: &entry.id,
+        };
+        let pushed =
+            tokio::time::timeout_at(deadline.into(), self.push_entry(p, &entry, opts.run_at)).await;
+        match pushed {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            // The XADD may or may not have reached Redis: the job may still run.
+            Err(_) => return Err(QueueError::Timeout { job_id }),
         }
         match tokio::time::timeout_at(deadline.into(), rx).await {
             Ok(Ok(msg)) if msg.ok => Ok(serde_json::from_value(msg.value)?),
@@ -98,10 +134,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 job_id,
                 reason: msg.error.unwrap_or_default(),
             }),
-            _ => {
-                router.forget(&entry.id);
-                Err(QueueError::Timeout { job_id })
-            }
+            _ => Err(QueueError::Timeout { job_id }),
         }
     }
 
@@ -118,6 +151,19 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             })
             .await?;
         Ok(router.clone())
+    }
+}
+
+/// A registered waiter, forgotten when this guard drops (every exit of a wait, including the
+/// caller dropping the future).
+struct Registered<'a> {
+    router: &'a Router,
+    id: &'a str,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.router.forget(self.id);
     }
 }
 

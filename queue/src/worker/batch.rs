@@ -1,6 +1,7 @@
 //! One batch's life: decode entries into typed jobs, run the handler, and settle every outcome
 //! in ONE pipelined round trip — ack + delete finished entries (one script call per partition),
-//! move retries to the delayed set with backoff, dead-letter the rest, store and announce
+//! move retries to the delayed set with backoff, move waits there with the same attempt number
+//! (a dependency outage does not use up attempts), dead-letter the rest, store and announce
 //! results of reply-wanted jobs. Settling is retried until Redis answers or the hard stop.
 
 use std::collections::HashMap;
@@ -18,7 +19,8 @@ use super::background::POISON;
 use super::read::Delivered;
 use super::{Backoff, Handler, Shared};
 use crate::config::QueueConfig;
-use crate::job::{now_ms, Entry, Job, JobId, Outcome};
+use crate::job::{now_ms, Entry, Job, JobId, Outcome, MIN_WAIT};
+use crate::keys::Keys;
 use crate::keys::GROUP;
 use crate::reply::ReplyMsg;
 use crate::scripts;
@@ -168,7 +170,7 @@ where
     let keys = shared.queue.keys();
     let mut pipe = redis::pipe();
     let mut acks: HashMap<u16, Vec<String>> = HashMap::new();
-    let (mut done, mut retried, mut dead) = (0u64, 0u64, 0u64);
+    let (mut done, mut retried, mut waited, mut dead) = (0u64, 0u64, 0u64, 0u64);
     for s in settled {
         let stream = keys.stream(s.partition);
         let final_error = match s.outcome {
@@ -195,21 +197,22 @@ where
                 next.attempt += 1;
                 next.history.push(error);
                 let delay = after.unwrap_or_else(|| retry_delay(cfg, s.entry.attempt));
-                let run_at = now_ms() + delay.as_millis() as u64;
-                let args = vec![
-                    GROUP.to_string(),
-                    s.entry_id,
-                    run_at.to_string(),
-                    next.delayed_member(),
-                ];
-                scripts::push(
-                    &mut pipe,
-                    &scripts::RETRY,
-                    &[&stream, &keys.delayed(s.partition)],
-                    &args,
-                );
-                pipe.ignore();
+                push_delayed(&mut pipe, keys, s.partition, s.entry_id, delay, &next);
                 retried += 1;
+                continue;
+            }
+            Outcome::Wait { reason, after } => {
+                let mut next = s.entry.clone();
+                next.note_wait(&reason);
+                push_delayed(
+                    &mut pipe,
+                    keys,
+                    s.partition,
+                    s.entry_id,
+                    after.max(MIN_WAIT),
+                    &next,
+                );
+                waited += 1;
                 continue;
             }
             Outcome::Retry { error, .. } => error,
@@ -251,11 +254,43 @@ where
     }
     send(shared, &pipe).await;
     let name = shared.queue.name().to_string();
-    for (outcome, n) in [("done", done), ("retry", retried), ("dead", dead)] {
+    let counts = [
+        ("done", done),
+        ("retry", retried),
+        ("wait", waited),
+        ("dead", dead),
+    ];
+    for (outcome, n) in counts {
         if n > 0 {
             metrics::counter!("conveyor_jobs_processed_total", "queue" => name.clone(), "outcome" => outcome).increment(n);
         }
     }
+}
+
+/// Adds `retry.lua` to the pipeline: the entry leaves the stream and `next` (the entry to run
+/// later) goes to the delayed set, due after `delay`.
+fn push_delayed(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    partition: u16,
+    entry_id: String,
+    delay: Duration,
+    next: &Entry,
+) {
+    let run_at = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    let args = vec![
+        GROUP.to_string(),
+        entry_id,
+        run_at.to_string(),
+        next.delayed_member(),
+    ];
+    scripts::push(
+        pipe,
+        &scripts::RETRY,
+        &[&keys.stream(partition), &keys.delayed(partition)],
+        &args,
+    );
+    pipe.ignore();
 }
 
 /// Stores a result with its TTL and announces it on the results channel.

@@ -1,0 +1,194 @@
+//! Enqueue guarantees against the real Redis: `enqueue_and_wait_with` respects the partition key
+//! and is bounded by its timeout as a whole even when Redis hangs on the write; batch enqueue is
+//! all-or-nothing per partition (a concurrent reader never sees part of a batch) and returns
+//! ids in input order.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::*;
+use queue::{EnqueueOptions, Outcome, QueueError};
+use testkit::{RedisServer, TestEnv};
+
+#[tokio::test]
+async fn enqueue_and_wait_with_runs_the_job_on_its_keys_partition() {
+    init_tracing();
+    let env = TestEnv::new("queue_wait_with").await;
+    let q = queue::<String>(env.redis.clone(), &env.namespace, "rpc", |c| {
+        c.partitions = 4
+    });
+    let rec = Recorder::<String>::new(Duration::ZERO, |j| {
+        Outcome::Done(serde_json::json!({ "partition": j.partition, "payload": j.payload }))
+    });
+    let (token, task) = spawn_worker(&q, rec.clone(), fast_worker("w1"));
+    let mut partitions = Vec::new();
+    for key in ["res-1", "res-2", "res-3", "res-4", "res-5", "res-6"] {
+        let opts = EnqueueOptions {
+            partition_key: Some(key.to_string()),
+            ..EnqueueOptions::default()
+        };
+        let got: serde_json::Value = q
+            .enqueue_and_wait_with(&format!("for {key}"), opts, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(got["payload"], serde_json::json!(format!("for {key}")));
+        assert_eq!(
+            got["partition"],
+            serde_json::json!(q.partition_of(key)),
+            "{key} ran on the partition its key maps to"
+        );
+        partitions.push(q.partition_of(key));
+    }
+    partitions.sort_unstable();
+    partitions.dedup();
+    assert!(partitions.len() > 1, "the keys cover several partitions");
+    stop(token, task).await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn enqueue_and_wait_with_is_bounded_by_its_timeout_when_redis_hangs() {
+    init_tracing();
+    // A private server: CLIENT PAUSE would stall everyone's tests on the shared one.
+    let server = RedisServer::start().await;
+    let pool = deadpool_redis::Config::from_url(server.url())
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .unwrap();
+    let q = queue::<u32>(pool.clone(), "hang", "rpc", |_| {});
+    let rec = Recorder::<u32>::new(Duration::ZERO, |j| {
+        Outcome::Done(serde_json::json!(j.payload))
+    });
+    let (token, task) = spawn_worker(&q, rec.clone(), fast_worker("w1"));
+    // Warm up: the result subscriber is connected and a round trip works.
+    let warm: u32 = q
+        .enqueue_and_wait(&7, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(warm, 7);
+    stop(token, task).await;
+
+    // Redis now accepts connections and reads but holds every write (the XADD) for 5 s.
+    let mut conn = pool.get().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(5000)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let start = Instant::now();
+    let result = q
+        .enqueue_and_wait_with::<u32>(&8, EnqueueOptions::default(), Duration::from_millis(300))
+        .await;
+    let elapsed = start.elapsed();
+    assert!(
+        matches!(result, Err(QueueError::Timeout { .. })),
+        "got {result:?}"
+    );
+    // Generous margin for a loaded machine, far below the 5 s the write is held.
+    assert!(
+        elapsed < Duration::from_millis(2000),
+        "held past its timeout: {elapsed:?}"
+    );
+    let mut conn = pool.get().await.unwrap();
+    let _: () = redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_never_seen_half_enqueued() {
+    init_tracing();
+    let env = TestEnv::new("queue_batch_atomic").await;
+    let q = queue::<String>(env.redis.clone(), &env.namespace, "bulk", |_| {});
+    let stream = stream_key(&env.namespace, "bulk", 0);
+    const BATCH: u64 = 5000;
+    const CALLS: u64 = 8;
+    // Polls XLEN on its own connection while batches go in.
+    let pool = env.redis.clone();
+    let key = stream.clone();
+    let watcher = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut conn = pool.get().await.unwrap();
+        loop {
+            let n: u64 = redis::cmd("XLEN")
+                .arg(&key)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            seen.push(n);
+            if n >= BATCH * CALLS {
+                return seen;
+            }
+        }
+    });
+    let payload = "x".repeat(100);
+    for _ in 0..CALLS {
+        let jobs = vec![payload.clone(); BATCH as usize];
+        let ids = q.enqueue_batch(&jobs).await.unwrap();
+        assert_eq!(ids.len(), BATCH as usize);
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(30), watcher)
+        .await
+        .unwrap()
+        .unwrap();
+    let partial: Vec<u64> = seen.iter().copied().filter(|n| n % BATCH != 0).collect();
+    assert!(
+        partial.is_empty(),
+        "a reader saw part of a batch ({} of {} samples): {:?}",
+        partial.len(),
+        seen.len(),
+        &partial[..partial.len().min(10)]
+    );
+    assert_eq!(xlen(&env.redis, &stream).await, BATCH * CALLS);
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_keyed_batch_over_several_partitions_lands_whole_and_in_order() {
+    init_tracing();
+    let env = TestEnv::new("queue_batch_keyed").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "keyed", |c| {
+        c.partitions = 3
+    });
+    let items: Vec<(Option<String>, u32)> = (0..300)
+        .map(|i| (Some(format!("resource-{}", i % 7)), i))
+        .collect();
+    let ids = q.enqueue_batch_keyed(&items).await.unwrap();
+    assert_eq!(ids.len(), items.len());
+    // Each returned id belongs to the item at the same position, on its key's partition.
+    let mut conn = env.redis.get().await.unwrap();
+    let mut found: HashMap<String, (u16, u32)> = HashMap::new();
+    for p in 0..3u16 {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream_key(&env.namespace, "keyed", p))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut last = None;
+        for e in entries.ids {
+            let id: String = e.get("id").unwrap();
+            let payload: String = e.get("payload").unwrap();
+            let n: u32 = payload.parse().unwrap();
+            if let Some(prev) = last {
+                assert!(n > prev, "partition {p} keeps input order: {prev} then {n}");
+            }
+            last = Some(n);
+            found.insert(id, (p, n));
+        }
+    }
+    assert_eq!(found.len(), items.len(), "every job stored exactly once");
+    for (i, ((key, n), id)) in items.iter().zip(&ids).enumerate() {
+        let (p, stored) = found[&id.0];
+        assert_eq!(stored, *n, "id #{i} is the id of item #{i}");
+        assert_eq!(p, q.partition_of(key.as_deref().unwrap()));
+    }
+    env.cleanup().await;
+}
