@@ -108,6 +108,8 @@ async fn flush<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
     if items.is_empty() {
         return;
     }
+    metrics::histogram!("conveyor_enqueue_coalesced_batch_size", "queue" => queue.config().name.clone())
+        .record(items.len() as f64);
     match queue.enqueue_batch_keyed(&items).await {
         Ok(ids) => {
             for (answer, id) in answers.into_iter().zip(ids) {

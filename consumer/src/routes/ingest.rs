@@ -95,25 +95,34 @@ pub async fn post_message(
             };
             Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
         }
-        Some(timeout) => {
-            metrics::counter!("conveyor_messages_accepted_total").increment(1);
-            let waited = state
-                .queue()
-                .enqueue_and_wait::<StoredMessage>(&job, timeout)
-                .await;
-            match waited {
-                Ok(stored) => Ok((StatusCode::OK, Json(stored)).into_response()),
-                Err(QueueError::Timeout { job_id }) => Err(ApiError::Timeout {
-                    job_id: job_id.0,
-                    timeout_ms: timeout.as_millis() as u64,
-                }),
-                Err(QueueError::Failed { job_id, reason }) => {
-                    tracing::error!(%job_id, reason, "waited job was dead-lettered");
-                    Err(ApiError::Internal)
-                }
-                Err(e) => Err(ApiError::from_queue(e)),
-            }
+        // Boxed: the waiting future is large, and keeping it out of this one keeps the 202 path
+        // from allocating and copying it on every request.
+        Some(timeout) => Box::pin(enqueue_and_wait(&state, job, timeout)).await,
+    }
+}
+
+/// The `?wait=true` path: enqueue, then wait for the processed message up to `timeout`.
+async fn enqueue_and_wait(
+    state: &AppState,
+    job: MessageJob,
+    timeout: Duration,
+) -> Result<Response, ApiError> {
+    metrics::counter!("conveyor_messages_accepted_total").increment(1);
+    let waited = state
+        .queue()
+        .enqueue_and_wait::<StoredMessage>(&job, timeout)
+        .await;
+    match waited {
+        Ok(stored) => Ok((StatusCode::OK, Json(stored)).into_response()),
+        Err(QueueError::Timeout { job_id }) => Err(ApiError::Timeout {
+            job_id: job_id.0,
+            timeout_ms: timeout.as_millis() as u64,
+        }),
+        Err(QueueError::Failed { job_id, reason }) => {
+            tracing::error!(%job_id, reason, "waited job was dead-lettered");
+            Err(ApiError::Internal)
         }
+        Err(e) => Err(ApiError::from_queue(e)),
     }
 }
 
