@@ -94,9 +94,19 @@ impl DeliveryHandler {
             .await;
         let resp = match sent {
             Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_timeout() => {
+                // The target is down or not answering: a dependency outage, not a failure of this
+                // delivery. Wait without using up an attempt, however long the outage lasts.
+                count("wait");
+                tracing::warn!(resource_id = %id, attempt = job.attempt, error = %e, "webhook unreachable; waiting");
+                return Outcome::Wait {
+                    reason: format!("POST {}: {e}", self.url),
+                    after: UNREACHABLE_WAIT,
+                };
+            }
             Err(e) => {
                 count("retry");
-                tracing::warn!(resource_id = %id, attempt = job.attempt, error = %e, "webhook unreachable");
+                tracing::warn!(resource_id = %id, attempt = job.attempt, error = %e, "webhook request failed");
                 return Outcome::Retry {
                     error: format!("POST {}: {e}", self.url),
                     after: None,
@@ -115,6 +125,9 @@ impl DeliveryHandler {
         outcome
     }
 }
+
+/// How long a delivery waits before trying a target that is down again.
+const UNREACHABLE_WAIT: Duration = Duration::from_secs(1);
 
 /// `Retry-After` in seconds, when the target sent one.
 fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
@@ -143,6 +156,18 @@ pub fn outcome_for(status: StatusCode, after: Option<Duration>, id: &str, attemp
         count("delivered");
         tracing::debug!(resource_id = %id, status = status.as_u16(), "delivered");
         Outcome::Done(json!({ "status": status.as_u16() }))
+    } else if matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    ) {
+        // The target (or what stands behind it, e.g. its Elasticsearch) is down: wait for it
+        // without using up an attempt.
+        count("wait");
+        tracing::warn!(resource_id = %id, status = status.as_u16(), attempt, "webhook unavailable; waiting");
+        Outcome::Wait {
+            reason: format!("webhook answered {status}"),
+            after: after.unwrap_or(UNREACHABLE_WAIT),
+        }
     } else if status.is_client_error() && !retryable_client_error(status) {
         count("dead");
         tracing::error!(resource_id = %id, status = status.as_u16(), "webhook refused the delivery");
@@ -188,7 +213,9 @@ mod tests {
         assert!(matches!(o(408), Outcome::Retry { .. }));
         assert!(matches!(o(429), Outcome::Retry { .. }));
         assert!(matches!(o(500), Outcome::Retry { .. }));
-        assert!(matches!(o(503), Outcome::Retry { .. }));
+        assert!(matches!(o(502), Outcome::Wait { .. }));
+        assert!(matches!(o(503), Outcome::Wait { .. }));
+        assert!(matches!(o(504), Outcome::Wait { .. }));
         match outcome_for(
             StatusCode::TOO_MANY_REQUESTS,
             Some(Duration::from_secs(2)),
@@ -324,6 +351,40 @@ mod redis_tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(hits.load(Ordering::SeqCst), 4);
+        env.cleanup().await;
+    }
+
+    #[tokio::test]
+    async fn a_target_that_is_down_makes_the_delivery_wait_without_using_an_attempt() {
+        let env = testkit::TestEnv::new("delivery_down").await;
+        // A port nobody listens on: connection refused, like a stopped webhook service.
+        let url = format!("http://127.0.0.1:{}/hook", testkit::free_port());
+        let args =
+            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", "s3cret"]).delivery;
+        let collator = super::super::collator(env.redis.clone(), &env.namespace, &args);
+        let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
+        collator.record(&[packet("down")]).await.unwrap();
+        let out = handler.handle(vec![job("down")]).await;
+        match &out[0] {
+            Outcome::Wait { reason, after } => {
+                assert!(reason.contains(&url), "{reason}");
+                assert_eq!(*after, UNREACHABLE_WAIT);
+            }
+            other => panic!("expected Wait, got {other:?}"),
+        }
+        assert!(
+            collator.load("down").await.unwrap().is_some(),
+            "data kept for the next try"
+        );
+
+        // Behind the target, its own dependency is down (503): wait too.
+        let status = Arc::new(AtomicU16::new(503));
+        let url = target(status, Arc::new(AtomicUsize::new(0))).await;
+        let args =
+            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", "s3cret"]).delivery;
+        let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
+        let out = handler.handle(vec![job("down")]).await;
+        assert!(matches!(&out[0], Outcome::Wait { .. }), "{out:?}");
         env.cleanup().await;
     }
 }
