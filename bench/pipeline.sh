@@ -6,9 +6,10 @@
 # workers, and measures in one run:
 #   1. POST /messages requests/s         producer --bench (single packets, CONCURRENCY in flight)
 #   2. POST /messages/batch packets/s    producer --bench --batch BATCH_SIZE
-#   3. whole pipeline stored messages/s  producer --bench --batch 100 until Elasticsearch counts
-#      all PIPELINE_MESSAGES, against a plain _bulk load of the same documents with the workers'
-#      batch size and parallelism (producer/examples/bulk_baseline.rs), timed the same way (until
+#   3. whole pipeline stored messages/s  producer --bench --batch 100 until the workers stored all
+#      PIPELINE_MESSAGES (their /metrics) and a _refresh + _count sees them all, against a plain
+#      _bulk load of the same documents with the workers' batch size and parallelism
+#      (producer/examples/bulk_baseline.rs), timed the same way (all bulk requests answered, then
 #      _refresh + _count sees them all)
 #   4. peak RSS (VmHWM) of the consumer and the workers after all of that
 #   5. redis-benchmark XADD on the same redis-server, for ratios
@@ -88,6 +89,24 @@ wait_count() { # index want -> returns when the index holds `want` documents (gi
     sleep 0.2
   done
 }
+# Messages the workers have stored (Elasticsearch acknowledged), from their /metrics: polling
+# this costs Elasticsearch nothing, unlike a `_refresh` every poll, which would force a tiny
+# segment (and merges) every 0.2 s on the pipeline's index but not on the baseline's.
+stored_by_workers() {
+  local total=0 n port
+  for port in "$@"; do
+    n="$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^conveyor_messages_stored_total/ {printf "%d", $2}' | head -1)"
+    total=$((total + ${n:-0}))
+  done
+  echo "$total"
+}
+wait_stored() { # want port... -> returns when the workers have stored `want` messages (10 min max)
+  local want="$1" deadline=$((SECONDS + 600)); shift
+  while [ "$(stored_by_workers "$@")" -lt "$want" ]; do
+    if [ "$SECONDS" -gt "$deadline" ]; then echo "workers never stored $want messages" >&2; exit 1; fi
+    sleep 0.1
+  done
+}
 field() { grep -oE "$1=[0-9.]+" | head -1 | cut -d= -f2; }
 cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
   if [ -r "/proc/$1/stat" ]; then
@@ -146,6 +165,9 @@ for round in $(seq 1 "$ROUNDS"); do
     "$BIN/producer" --bench --consumer-url "$CONSUMER_URL" --count "$PIPELINE_MESSAGES" --batch 100 \
     --concurrency 4 --resources off --producer pipe >"$DIR/pipe_producer.log" 2>&1 &
   PRODUCER_PID=$!
+  # Timed like the baseline: until every bulk request was answered, then until `_refresh` +
+  # `_count` sees every document.
+  wait_stored "$PIPELINE_MESSAGES" "${WORKER_PORTS[@]}"
   wait_count "${PREFIX}r$round-messages" "$PIPELINE_MESSAGES"
   T1="$(now)"
   wait "$PRODUCER_PID" || true

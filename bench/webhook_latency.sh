@@ -7,6 +7,10 @@
 #   1. the default producer rate (10 packets/s in resources of 1-5) for PACED_SECS (default 60),
 #   2. `producer --bench` load (BENCH_COUNT packets, default 20000),
 # and prints p50/p90/p99/max of latency_ms for the resources completed in each phase.
+# Worker settings come from the environment (e.g. WORKER_BATCH_LINGER_MS=2 to compare lingers);
+# BIN=<dir> runs prebuilt binaries from <dir> instead of building; PHASE2=0 skips phase 2.
+# The load average is printed before and after: on a busy machine the tails measure CPU
+# contention, not the pipeline.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ES="${ELASTICSEARCH_URL:-http://127.0.0.1:19200}"
@@ -15,9 +19,12 @@ BENCH_COUNT="${BENCH_COUNT:-20000}"
 PREFIX="bench-wh-$(date +%s)-"
 NS="bench-wh-$$"
 
-echo "== building release binaries"
-cargo build --release -p consumer -p worker -p webhook -p producer
-BIN="${CARGO_TARGET_DIR:-target}/release"
+if [ -z "${BIN:-}" ]; then
+  echo "== building release binaries"
+  cargo build --release -p consumer -p worker -p webhook -p producer
+  BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+PHASE2="${PHASE2:-1}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REDIS_PORT="$(free_port)"; CONSUMER_PORT="$(free_port)"; WEBHOOK_PORT="$(free_port)"
@@ -74,12 +81,15 @@ print('  ' + line('  of which packet -> resource complete (queue, ES bulk, colla
 print('  ' + line('  of which complete -> webhook received (delivery queue, POST):', deliver))"
 }
 
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg); worker batch linger ${WORKER_BATCH_LINGER_MS:-default} ms"
 echo "== phase 1: default producer rate for ${PACED_SECS}s"
 T0="$(now_ms)"
 "$BIN/producer" --producer paced --duration-secs "$PACED_SECS" >"$DIR/paced.log" 2>&1
 sleep 3
 T1="$(now_ms)"
 report "default rate" "$T0" "$T1"
+echo "== load average after phase 1: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ "$PHASE2" = 1 ] || exit 0
 
 echo "== phase 2: producer --bench --count $BENCH_COUNT"
 "$BIN/producer" --producer bench --bench --count "$BENCH_COUNT" 2>&1 | tail -n 6

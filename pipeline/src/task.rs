@@ -25,17 +25,26 @@ pub fn millis_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
 /// The stored document for a job: word lengths, transit time (`received_at − sent_at`) and the
 /// packet's fields.
 pub fn process(job: &MessageJob, stored_at: DateTime<Utc>) -> StoredMessage {
-    let p = &job.packet;
+    process_owned(job.clone(), stored_at)
+}
+
+/// [`process`] for a job the caller no longer needs: its strings move into the document
+/// instead of being copied (the worker's hot path).
+pub fn process_owned(job: MessageJob, stored_at: DateTime<Utc>) -> StoredMessage {
+    let MessageJob {
+        packet: p,
+        received_at,
+    } = job;
     StoredMessage {
-        producer: p.producer.clone(),
+        word_lengths: word_lengths(&p.text),
+        transit_ms: millis_between(p.sent_at, received_at),
+        producer: p.producer,
         number: p.number,
         sent_at: p.sent_at,
-        received_at: job.received_at,
+        received_at,
         stored_at,
-        transit_ms: millis_between(p.sent_at, job.received_at),
-        word_lengths: word_lengths(&p.text),
-        text: p.text.clone(),
-        resource_id: p.resource_id.clone(),
+        text: p.text,
+        resource_id: p.resource_id,
         seq: p.seq,
         total: p.total,
     }

@@ -40,10 +40,10 @@ impl MessageHandler {
         }
     }
 
-    fn process_all(jobs: &[Job<MessageJob>]) -> Vec<StoredMessage> {
+    fn process_all(jobs: Vec<Job<MessageJob>>) -> Vec<StoredMessage> {
         let now = Utc::now();
-        jobs.iter()
-            .map(|j| pipeline::task::process(&j.payload, now))
+        jobs.into_iter()
+            .map(|j| pipeline::task::process_owned(j.payload, now))
             .collect()
     }
 
@@ -122,8 +122,7 @@ fn retry(error: &str) -> Outcome {
 impl Handler<MessageJob> for MessageHandler {
     async fn handle(&self, jobs: Vec<Job<MessageJob>>) -> Vec<Outcome> {
         let started = Instant::now();
-        let stored = Self::process_all(&jobs);
-        drop(jobs);
+        let stored = Self::process_all(jobs);
         // Collation runs concurrently with the `_bulk` instead of after it: the resource's
         // completion (and its webhook) no longer waits for Elasticsearch's answer. Safe because
         // (1) both effects are idempotent — fixed `_id`s in Elasticsearch, and collate.lua
