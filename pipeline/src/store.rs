@@ -123,6 +123,33 @@ impl Store {
         Err(rejected(status, &answer))
     }
 
+    /// [`Store::ensure_index`], retried with backoff (200 ms doubling to 5 s, each failure logged)
+    /// until it succeeds (true) or `shutdown` is cancelled (false). For services that start
+    /// before Elasticsearch is up and create their index in the background.
+    pub async fn ensure_until(
+        &self,
+        name: &str,
+        body: Value,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                result = self.ensure_index(name, body.clone()) => result,
+            };
+            match attempt {
+                Ok(()) => return true,
+                Err(e) => tracing::warn!(index = name, error = %e, "creating the index; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(delay) => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+    }
+
     /// Answers Ok when `_cluster/health` answers and the cluster is not red.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let response = self
