@@ -1,13 +1,14 @@
 //! The one error type of the HTTP API, named for what the client sees, and its single
-//! conversion to `application/problem+json` (RFC 9457: type, title, status, detail, and per-field
-//! `errors` for 422). Internal causes are logged where they happen, never put in an answer.
+//! conversion to `application/problem+json` through `pipeline::problem` (RFC 9457: type, title,
+//! status, detail, and per-field `errors` `{name,message}` for 422), plus `Retry-After` on 429
+//! and 503. Internal causes are logged where they happen, never put in an answer; the body shape
+//! itself is not defined here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use pipeline::packet::FieldError;
+use pipeline::problem::{problem_response, FieldError};
 use pipeline::store::StoreError;
 use queue::QueueError;
-use serde::Serialize;
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
@@ -34,20 +35,6 @@ pub enum ApiError {
     Internal,
 }
 
-/// The problem+json body (also the OpenAPI schema of every error answer).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URN naming the kind of problem, e.g. `urn:conveyor:problem:validation`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: String,
-    /// Per-field errors (422 only); names are fields, `[i].field` in a batch, or `$`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub errors: Option<Vec<FieldError>>,
-}
-
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
@@ -64,8 +51,9 @@ impl ApiError {
         }
     }
 
-    fn problem(self) -> Problem {
-        let status = self.status().as_u16();
+    /// The problem+json answer of this error (without `Retry-After`).
+    fn problem(self) -> Response {
+        let status = self.status();
         let (slug, title, detail, errors) = match self {
             ApiError::Validation(errors) => (
                 "validation",
@@ -118,13 +106,7 @@ impl ApiError {
                 None,
             ),
         };
-        Problem {
-            kind: format!("urn:conveyor:problem:{slug}"),
-            title: title.to_string(),
-            status,
-            detail,
-            errors,
-        }
+        problem_response(status, slug, title, detail, errors).into_response()
     }
 
     /// Maps a queue failure, logging the cause: unreachable Redis is 503, anything else 500.
@@ -152,21 +134,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
         let retry_after = match &self {
             ApiError::Backpressure { retry_after_secs } => Some(*retry_after_secs),
             ApiError::Unavailable(_) => Some(1),
             _ => None,
         };
-        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
-        let mut response = (status, body).into_response();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        let mut response = self.problem();
         if let Some(secs) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

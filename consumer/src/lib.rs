@@ -14,7 +14,6 @@ pub mod routes;
 pub mod state;
 
 use std::any::Any;
-use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
@@ -94,16 +93,9 @@ pub async fn run(
 }
 
 async fn ensure_indices(state: AppState, shutdown: CancellationToken) {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match state.store().ensure_indices().await {
-            Ok(()) => return,
-            Err(e) => tracing::warn!(error = %e, "creating the messages index; retrying"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+    let store = state.store();
+    let body = pipeline::store::messages_index_body();
+    store
+        .ensure_until(store.messages_index(), body, &shutdown)
+        .await;
 }

@@ -47,7 +47,7 @@ pub struct PacketInput {
         ops::metrics,
         openapi_json,
     ),
-    components(schemas(crate::error::Problem, pipeline::packet::FieldError))
+    components(schemas(pipeline::problem::Problem, pipeline::problem::FieldError))
 )]
 pub struct ApiDoc;
 

@@ -1,10 +1,12 @@
 //! Dependencies going away: a killed Redis answers 503 (Retry-After) on ingest and /stats and
-//! readiness fails; Elasticsearch cut off by a proxy fails readiness and reads with 503. The
-//! shared servers are never touched: a private redis-server and a TCP proxy stand in.
+//! readiness fails; Elasticsearch cut off by a proxy fails readiness and reads with 503; a
+//! consumer started while Elasticsearch is down creates its index once it is back. The shared
+//! servers are never touched: a private redis-server and a TCP proxy stand in.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use common::{config, packet, problem, spawn_with};
 use serde_json::json;
@@ -152,6 +154,58 @@ async fn healthz_answers_while_everything_is_down() {
         503
     );
     problem(app.post_json("/messages", &packet(1, json!({}))).await, 503).await;
+    app.stop().await;
+    env.cleanup().await;
+}
+
+/// HTTP status of `HEAD /<index>` on the real Elasticsearch (200 exists, 404 absent).
+async fn index_status(env: &TestEnv, index: &str) -> u16 {
+    let url = format!("{}/{index}", env.elasticsearch_url);
+    env.http.head(url).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn messages_index_is_created_once_elasticsearch_comes_back() {
+    let env = TestEnv::new("consumer_esstart").await;
+    let target: SocketAddr = env
+        .elasticsearch_url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("ELASTICSEARCH_URL is http://ip:port");
+    let proxy = TcpProxy::start(target).await;
+    proxy.set_enabled(false);
+    let app = spawn_with(config(&env, &env.redis_url, &proxy.http_url(), &[])).await;
+    let index = env.index("messages");
+
+    // Down at start: the API serves, the background retry has not created anything yet.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(index_status(&env, &index).await, 404);
+    assert_eq!(
+        app.post_json("/messages", &packet(1, json!({})))
+            .await
+            .status(),
+        202
+    );
+
+    proxy.set_enabled(true);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while index_status(&env, &index).await != 200 {
+        assert!(Instant::now() < deadline, "index {index} never created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mapping: serde_json::Value = env
+        .http
+        .get(format!("{}/{index}/_mapping", env.elasticsearch_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        mapping[&index]["mappings"]["dynamic"], "strict",
+        "{mapping}"
+    );
     app.stop().await;
     env.cleanup().await;
 }

@@ -13,13 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pipeline::packet::{FieldError, MessageJob, Packet, StoredMessage};
-use queue::QueueError;
+use queue::{EnqueueOptions, QueueError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::body::read_json;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
+use pipeline::problem::Problem;
 
 /// Most packets one batch request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -101,24 +102,39 @@ pub async fn post_message(
     }
 }
 
-/// The `?wait=true` path: enqueue, then wait for the processed message up to `timeout`.
+/// The `?wait=true` path: enqueue under the packet's partition key (its resource id), then wait
+/// for the processed message. The queue bounds the whole call (subscribe, push, wait) by
+/// `timeout`, so a hung Redis cannot hold the request longer. The job counts as accepted once
+/// it was (or may have been) pushed: on a result, a dead letter or a timeout after the push —
+/// never when Redis refused or was unreachable before the push.
 async fn enqueue_and_wait(
     state: &AppState,
     job: MessageJob,
     timeout: Duration,
 ) -> Result<Response, ApiError> {
-    metrics::counter!("conveyor_messages_accepted_total").increment(1);
+    let opts = EnqueueOptions {
+        partition_key: job.packet.resource_id.clone(),
+        ..EnqueueOptions::default()
+    };
     let waited = state
         .queue()
-        .enqueue_and_wait::<StoredMessage>(&job, timeout)
+        .enqueue_and_wait_with::<StoredMessage>(&job, opts, timeout)
         .await;
+    let accepted = || metrics::counter!("conveyor_messages_accepted_total").increment(1);
     match waited {
-        Ok(stored) => Ok((StatusCode::OK, Json(stored)).into_response()),
-        Err(QueueError::Timeout { job_id }) => Err(ApiError::Timeout {
-            job_id: job_id.0,
-            timeout_ms: timeout.as_millis() as u64,
-        }),
+        Ok(stored) => {
+            accepted();
+            Ok((StatusCode::OK, Json(stored)).into_response())
+        }
+        Err(QueueError::Timeout { job_id }) => {
+            accepted();
+            Err(ApiError::Timeout {
+                job_id: job_id.0,
+                timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+            })
+        }
         Err(QueueError::Failed { job_id, reason }) => {
+            accepted();
             tracing::error!(%job_id, reason, "waited job was dead-lettered");
             Err(ApiError::Internal)
         }

@@ -3,13 +3,14 @@
 //! health, 503 if either fails) and `/metrics` (Prometheus text).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
+use pipeline::problem::Problem;
 
 /// Counters of the `messages` queue.
 #[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -111,9 +112,5 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus metrics of this process.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        pipeline::telemetry::render_metrics(),
-    )
-        .into_response()
+    pipeline::telemetry::metrics_response().into_response()
 }

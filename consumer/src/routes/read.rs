@@ -10,8 +10,9 @@ use pipeline::store::MAX_PAGE;
 use serde::{Deserialize, Serialize};
 
 use super::ingest::query_error;
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::state::AppState;
+use pipeline::problem::Problem;
 
 /// Deepest page Elasticsearch serves (`from + size`).
 const MAX_WINDOW: usize = 10_000;
