@@ -43,7 +43,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_attempts: u32,
     /// While Elasticsearch is unreachable a batch keeps its lease and retries in place for up to
-    /// this many ms before it is handed back to the queue as a retry
+    /// this many ms before it is handed back to the queue to wait (no attempt used)
     #[arg(long, env = "WORKER_ES_WAIT_MS", default_value_t = 60_000)]
     pub es_wait_ms: u64,
     /// Address of the /healthz, /readyz and /metrics listener (off when unset)

@@ -5,7 +5,8 @@
 //!
 //! Nothing is acked before BOTH Elasticsearch and the collation confirmed: while Elasticsearch
 //! is unreachable the batch keeps its lease (the queue's heartbeat extends it) and retries in
-//! place, and after `es_wait` it goes back to the queue as a retry. A permanent rejection is
+//! place, and after `es_wait` it goes back to the queue to wait (`Outcome::Wait`: no attempt is
+//! used up, so an outage of any length never dead-letters a message). A permanent rejection is
 //! isolated per document so one bad document cannot dead-letter its batch-mates.
 
 use std::time::{Duration, Instant};
@@ -88,7 +89,7 @@ impl MessageHandler {
                     metrics::counter!("conveyor_messages_stored_total").increment(1);
                     done(&doc)
                 }
-                Err(e) if e.is_transient() => retry(&e.to_string()),
+                Err(e) if e.is_transient() => wait(&e.to_string()),
                 Err(e) => {
                     tracing::error!(doc_id = %doc.doc_id(), error = %e, "document rejected");
                     Outcome::Dead {
@@ -111,6 +112,17 @@ fn done(doc: &StoredMessage) -> Outcome {
         },
     }
 }
+
+/// A dependency is down: try again later without counting an attempt.
+fn wait(reason: &str) -> Outcome {
+    Outcome::Wait {
+        reason: format!("elasticsearch unavailable: {reason}"),
+        after: DEPENDENCY_WAIT,
+    }
+}
+
+/// How long a batch handed back for an Elasticsearch outage waits before it is read again.
+const DEPENDENCY_WAIT: Duration = Duration::from_secs(1);
 
 fn retry(error: &str) -> Outcome {
     Outcome::Retry {
@@ -147,9 +159,12 @@ impl Handler<MessageJob> for MessageHandler {
                 stored.iter().map(|_| retry(&reason)).collect()
             }
             (Err(e), _) if e.is_transient() => {
-                tracing::warn!(error = %e, jobs = stored.len(), "batch handed back for retry");
+                // Elasticsearch is still down after `es_wait` (or we are shutting down): hand the
+                // batch back to wait, without using up an attempt — however long the outage
+                // lasts, accepted messages are never dead-lettered for it.
+                tracing::warn!(error = %e, jobs = stored.len(), "batch handed back to wait for elasticsearch");
                 let reason = e.to_string();
-                stored.iter().map(|_| retry(&reason)).collect()
+                stored.iter().map(|_| wait(&reason)).collect()
             }
             (Err(e), Err(c)) => {
                 tracing::warn!(error = %e, collation = %c, jobs = stored.len(),

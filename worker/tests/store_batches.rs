@@ -49,7 +49,11 @@ async fn webhook_target() -> (String, Arc<Mutex<Vec<Value>>>) {
 }
 
 fn config(env: &TestEnv, es_url: &str, hook_url: &str) -> worker::Config {
-    worker::Config::try_parse_from([
+    config_with(env, es_url, hook_url, &[])
+}
+
+fn config_with(env: &TestEnv, es_url: &str, hook_url: &str, extra: &[&str]) -> worker::Config {
+    let base = [
         "worker",
         "--webhook-url",
         hook_url,
@@ -67,8 +71,8 @@ fn config(env: &TestEnv, es_url: &str, hook_url: &str) -> worker::Config {
         "50",
         "--lease-ms",
         "2000",
-    ])
-    .unwrap()
+    ];
+    worker::Config::try_parse_from(base.iter().chain(extra)).unwrap()
 }
 
 /// Documents in the test's messages index (0 while the worker has not created it yet).
@@ -243,6 +247,49 @@ async fn jobs_wait_while_elasticsearch_is_cut_off_and_are_stored_after() {
     assert_eq!(wait_for_count(&env, 60, Duration::from_secs(20)).await, 60);
     let stats = q.stats().await.unwrap();
     assert_eq!(stats.dead, 0, "{stats:?}");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(12), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_outage_longer_than_every_attempt_dead_letters_nothing() {
+    // MAX_ATTEMPTS 2 and a 100 ms in-place wait: an outage of 4 s outlasts every attempt many
+    // times over. Waiting for a dependency must not use attempts up, so nothing is dead-lettered.
+    let env = TestEnv::new("worker_long_outage").await;
+    let target = env
+        .elasticsearch_url
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = TcpProxy::start(target).await;
+    let shutdown = CancellationToken::new();
+    let extra = ["--max-attempts", "2", "--es-wait-ms", "100"];
+    let cfg = config_with(&env, &proxy.http_url(), "http://127.0.0.1:9/unused", &extra);
+    let running = tokio::spawn(worker::run(cfg, shutdown.clone()));
+    let q: Queue<MessageJob> = Queue::new(
+        env.redis.clone(),
+        QueueConfig::new(&env.namespace, "messages"),
+    );
+    q.enqueue_batch(&[job(0, "warm up")]).await.unwrap();
+    assert_eq!(wait_for_count(&env, 1, Duration::from_secs(10)).await, 1);
+
+    proxy.set_enabled(false);
+    q.enqueue_batch(&(1..40).map(|n| job(n, "a b c")).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let during = q.stats().await.unwrap();
+    assert_eq!(during.dead, 0, "an outage is not a failure: {during:?}");
+    proxy.set_enabled(true);
+    assert_eq!(wait_for_count(&env, 40, Duration::from_secs(20)).await, 40);
+    let after = q.stats().await.unwrap();
+    assert_eq!(after.dead, 0, "{after:?}");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(12), running)
