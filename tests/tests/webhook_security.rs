@@ -45,7 +45,9 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
         .env("ES_INDEX_PREFIX", &env.index_prefix)
         .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("WEBHOOK_ADDR", format!("127.0.0.1:{port}"))
-        .env("OUTPUT_DIR", &output);
+        .env("OUTPUT_DIR", &output)
+        // the assertions below read info-level lines; ./setup.sh test exports RUST_LOG=warn
+        .env("RUST_LOG", "info");
     let webhook = ChildGuard::spawn("webhook", cmd).unwrap();
     let base = format!("http://127.0.0.1:{port}");
     testkit::wait_for_http(&format!("{base}/readyz"), Duration::from_secs(30))
