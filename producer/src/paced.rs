@@ -101,7 +101,10 @@ impl Clock {
                 let Some(packet) = generator.next() else {
                     return;
                 };
-                let at = second + self.window * i / self.rate;
+                // Evenly spaced with one spacing left free at the end of the window (for the
+                // defaults: ms 0, 9, 18 … 81): a slot the OS schedules a few ms late still
+                // lands inside the window.
+                let at = second + self.window * i / (self.rate + 1);
                 if !self.wait_until(at) {
                     return;
                 }
