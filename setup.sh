@@ -93,7 +93,7 @@ start_redis() { # port dir aof(yes|no)
   mkdir -p "$dir"
   log "starting Redis on 127.0.0.1:$port"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
-    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly "$aof" \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly "$aof" --appendfsync always \
     --protected-mode yes >/dev/null
   for _ in $(seq 1 50); do redis_up "$port" && return; sleep 0.1; done
   die "Redis did not start on $port (see $dir/redis.log)"
@@ -160,8 +160,8 @@ stack_defaults() {
   : "${RUST_LOG:=info}"
   : "${BACKLOG_LIMIT:=100000}"
   : "${WORKER_CONCURRENCY:=4}"
-  : "${WORKER_BATCH_SIZE:=100}"
-  : "${WORKER_BATCH_LINGER_MS:=2}"
+  : "${WORKER_BATCH_SIZE:=500}"
+  : "${WORKER_BATCH_LINGER_MS:=0}"
   : "${LEASE_MS:=5000}"
   : "${MAX_ATTEMPTS:=5}"
   : "${RESOURCE_TIMEOUT_MS:=60000}"

@@ -288,6 +288,16 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         redis.contains("--appendonly") && redis.contains("yes"),
         "Redis runs with AOF on"
     );
+    // Nothing answered 202 may be lost in a Redis crash: every write is fsynced before the reply,
+    // in compose and in native mode alike.
+    assert!(
+        redis.contains("--appendfsync") && redis.contains("always"),
+        "compose Redis fsyncs every write: {redis}"
+    );
+    assert!(
+        read("setup.sh").contains("--appendfsync always"),
+        "native Redis fsyncs every write"
+    );
     let es = &svcs["elasticsearch"];
     let version = read("setup.sh")
         .lines()
