@@ -64,7 +64,8 @@ impl BenchReport {
     }
 }
 
-fn histogram() -> anyhow::Result<Histogram<u64>> {
+/// A latency histogram in µs, 1 µs to 10 min, 3 significant digits.
+pub(crate) fn histogram() -> anyhow::Result<Histogram<u64>> {
     Ok(Histogram::new_with_bounds(1, 600_000_000, 3)?)
 }
 

@@ -20,7 +20,8 @@ pub struct Summary {
     pub ok: u64,
     pub errors: u64,
     pub retries: u64,
-    pub latencies_us: Vec<u64>,
+    /// Latencies (µs) of the accepted sends; `None` when the run recorded none.
+    pub latency: Option<hdrhistogram::Histogram<u64>>,
     pub elapsed: Duration,
 }
 
@@ -39,11 +40,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let started = std::time::Instant::now();
     let mut summary = paced::run(&config, shutdown).await?;
     summary.elapsed = started.elapsed();
-    let ms = |q: f64, v: &mut Vec<u64>| {
-        percentile_ms(v, q).map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}"))
+    let ms = |q: f64| match &summary.latency {
+        Some(h) if !h.is_empty() => format!("{:.1}", h.value_at_quantile(q) as f64 / 1000.0),
+        _ => "-".to_string(),
     };
-    let p50 = ms(0.5, &mut summary.latencies_us);
-    let p99 = ms(0.99, &mut summary.latencies_us);
+    let (p50, p99) = (ms(0.5), ms(0.99));
     println!(
         "total sent={} ok={} errors={} retries={} p50_ms={p50} p99_ms={p99} secs={:.1}",
         summary.sent,

@@ -15,8 +15,8 @@ use crate::config::Config;
 use crate::packets::{Generator, Planned};
 use crate::send::{Sender, Sent};
 use crate::Summary;
+use hdrhistogram::Histogram;
 
-#[derive(Default)]
 struct Counters {
     sent: AtomicU64,
     ok: AtomicU64,
@@ -24,8 +24,9 @@ struct Counters {
     retries: AtomicU64,
     /// Latencies (µs) completed since the last per-second line.
     window: Mutex<Vec<u64>>,
-    /// Every latency (µs), for the final line.
-    all: Mutex<Vec<u64>>,
+    /// Every latency (µs), for the final line: a histogram, so memory stays flat however long
+    /// the producer runs.
+    all: Mutex<Histogram<u64>>,
 }
 
 /// Sends until the limit is reached or `shutdown` fires.
@@ -36,7 +37,14 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         config.rate as usize,
     )?;
     let url: Arc<str> = config.messages_url().into();
-    let counters = Arc::new(Counters::default());
+    let counters = Arc::new(Counters {
+        sent: AtomicU64::new(0),
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        retries: AtomicU64::new(0),
+        window: Mutex::new(Vec::new()),
+        all: Mutex::new(crate::bench::histogram()?),
+    });
     let generator = Generator::new(
         &config.producer,
         config.start,
@@ -72,13 +80,17 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     let _ = clock.join();
     while tasks.join_next().await.is_some() {}
     stop_ticker.abort();
-    let all = std::mem::take(&mut *counters.all.lock().unwrap_or_else(|e| e.into_inner()));
+    let all = counters
+        .all
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     Ok(Summary {
         sent: counters.sent.load(Ordering::Relaxed),
         ok: counters.ok.load(Ordering::Relaxed),
         errors: counters.errors.load(Ordering::Relaxed),
         retries: counters.retries.load(Ordering::Relaxed),
-        latencies_us: all,
+        latency: Some(all),
         elapsed: Duration::ZERO,
     })
 }
@@ -162,7 +174,7 @@ fn record(counters: &Counters, number: u64, result: Sent) {
                 .all
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push(us);
+                .saturating_record(us.max(1));
         }
         Sent::Failed {
             status,
