@@ -10,7 +10,6 @@ pub mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use pipeline::store::{Store, StoreError};
 use tokio::net::TcpListener;
@@ -67,14 +66,8 @@ pub async fn run(
     let warm = state.clone();
     let warm_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let mut delay = Duration::from_millis(200);
-        while let Err(e) = warm.ensure_index().await {
-            tracing::warn!(error = %e, index = warm.store.index(), "resources index not ready; retrying");
-            tokio::select! {
-                _ = warm_shutdown.cancelled() => return,
-                _ = tokio::time::sleep(delay) => {}
-            }
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if warm.store.ensure_until(&warm_shutdown).await {
+            warm.index_ready.store(true, Ordering::Release);
         }
     });
     let addr = listener.local_addr()?;

@@ -103,6 +103,13 @@ impl ResourceStore {
         self.store.ensure_index(&self.index, Self::mapping()).await
     }
 
+    /// Creates the index, retrying with backoff until it exists (true) or `shutdown` (false).
+    pub async fn ensure_until(&self, shutdown: &tokio_util::sync::CancellationToken) -> bool {
+        self.store
+            .ensure_until(&self.index, Self::mapping(), shutdown)
+            .await
+    }
+
     /// Elasticsearch answers and the cluster is not red.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await

@@ -43,7 +43,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
         tracing::info!(%addr, "health and metrics listening");
     }
-    if !ensure_indices(&store, &shutdown).await {
+    let messages = store.messages_index().to_string();
+    if !store
+        .ensure_until(&messages, pipeline::store::messages_index_body(), &shutdown)
+        .await
+    {
         return Ok(());
     }
     let queue: Queue<MessageJob> = Queue::new(pool.clone(), config.messages_queue());
@@ -83,24 +87,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     delivered.context("webhook delivery")?;
     tracing::info!("worker stopped");
     Ok(())
-}
-
-/// Creates the indices, retrying with backoff until Elasticsearch answers. Returns false if
-/// shutdown came first.
-async fn ensure_indices(store: &Store, shutdown: &CancellationToken) -> bool {
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match store.ensure_indices().await {
-            Ok(()) => return true,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = pause.as_millis() as u64,
-                    "cannot ensure Elasticsearch indices yet");
-            }
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return false,
-            _ = tokio::time::sleep(pause) => {}
-        }
-        pause = (pause * 2).min(Duration::from_secs(5));
-    }
 }
