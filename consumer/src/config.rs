@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RedisArgs};
+use pipeline::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// `consumer --help`
 #[derive(Parser, Clone, Debug)]
@@ -21,6 +21,8 @@ pub struct Config {
     pub elastic: ElasticArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Address the HTTP API listens on
     #[arg(long, env = "CONSUMER_ADDR", default_value = "0.0.0.0:8000")]
     pub addr: SocketAddr,

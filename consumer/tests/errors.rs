@@ -140,6 +140,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     assert_eq!(v["errors"][0]["name"], "from");
 
     // 404: absent message, non-numeric number, unknown route. 405: wrong method.
+    app.messages_index_ready().await;
     problem(
         app.http
             .get(app.at("/messages/nobody/1"))

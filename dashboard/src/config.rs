@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RedisArgs};
+use pipeline::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// `dashboard --help`: the live page on DASHBOARD_ADDR.
 #[derive(Parser, Clone, Debug)]
@@ -20,6 +20,8 @@ pub struct Config {
     pub elastic: ElasticArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     /// Address the dashboard listens on
     #[arg(long, env = "DASHBOARD_ADDR", default_value = "0.0.0.0:5000")]
     pub dashboard_addr: String,

@@ -51,6 +51,16 @@ impl ElasticArgs {
     }
 }
 
+/// How many threads a service's async runtime uses, read by [`crate::runtime::build`].
+#[derive(Args, Clone, Debug)]
+pub struct RuntimeArgs {
+    /// Threads of the async runtime: 1 (default) runs the service on one thread, which spends
+    /// the least CPU per request (no cross-thread wake-ups); scale out with more replicas, or
+    /// set 0 for one thread per core
+    #[arg(long, env = "RUNTIME_THREADS", default_value_t = 1)]
+    pub runtime_threads: usize,
+}
+
 /// Logging switches, read by [`crate::telemetry::init`].
 #[derive(Args, Clone, Debug)]
 pub struct LogArgs {

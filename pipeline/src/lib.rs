@@ -7,6 +7,7 @@ pub mod config;
 pub mod packet;
 pub mod problem;
 pub mod resource;
+pub mod runtime;
 pub mod shutdown;
 pub mod signing;
 pub mod store;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinSet;
@@ -72,11 +73,11 @@ pub(crate) fn histogram() -> anyhow::Result<Histogram<u64>> {
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<BenchReport> {
     let total = config.limit().unwrap_or(100_000);
     let per_request = config.batch.max(1) as usize;
-    let url: Arc<str> = if config.batch == 0 {
-        config.messages_url().into()
+    let url = Arc::new(reqwest::Url::parse(&if config.batch == 0 {
+        config.messages_url()
     } else {
-        config.batch_url().into()
-    };
+        config.batch_url()
+    })?);
     let batched = config.batch > 0;
     let sender = Sender::new(
         Duration::from_millis(config.timeout_ms),
@@ -117,9 +118,11 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
                     break;
                 }
                 let result = if batched {
-                    sender.post(&url, || render_batch(&chunk)).await
+                    sender
+                        .post(&url, || Bytes::from(render_batch(&chunk)))
+                        .await
                 } else {
-                    let body = chunk[0].render();
+                    let body = Bytes::from(chunk[0].render());
                     sender.post(&url, || body.clone()).await
                 };
                 requests += 1;

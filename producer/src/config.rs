@@ -2,7 +2,7 @@
 //! describes settings and derives limits from them; it sends nothing.
 
 use clap::Parser;
-use pipeline::config::LogArgs;
+use pipeline::config::{LogArgs, RuntimeArgs};
 
 /// Load generator for the Conveyor consumer API.
 #[derive(Parser, Clone, Debug)]
@@ -58,6 +58,8 @@ pub struct Config {
     pub batch: u32,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {

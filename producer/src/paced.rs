@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::packets::{Generator, Planned};
 use crate::send::{Sender, Sent};
 use crate::Summary;
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 
 struct Counters {
@@ -36,7 +37,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         config.max_retries,
         config.rate as usize,
     )?;
-    let url: Arc<str> = config.messages_url().into();
+    let url = Arc::new(reqwest::Url::parse(&config.messages_url())?);
     let counters = Arc::new(Counters {
         sent: AtomicU64::new(0),
         ok: AtomicU64::new(0),
@@ -71,7 +72,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         let (sender, url, counters) = (sender.clone(), url.clone(), counters.clone());
         counters.sent.fetch_add(1, Ordering::Relaxed);
         tasks.spawn(async move {
-            let body = packet.render_at(sent_at); // kept across retries
+            let body = Bytes::from(packet.render_at(sent_at)); // kept across retries
             let result = sender.post(&url, || body.clone()).await;
             record(&counters, packet.number, result);
         });

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
 
@@ -40,14 +41,16 @@ impl Sender {
         })
     }
 
-    /// POSTs `body` (JSON) to `url`; `body` builds the bytes per attempt so each attempt is fresh.
-    pub async fn post(&self, url: &str, body: impl Fn() -> Vec<u8>) -> Sent {
+    /// POSTs `body` (JSON) to `url`; `body` gives the bytes per attempt (a `Bytes` clone is a
+    /// reference count, so a body built once costs no copy per attempt). The URL is parsed once
+    /// by the caller, not per request.
+    pub async fn post(&self, url: &reqwest::Url, body: impl Fn() -> Bytes) -> Sent {
         let mut retries = 0;
         loop {
             let started = Instant::now();
             let result = self
                 .client
-                .post(url)
+                .post(url.clone())
                 .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
                 .body(body())
                 .send()
@@ -87,7 +90,7 @@ impl Sender {
                 };
             }
             retries += 1;
-            tracing::debug!(url, retries, ?pause, %error, "retrying");
+            tracing::debug!(%url, retries, ?pause, %error, "retrying");
             tokio::time::sleep(pause).await;
         }
     }

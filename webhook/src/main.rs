@@ -3,13 +3,14 @@
 use anyhow::Context;
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = webhook::Config::parse();
     pipeline::telemetry::init(&config.log);
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("binding {}", config.addr))?;
-    let shutdown = pipeline::shutdown::on_signals();
-    webhook::run(config, listener, shutdown).await
+    pipeline::runtime::build(&config.runtime)?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let shutdown = pipeline::shutdown::on_signals();
+        webhook::run(config, listener, shutdown).await
+    })
 }

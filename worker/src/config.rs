@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RedisArgs};
+use pipeline::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// Runs message jobs from the `messages` queue (and webhook deliveries).
 #[derive(Parser, Clone, Debug)]
@@ -17,6 +17,8 @@ pub struct Config {
     pub elastic: ElasticArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
     #[command(flatten)]
     pub delivery: crate::delivery::DeliveryArgs,
     /// Batches handled at once by this process

@@ -2,10 +2,11 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let config = worker::Config::parse();
     pipeline::telemetry::init(&config.log);
-    let shutdown = pipeline::shutdown::on_signals();
-    worker::run(config, shutdown).await
+    pipeline::runtime::build(&config.runtime)?.block_on(async move {
+        let shutdown = pipeline::shutdown::on_signals();
+        worker::run(config, shutdown).await
+    })
 }

@@ -134,6 +134,32 @@ impl App {
             .collect()
     }
 
+    /// Waits until the consumer's background start-up created the `messages` index and its shard
+    /// serves reads: until then Elasticsearch answers a read of it with 503 (no shard available,
+    /// even for a while after cluster health says yellow), which the API rightly passes on as
+    /// 503, not 404.
+    pub async fn messages_index_ready(&self) {
+        let index = self.config.elastic.index("messages");
+        let base = self.config.elastic.elasticsearch_url.trim_end_matches('/');
+        let probe = format!("{base}/{index}/_doc/readiness-probe");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let resp = self.http.get(&probe).send().await.unwrap();
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            // `{"found": false}` (status 404) once the shard serves reads; an error body while
+            // the index is missing (404) or its shard is still starting (503).
+            if body.get("found").is_some() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "index {index} did not serve reads within 20 s (last status {status})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the server and waits for `run` to return.
     pub async fn stop(self) {
         self.token.cancel();
@@ -147,7 +173,7 @@ impl App {
 
 /// A problem+json answer: asserts the status, the content type and the standard members.
 pub async fn problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
-    assert_eq!(resp.status().as_u16(), status, "status");
+    let got = resp.status().as_u16();
     let ct = resp
         .headers()
         .get("content-type")
@@ -155,6 +181,7 @@ pub async fn problem(resp: reqwest::Response, status: u16) -> serde_json::Value 
         .unwrap_or("")
         .to_string();
     let body = resp.text().await.unwrap();
+    assert_eq!(got, status, "status; body: {body}");
     assert_eq!(
         ct, "application/problem+json",
         "content type for {status}: {body}"
