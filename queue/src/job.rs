@@ -45,6 +45,10 @@ pub struct Job<T> {
     pub attempt: u32,
     pub enqueued_at: SystemTime,
     pub partition: u16,
+    /// Whether a caller waits for this job's result (`enqueue_and_wait`). When false, the value
+    /// of `Outcome::Done` is dropped unread, so a handler may answer `Done(Value::Null)` instead
+    /// of building it.
+    pub reply_wanted: bool,
 }
 
 /// What became of one job.

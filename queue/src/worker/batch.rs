@@ -105,6 +105,7 @@ where
                     attempt: entry.attempt,
                     enqueued_at: UNIX_EPOCH + Duration::from_millis(entry.enqueued_at),
                     partition: d.partition,
+                    reply_wanted: entry.reply,
                 });
                 waiting.push((d.partition, d.entry_id, entry));
             }

@@ -272,6 +272,7 @@ mod redis_tests {
             attempt: 1,
             enqueued_at: SystemTime::now(),
             partition: 0,
+            reply_wanted: false,
         }
     }
 
