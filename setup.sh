@@ -165,6 +165,7 @@ stack_defaults() {
   : "${LEASE_MS:=5000}"
   : "${MAX_ATTEMPTS:=5}"
   : "${RESOURCE_TIMEOUT_MS:=60000}"
+  : "${RUNTIME_THREADS:=1}"
 }
 
 # service_env SERVICE [N]: the NAME=value lines that SERVICE's processes (worker number N) get.
@@ -181,6 +182,7 @@ service_env() {
       "ES_INDEX_PREFIX=$S_INDEX_PREFIX" \
       "RUST_LOG=$RUST_LOG" \
       "LOG_FORMAT=$S_LOG_FORMAT" \
+      "RUNTIME_THREADS=$RUNTIME_THREADS" \
       "CONSUMER_ADDR=127.0.0.1:$S_CONSUMER_PORT" \
       "BACKLOG_LIMIT=$BACKLOG_LIMIT"
       ;;
@@ -191,6 +193,7 @@ service_env() {
       "ES_INDEX_PREFIX=$S_INDEX_PREFIX" \
       "RUST_LOG=$RUST_LOG" \
       "LOG_FORMAT=$S_LOG_FORMAT" \
+      "RUNTIME_THREADS=$RUNTIME_THREADS" \
       "WORKER_CONCURRENCY=$WORKER_CONCURRENCY" \
       "WORKER_BATCH_SIZE=$WORKER_BATCH_SIZE" \
       "WORKER_BATCH_LINGER_MS=$WORKER_BATCH_LINGER_MS" \
@@ -206,6 +209,7 @@ service_env() {
       "ES_INDEX_PREFIX=$S_INDEX_PREFIX" \
       "RUST_LOG=$RUST_LOG" \
       "LOG_FORMAT=$S_LOG_FORMAT" \
+      "RUNTIME_THREADS=$RUNTIME_THREADS" \
       "WEBHOOK_ADDR=127.0.0.1:$S_WEBHOOK_PORT" \
       "WEBHOOK_SECRET=$S_SECRET" \
       "OUTPUT_DIR=$S_DIR/output"
@@ -217,11 +221,13 @@ service_env() {
       "ES_INDEX_PREFIX=$S_INDEX_PREFIX" \
       "RUST_LOG=$RUST_LOG" \
       "LOG_FORMAT=$S_LOG_FORMAT" \
+      "RUNTIME_THREADS=$RUNTIME_THREADS" \
       "DASHBOARD_ADDR=127.0.0.1:$S_DASHBOARD_PORT"
       ;;
     producer) printf '%s\n' \
       "RUST_LOG=$RUST_LOG" \
       "LOG_FORMAT=$S_LOG_FORMAT" \
+      "RUNTIME_THREADS=$RUNTIME_THREADS" \
       "CONSUMER_URL=http://127.0.0.1:$S_CONSUMER_PORT"
       ;;
     *) die "no such service: $1" ;;
