@@ -206,8 +206,9 @@ pub(crate) async fn read_batch<T, H>(
 /// Turns an XREADGROUP reply into [`Delivered`] entries by taking the reply apart in place
 /// (RESP2 arrays or a RESP3 map), so no field value is copied on the way; this was a
 /// noticeable part of a worker's CPU with redis-rs's generic `StreamReadReply` conversion.
-/// Streams not in `streams` and shapes that are not a read reply are skipped; an entry without
-/// fields (deleted meanwhile) yields an empty map, which the batch dead-letters as malformed.
+/// Streams not in `streams` and shapes that are not a read reply are skipped with a warning (a
+/// skipped entry stays pending and is reclaimed after its lease); an entry without fields
+/// (deleted meanwhile) yields an empty map, which the batch dead-letters as malformed.
 fn decode_read_reply(reply: redis::Value, streams: &[String]) -> Vec<Delivered> {
     use redis::Value;
     let per_stream: Vec<(Value, Value)> = match reply {
@@ -222,7 +223,11 @@ fn decode_read_reply(reply: redis::Value, streams: &[String]) -> Vec<Delivered> 
             })
             .collect(),
         Value::Map(pairs) => pairs,
-        _ => Vec::new(),
+        Value::Nil => Vec::new(),
+        other => {
+            tracing::warn!(reply = ?other, "XREADGROUP answered something that is not a read reply");
+            Vec::new()
+        }
     };
     let mut out = Vec::new();
     for (key, entries) in per_stream {
@@ -235,9 +240,13 @@ fn decode_read_reply(reply: redis::Value, streams: &[String]) -> Vec<Delivered> 
         };
         out.reserve(entries.len());
         for entry in entries {
-            let Value::Array(parts) = entry else { continue };
+            let Value::Array(parts) = entry else {
+                tracing::warn!(stream = %key, entry = ?entry, "skipping an unreadable stream entry");
+                continue;
+            };
             let mut parts = parts.into_iter();
             let Some(entry_id) = parts.next().and_then(text) else {
+                tracing::warn!(stream = %key, "skipping a stream entry without an id");
                 continue;
             };
             let mut map = HashMap::new();
