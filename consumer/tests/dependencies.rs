@@ -73,11 +73,7 @@ async fn killed_redis_is_503_and_recovers() {
 #[tokio::test]
 async fn elasticsearch_cut_off_fails_readiness_and_reads_but_not_ingest() {
     let env = TestEnv::new("consumer_esdown").await;
-    let target: SocketAddr = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("ELASTICSEARCH_URL is http://ip:port");
+    let target: SocketAddr = env.elasticsearch_addr();
     let proxy = TcpProxy::start(target).await;
     let app = spawn_with(config(&env, &env.redis_url, &proxy.http_url(), &[])).await;
     assert_eq!(
@@ -167,11 +163,7 @@ async fn index_status(env: &TestEnv, index: &str) -> u16 {
 #[tokio::test]
 async fn messages_index_is_created_once_elasticsearch_comes_back() {
     let env = TestEnv::new("consumer_esstart").await;
-    let target: SocketAddr = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("ELASTICSEARCH_URL is http://ip:port");
+    let target: SocketAddr = env.elasticsearch_addr();
     let proxy = TcpProxy::start(target).await;
     proxy.set_enabled(false);
     let app = spawn_with(config(&env, &env.redis_url, &proxy.http_url(), &[])).await;

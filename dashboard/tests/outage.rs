@@ -19,11 +19,7 @@ async fn elasticsearch_down_keeps_last_values_marked_stale() {
         &(0..5).map(|n| message(n, now, 4.0)).collect::<Vec<_>>(),
     )
     .await;
-    let target = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("ES socket address");
+    let target = env.elasticsearch_addr();
     let proxy = TcpProxy::start(target).await;
     let dash = start_dashboard(&env, &proxy.http_url()).await;
     let up = dash

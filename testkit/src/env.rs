@@ -84,6 +84,20 @@ impl TestEnv {
         })
     }
 
+    /// Elasticsearch's `ip:port`, for putting a [`crate::TcpProxy`] in front of it (the tests
+    /// that cut Elasticsearch off). Panics unless `ELASTICSEARCH_URL` is `http://ip:port`.
+    pub fn elasticsearch_addr(&self) -> std::net::SocketAddr {
+        self.elasticsearch_url
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "ELASTICSEARCH_URL {} is not http://ip:port: {e}",
+                    self.elasticsearch_url
+                )
+            })
+    }
+
     /// Full name of an index owned by this test, e.g. `index("messages")`.
     pub fn index(&self, base: &str) -> String {
         format!("{}{}", self.index_prefix, base)

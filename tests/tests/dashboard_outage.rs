@@ -14,11 +14,7 @@ use testkit::{TcpProxy, TestEnv};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_marks_figures_stale_while_elasticsearch_is_down() {
     let env = TestEnv::new("dash_browser_down").await;
-    let target = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("ES address");
+    let target = env.elasticsearch_addr();
     let proxy = TcpProxy::start(target).await;
     let stack = Stack::builder(&env)
         .workers(1)

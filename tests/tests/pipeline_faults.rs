@@ -21,19 +21,12 @@ async fn assert_exactly_once(env: &TestEnv, n: u64) {
     assert_eq!(numbers, (0..n).collect::<Vec<_>>());
 }
 
-fn es_addr(env: &TestEnv) -> std::net::SocketAddr {
-    env.elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("ELASTICSEARCH_URL is http://host:port")
-}
-
 #[tokio::test]
 async fn worker_killed_mid_stream_loses_nothing() {
     let env = TestEnv::new("pipe_kill").await;
     // Worker 1 reaches Elasticsearch through a proxy that is switched off mid-stream, so it
     // surely holds leased, unacked jobs when it is killed; worker 0 must reclaim them.
-    let proxy = TcpProxy::start(es_addr(&env)).await;
+    let proxy = TcpProxy::start(env.elasticsearch_addr()).await;
     let mut stack = Stack::builder(&env)
         .workers(1)
         .env_for(Service::Worker, "LEASE_MS", "2000")
@@ -76,7 +69,7 @@ async fn worker_killed_mid_stream_loses_nothing() {
 #[tokio::test]
 async fn elasticsearch_cut_off_for_a_while_then_every_number_stored_once() {
     let env = TestEnv::new("pipe_esdown").await;
-    let proxy = TcpProxy::start(es_addr(&env)).await;
+    let proxy = TcpProxy::start(env.elasticsearch_addr()).await;
     let stack = Stack::builder(&env)
         .workers(2)
         .worker_elasticsearch_url(proxy.http_url())

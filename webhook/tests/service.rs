@@ -316,11 +316,7 @@ async fn concurrent_duplicate_deliveries_store_exactly_once() {
 #[tokio::test]
 async fn elasticsearch_down_answers_503_writes_nothing_and_a_retry_succeeds() {
     let env = TestEnv::new("webhook_esdown").await;
-    let target = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let target = env.elasticsearch_addr();
     let proxy = testkit::TcpProxy::start(target).await;
     let svc = Service::start_with(&env, &proxy.http_url()).await;
     let body = serde_json::to_vec(&resource("es-down-1")).unwrap();

@@ -213,11 +213,7 @@ async fn jobs_become_one_document_each_and_waiters_get_the_result() {
 #[tokio::test]
 async fn jobs_wait_while_elasticsearch_is_cut_off_and_are_stored_after() {
     let env = TestEnv::new("worker_esdown").await;
-    let target = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let target = env.elasticsearch_addr();
     let proxy = TcpProxy::start(target).await;
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(worker::run(
@@ -262,11 +258,7 @@ async fn an_outage_longer_than_every_attempt_dead_letters_nothing() {
     // MAX_ATTEMPTS 2 and a 100 ms in-place wait: an outage of 4 s outlasts every attempt many
     // times over. Waiting for a dependency must not use attempts up, so nothing is dead-lettered.
     let env = TestEnv::new("worker_long_outage").await;
-    let target = env
-        .elasticsearch_url
-        .trim_start_matches("http://")
-        .parse()
-        .unwrap();
+    let target = env.elasticsearch_addr();
     let proxy = TcpProxy::start(target).await;
     let shutdown = CancellationToken::new();
     let extra = ["--max-attempts", "2", "--es-wait-ms", "100"];
