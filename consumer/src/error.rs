@@ -25,8 +25,14 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("backlog over its limit")]
-    Backpressure { retry_after_secs: u64 },
+    #[error("backlog over its limit ({waiting} waiting, limit {limit})")]
+    Backpressure {
+        retry_after_secs: u64,
+        /// Jobs really waiting (not yet delivered to a worker) at the last reading.
+        waiting: u64,
+        /// `BACKLOG_LIMIT`.
+        limit: u64,
+    },
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
     #[error("not processed in time")]
@@ -81,10 +87,17 @@ impl ApiError {
                 "this path does not accept that method".to_string(),
                 None,
             ),
-            ApiError::Backpressure { retry_after_secs } => (
+            ApiError::Backpressure {
+                retry_after_secs,
+                waiting,
+                limit,
+            } => (
                 "backpressure",
                 "Backlog over its limit",
-                format!("too many jobs are waiting; retry after {retry_after_secs} s"),
+                format!(
+                    "{waiting} jobs are waiting for a worker, over the limit of {limit} \
+                     (BACKLOG_LIMIT); nothing was enqueued; retry after {retry_after_secs} s"
+                ),
                 None,
             ),
             ApiError::Unavailable(what) => (
@@ -135,7 +148,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let retry_after = match &self {
-            ApiError::Backpressure { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::Backpressure {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             ApiError::Unavailable(_) => Some(1),
             _ => None,
         };

@@ -130,10 +130,13 @@ impl AppState {
                 }
             }
         };
-        if backlog > self.config().backlog_limit {
+        let limit = self.config().backlog_limit;
+        if backlog > limit {
             metrics::counter!("conveyor_http_backpressure_total").increment(1);
             return Err(ApiError::Backpressure {
                 retry_after_secs: RETRY_AFTER.as_secs(),
+                waiting: backlog,
+                limit,
             });
         }
         Ok(())

@@ -188,7 +188,12 @@ async fn backlog_over_limit_is_429_with_retry_after() {
             .and_then(|v| v.to_str().ok()),
         Some("1")
     );
-    problem(resp, 429).await;
+    let v = problem(resp, 429).await;
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("3 jobs are waiting") && detail.contains("limit of 2"),
+        "{detail}"
+    );
     let resp = app
         .post_json("/messages/batch", &json!([packet(4, json!({}))]))
         .await;

@@ -15,7 +15,9 @@
 //! using up an attempt ([`Outcome::Wait`]), or dead-letter with the error history.
 //! Leases are extended by heartbeat while a handler runs; a dead worker's entries are reclaimed
 //! with `XAUTOCLAIM` by any live worker once idle for a lease. Workers survive Redis restarts
-//! (log, back off, reconnect) and shut down gracefully within a deadline.
+//! (log, back off, reconnect) and shut down gracefully within a deadline. [`Queue::stats`] counts
+//! what the streams hold (backlog = `XLEN − pending`, exact because settling deletes), never
+//! Redis's derived `lag`, which drifts after a restart from a rewritten AOF.
 //!
 //! This crate knows nothing about HTTP, Elasticsearch or the pipeline's types.
 //!

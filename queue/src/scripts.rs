@@ -12,6 +12,7 @@ const DEAD_SRC: &str = include_str!("scripts/dead.lua");
 const PROMOTE_SRC: &str = include_str!("scripts/promote.lua");
 const RECURRING_SRC: &str = include_str!("scripts/recurring.lua");
 const EXTEND_SRC: &str = include_str!("scripts/extend.lua");
+const STATS_SRC: &str = include_str!("scripts/stats.lua");
 
 /// XACK + XDEL of finished entries.
 pub static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(ACK_SRC));
@@ -25,6 +26,8 @@ pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(PROMOTE_SRC)
 pub static RECURRING: LazyLock<Script> = LazyLock::new(|| Script::new(RECURRING_SRC));
 /// Lease extension of owned in-flight entries.
 pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_SRC));
+/// One partition's waiting / pending / delayed / dead counts, read atomically.
+pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(STATS_SRC));
 
 /// Loads every script into the server's script cache (needed after a Redis restart before
 /// EVALSHA in a pipeline can succeed; single invocations reload by themselves).
@@ -39,6 +42,7 @@ pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
         PROMOTE_SRC,
         RECURRING_SRC,
         EXTEND_SRC,
+        STATS_SRC,
     ] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
     }

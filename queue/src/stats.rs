@@ -1,9 +1,9 @@
-//! Reading a queue's state: [`Queue::stats`] (a few cheap calls in one pipeline) and the
+//! Reading a queue's state: [`Queue::stats`] (one atomic script per partition, one pipeline) and the
 //! dead-letter stream ([`Queue::dead_letters`], [`Queue::dead_letter`]). No consumption here.
 
 use std::time::Duration;
 
-use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
+use redis::streams::StreamRangeReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -11,22 +11,28 @@ use crate::error::QueueError;
 use crate::job::{now_ms, DeadLetter, Entry, JobId, QueueStats};
 use crate::keys::GROUP;
 use crate::queue::Queue;
+use crate::scripts;
 
 /// A worker counts as live if its last heartbeat is this recent (3 × the default 5 s lease).
 pub(crate) const LIVE_WINDOW: Duration = Duration::from_secs(15);
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Backlog (not yet delivered), pending (delivered, unacked), delayed, dead, live workers.
+    ///
+    /// One pipeline: `stats.lua` per partition (an atomic read of that partition's counters,
+    /// backlog = `XLEN − pending`, exact whatever was deleted, reclaimed or restored; see the
+    /// script's header for why XINFO's `lag` is not used) and one `ZCOUNT` of recent heartbeats.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let keys = self.keys();
-        let parts = keys.partitions();
         let mut pipe = redis::pipe();
-        for p in 0..parts {
-            let stream = keys.stream(p);
-            pipe.cmd("EXISTS").arg(&stream);
-            pipe.cmd("XLEN").arg(&stream);
-            pipe.cmd("ZCARD").arg(keys.delayed(p));
-            pipe.cmd("XLEN").arg(keys.dead(p));
+        for p in 0..keys.partitions() {
+            let (stream, delayed, dead) = (keys.stream(p), keys.delayed(p), keys.dead(p));
+            scripts::push(
+                &mut pipe,
+                &scripts::STATS,
+                &[&stream, &delayed, &dead],
+                &[GROUP.to_string()],
+            );
         }
         let since = now_ms().saturating_sub(LIVE_WINDOW.as_millis() as u64);
         pipe.cmd("ZCOUNT")
@@ -34,35 +40,24 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             .arg(since)
             .arg("+inf");
         let mut conn = self.conn().await?;
-        let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+        let replies: (Vec<[u64; 4]>, u64) = match query_stats(&pipe, &mut conn).await {
+            Err(e) if scripts::is_noscript(&e) => {
+                // Redis restarted and lost its script cache: load and ask once more.
+                scripts::load_all(&mut conn).await?;
+                query_stats(&pipe, &mut conn).await?
+            }
+            other => other?,
+        };
+        let (partitions, workers) = replies;
         let mut stats = QueueStats {
-            workers: counts.last().copied().unwrap_or(0),
+            workers,
             ..QueueStats::default()
         };
-        let at = |i: usize| counts.get(i).copied().unwrap_or(0);
-        for p in 0..parts {
-            let i = usize::from(p) * 4;
-            let (exists, len) = (at(i), at(i + 1));
-            stats.delayed += at(i + 2);
-            stats.dead += at(i + 3);
-            if exists == 0 {
-                continue;
-            }
-            let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
-                .arg("GROUPS")
-                .arg(keys.stream(p))
-                .query_async(&mut conn)
-                .await?;
-            match groups.groups.iter().find(|g| g.name == GROUP) {
-                Some(g) => {
-                    let pending = g.pending as u64;
-                    stats.pending += pending;
-                    stats.backlog += g
-                        .lag
-                        .map_or_else(|| len.saturating_sub(pending), |lag| lag as u64);
-                }
-                None => stats.backlog += len,
-            }
+        for [waiting, pending, delayed, dead] in partitions {
+            stats.backlog += waiting;
+            stats.pending += pending;
+            stats.delayed += delayed;
+            stats.dead += dead;
         }
         Ok(stats)
     }
@@ -106,6 +101,26 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             .increment(1);
         Ok(JobId(entry.id))
     }
+}
+
+/// Sends the stats pipeline: per partition `[waiting, pending, delayed, dead]`, then the count of
+/// live workers.
+async fn query_stats<C: redis::aio::ConnectionLike + Send>(
+    pipe: &redis::Pipeline,
+    conn: &mut C,
+) -> redis::RedisResult<(Vec<[u64; 4]>, u64)> {
+    let mut replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let workers = match replies.pop() {
+        Some(v) => redis::from_redis_value(v)?,
+        None => 0,
+    };
+    let mut partitions = Vec::with_capacity(replies.len());
+    for reply in replies {
+        let v: Vec<u64> = redis::from_redis_value(reply)?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        partitions.push([at(0), at(1), at(2), at(3)]);
+    }
+    Ok((partitions, workers))
 }
 
 /// Field/value pairs of a dead letter: the entry, its final error and its whole history.

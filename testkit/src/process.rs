@@ -191,7 +191,54 @@ impl RedisServer {
         }
     }
 
-    /// Stops the server if running and starts it again on the same port with the same data.
+    /// Stops the server gracefully (SIGTERM: Redis flushes its AOF and exits), as `./setup.sh
+    /// stop` does. [`RedisServer::restart`] starts it again.
+    pub fn stop(&mut self) {
+        if let Some(mut g) = self.guard.take() {
+            assert!(
+                g.terminate(Duration::from_secs(10)),
+                "redis-server did not stop on SIGTERM within 10 s"
+            );
+        }
+    }
+
+    /// Rewrites the append-only file (`BGREWRITEAOF`) and waits until the rewrite is done: what
+    /// Redis does by itself whenever the AOF has doubled (`auto-aof-rewrite-percentage 100`,
+    /// from 64 MB), so every long run has one. After it, a restart loads the rewritten base (an
+    /// RDB preamble) plus the commands appended since.
+    pub async fn rewrite_aof(&self) {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("private redis-server answers");
+        let _: String = redis::cmd("BGREWRITEAOF")
+            .query_async(&mut conn)
+            .await
+            .expect("BGREWRITEAOF");
+        let start = Instant::now();
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("persistence")
+                .query_async(&mut conn)
+                .await
+                .expect("INFO persistence");
+            let busy = info.lines().any(|l| {
+                l.trim() == "aof_rewrite_in_progress:1" || l.trim() == "aof_rewrite_scheduled:1"
+            });
+            if !busy {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "AOF rewrite did not finish within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops the server if running (SIGKILL) and starts it again on the same port with the same
+    /// data.
     pub async fn restart(&mut self) {
         self.kill();
         let mut cmd = Command::new("redis-server");

@@ -53,6 +53,12 @@ impl StackBuilder {
         self.dashboard = on;
         self
     }
+    /// The Redis every service uses (default: the test's shared one), e.g. a private
+    /// `testkit::RedisServer` a test stops and restarts.
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = url.into();
+        self
+    }
     /// Elasticsearch URL the workers use (e.g. a `testkit::TcpProxy`); others keep the real one.
     pub fn worker_elasticsearch_url(mut self, url: impl Into<String>) -> Self {
         self.worker_elasticsearch_url = Some(url.into());
@@ -246,6 +252,24 @@ impl Stack {
         self.consumer
             .take()
             .is_none_or(|mut g| g.terminate(deadline))
+    }
+
+    /// Stops every service with SIGTERM, as `./setup.sh stop` does: the consumer first, then the
+    /// workers, the webhook service and the dashboard. Returns whether all exited by themselves
+    /// within `deadline` each.
+    pub fn stop(&mut self, deadline: Duration) -> bool {
+        let mut clean = self.stop_consumer(deadline);
+        for i in 0..self.workers.len() {
+            clean &= self.stop_worker(i, deadline);
+        }
+        for guard in [self.webhook.take(), self.dashboard.take()]
+            .into_iter()
+            .flatten()
+        {
+            let mut guard = guard;
+            clean &= guard.terminate(deadline);
+        }
+        clean
     }
 
     /// A `producer` command aimed at this stack's consumer (add flags, then spawn or run it).

@@ -1,0 +1,159 @@
+//! "The API refuses every write after a restart": a run of more than `BACKLOG_LIMIT` messages
+//! through the real consumer and a real queue worker, an AOF rewrite on the way (Redis does one
+//! by itself whenever the AOF doubles), then Redis is killed and restarted from its AOF. The
+//! backlog the 429 gate reads must be what the stream really holds (nothing), so writes are
+//! accepted again as soon as Redis is back; and a real backlog over the limit still answers 429
+//! saying how many jobs wait and what the limit is.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{config, packet, problem, spawn_with, App};
+use pipeline::packet::MessageJob;
+use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
+use serde_json::json;
+use testkit::{RedisServer, TestEnv};
+
+const LIMIT: u64 = 50;
+
+/// Acknowledges every job (the test is about counting, not about storing).
+struct Ack;
+
+impl Handler<MessageJob> for Ack {
+    async fn handle(&self, jobs: Vec<Job<MessageJob>>) -> Vec<Outcome> {
+        jobs.iter()
+            .map(|_| Outcome::Done(serde_json::Value::Null))
+            .collect()
+    }
+}
+
+/// Posts `numbers` in batches of 25, each after the worker has emptied the queue, so every
+/// batch is accepted (202) however small the limit.
+async fn run_through(app: &App, numbers: std::ops::Range<u64>) {
+    let all: Vec<u64> = numbers.collect();
+    for chunk in all.chunks(25) {
+        drained(app).await;
+        let batch: Vec<_> = chunk.iter().map(|n| packet(*n, json!({}))).collect();
+        let resp = app.post_json("/messages/batch", &json!(batch)).await;
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    }
+    drained(app).await;
+}
+
+async fn drained(app: &App) {
+    let start = Instant::now();
+    loop {
+        match app.queue.stats().await {
+            Ok(s) if s.backlog + s.pending == 0 => return,
+            _ => {}
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the worker did not drain the queue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
+    let env = TestEnv::new("consumer_backlog_restart").await;
+    let mut server = RedisServer::start().await;
+    let limit = LIMIT.to_string();
+    let app = spawn_with(config(
+        &env,
+        &server.url(),
+        &env.elasticsearch_url,
+        &["--backlog-limit", &limit, "--backlog-cache-ms", "0"],
+    ))
+    .await;
+    let token = CancellationToken::new();
+    let worker = Worker::new(
+        app.queue.clone(),
+        Ack,
+        WorkerConfig {
+            consumer: "acker".into(),
+            lease: Duration::from_secs(1),
+            block: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        },
+    );
+    let worker_task = tokio::spawn(worker.run(token.clone()));
+
+    run_through(&app, 0..150).await;
+    server.rewrite_aof().await;
+    run_through(&app, 150..350).await; // 200 messages after the rewrite: 4 × the limit
+    server.restart().await; // SIGKILL, then start from the AOF
+
+    // Once Redis answers again, every write is accepted.
+    let start = Instant::now();
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    for n in 1000..1010 {
+        loop {
+            let resp = app.post_json("/messages", &packet(n, json!({}))).await;
+            match resp.status().as_u16() {
+                202 => {
+                    accepted += 1;
+                    break;
+                }
+                503 if start.elapsed() < Duration::from_secs(15) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                status => {
+                    refused.push((status, resp.text().await.unwrap()));
+                    break;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        (accepted, refused.as_slice()),
+        (10, &[][..]),
+        "writes after the restart"
+    );
+    drained(&app).await;
+    let stats: serde_json::Value = app
+        .http
+        .get(app.at("/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["queue"]["backlog"], 0, "{stats}");
+    assert_eq!(stats["queue"]["pending"], 0, "{stats}");
+
+    // A real backlog still meets the gate, and the answer says how many wait and the limit.
+    token.cancel();
+    worker_task.await.unwrap().unwrap();
+    let batch: Vec<_> = (2000..2000 + LIMIT + 1)
+        .map(|n| packet(n, json!({})))
+        .collect();
+    assert_eq!(
+        app.post_json("/messages/batch", &json!(batch))
+            .await
+            .status(),
+        202
+    );
+    let v = problem(
+        app.post_json("/messages", &packet(3000, json!({}))).await,
+        429,
+    )
+    .await;
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("{} jobs are waiting", LIMIT + 1))
+            && detail.contains(&format!("limit of {LIMIT}")),
+        "{detail}"
+    );
+    assert_eq!(
+        app.stats().await.backlog,
+        LIMIT + 1,
+        "the 429 enqueued nothing"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}

@@ -1,0 +1,28 @@
+-- stats.lua: one partition's counters, read in one atomic step so they agree with each other.
+-- KEYS[1] = partition stream
+-- KEYS[2] = partition delayed set
+-- KEYS[3] = partition dead-letter stream
+-- ARGV[1] = consumer group
+-- Returns { waiting, pending, delayed, dead }.
+--
+-- waiting = XLEN - pending. An entry leaves the group's pending list only through ack.lua,
+-- retry.lua or dead.lua, and each of them deletes it from the stream in the same step; so the
+-- stream holds exactly the entries not yet delivered plus the pending ones, whatever was deleted,
+-- reclaimed or restored. XINFO's `lag` is not used: Redis derives it from the counters
+-- entries-added and entries-read, and a restart from a rewritten AOF (or a replica fed by
+-- XCLAIM ... LASTID) leaves entries-read behind, so `lag` then reports entries that do not exist.
+local len = redis.call('XLEN', KEYS[1])
+local pending = 0
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local name, count
+    for i = 1, #group, 2 do
+      if group[i] == 'name' then name = group[i + 1] end
+      if group[i] == 'pending' then count = group[i + 1] end
+    end
+    if name == ARGV[1] then pending = count or 0 end
+  end
+end
+local waiting = len - pending
+if waiting < 0 then waiting = 0 end
+return { waiting, pending, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3]) }
