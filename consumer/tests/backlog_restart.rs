@@ -114,15 +114,7 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
         "writes after the restart"
     );
     drained(&app).await;
-    let stats: serde_json::Value = app
-        .http
-        .get(app.at("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = app.get_json("/stats").await;
     assert_eq!(stats["queue"]["backlog"], 0, "{stats}");
     assert_eq!(stats["queue"]["pending"], 0, "{stats}");
 

@@ -36,16 +36,39 @@ impl QueueError {
 }
 
 /// Whether a Redis error means "the server is not reachable" rather than "the command failed".
+/// A server that answers "wait and retry" counts as unreachable too: `LOADING` (a restart still
+/// replaying its AOF), `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`.
 pub(crate) fn redis_unavailable(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_unrecoverable_error()
+        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry)
 }
 
 impl From<deadpool_redis::PoolError> for QueueError {
     fn from(e: deadpool_redis::PoolError) -> Self {
         QueueError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::{ErrorKind, RedisError, ServerErrorKind};
+
+    #[test]
+    fn a_redis_still_loading_its_aof_is_unavailable_a_wrong_command_is_not() {
+        let loading = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::BusyLoading),
+            "Redis is loading the dataset in memory",
+        ));
+        assert!(QueueError::Redis(loading).is_unavailable());
+        let wrong = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::ResponseError),
+            "WRONGTYPE Operation against a key holding the wrong kind of value",
+        ));
+        assert!(!QueueError::Redis(wrong).is_unavailable());
     }
 }

@@ -19,7 +19,7 @@ pub(crate) const LIVE_WINDOW: Duration = Duration::from_secs(15);
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Backlog (not yet delivered), pending (delivered, unacked), delayed, dead, live workers.
     ///
-    /// One pipeline: `stats.lua` per partition (an atomic read of that partition's counters,
+    /// One pipeline: `stats.lua` per partition (an atomic read of that partition's counters;
     /// backlog = `XLEN − pending`, exact whatever was deleted, reclaimed or restored; see the
     /// script's header for why XINFO's `lag` is not used) and one `ZCOUNT` of recent heartbeats.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
@@ -40,7 +40,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             .arg(since)
             .arg("+inf");
         let mut conn = self.conn().await?;
-        let replies: (Vec<[u64; 4]>, u64) = match query_stats(&pipe, &mut conn).await {
+        let (partitions, workers) = match query_stats(&pipe, &mut conn).await {
             Err(e) if scripts::is_noscript(&e) => {
                 // Redis restarted and lost its script cache: load and ask once more.
                 scripts::load_all(&mut conn).await?;
@@ -48,13 +48,23 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             }
             other => other?,
         };
-        let (partitions, workers) = replies;
         let mut stats = QueueStats {
             workers,
             ..QueueStats::default()
         };
-        for [waiting, pending, delayed, dead] in partitions {
-            stats.backlog += waiting;
+        for (p, [length, pending, delayed, dead]) in partitions.into_iter().enumerate() {
+            if length < pending {
+                // Pending entries missing from the stream: something outside the queue deleted
+                // or trimmed them (the scripts never do). Say so rather than hide it.
+                tracing::warn!(
+                    queue = self.name(),
+                    partition = p,
+                    length,
+                    pending,
+                    "stream holds fewer entries than are pending; entries were deleted behind the queue's back"
+                );
+            }
+            stats.backlog += length.saturating_sub(pending);
             stats.pending += pending;
             stats.delayed += delayed;
             stats.dead += dead;
@@ -103,8 +113,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     }
 }
 
-/// Sends the stats pipeline: per partition `[waiting, pending, delayed, dead]`, then the count of
-/// live workers.
+/// Sends the stats pipeline: per partition `[length, pending, delayed, dead]`, then the count of
+/// live workers. A reply of another shape is an error, never read as zeros.
 async fn query_stats<C: redis::aio::ConnectionLike + Send>(
     pipe: &redis::Pipeline,
     conn: &mut C,
@@ -116,9 +126,15 @@ async fn query_stats<C: redis::aio::ConnectionLike + Send>(
     };
     let mut partitions = Vec::with_capacity(replies.len());
     for reply in replies {
-        let v: Vec<u64> = redis::from_redis_value(reply)?;
-        let at = |i: usize| v.get(i).copied().unwrap_or(0);
-        partitions.push([at(0), at(1), at(2), at(3)]);
+        let counts: Vec<u64> = redis::from_redis_value(reply)?;
+        let counts: [u64; 4] = counts.try_into().map_err(|got: Vec<u64>| {
+            redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "stats.lua answered with another number of counts than 4",
+                format!("{got:?}"),
+            ))
+        })?;
+        partitions.push(counts);
     }
     Ok((partitions, workers))
 }

@@ -15,10 +15,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
-use queue::Pool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use redis::streams::{StreamAutoClaimReply, StreamInfoGroupsReply, StreamRangeReply};
+use redis::streams::{StreamAutoClaimReply, StreamRangeReply};
 use redis::Script;
 use testkit::RedisServer;
 
@@ -59,36 +58,6 @@ fn key(name: &str, p: u16) -> String {
     stream_key(NS, name, p)
 }
 
-/// Entries after the group's last-delivered id, and the group's pending count, over all
-/// partitions, counted in Redis entry by entry.
-async fn counted(pool: &Pool, name: &str) -> (u64, u64) {
-    let mut conn = pool.get().await.unwrap();
-    let (mut waiting, mut pending) = (0, 0);
-    for p in 0..PARTITIONS {
-        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(key(name, p))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let g = groups
-            .groups
-            .iter()
-            .find(|g| g.name == queue::GROUP)
-            .unwrap();
-        pending += g.pending as u64;
-        let after: StreamRangeReply = redis::cmd("XRANGE")
-            .arg(key(name, p))
-            .arg(format!("({}", g.last_delivered_id))
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        waiting += after.ids.len() as u64;
-    }
-    (waiting, pending)
-}
-
 /// The fields of one entry as the JSON array the delayed set and dead letters carry.
 async fn fields(conn: &mut deadpool_redis::Connection, stream: &str, id: &str) -> Vec<String> {
     let range: StreamRangeReply = redis::cmd("XRANGE")
@@ -108,6 +77,27 @@ async fn fields(conn: &mut deadpool_redis::Connection, stream: &str, id: &str) -
         .into_iter()
         .flat_map(|(k, v)| [k.clone(), redis::from_redis_value_ref::<String>(v).unwrap()])
         .collect()
+}
+
+/// Runs a settling script (`retry.lua`, `dead.lua`) on one held entry as the worker does: KEYS
+/// = the stream and its `<stream>:<suffix>` key, ARGV = group, entry id, then `args`.
+async fn settle(
+    conn: &mut deadpool_redis::Connection,
+    source: &str,
+    stream: &str,
+    suffix: &str,
+    id: &str,
+    args: Vec<String>,
+) -> u64 {
+    Script::new(source)
+        .key(stream)
+        .key(format!("{stream}:{suffix}"))
+        .arg(queue::GROUP)
+        .arg(id)
+        .arg(args)
+        .invoke_async(conn)
+        .await
+        .unwrap()
 }
 
 /// Takes `k` random held entries of a random consumer that holds some.
@@ -254,16 +244,8 @@ async fn run_sequence(seed: u64) {
                     let stream = key(&name, *p);
                     let member =
                         serde_json::to_string(&fields(&mut conn, &stream, id).await).unwrap();
-                    let moved: u64 = Script::new(RETRY)
-                        .key(&stream)
-                        .key(format!("{stream}:delayed"))
-                        .arg(queue::GROUP)
-                        .arg(id)
-                        .arg(now_ms())
-                        .arg(member)
-                        .invoke_async(&mut conn)
-                        .await
-                        .unwrap();
+                    let args = vec![now_ms().to_string(), member];
+                    let moved = settle(&mut conn, RETRY, &stream, "delayed", id, args).await;
                     assert_eq!(moved, 1, "seed {seed} step {step}: retry");
                 }
                 model.delayed += taken.len() as u64;
@@ -291,15 +273,7 @@ async fn run_sequence(seed: u64) {
                     let stream = key(&name, *p);
                     let mut pairs = fields(&mut conn, &stream, id).await;
                     pairs.extend(["error".to_string(), "boom".to_string()]);
-                    let moved: u64 = Script::new(DEAD)
-                        .key(&stream)
-                        .key(format!("{stream}:dead"))
-                        .arg(queue::GROUP)
-                        .arg(id)
-                        .arg(pairs)
-                        .invoke_async(&mut conn)
-                        .await
-                        .unwrap();
+                    let moved = settle(&mut conn, DEAD, &stream, "dead", id, pairs).await;
                     assert_eq!(moved, 1, "seed {seed} step {step}: dead");
                 }
                 model.dead += taken.len() as u64;
@@ -332,7 +306,7 @@ async fn run_sequence(seed: u64) {
             log.pop_front();
         }
         let stats = q.stats().await.unwrap();
-        let (waiting, pending) = counted(&pool, &name).await;
+        let (waiting, pending) = waiting_and_pending(&pool, NS, &name, PARTITIONS).await;
         let context = || {
             format!(
                 "seed {seed}, after step {step}; last steps:\n  {}",

@@ -3,24 +3,12 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use queue::{Handler, Job, Outcome, Worker};
 use testkit::TestEnv;
-
-/// Takes jobs and never finishes them (like a worker that hangs, then is killed).
-struct Hang(Arc<AtomicUsize>);
-
-impl Handler<u32> for Hang {
-    async fn handle(&self, jobs: Vec<Job<u32>>) -> Vec<Outcome> {
-        self.0.fetch_add(jobs.len(), Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        Vec::new()
-    }
-}
 
 #[tokio::test]
 async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds() {
@@ -31,34 +19,11 @@ async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds
 
     // The doomed worker runs on a runtime of its own, with its own pool: shutting that runtime
     // down stops every task of it at once, heartbeat included — like a killed process.
-    let taken = Arc::new(AtomicUsize::new(0));
-    let doomed_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    {
-        let (url, ns, taken) = (env.redis_url.clone(), env.namespace.clone(), taken.clone());
-        doomed_rt.spawn(async move {
-            let pool = deadpool_redis::Config::from_url(url)
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .unwrap();
-            let q = queue::<u32>(pool, &ns, "jobs", |_| {});
-            let mut cfg = fast_worker("doomed");
-            cfg.batch_size = 100;
-            let _ = Worker::new(q, Hang(taken), cfg)
-                .run(queue::CancellationToken::new())
-                .await;
-        });
-    }
-    let start = Instant::now();
-    while taken.load(Ordering::SeqCst) < 40 {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "doomed worker never took the jobs"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let mut cfg = fast_worker("doomed");
+    cfg.batch_size = 100;
+    let (doomed_rt, taken) =
+        spawn_doomed_worker(&env.redis_url, &env.namespace, "jobs", |_| {}, cfg);
+    wait_taken(&taken, 40, Duration::from_secs(5)).await;
     let stream = stream_key(&env.namespace, "jobs", 0);
     // Holding them well past the lease: heartbeats keep the lease alive while it lives.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -148,11 +113,7 @@ async fn shutdown_past_the_deadline_leaves_unfinished_jobs_for_others() {
     let mut cfg = fast_worker("slow");
     cfg.shutdown_deadline = Duration::from_millis(300);
     let (token, task) = spawn_worker(&q, Hang(taken.clone()), cfg);
-    let start = Instant::now();
-    while taken.load(Ordering::SeqCst) < 3 {
-        assert!(start.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_taken(&taken, 3, Duration::from_secs(5)).await;
     let stopping = Instant::now();
     stop(token, task).await;
     assert!(

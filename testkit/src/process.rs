@@ -261,9 +261,22 @@ impl RedisServer {
         loop {
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                    // PING answers once the data is loaded. Answering is not enough: it must
+                    // be this server, not another test's that took the port meanwhile.
                     let pong: redis::RedisResult<String> =
                         redis::cmd("PING").query_async(&mut conn).await;
-                    if pong.is_ok() {
+                    let info: redis::RedisResult<String> = redis::cmd("INFO")
+                        .arg("server")
+                        .query_async(&mut conn)
+                        .await;
+                    if let (Ok(_), Ok(info)) = (pong, info) {
+                        let ours =
+                            format!("process_id:{}", self.guard.as_ref().map_or(0, |g| g.id()));
+                        assert!(
+                            info.lines().any(|l| l.trim() == ours),
+                            "port {} is answered by another redis-server",
+                            self.port
+                        );
                         return;
                     }
                 }

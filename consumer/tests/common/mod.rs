@@ -106,6 +106,12 @@ impl App {
         .await
     }
 
+    /// GET `path` and decode the JSON answer (any status).
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = self.http.get(self.at(path)).send().await.expect("request");
+        resp.json().await.expect("a JSON answer")
+    }
+
     pub async fn stats(&self) -> QueueStats {
         self.queue.stats().await.expect("queue stats")
     }

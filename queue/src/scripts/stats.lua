@@ -3,14 +3,15 @@
 -- KEYS[2] = partition delayed set
 -- KEYS[3] = partition dead-letter stream
 -- ARGV[1] = consumer group
--- Returns { waiting, pending, delayed, dead }.
+-- Returns { length, pending, delayed, dead }; the caller takes waiting = length - pending.
 --
--- waiting = XLEN - pending. An entry leaves the group's pending list only through ack.lua,
--- retry.lua or dead.lua, and each of them deletes it from the stream in the same step; so the
--- stream holds exactly the entries not yet delivered plus the pending ones, whatever was deleted,
--- reclaimed or restored. XINFO's `lag` is not used: Redis derives it from the counters
--- entries-added and entries-read, and a restart from a rewritten AOF (or a replica fed by
--- XCLAIM ... LASTID) leaves entries-read behind, so `lag` then reports entries that do not exist.
+-- Why that is exact: an entry leaves the group's pending list only through ack.lua, retry.lua or
+-- dead.lua, and each deletes it from the stream in the same step; so the stream holds exactly the
+-- entries not yet delivered plus the pending ones, whatever was deleted, reclaimed or restored.
+-- XINFO's `lag` is not used: Redis derives it from the counters entries-added and entries-read,
+-- and a restart from a rewritten AOF leaves entries-read behind (later reads are replayed as
+-- XCLAIM ... LASTID, which moves the group's last id only), so `lag` then counts entries that
+-- were delivered, acked and deleted long ago.
 local len = redis.call('XLEN', KEYS[1])
 local pending = 0
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -23,6 +24,4 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     if name == ARGV[1] then pending = count or 0 end
   end
 end
-local waiting = len - pending
-if waiting < 0 then waiting = 0 end
-return { waiting, pending, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3]) }
+return { len, pending, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3]) }

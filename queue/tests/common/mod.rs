@@ -3,12 +3,14 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use queue::{
     CancellationToken, Handler, Job, JobId, Outcome, Pool, Queue, QueueConfig, Worker, WorkerConfig,
 };
+use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::task::JoinHandle;
@@ -106,6 +108,106 @@ impl<T: Clone + Send + Sync + 'static> Handler<T> for Recorder<T> {
         self.finished.lock().unwrap().extend(jobs.iter().map(seen));
         outcomes
     }
+}
+
+/// Takes jobs and never finishes them (a worker that hangs, then is killed); counts what it took.
+pub struct Hang(pub Arc<AtomicUsize>);
+
+impl Handler<u32> for Hang {
+    async fn handle(&self, jobs: Vec<Job<u32>>) -> Vec<Outcome> {
+        self.0.fetch_add(jobs.len(), Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Vec::new()
+    }
+}
+
+/// Starts a [`Hang`] worker on a runtime of its own, with its own pool, on queue `name` of
+/// namespace `ns` at `redis_url`. Shutting the returned runtime down stops every task of that
+/// worker at once, heartbeat included — like a killed process. Also returns the count of jobs it
+/// took.
+pub fn spawn_doomed_worker(
+    redis_url: &str,
+    ns: &str,
+    name: &str,
+    tweak: impl FnOnce(&mut QueueConfig) + Send + 'static,
+    config: WorkerConfig,
+) -> (tokio::runtime::Runtime, Arc<AtomicUsize>) {
+    let taken = Arc::new(AtomicUsize::new(0));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (url, ns, name, counter) = (
+        redis_url.to_string(),
+        ns.to_string(),
+        name.to_string(),
+        taken.clone(),
+    );
+    runtime.spawn(async move {
+        let pool = deadpool_redis::Config::from_url(url)
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .unwrap();
+        let q = queue::<u32>(pool, &ns, &name, tweak);
+        let _ = Worker::new(q, Hang(counter), config)
+            .run(CancellationToken::new())
+            .await;
+    });
+    (runtime, taken)
+}
+
+/// Waits until `taken` reaches `n`, or panics after `timeout`.
+pub async fn wait_taken(taken: &AtomicUsize, n: usize, timeout: Duration) {
+    let start = Instant::now();
+    while taken.load(Ordering::SeqCst) < n {
+        assert!(
+            start.elapsed() < timeout,
+            "the doomed worker took too little"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What the streams of queue `name` really hold, counted entry by entry and summed over
+/// `partitions`: `(waiting, pending)`. Waiting = the entries after the `workers` group's
+/// last-delivered id (`XRANGE (<id> +`), the definition of "not yet delivered"; pending = the
+/// group's pending list. No derived counter of Redis is trusted.
+pub async fn waiting_and_pending(pool: &Pool, ns: &str, name: &str, partitions: u16) -> (u64, u64) {
+    let mut conn = pool.get().await.unwrap();
+    let (mut waiting, mut pending) = (0, 0);
+    for p in 0..partitions {
+        let key = stream_key(ns, name, p);
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if !exists {
+            continue;
+        }
+        let groups: StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let from = match groups.groups.iter().find(|g| g.name == queue::GROUP) {
+            Some(g) => {
+                pending += g.pending as u64;
+                format!("({}", g.last_delivered_id)
+            }
+            None => "-".to_string(),
+        };
+        let after: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&key)
+            .arg(&from)
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        waiting += after.ids.len() as u64;
+    }
+    (waiting, pending)
 }
 
 /// Short timings so tests stay fast: lease 1 s, block 200 ms.

@@ -1,0 +1,99 @@
+//! Guards the invariant the backlog figure rests on (see `src/scripts/stats.lua`): an entry
+//! leaves the `workers` group's pending list only through `ack.lua`, `retry.lua` or `dead.lua`,
+//! which delete it from the stream in the same step, and nothing else removes, trims, skips or
+//! half-acknowledges stream entries. Then `XLEN − pending` is exactly the number of entries
+//! waiting. A new `XACK`, `XDEL`, trim or group-position command anywhere in the services' code
+//! breaks that silently, so this test reads every source file and names the offender.
+
+use std::path::{Path, PathBuf};
+
+/// Commands that remove entries, acknowledge without deleting, or move a group's position.
+const GUARDED: [&str; 8] = [
+    "XACK",
+    "XDEL",
+    "XTRIM",
+    "MAXLEN",
+    "MINID",
+    "NOACK",
+    "SETID",
+    "DELCONSUMER",
+];
+
+/// The only places allowed to use a guarded command, and which.
+const ALLOWED: [(&str, &[&str]); 3] = [
+    ("queue/src/scripts/ack.lua", &["XACK", "XDEL"]),
+    ("queue/src/scripts/retry.lua", &["XACK", "XDEL"]),
+    ("queue/src/scripts/dead.lua", &["XACK", "XDEL"]),
+];
+
+/// Every crate whose code runs in production (tests, benches and examples excluded).
+const SERVICE_CRATES: [&str; 7] = [
+    "queue",
+    "pipeline",
+    "consumer",
+    "worker",
+    "webhook",
+    "dashboard",
+    "producer",
+];
+
+fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "lua") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn only_the_three_settling_scripts_remove_entries_from_a_stream() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut sources = Vec::new();
+    for krate in SERVICE_CRATES {
+        files(&root.join(krate).join("src"), &mut sources);
+    }
+    assert!(sources.len() > 40, "read the sources ({})", sources.len());
+    let mut offenders = Vec::new();
+    for path in &sources {
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(path).unwrap();
+        let allowed: &[&str] = ALLOWED
+            .iter()
+            .find(|(file, _)| *file == rel)
+            .map_or(&[], |(_, cmds)| cmds);
+        for (n, line) in text.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") || code.starts_with("--") {
+                continue; // prose about a command is not a call of it
+            }
+            for cmd in GUARDED {
+                let called =
+                    line.contains(&format!("\"{cmd}\"")) || line.contains(&format!("'{cmd}'"));
+                if called && !allowed.contains(&cmd) {
+                    offenders.push(format!("{rel}:{}: {cmd}: {}", n + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "stream entries may only leave through ack.lua / retry.lua / dead.lua, or the backlog \
+         figure (XLEN − pending) stops being exact:\n{}",
+        offenders.join("\n")
+    );
+    // The allowed places really do both steps together.
+    for (file, _) in ALLOWED {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        assert!(
+            text.contains("'XACK'") && text.contains("'XDEL'"),
+            "{file} acks and deletes in one step"
+        );
+    }
+}
