@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{config, packet, problem, spawn_with, App};
+use common::{packet, problem, spawn_on, App};
 use pipeline::packet::MessageJob;
 use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
 use serde_json::json;
@@ -61,12 +61,11 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
     let env = TestEnv::new("consumer_backlog_restart").await;
     let mut server = RedisServer::start().await;
     let limit = LIMIT.to_string();
-    let app = spawn_with(config(
+    let app = spawn_on(
         &env,
         &server.url(),
-        &env.elasticsearch_url,
         &["--backlog-limit", &limit, "--backlog-cache-ms", "0"],
-    ))
+    )
     .await;
     let token = CancellationToken::new();
     let worker = Worker::new(
@@ -145,6 +144,53 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
         app.stats().await.backlog,
         LIMIT + 1,
         "the 429 enqueued nothing"
+    );
+    app.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn while_redis_loads_its_aof_writes_get_503_with_retry_after() {
+    let env = TestEnv::new("consumer_redis_loading").await;
+    let mut server = RedisServer::start().await;
+    // Enough data that loading it after a restart takes a second or two.
+    server.populate(1_500_000, 100).await;
+    server.rewrite_aof().await;
+    let app = spawn_on(&env, &server.url(), &["--backlog-cache-ms", "0"]).await;
+    assert_eq!(app.post_number(1).await, 202);
+    server.restart_without_waiting_for_load().await;
+
+    let start = Instant::now();
+    let (mut unavailable, mut n) = (0, 1);
+    loop {
+        n += 1;
+        let resp = app.post_json("/messages", &packet(n, json!({}))).await;
+        if resp.status() == 202 {
+            break;
+        }
+        let retry_after = resp.headers().get("retry-after").cloned();
+        let v = problem(resp, 503).await;
+        assert_eq!(v["type"], "urn:conveyor:problem:unavailable", "{v}");
+        assert!(retry_after.is_some(), "503 carries Retry-After");
+        unavailable += 1;
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "Redis never finished loading"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        unavailable > 0,
+        "precondition: some writes arrived while Redis was loading"
+    );
+    println!(
+        "{unavailable} writes answered 503 while Redis loaded for {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        app.stats().await.backlog,
+        2,
+        "exactly the two accepted jobs wait"
     );
     app.stop().await;
     env.cleanup().await;

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{config, packet, problem, spawn_with};
+use common::{config, packet, problem, spawn_on, spawn_with};
 use serde_json::json;
 use testkit::{RedisServer, TcpProxy, TestEnv};
 
@@ -16,19 +16,8 @@ use testkit::{RedisServer, TcpProxy, TestEnv};
 async fn killed_redis_is_503_and_recovers() {
     let env = TestEnv::new("consumer_503").await;
     let mut redis = RedisServer::start().await;
-    let app = spawn_with(config(
-        &env,
-        &redis.url(),
-        &env.elasticsearch_url,
-        &["--backlog-cache-ms", "0"],
-    ))
-    .await;
-    assert_eq!(
-        app.post_json("/messages", &packet(1, json!({})))
-            .await
-            .status(),
-        202
-    );
+    let app = spawn_on(&env, &redis.url(), &["--backlog-cache-ms", "0"]).await;
+    assert_eq!(app.post_number(1).await, 202);
     let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
 

@@ -238,8 +238,37 @@ impl RedisServer {
     }
 
     /// Stops the server if running (SIGKILL) and starts it again on the same port with the same
-    /// data.
+    /// data; returns once it has loaded its data and answers commands.
     pub async fn restart(&mut self) {
+        self.spawn_and_wait(true).await;
+    }
+
+    /// Like [`RedisServer::restart`], but returns as soon as the new process answers `INFO`,
+    /// possibly still loading its AOF (every data command then gets `LOADING`).
+    pub async fn restart_without_waiting_for_load(&mut self) {
+        self.spawn_and_wait(false).await;
+    }
+
+    /// Fills the server with `keys` string keys of `bytes` bytes each (`DEBUG POPULATE`), so
+    /// that loading them after a restart takes a while.
+    pub async fn populate(&self, keys: u64, bytes: u64) {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .unwrap();
+        let _: () = redis::cmd("DEBUG")
+            .arg("POPULATE")
+            .arg(keys)
+            .arg("filler")
+            .arg(bytes)
+            .query_async(&mut conn)
+            .await
+            .expect("DEBUG POPULATE");
+    }
+
+    async fn spawn_and_wait(&mut self, until_loaded: bool) {
         self.kill();
         let mut cmd = Command::new("redis-server");
         cmd.args([
@@ -251,39 +280,42 @@ impl RedisServer {
             "",
         ])
         .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .args(["--enable-debug-command", "local"])
         .arg("--dir")
         .arg(&self.dir.0);
         self.guard = Some(
             ChildGuard::spawn("redis-server", cmd)
                 .expect("redis-server is installed (apt: redis-server)"),
         );
+        let ours = format!("process_id:{}", self.guard.as_ref().map_or(0, |g| g.id()));
         let start = Instant::now();
         loop {
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                    // PING answers once the data is loaded. Answering is not enough: it must
-                    // be this server, not another test's that took the port meanwhile.
-                    let pong: redis::RedisResult<String> =
-                        redis::cmd("PING").query_async(&mut conn).await;
+                    // INFO answers while loading, PING only once the data is loaded. Answering
+                    // is not enough: it must be this server, not another test's that took the
+                    // port meanwhile.
                     let info: redis::RedisResult<String> = redis::cmd("INFO")
                         .arg("server")
                         .query_async(&mut conn)
                         .await;
-                    if let (Ok(_), Ok(info)) = (pong, info) {
-                        let ours =
-                            format!("process_id:{}", self.guard.as_ref().map_or(0, |g| g.id()));
+                    if let Ok(info) = info {
                         assert!(
                             info.lines().any(|l| l.trim() == ours),
                             "port {} is answered by another redis-server",
                             self.port
                         );
-                        return;
+                        let pong: redis::RedisResult<String> =
+                            redis::cmd("PING").query_async(&mut conn).await;
+                        if !until_loaded || pong.is_ok() {
+                            return;
+                        }
                     }
                 }
             }
             assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "private redis-server did not start"
+                start.elapsed() < Duration::from_secs(30),
+                "private redis-server did not start (and load) within 30 s"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

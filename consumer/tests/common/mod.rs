@@ -49,6 +49,12 @@ pub async fn spawn(env: &TestEnv, extra: &[&str]) -> App {
     spawn_with(config(env, &env.redis_url, &env.elasticsearch_url, extra)).await
 }
 
+/// Starts the consumer on a Redis of the test's own (e.g. a `testkit::RedisServer` it kills and
+/// restarts) and the shared Elasticsearch.
+pub async fn spawn_on(env: &TestEnv, redis_url: &str, extra: &[&str]) -> App {
+    spawn_with(config(env, redis_url, &env.elasticsearch_url, extra)).await
+}
+
 pub async fn spawn_with(config: Config) -> App {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -104,6 +110,14 @@ impl App {
             serde_json::to_vec(body).unwrap(),
         )
         .await
+    }
+
+    /// POST /messages of `packet(n, {})`; returns the status.
+    pub async fn post_number(&self, n: u64) -> u16 {
+        let resp = self
+            .post_json("/messages", &packet(n, serde_json::json!({})))
+            .await;
+        resp.status().as_u16()
     }
 
     /// GET `path` and decode the JSON answer (any status).
