@@ -113,6 +113,8 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
         "writes after the restart"
     );
     drained(&app).await;
+    // /stats also reads Elasticsearch, whose new index answers 503 for a moment after creation.
+    app.messages_index_ready().await;
     let stats = app.get_json("/stats").await;
     assert_eq!(stats["queue"]["backlog"], 0, "{stats}");
     assert_eq!(stats["queue"]["pending"], 0, "{stats}");
