@@ -37,12 +37,6 @@ async fn redis_lag(pool: &Pool, ns: &str, name: &str, partitions: u16) -> Option
     Some(sum)
 }
 
-fn private_pool(server: &RedisServer) -> Pool {
-    deadpool_redis::Config::from_url(server.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap()
-}
-
 async fn assert_exact(q: &Queue<u32>, pool: &Pool, name: &str, when: &str) -> QueueStats {
     let stats = q.stats().await.unwrap();
     let (waiting, pending) = waiting_and_pending(pool, "backlog", name, PARTITIONS).await;
@@ -84,7 +78,7 @@ async fn a_redis_with_history(server: &mut RedisServer, q: &Queue<u32>) {
 async fn a_restart_from_a_rewritten_aof_leaves_no_phantom_backlog() {
     init_tracing();
     let mut server = RedisServer::start().await;
-    let pool = private_pool(&server);
+    let pool = server.pool();
     let q = queue::<u32>(pool.clone(), "backlog", "restored", |c| {
         c.partitions = PARTITIONS
     });
@@ -112,7 +106,7 @@ async fn a_restart_from_a_rewritten_aof_leaves_no_phantom_backlog() {
 async fn deletes_and_reclaims_leave_the_backlog_exact() {
     init_tracing();
     let mut server = RedisServer::start().await;
-    let pool = private_pool(&server);
+    let pool = server.pool();
     let name = "reclaimed";
     let q = queue::<u32>(pool.clone(), "backlog", name, |c| c.partitions = PARTITIONS);
     a_redis_with_history(&mut server, &q).await;
@@ -162,7 +156,7 @@ async fn deletes_and_reclaims_on_a_fresh_redis_stay_exact_too() {
     // the reported backlog must too (a guard, not a reproduction).
     init_tracing();
     let server = RedisServer::start().await;
-    let pool = private_pool(&server);
+    let pool = server.pool();
     let name = "fresh";
     let q = queue::<u32>(pool.clone(), "backlog", name, |c| c.partitions = PARTITIONS);
     q.enqueue_batch(&(0..300).collect::<Vec<_>>())

@@ -123,9 +123,7 @@ fn take_held(rng: &mut StdRng, model: &mut Model, k: usize) -> Vec<(u16, String)
 async fn run_sequence(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut server = RedisServer::start().await;
-    let pool = deadpool_redis::Config::from_url(server.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap();
+    let pool = server.pool();
     let name = format!("seq{seed}");
     let q = queue::<u64>(pool.clone(), NS, &name, |c| c.partitions = PARTITIONS);
     let mut model = Model::default();

@@ -53,9 +53,7 @@ async fn enqueue_and_wait_with_is_bounded_by_its_timeout_when_redis_hangs() {
     init_tracing();
     // A private server: CLIENT PAUSE would stall everyone's tests on the shared one.
     let server = RedisServer::start().await;
-    let pool = deadpool_redis::Config::from_url(server.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap();
+    let pool = server.pool();
     let q = queue::<u32>(pool.clone(), "hang", "rpc", |_| {});
     let rec = Recorder::<u32>::new(Duration::ZERO, |j| {
         Outcome::Done(serde_json::json!(j.payload))

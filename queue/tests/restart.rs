@@ -14,9 +14,7 @@ use testkit::RedisServer;
 async fn the_worker_reconnects_after_a_redis_restart_and_finishes_the_rest() {
     init_tracing();
     let mut server = RedisServer::start().await;
-    let pool = deadpool_redis::Config::from_url(server.url())
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap();
+    let pool = server.pool();
     let q = queue::<u32>(pool.clone(), "restart", "jobs", |c| c.partitions = 2);
     q.enqueue_batch(&(0..3000).collect::<Vec<_>>())
         .await

@@ -184,6 +184,13 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A connection pool to this server (it keeps working across stops and restarts).
+    pub fn pool(&self) -> deadpool_redis::Pool {
+        deadpool_redis::Config::from_url(self.url())
+            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+            .expect("a pool for the private redis-server")
+    }
+
     /// Kills the server (SIGKILL: nothing is flushed beyond what AOF already has).
     pub fn kill(&mut self) {
         if let Some(mut g) = self.guard.take() {
@@ -207,11 +214,7 @@ impl RedisServer {
     /// from 64 MB), so every long run has one. After it, a restart loads the rewritten base (an
     /// RDB preamble) plus the commands appended since.
     pub async fn rewrite_aof(&self) {
-        let client = redis::Client::open(self.url()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("private redis-server answers");
+        let mut conn = self.admin_connection().await;
         let _: String = redis::cmd("BGREWRITEAOF")
             .query_async(&mut conn)
             .await
@@ -252,12 +255,7 @@ impl RedisServer {
     /// Fills the server with `keys` string keys of `bytes` bytes each (`DEBUG POPULATE`), so
     /// that loading them after a restart takes a while.
     pub async fn populate(&self, keys: u64, bytes: u64) {
-        let client = redis::Client::open(self.url()).expect("redis url");
-        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
-        let mut conn = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-            .unwrap();
+        let mut conn = self.admin_connection().await;
         let _: () = redis::cmd("DEBUG")
             .arg("POPULATE")
             .arg(keys)
@@ -266,6 +264,17 @@ impl RedisServer {
             .query_async(&mut conn)
             .await
             .expect("DEBUG POPULATE");
+    }
+
+    /// A connection to this server without a response timeout, for slow admin commands
+    /// (`DEBUG POPULATE` of millions of keys takes seconds).
+    async fn admin_connection(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("redis url");
+        let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+        client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .expect("private redis-server answers")
     }
 
     async fn spawn_and_wait(&mut self, until_loaded: bool) {

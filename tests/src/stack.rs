@@ -262,11 +262,10 @@ impl Stack {
         for i in 0..self.workers.len() {
             clean &= self.stop_worker(i, deadline);
         }
-        for guard in [self.webhook.take(), self.dashboard.take()]
+        for mut guard in [self.webhook.take(), self.dashboard.take()]
             .into_iter()
             .flatten()
         {
-            let mut guard = guard;
             clean &= guard.terminate(deadline);
         }
         clean
