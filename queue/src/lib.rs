@@ -53,6 +53,7 @@
 //! # }
 //! ```
 
+mod backoff;
 mod coalesce;
 mod config;
 mod error;
@@ -68,6 +69,7 @@ mod worker;
 pub use deadpool_redis::Pool;
 pub use tokio_util::sync::CancellationToken;
 
+pub use backoff::Backoff;
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
 pub use error::QueueError;

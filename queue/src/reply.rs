@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch, OnceCell};
 
+use crate::backoff::Backoff;
 use crate::config::EnqueueOptions;
 use crate::error::QueueError;
 use crate::job::{Entry, JobId};
@@ -269,14 +270,13 @@ impl Router {
 /// Subscribes, routes messages, and on disconnect backs off and subscribes again, until the
 /// router is dropped.
 async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
         let pubsub = match client.get_async_pubsub().await {
             Ok(ps) => ps,
             Err(e) => {
                 tracing::warn!(error = %e, "result subscriber cannot connect; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
@@ -286,10 +286,10 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
             tracing::warn!(error = %e, "result subscribe failed; reconnecting");
             r.detach().await;
             drop(r);
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(backoff.next_delay()).await;
             continue;
         }
-        backoff = Duration::from_millis(100);
+        backoff.reset();
         if let Err(e) = r.sweep().await {
             tracing::warn!(error = %e, "reading stored results failed");
         }
@@ -309,7 +309,7 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
         r.detach().await;
         drop(r);
         tracing::warn!("result subscriber disconnected; reconnecting");
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 

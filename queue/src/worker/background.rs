@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::read::Delivered;
-use super::{batch, Backoff, Handler, Shared};
+use super::{batch, Handler, Shared};
+use crate::backoff::Backoff;
 use crate::job::now_ms;
 use crate::keys::GROUP;
 use crate::scripts;
@@ -96,7 +97,7 @@ pub(crate) async fn promoter<T, H>(shared: Arc<Shared<T, H>>, stop: Cancellation
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         match promote_once(&shared).await {
             Ok(sleep) => {
@@ -149,7 +150,7 @@ where
     H: Handler<T>,
 {
     let every = (shared.config.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,

@@ -17,7 +17,8 @@ use tracing::Instrument;
 
 use super::background::POISON;
 use super::read::Delivered;
-use super::{Backoff, Handler, Shared};
+use super::{Handler, Shared};
+use crate::backoff::Backoff;
 use crate::config::QueueConfig;
 use crate::job::{now_ms, Entry, Job, JobId, Outcome, MIN_WAIT};
 use crate::keys::Keys;
@@ -319,7 +320,7 @@ fn announce<T, H>(
 /// Sends the settling pipeline, reloading scripts after a Redis restart and backing off on
 /// errors, until it succeeds or the worker's hard stop. Every step in it is idempotent.
 async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         let result = match shared.queue.conn().await {
             Ok(mut conn) => match pipe.query_async::<()>(&mut conn).await {

@@ -137,26 +137,3 @@ impl<T, H> Shared<T, H> {
             .collect()
     }
 }
-
-/// Exponential backoff for Redis errors: 100 ms doubling to 5 s.
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub fn new() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-
-    pub fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
-    }
-
-    /// Sleeps the current delay (or until `stop`), then doubles it. False if stopped.
-    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        tokio::select! {
-            _ = stop.cancelled() => false,
-            _ = tokio::time::sleep(d) => true,
-        }
-    }
-}

@@ -13,7 +13,8 @@ use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::{batch, Backoff, Handler, Shared};
+use super::{batch, Handler, Shared};
+use crate::backoff::Backoff;
 use crate::error::QueueError;
 use crate::keys::GROUP;
 
@@ -52,7 +53,7 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Handler<T>,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let mut groups_ready = false;
     let mut reader: Option<MultiplexedConnection> = None;
     loop {
