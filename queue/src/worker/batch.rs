@@ -15,9 +15,7 @@ use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use super::background::POISON;
-use super::read::Delivered;
-use super::{Handler, Shared};
+use super::shared::{Delivered, Handler, Shared};
 use crate::backoff::Backoff;
 use crate::config::QueueConfig;
 use crate::job::{now_ms, Entry, Job, JobId, Outcome, MIN_WAIT};
@@ -66,11 +64,9 @@ where
     let mut settled = Vec::with_capacity(entries.len());
     let mut jobs = Vec::with_capacity(entries.len());
     let mut waiting = Vec::with_capacity(entries.len());
+    let limit = poison_limit(shared.queue.config());
     for d in entries {
-        let poison = d
-            .map
-            .get(POISON)
-            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok());
+        let poison = d.deliveries.filter(|n| *n > limit);
         let parsed = Entry::from_map(&d.map);
         let dead_reason = match (&parsed, poison) {
             (_, Some(n)) => Some(format!(
@@ -338,6 +334,12 @@ async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
             return;
         }
     }
+}
+
+/// Deliveries after which a reclaimed entry is poison (it keeps killing or stalling its
+/// workers) and is dead-lettered instead of run again: two more than `max_attempts`.
+fn poison_limit(cfg: &QueueConfig) -> u64 {
+    u64::from(cfg.max_attempts) + 2
 }
 
 /// `base × 2^(attempt-1)` plus up to 25 % jitter, capped at `backoff_max`.
