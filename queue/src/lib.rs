@@ -62,6 +62,7 @@ mod keys;
 mod queue;
 mod recurring;
 mod reply;
+mod router;
 mod scripts;
 mod stats;
 mod worker;

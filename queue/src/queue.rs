@@ -15,7 +15,7 @@ use crate::config::{EnqueueOptions, QueueConfig};
 use crate::error::QueueError;
 use crate::job::{unix_ms, Entry, JobId};
 use crate::keys::Keys;
-use crate::reply::RouterSlot;
+use crate::router::RouterSlot;
 
 /// A handle on one logical queue. Cheap to clone; clones share the pool and the reply router.
 pub struct Queue<T> {

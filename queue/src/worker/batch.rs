@@ -21,7 +21,7 @@ use crate::config::QueueConfig;
 use crate::job::{now_ms, Entry, Job, JobId, Outcome, MIN_WAIT};
 use crate::keys::Keys;
 use crate::keys::GROUP;
-use crate::reply::ReplyMsg;
+use crate::router::ReplyMsg;
 use crate::scripts;
 use crate::stats::dead_fields;
 
