@@ -75,7 +75,7 @@ pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
 pub use error::QueueError;
 pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
-pub use keys::GROUP;
+pub use keys::{Keys, GROUP};
 pub use queue::Queue;
 pub use recurring::Recurring;
 pub use worker::{Handler, Worker};

@@ -150,7 +150,9 @@ impl<T> Queue<T> {
         self.inner.keys.partition_of(partition_key)
     }
 
-    pub(crate) fn keys(&self) -> &Keys {
+    /// Every Redis key of this queue (streams, delayed sets, dead letters, results, and
+    /// [`Keys::in_partition`] for an application's own keys next to a partition's stream).
+    pub fn keys(&self) -> &Keys {
         &self.inner.keys
     }
 

@@ -23,7 +23,6 @@ use crate::keys::Keys;
 use crate::keys::GROUP;
 use crate::router::ReplyMsg;
 use crate::scripts;
-use crate::stats::dead_fields;
 
 /// An entry and what became of it.
 struct Settle {
@@ -217,7 +216,7 @@ where
             Outcome::Dead { reason } => reason,
         };
         let mut args = vec![GROUP.to_string(), s.entry_id];
-        for (k, v) in dead_fields(&s.entry, &final_error) {
+        for (k, v) in s.entry.dead_fields(&final_error) {
             args.push(k.to_string());
             args.push(v);
         }
