@@ -105,18 +105,22 @@ pub const MIN_WAIT: Duration = Duration::from_millis(10);
 /// Prefix of a history item written by [`Outcome::Wait`] (what the job waited for).
 pub(crate) const WAIT_NOTE: &str = "waiting: ";
 
-/// Cheap counters of one queue (summed over partitions).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+// Read by `Queue::stats`. With the feature `openapi` it is a `utoipa::ToSchema` whose
+// descriptions are the doc comments below: they are written for API clients.
+/// Counters of one queue, summed over its partitions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStats {
-    /// Entries not yet delivered to any worker.
+    /// Jobs waiting to be delivered to a worker (stream length minus pending, exact).
     pub backlog: u64,
-    /// Delivered, not yet acknowledged.
+    /// Jobs delivered to a worker and not yet settled (running, or left by a worker that died
+    /// and waiting to be reclaimed).
     pub pending: u64,
-    /// Waiting in the delayed set (scheduled jobs and retries).
+    /// Jobs waiting for their time: scheduled jobs, retries and waits for a dependency.
     pub delayed: u64,
-    /// In the dead-letter streams.
+    /// Jobs in the dead-letter streams (failed for good).
     pub dead: u64,
-    /// Workers that sent a heartbeat recently.
+    /// Workers that sent a heartbeat in the last 15 seconds.
     pub workers: u64,
 }
 
