@@ -72,6 +72,7 @@ def parse(module, modules):
             else:
                 inline = Module(cur.path + [name], module.file, cur)
                 cur.children[name] = inline
+                modules.append(inline)
                 depth += 1
                 stack.append((inline, depth))
                 i += 3
@@ -86,7 +87,7 @@ def parse(module, modules):
             i = parse_use(toks, i + 1, cur, [], line)
             continue
         elif re.match(r"[A-Za-z_]", t) and i + 1 < len(toks) and toks[i + 1][1] == "::":
-            if i == 0 or toks[i - 1][1] != "::":
+            if i == 0 or toks[i - 1][1] not in ("::", "in"):  # not `pub(in crate::x)`
                 segs, i = [t], i + 1
                 while i + 1 < len(toks) and toks[i][1] == "::" and re.match(r"[A-Za-z_]", toks[i + 1][1]):
                     segs.append(toks[i + 1][1])
@@ -170,10 +171,12 @@ def crate_cycles(crate):
     src = crate / "src"
     roots = [src / "lib.rs", src / "main.rs"] + sorted((src / "bin").glob("*.rs"))
     edges = {}  # (from file, to file) -> first (line, path text)
+    files = set()
     for rf in [r for r in roots if r.exists()]:
         root = Module([], rf, None)
         modules = [root]
         parse(root, modules)
+        files.update(m.file for m in modules)
         for m in modules:
             for where, segs, line in m.refs:
                 target = resolve(where, segs, root)
@@ -183,7 +186,7 @@ def crate_cycles(crate):
     for a, b in edges:
         graph.setdefault(a, set()).add(b)
         graph.setdefault(b, set())
-    return [scc for scc in sccs(graph) if len(scc) > 1], graph, edges
+    return [scc for scc in sccs(graph) if len(scc) > 1], files, edges
 
 
 def sccs(graph):
@@ -228,9 +231,9 @@ def main(args):
     crates = [Path(a) for a in args] or sorted(p for p in Path(".").iterdir() if (p / "src").is_dir())
     found = False
     for crate in crates:
-        cycles, graph, edges = crate_cycles(crate)
+        cycles, files, edges = crate_cycles(crate)
         rel = lambda f: str(f.relative_to(crate / "src"))
-        print(f"{crate}: {len(graph)} modules, {len(edges)} dependencies, {len(cycles)} cycle(s)")
+        print(f"{crate}: {len(files)} files, {len(edges)} dependencies, {len(cycles)} cycle(s)")
         for comp in cycles:
             found = True
             members = set(comp)
