@@ -29,11 +29,11 @@ impl fmt::Display for JobId {
 ///
 /// A job entry in a partition stream (`Keys::stream`), as a Lua script elsewhere may XADD it:
 /// `XADD <stream> * id <job id> payload <json> attempt 1 enqueued_at <unix ms> [reply 1]
-/// [history <json>]` ([`ENTRY_FIELDS`] first, in that order).
+/// [history <json>]` ([`ENTRY_FIELDS`](wire::ENTRY_FIELDS) first, in that order).
 ///
 /// A dead letter in a partition's dead-letter stream (`Keys::dead`):
 /// `XADD <dead> * id <job id> payload <json> error <final error> attempts <n>
-/// history <json> dead_at <unix ms>` (exactly [`DEAD_FIELDS`], in that order).
+/// history <json> dead_at <unix ms>` (exactly [`DEAD_FIELDS`](wire::DEAD_FIELDS), in that order).
 pub mod wire {
     /// The job id (a UUID v7 string).
     pub const ID: &str = "id";
