@@ -89,7 +89,11 @@ def parse(module, modules):
         elif re.match(r"[A-Za-z_]", t) and i + 1 < len(toks) and toks[i + 1][1] == "::":
             if i == 0 or toks[i - 1][1] not in ("::", "in"):  # not `pub(in crate::x)`
                 segs, i = [t], i + 1
-                while i + 1 < len(toks) and toks[i][1] == "::" and re.match(r"[A-Za-z_]", toks[i + 1][1]):
+                while (
+                    i + 1 < len(toks)
+                    and toks[i][1] == "::"
+                    and re.match(r"[A-Za-z_]", toks[i + 1][1])
+                ):
                     segs.append(toks[i + 1][1])
                     i += 2
                 cur.refs.append((cur, segs, line))
@@ -228,7 +232,8 @@ def sccs(graph):
 
 
 def main(args):
-    crates = [Path(a) for a in args] or sorted(p for p in Path(".").iterdir() if (p / "src").is_dir())
+    crates = [Path(a) for a in args]
+    crates = crates or sorted(p for p in Path(".").iterdir() if (p / "src").is_dir())
     found = False
     for crate in crates:
         cycles, files, edges = crate_cycles(crate)

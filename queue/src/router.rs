@@ -1,10 +1,10 @@
-//! The per-process result router behind [`Queue::enqueue_and_wait`](crate::Queue::enqueue_and_wait):
-//! one pub/sub subscriber connection per process (per Redis server and runtime), subscribed to
-//! each waiting queue's results channel, routes announced results to waiters through a map of
-//! oneshot senders; after every (re)subscription it reads the stored results of all waiters, so a
-//! result announced while the subscriber was away still arrives. No polling, no connection per
-//! waiter. It also defines the result message workers store and announce ([`ReplyMsg`]). It knows
-//! no queue, key schema or payload type: callers pass channel names and result keys.
+//! The per-process result router behind `Queue::enqueue_and_wait`: one pub/sub subscriber
+//! connection per process (per Redis server and runtime), subscribed to each waiting
+//! queue's results channel, routes announced results to waiters through a map of oneshot
+//! senders; after every (re)subscription it reads the stored results of all waiters, so a result
+//! announced while the subscriber was away still arrives. No polling, no connection per waiter.
+//! It also defines the result message workers store and announce ([`ReplyMsg`]). It knows no
+//! queue, key schema or payload type: callers pass channel names and result keys.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
