@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::es::StatsReader;
 use crate::queues::QueueReader;
-use crate::snapshot::{EsFigures, QueueFigures, Snapshot, SourceStatus};
+use crate::snapshot::{EsFigures, Snapshot, SourceStatus};
+use queue::QueueStats;
 
 /// A published snapshot with its JSON text, serialized once per poll for every viewer.
 #[derive(Debug)]
@@ -106,7 +107,7 @@ impl Poller {
 struct State {
     es: EsFigures,
     es_status: SourceStatus,
-    queues: (QueueFigures, QueueFigures),
+    queues: (QueueStats, QueueStats),
     redis_status: SourceStatus,
 }
 

@@ -7,7 +7,6 @@ use queue::{Pool, Queue, QueueStats};
 use serde_json::Value;
 
 use crate::error::SourceError;
-use crate::snapshot::QueueFigures;
 
 /// The two queues the pipeline runs, read with a time limit.
 #[derive(Clone)]
@@ -27,22 +26,12 @@ impl QueueReader {
     }
 
     /// `(messages, webhooks)` counters, or why Redis could not be read.
-    pub async fn read(&self) -> Result<(QueueFigures, QueueFigures), SourceError> {
+    pub async fn read(&self) -> Result<(QueueStats, QueueStats), SourceError> {
         let both = async { tokio::try_join!(self.messages.stats(), self.webhooks.stats()) };
         match tokio::time::timeout(self.timeout, both).await {
-            Ok(Ok((m, w))) => Ok((figures(m), figures(w))),
+            Ok(Ok(both)) => Ok(both),
             Ok(Err(e)) => Err(SourceError::Redis(e.to_string())),
             Err(_) => Err(SourceError::RedisTimeout(self.timeout.as_millis())),
         }
-    }
-}
-
-fn figures(s: QueueStats) -> QueueFigures {
-    QueueFigures {
-        backlog: s.backlog,
-        pending: s.pending,
-        delayed: s.delayed,
-        dead: s.dead,
-        workers: s.workers,
     }
 }

@@ -4,20 +4,11 @@
 
 use chrono::{DateTime, Utc};
 use pipeline::store::MessageStats;
+use queue::QueueStats;
 use serde::{Deserialize, Serialize};
 
 /// Number of per-second buckets in the throughput chart.
 pub const SECONDS_IN_CHART: usize = 60;
-
-/// One queue's counters, as `queue::QueueStats` reports them (same JSON field names).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct QueueFigures {
-    pub backlog: u64,
-    pub pending: u64,
-    pub delayed: u64,
-    pub dead: u64,
-    pub workers: u64,
-}
 
 /// Figures read from Elasticsearch in one round trip.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -86,9 +77,9 @@ pub struct Snapshot {
     #[serde(flatten)]
     pub messages: MessageStats,
     /// The "messages" queue (same meaning as the consumer's `/stats`).
-    pub queue: QueueFigures,
+    pub queue: QueueStats,
     /// The "webhooks" delivery queue.
-    pub webhooks_queue: QueueFigures,
+    pub webhooks_queue: QueueStats,
     pub messages_per_second_60s: Vec<u64>,
     pub resources_completed: u64,
     pub webhook_latency_ms: Latency,
@@ -105,13 +96,13 @@ impl Snapshot {
     pub fn initial(now: DateTime<Utc>) -> Snapshot {
         Snapshot::from_parts(
             &EsFigures::default(),
-            &QueueFigures::default(),
-            &QueueFigures::default(),
+            &QueueStats::default(),
+            &QueueStats::default(),
         )
         .with_status(now, SourceStatus::starting(), SourceStatus::starting())
     }
 
-    fn from_parts(es: &EsFigures, queue: &QueueFigures, webhooks: &QueueFigures) -> Snapshot {
+    fn from_parts(es: &EsFigures, queue: &QueueStats, webhooks: &QueueStats) -> Snapshot {
         let mut per_second = es.messages_per_second_60s.clone();
         per_second.resize(SECONDS_IN_CHART, 0);
         Snapshot {
@@ -146,7 +137,7 @@ impl Snapshot {
         now: DateTime<Utc>,
         es: &EsFigures,
         es_status: SourceStatus,
-        queues: &(QueueFigures, QueueFigures),
+        queues: &(QueueStats, QueueStats),
         redis_status: SourceStatus,
     ) -> Snapshot {
         Snapshot::from_parts(es, &queues.0, &queues.1).with_status(now, es_status, redis_status)

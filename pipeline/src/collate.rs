@@ -12,7 +12,8 @@
 //! <stream>:collate:open             ZSET id -> first-seen unix ms (incomplete resources)
 //! <stream>:dead                     the webhooks queue's dead letters of that partition
 //! ```
-//! where `<stream>` is `webhooks.stream_key(Some(id))`.
+//! where `<stream>` is the webhooks queue's stream of the partition `id` maps to; every key is
+//! built by `queue::Keys` (`stream`, `dead`, `in_partition`), the one place keys are spelled.
 //!
 //! Lifetimes: an incomplete resource lives until it completes or the sweep claims it. Completed,
 //! undelivered data is kept for [`RETENTION`] (a webhook outage may be long); after delivery it
@@ -48,17 +49,9 @@ pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most missing seqs spelled out in a timed-out resource's dead-letter reason.
 const LISTED_MISSING: usize = 50;
 /// Job entry fields of a delivery job, in the order `collate.lua` expects them.
-const JOB_FIELDS: [&str; 4] = [wire::ID, wire::PAYLOAD, wire::ATTEMPT, wire::ENQUEUED_AT];
-/// Dead-letter fields as the queue writes them (`Queue::dead_letters` decodes them), in the
-/// order the scripts expect them: id, payload, error, attempts, history, dead_at.
-const DEAD_FIELDS: [&str; 6] = [
-    wire::ID,
-    wire::PAYLOAD,
-    "error",
-    "attempts",
-    wire::HISTORY,
-    "dead_at",
-];
+const JOB_FIELDS: [&str; 4] = wire::ENTRY_FIELDS;
+/// Dead-letter fields as the queue writes them, in the order the scripts expect them.
+const DEAD_FIELDS: [&str; 6] = wire::DEAD_FIELDS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollateError {
@@ -147,9 +140,14 @@ impl Collator {
         self
     }
 
-    fn prefix(&self, resource_id: &str) -> (String, String) {
-        let stream = self.webhooks.stream_key(Some(resource_id));
-        (format!("{stream}:collate:res:{resource_id}:"), stream)
+    /// The key prefix of a resource's own keys and the partition holding them.
+    fn prefix(&self, resource_id: &str) -> (String, u16) {
+        let keys = self.webhooks.keys();
+        let p = keys.partition_of(resource_id);
+        (
+            keys.in_partition(p, &format!("collate:res:{resource_id}:")),
+            p,
+        )
     }
 
     async fn conn(&self) -> Result<deadpool_redis::Connection, CollateError> {
@@ -172,7 +170,8 @@ impl Collator {
             let (Some(id), Some(seq), Some(total)) = (&m.resource_id, m.seq, m.total) else {
                 continue;
             };
-            let (prefix, stream) = self.prefix(id);
+            let (prefix, p) = self.prefix(id);
+            let keys = self.webhooks.keys();
             let part = serde_json::to_string(&Part {
                 w: m.word_lengths.clone(),
                 r: m.received_at,
@@ -185,10 +184,10 @@ impl Collator {
                 .arg(6)
                 .arg(format!("{prefix}parts"))
                 .arg(format!("{prefix}meta"))
-                .arg(format!("{stream}:collate:open"))
-                .arg(&stream)
+                .arg(keys.in_partition(p, "collate:open"))
+                .arg(keys.stream_ref(p))
                 .arg(format!("{prefix}done"))
-                .arg(format!("{stream}:dead"))
+                .arg(keys.dead(p))
                 .arg(id)
                 .arg(seq)
                 .arg(total)
@@ -360,16 +359,17 @@ impl Collator {
         );
         let mut conn = self.conn().await?;
         let mut claimed = Vec::new();
-        for stream in self.webhooks.stream_keys() {
+        let keys = self.webhooks.keys();
+        for p in 0..keys.partitions() {
             let job_ids: Vec<String> = (0..limit)
                 .map(|_| uuid::Uuid::now_v7().to_string())
                 .collect();
             let flat: Vec<String> = SWEEP
-                .key(format!("{stream}:collate:open"))
-                .key(format!("{stream}:dead"))
+                .key(keys.in_partition(p, "collate:open"))
+                .key(keys.dead(p))
                 .arg(cutoff)
                 .arg(limit)
-                .arg(format!("{stream}:collate:res:"))
+                .arg(keys.in_partition(p, "collate:res:"))
                 .arg(RETENTION.as_secs())
                 .arg(now)
                 .arg(&template)

@@ -8,22 +8,9 @@ pub mod paced;
 pub mod packets;
 pub mod send;
 
-use std::time::Duration;
-
 pub use config::Config;
+pub use paced::{percentile_ms, Summary};
 use tokio_util::sync::CancellationToken;
-
-/// Totals of a paced run.
-#[derive(Debug, Default)]
-pub struct Summary {
-    pub sent: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub retries: u64,
-    /// Latencies (µs) of the accepted sends; `None` when the run recorded none.
-    pub latency: Option<hdrhistogram::Histogram<u64>>,
-    pub elapsed: Duration,
-}
 
 /// Runs the mode `config` selects until done or `shutdown`, printing its report on stdout.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -54,27 +41,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         summary.elapsed.as_secs_f64()
     );
     Ok(())
-}
-
-/// The `q` quantile (0..=1) of latencies in µs, in milliseconds; `None` when empty.
-pub fn percentile_ms(latencies_us: &mut [u64], q: f64) -> Option<f64> {
-    if latencies_us.is_empty() {
-        return None;
-    }
-    latencies_us.sort_unstable();
-    let rank = ((latencies_us.len() as f64 - 1.0) * q.clamp(0.0, 1.0)).round() as usize;
-    Some(latencies_us[rank] as f64 / 1000.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentile_picks_the_ranked_value() {
-        let mut v = vec![5000, 1000, 3000, 2000, 4000];
-        assert_eq!(percentile_ms(&mut v, 0.5), Some(3.0));
-        assert_eq!(percentile_ms(&mut v, 1.0), Some(5.0));
-        assert_eq!(percentile_ms(&mut [], 0.5), None);
-    }
 }

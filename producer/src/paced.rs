@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::packets::{Generator, Planned};
 use crate::send::{Sender, Sent};
-use crate::Summary;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 
@@ -28,6 +27,18 @@ struct Counters {
     /// Every latency (µs), for the final line: a histogram, so memory stays flat however long
     /// the producer runs.
     all: Mutex<Histogram<u64>>,
+}
+
+/// Totals of a paced run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub retries: u64,
+    /// Latencies (µs) of the accepted sends; `None` when the run recorded none.
+    pub latency: Option<hdrhistogram::Histogram<u64>>,
+    pub elapsed: Duration,
 }
 
 /// Sends until the limit is reached or `shutdown` fires.
@@ -207,7 +218,7 @@ async fn report_every_second(counters: Arc<Counters>, stop: CancellationToken) {
         let errors = counters.errors.load(Ordering::Relaxed);
         let mut window =
             std::mem::take(&mut *counters.window.lock().unwrap_or_else(|e| e.into_inner()));
-        let p50 = crate::percentile_ms(&mut window, 0.5)
+        let p50 = percentile_ms(&mut window, 0.5)
             .map_or_else(|| "-".to_string(), |ms| format!("{ms:.1}"));
         println!(
             "t={t}s sent={} ok={} errors={} p50_ms={p50}",
@@ -223,6 +234,16 @@ async fn report_every_second(counters: Arc<Counters>, stop: CancellationToken) {
 fn next_whole_second(now: SystemTime) -> SystemTime {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     UNIX_EPOCH + Duration::from_secs(since.as_secs() + 1)
+}
+
+/// The `q` quantile (0..=1) of latencies in µs, in milliseconds; `None` when empty.
+pub fn percentile_ms(latencies_us: &mut [u64], q: f64) -> Option<f64> {
+    if latencies_us.is_empty() {
+        return None;
+    }
+    latencies_us.sort_unstable();
+    let rank = ((latencies_us.len() as f64 - 1.0) * q.clamp(0.0, 1.0)).round() as usize;
+    Some(latencies_us[rank] as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -241,5 +262,13 @@ mod tests {
             next_whole_second(exact),
             UNIX_EPOCH + Duration::from_secs(6)
         );
+    }
+
+    #[test]
+    fn percentile_picks_the_ranked_value() {
+        let mut v = vec![5000, 1000, 3000, 2000, 4000];
+        assert_eq!(percentile_ms(&mut v, 0.5), Some(3.0));
+        assert_eq!(percentile_ms(&mut v, 1.0), Some(5.0));
+        assert_eq!(percentile_ms(&mut [], 0.5), None);
     }
 }

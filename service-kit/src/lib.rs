@@ -22,3 +22,5 @@ pub mod problem;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;
+
+pub use queue::Backoff;

@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use pipeline::collate::Collator;
+use pipeline::resource::DeliveryJob;
+use queue::Queue;
 use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// Runs message jobs from the `messages` queue (and webhook deliveries).
@@ -20,7 +23,7 @@ pub struct Config {
     #[command(flatten)]
     pub runtime: RuntimeArgs,
     #[command(flatten)]
-    pub delivery: crate::delivery::DeliveryArgs,
+    pub delivery: DeliveryArgs,
     /// Batches handled at once by this process
     #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4,
           value_parser = clap::value_parser!(u32).range(1..=1024))]
@@ -74,6 +77,79 @@ impl Config {
         let mut q = pipeline::queues::messages(&self.redis.queue_namespace);
         q.max_attempts = self.max_attempts;
         q
+    }
+}
+
+/// Webhook delivery settings (flattened into the worker's config).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeliveryArgs {
+    /// Where collated resources are POSTed
+    #[arg(
+        long,
+        env = "WEBHOOK_URL",
+        default_value = "http://127.0.0.1:8001/webhooks/resources"
+    )]
+    pub webhook_url: String,
+    /// Shared HMAC secret deliveries are signed with (required, no default): the webhook
+    /// service's value
+    // The empty default is never accepted: `parse_secret` refuses it with instructions, so a missing
+    // secret stops start-up with an error that says how to set it.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, default_value = "",
+          hide_default_value = true, value_parser = pipeline::signing::parse_secret)]
+    pub webhook_secret: String,
+    /// A resource still incomplete this many ms after its first packet is dead-lettered
+    #[arg(long, env = "RESOURCE_TIMEOUT_MS", default_value_t = 60_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub resource_timeout_ms: u64,
+    /// Timeout of one webhook POST, in ms
+    #[arg(long, env = "WEBHOOK_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_timeout_ms: u64,
+    /// Completed resources' Redis keys expire after this many seconds
+    #[arg(long, env = "RESOURCE_TTL_SECS", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub resource_ttl_secs: u64,
+    /// Attempts of one delivery before it is dead-lettered (retries back off exponentially)
+    #[arg(long, env = "WEBHOOK_MAX_ATTEMPTS", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub webhook_max_attempts: u32,
+    /// Longest pause between two delivery attempts, in ms
+    #[arg(long, env = "WEBHOOK_BACKOFF_MAX_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub webhook_backoff_max_ms: u64,
+    /// Linger of the webhooks worker after the first job of a batch, in ms (0 = deliver at once)
+    #[arg(long, env = "WEBHOOK_BATCH_LINGER_MS", default_value_t = 0)]
+    pub webhook_batch_linger_ms: u64,
+}
+
+impl DeliveryArgs {
+    /// The secret bytes (never empty: the flag's parser refuses that).
+    pub fn secret(&self) -> Vec<u8> {
+        self.webhook_secret.as_bytes().to_vec()
+    }
+
+    /// The `webhooks` queue of a namespace with these attempts and backoff (opens nothing).
+    pub fn webhooks_queue(
+        &self,
+        pool: deadpool_redis::Pool,
+        namespace: &str,
+    ) -> Queue<DeliveryJob> {
+        let mut config = pipeline::queues::webhooks(namespace);
+        config.max_attempts = self.webhook_max_attempts;
+        config.backoff_max = Duration::from_millis(self.webhook_backoff_max_ms);
+        Queue::new(pool, config)
+    }
+
+    /// The collator the message side records packets with; its delivery jobs land on
+    /// `webhooks` (opens nothing).
+    pub fn collator(&self, pool: deadpool_redis::Pool, namespace: &str) -> Collator {
+        let queue = self.webhooks_queue(pool.clone(), namespace);
+        Collator::new(
+            pool,
+            namespace,
+            &queue,
+            Duration::from_secs(self.resource_ttl_secs),
+        )
     }
 }
 

@@ -55,7 +55,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     let queue: Queue<MessageJob> = Queue::new(pool.clone(), config.messages_queue());
     let namespace = config.redis.queue_namespace.clone();
-    let collator = delivery::collator(pool.clone(), &namespace, &config.delivery);
+    let collator = config.delivery.collator(pool.clone(), &namespace);
     let handler = MessageHandler::new(
         store,
         collator,

@@ -15,7 +15,7 @@ use chrono::Utc;
 use pipeline::collate::{CollateError, Collator};
 use pipeline::packet::{MessageJob, StoredMessage};
 use pipeline::store::{Store, StoreError};
-use queue::{Handler, Job, Outcome};
+use queue::{Backoff, Handler, Job, Outcome};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{done, retry, wait};
@@ -59,7 +59,7 @@ impl MessageHandler {
     /// first attempt, the common case, copies nothing).
     async fn index_patiently(&self, stored: &[StoredMessage]) -> Result<(), StoreError> {
         let started = Instant::now();
-        let mut pause = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         let mut restamped: Option<Vec<StoredMessage>> = None;
         loop {
             let docs = restamped.as_deref().unwrap_or(stored);
@@ -69,13 +69,10 @@ impl MessageHandler {
                     if started.elapsed() >= self.es_wait || self.shutdown.is_cancelled() {
                         return result;
                     }
-                    tracing::warn!(error = %e, jobs = stored.len(), retry_in_ms = pause.as_millis() as u64,
+                    tracing::warn!(error = %e, jobs = stored.len(),
                         "elasticsearch unavailable; batch keeps its lease and retries");
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => {}
-                        _ = tokio::time::sleep(pause) => {}
-                    }
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                    // Stopped early: the next round returns the result (the shutdown check).
+                    backoff.wait(&self.shutdown).await;
                     let now = Utc::now();
                     let docs = restamped.get_or_insert_with(|| stored.to_vec());
                     docs.iter_mut().for_each(|d| d.stored_at = now);

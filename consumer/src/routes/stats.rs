@@ -4,28 +4,20 @@
 use axum::extract::State;
 use axum::Json;
 use pipeline::store::MessageStats;
+use queue::QueueStats;
 use serde::{Deserialize, Serialize};
 use service_kit::problem::Problem;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Counters of the `messages` queue.
-#[derive(Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
-pub struct QueueCounts {
-    pub backlog: u64,
-    pub pending: u64,
-    pub delayed: u64,
-    pub dead: u64,
-    pub workers: u64,
-}
-
 /// `GET /stats`: `null` where a window is empty.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatsAnswer {
     #[serde(flatten)]
     pub messages: MessageStats,
-    pub queue: QueueCounts,
+    /// Counters of the `messages` queue.
+    pub queue: QueueStats,
 }
 
 /// Highest number, 10 s transit average and count, total stored, and queue counters.
@@ -50,12 +42,6 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsAnswer>, A
     let (m, q) = (messages?, counts?);
     Ok(Json(StatsAnswer {
         messages: m,
-        queue: QueueCounts {
-            backlog: q.backlog,
-            pending: q.pending,
-            delayed: q.delayed,
-            dead: q.dead,
-            workers: q.workers,
-        },
+        queue: q,
     }))
 }

@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 
 use service_kit::config::ElasticArgs;
 
-pub use query::MAX_PAGE;
+/// Largest page a list read returns.
+pub use service_kit::http::body::MAX_PAGE;
 
 /// Base name of the index of stored messages (prefixed with `ES_INDEX_PREFIX`).
 pub const MESSAGES_INDEX: &str = "messages";
@@ -137,7 +138,7 @@ impl Store {
         body: Value,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> bool {
-        let mut delay = Duration::from_millis(200);
+        let mut backoff = queue::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             let attempt = tokio::select! {
                 _ = shutdown.cancelled() => return false,
@@ -147,11 +148,9 @@ impl Store {
                 Ok(()) => return true,
                 Err(e) => tracing::warn!(index = name, error = %e, "creating the index; retrying"),
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                _ = tokio::time::sleep(delay) => {}
+            if !backoff.wait(shutdown).await {
+                return false;
             }
-            delay = (delay * 2).min(Duration::from_secs(5));
         }
     }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::{read_answer, rejected, MessageStats, Store, StoreError};
 use crate::packet::StoredMessage;
 
-pub use service_kit::http::body::MAX_PAGE;
+use service_kit::http::body::MAX_PAGE;
 
 impl Store {
     /// The stored message `{producer}:{number}`, or None.

@@ -3,6 +3,8 @@
 //! [`read_body`] for handlers that need the raw bytes first (a signature check), and [`Query`]
 //! (422 naming `query`). Only shapes are checked here; field rules belong to the domain.
 
+use std::time::Duration;
+
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -13,8 +15,12 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::DEFAULT_BODY_LIMIT;
 use crate::problem::{FieldError, Problem};
+
+/// Default largest request body: 8 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Default time limit of one request (until its response head): 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The body limit of the service, set by the kit's layers as a request extension.
 #[derive(Clone, Copy, Debug)]

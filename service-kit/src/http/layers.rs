@@ -1,4 +1,4 @@
-//! The fallbacks and the layer stack of [`HttpKit::wrap`](super::HttpKit::wrap).
+//! The fallbacks and the layer stack of `HttpKit::wrap`, outermost last in the code.
 
 use std::any::Any;
 use std::time::Duration;
@@ -13,23 +13,20 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use super::body::BodyLimit;
-use super::{metrics, HttpKit};
+use super::metrics;
 use crate::problem::Problem;
 
 /// Header carrying the request id (taken from the client when sent, generated otherwise).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub(super) fn wrap(kit: &HttpKit, app: Router) -> Router {
+pub(super) fn wrap(app: Router, body_limit: usize, request_timeout: Duration) -> Router {
     app.fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         // Innermost: sees the matched route template.
         .layer(middleware::from_fn(metrics::record))
-        .layer(Extension(BodyLimit(kit.body_limit)))
-        .layer(DefaultBodyLimit::max(kit.body_limit))
-        .layer(middleware::from_fn_with_state(
-            kit.request_timeout,
-            time_limit,
-        ))
+        .layer(Extension(BodyLimit(body_limit)))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(request_timeout, time_limit))
         .layer(CatchPanicLayer::custom(panic_answer))
         .layer(TraceLayer::new_for_http().make_span_with(span))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -16,7 +16,7 @@ use queue::{Handler, Job, Outcome};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::DeliveryArgs;
+use crate::config::DeliveryArgs;
 
 /// Sends collated resources to the webhook target.
 pub struct DeliveryHandler {
@@ -309,7 +309,7 @@ mod redis_tests {
             "30",
         ])
         .delivery;
-        let collator = super::super::collator(env.redis.clone(), &env.namespace, &args);
+        let collator = args.collator(env.redis.clone(), &env.namespace);
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         assert_eq!(
             collator
@@ -362,7 +362,7 @@ mod redis_tests {
         let url = format!("http://127.0.0.1:{}/hook", testkit::free_port());
         let args =
             Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", "s3cret"]).delivery;
-        let collator = super::super::collator(env.redis.clone(), &env.namespace, &args);
+        let collator = args.collator(env.redis.clone(), &env.namespace);
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         collator.record(&[packet("down")]).await.unwrap();
         let out = handler.handle(vec![job("down")]).await;
