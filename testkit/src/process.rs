@@ -4,33 +4,77 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Path of a workspace binary. `CONVEYOR_BIN_DIR` (set by `./setup.sh test` to the release build)
-/// wins; otherwise `target/debug`, then `target/release`.
+/// The binaries the end-to-end tests run (`-p` of the build below).
+const BINARIES: [&str; 5] = ["consumer", "worker", "webhook", "dashboard", "producer"];
+
+/// The one directory the tests' binaries come from. `CONVEYOR_BIN_DIR` when set (`./setup.sh
+/// test` sets it after `cargo build --release --bins`); otherwise the first call in this test
+/// process runs `cargo build --release --bins -p consumer -p worker -p webhook -p dashboard -p
+/// producer` and uses the directory that build reports. Never a binary from an older build that
+/// happens to lie in `target/debug` or `target/release`.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("CONVEYOR_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => build_binaries(),
+    })
+}
+
+/// Path of a workspace binary in [`bin_dir`]; panics if it is not there.
 pub fn bin_path(name: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("CONVEYOR_BIN_DIR") {
-        let p = Path::new(&dir).join(name);
-        assert!(
-            p.exists(),
-            "{} does not exist: build with `cargo build --release --bins`",
-            p.display()
-        );
-        return p;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} does not exist: build with `cargo build --release --bins` (CONVEYOR_BIN_DIR={})",
+        p.display(),
+        std::env::var("CONVEYOR_BIN_DIR").unwrap_or_default()
+    );
+    p
+}
+
+/// Builds the release binaries with the cargo that runs the tests; returns where they are.
+fn build_binaries() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
-        .to_path_buf();
-    for profile in ["debug", "release"] {
-        let p = root.join("target").join(profile).join(name);
-        if p.exists() {
-            return p;
-        }
+        .join("Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--bins"])
+        .args(BINARIES.iter().flat_map(|b| ["-p", b]))
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    eprintln!("testkit: building the release binaries the tests run ({cmd:?})");
+    let out = cmd.output().expect("running cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build --release --bins failed ({})",
+        out.status
+    );
+    let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| {
+            let name = msg["target"]["name"].as_str().unwrap_or_default();
+            msg["reason"] == "compiler-artifact" && BINARIES.contains(&name)
+        })
+        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .filter_map(|exe| exe.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    match dirs.as_slice() {
+        [dir] => dir.clone(),
+        other => panic!("cargo build reported the binaries in {other:?}, expected one directory"),
     }
-    panic!("binary `{name}` not built: run `cargo build --bins` (or `./setup.sh test`)");
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.
