@@ -163,6 +163,13 @@ pub fn up(mut opts: UpOptions) -> Result<State> {
     }
     fs::create_dir_all(&opts.config.output_dir)?;
     let prior = read_state(&dir).unwrap_or_default();
+    if opts.free_ports {
+        // Every service's port, started or not: workers of a stack without a webhook service
+        // must not deliver to whatever listens on the default port.
+        opts.config.consumer_port = free_port();
+        opts.config.webhook_port = free_port();
+        opts.config.dashboard_port = free_port();
+    }
     let bin_dir = &opts.bin_dir;
     for svc in Service::ALL {
         let bin = bin_dir.join(svc.name());
@@ -186,7 +193,7 @@ pub fn up(mut opts: UpOptions) -> Result<State> {
         }
         let running = our_pid(&dir, bin_dir, &name);
         let wanted = match service {
-            _ if opts.free_ports && service.listens() => Some(0),
+            Service::Worker if opts.free_ports => Some(0),
             Service::Worker => {
                 Some(opts.worker_base_port + worker_index(&name).unwrap_or(0) as u16)
             }
@@ -194,7 +201,7 @@ pub fn up(mut opts: UpOptions) -> Result<State> {
         };
         let recorded = prior.procs.get(&name).and_then(|r| r.port);
         let port = match (running, recorded, wanted) {
-            (Some(pid), Some(old), Some(new)) if new != 0 && new != old => bail!(
+            (Some(pid), Some(old), Some(new)) if !opts.free_ports && new != old => bail!(
                 "{name} (pid {pid}) runs on port {old} since an earlier start, not {new}: stop it first (./setup.sh stop)"
             ),
             (Some(_), Some(old), _) => Some(old),
