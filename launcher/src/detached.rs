@@ -287,13 +287,13 @@ fn start_all(opts: &UpOptions, plan: &[Planned], started: &mut Vec<(String, u32)
             continue;
         };
         let fail = |e: anyhow::Error| {
-            let tail = log_tail(dir, &p.name, 30);
             let log = log_path(dir, &p.name);
-            e.context(format!(
-                "{} did not start; last lines of {}:\n{tail}",
-                p.name,
-                log.display()
-            ))
+            match log_tail(dir, &p.name, 30) {
+                tail if tail.trim().is_empty() => {
+                    anyhow::anyhow!("{e:#} (its log {} is empty)", log.display())
+                }
+                tail => anyhow::anyhow!("{e:#}\nlast lines of {}:\n{tail}", log.display()),
+            }
         };
         if p.running.is_some() {
             match probe(port) {
