@@ -9,14 +9,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// The binaries the end-to-end tests run (`-p` of the build below).
+/// The binaries the end-to-end tests run.
 const BINARIES: [&str; 5] = ["consumer", "worker", "webhook", "dashboard", "producer"];
 
 /// The one directory the tests' binaries come from. `CONVEYOR_BIN_DIR` when set (`./setup.sh
 /// test` sets it after `cargo build --release --bins`); otherwise the first call in this test
-/// process runs `cargo build --release --bins -p consumer -p worker -p webhook -p dashboard -p
-/// producer` and uses the directory that build reports. Never a binary from an older build that
-/// happens to lie in `target/debug` or `target/release`.
+/// process runs `cargo build --release --workspace --bins` and uses the directory that build
+/// reports. Never a binary from an older build that happens to lie in `target/debug` or
+/// `target/release`. The whole workspace, as `./setup.sh` builds it: a build of only some
+/// packages unifies other dependency features, and the two builds would keep relinking the
+/// same binaries in turn.
 pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| match std::env::var_os("CONVEYOR_BIN_DIR") {
@@ -45,8 +47,7 @@ fn build_binaries() -> PathBuf {
         .join("Cargo.toml");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--bins"])
-        .args(BINARIES.iter().flat_map(|b| ["-p", b]))
+    cmd.args(["build", "--release", "--workspace", "--bins"])
         .arg("--message-format=json-render-diagnostics")
         .arg("--manifest-path")
         .arg(&manifest)
