@@ -53,6 +53,27 @@ fn build_binaries() -> PathBuf {
         .arg(&manifest)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    // What cargo sets for the running test (CARGO_MANIFEST_DIR, CARGO_PKG_*, …) must not reach
+    // the build: build scripts that watch such a variable (ring's watches CARGO_MANIFEST_DIR)
+    // would otherwise rerun, and every later `cargo build` from a shell would rebuild again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_for_the_test = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo_for_the_test {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     eprintln!("testkit: building the release binaries the tests run ({cmd:?})");
     let out = cmd.output().expect("running cargo build");
     assert!(
