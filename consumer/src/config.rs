@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
+use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// `consumer --help`
 #[derive(Parser, Clone, Debug)]

@@ -1,30 +1,24 @@
-//! The one error type of the HTTP API, named for what the client sees, and its single
-//! conversion to `application/problem+json` through `pipeline::problem` (RFC 9457: type, title,
-//! status, detail, and per-field `errors` `{name,message}` for 422), plus `Retry-After` on 429
-//! and 503. Internal causes are logged where they happen, never put in an answer; the body shape
-//! itself is not defined here.
+//! The one error type of the HTTP API, named for what the client sees, and its single mapping
+//! onto a `service_kit::problem::Problem` (problem+json with `Retry-After` on 429 and 503).
+//! Internal causes are logged where they happen (or in the `from_*` mappings), never put in an
+//! answer. Rejections of the request's shape (415, 413, 400, 404, 405) come from the kit.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pipeline::problem::{problem_response, FieldError};
 use pipeline::store::StoreError;
 use queue::QueueError;
+use service_kit::http::Rejection;
+use service_kit::problem::{FieldError, Problem};
 
 /// Every way a request can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
     #[error("invalid fields")]
     Validation(Vec<FieldError>),
-    #[error("malformed JSON: {0}")]
-    Malformed(String),
-    #[error("body too large (limit {limit} bytes)")]
-    TooLarge { limit: usize },
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
     #[error("not found: {0}")]
     NotFound(String),
-    #[error("method not allowed")]
-    MethodNotAllowed,
     #[error("backlog over its limit ({waiting} waiting, limit {limit})")]
     Backpressure {
         retry_after_secs: u64,
@@ -42,84 +36,41 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    /// The problem+json answer of this error.
+    pub fn problem(self) -> Problem {
         match self {
-            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
-            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Backpressure { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// The problem+json answer of this error (without `Retry-After`).
-    fn problem(self) -> Response {
-        let status = self.status();
-        let (slug, title, detail, errors) = match self {
-            ApiError::Validation(errors) => (
-                "validation",
-                "Invalid request",
-                format!("{} field(s) failed validation; nothing was enqueued", errors.len()),
-                Some(errors),
+            ApiError::Rejected(rejection) => rejection.problem(),
+            ApiError::Validation(errors) => Problem::validation(
+                format!(
+                    "{} field(s) failed validation; nothing was enqueued",
+                    errors.len()
+                ),
+                errors,
             ),
-            ApiError::Malformed(why) => ("malformed-json", "Malformed JSON", why, None),
-            ApiError::TooLarge { limit } => (
-                "too-large",
-                "Body too large",
-                format!("the request body exceeds {limit} bytes"),
-                None,
-            ),
-            ApiError::UnsupportedMediaType => (
-                "unsupported-media-type",
-                "Unsupported media type",
-                "the body must be JSON: send Content-Type: application/json".to_string(),
-                None,
-            ),
-            ApiError::NotFound(what) => ("not-found", "Not found", what, None),
-            ApiError::MethodNotAllowed => (
-                "method-not-allowed",
-                "Method not allowed",
-                "this path does not accept that method".to_string(),
-                None,
-            ),
+            ApiError::NotFound(what) => Problem::not_found(what),
             ApiError::Backpressure {
                 retry_after_secs,
                 waiting,
                 limit,
-            } => (
+            } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
                 "backpressure",
                 "Backlog over its limit",
                 format!(
                     "{waiting} jobs are waiting for a worker, over the limit of {limit} \
                      (BACKLOG_LIMIT); nothing was enqueued; retry after {retry_after_secs} s"
                 ),
-                None,
-            ),
-            ApiError::Unavailable(what) => (
-                "unavailable",
-                "Service unavailable",
-                format!("{what} is unavailable; retry later"),
-                None,
-            ),
-            ApiError::Timeout { job_id, timeout_ms } => (
+            )
+            .retry_after(retry_after_secs),
+            ApiError::Unavailable(what) => Problem::unavailable(&what),
+            ApiError::Timeout { job_id, timeout_ms } => Problem::new(
+                StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
                 "Not processed in time",
                 format!("job {job_id} was not processed within {timeout_ms} ms; it is queued and will still complete"),
-                None,
             ),
-            ApiError::Internal => (
-                "internal",
-                "Internal error",
-                "the request could not be completed".to_string(),
-                None,
-            ),
-        };
-        problem_response(status, slug, title, detail, errors).into_response()
+            ApiError::Internal => Problem::internal(),
+        }
     }
 
     /// Maps a queue failure, logging the cause: unreachable Redis is 503, anything else 500.
@@ -147,19 +98,6 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry_after = match &self {
-            ApiError::Backpressure {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            ApiError::Unavailable(_) => Some(1),
-            _ => None,
-        };
-        let mut response = self.problem();
-        if let Some(secs) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        response
+        self.problem().into_response()
     }
 }

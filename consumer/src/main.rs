@@ -12,11 +12,11 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    pipeline::telemetry::init(&config.log);
-    pipeline::runtime::build(&config.runtime)?.block_on(async move {
+    service_kit::telemetry::init(&config.log);
+    service_kit::runtime::build(&config.runtime)?.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
-        consumer::run(config, listener, pipeline::shutdown::on_signals()).await
+        consumer::run(config, listener, service_kit::shutdown::on_signals()).await
     })
 }

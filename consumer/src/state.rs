@@ -10,14 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use pipeline::packet::MessageJob;
 use pipeline::store::Store;
-use queue::{Coalescer, JobId, Pool, Queue, QueueConfig};
+use queue::{Coalescer, JobId, Pool, Queue};
 use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::error::ApiError;
-
-/// Name of the queue the consumer feeds.
-pub const MESSAGES_QUEUE: &str = "messages";
 
 /// What a 429 answer tells the client to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -49,7 +46,7 @@ impl AppState {
         let pool = config.redis.pool()?;
         // One partition, like the worker: the partition key (resource id) is still passed, so
         // raising the count later only needs both sides to agree.
-        let qc = QueueConfig::new(config.redis.queue_namespace.clone(), MESSAGES_QUEUE);
+        let qc = pipeline::queues::messages(&config.redis.queue_namespace);
         let queue = Queue::new(pool.clone(), qc).with_redis_url(config.redis.redis_url.clone());
         let store = Store::new(&config.elastic).context("building the Elasticsearch client")?;
         let coalescer = Coalescer::new(
@@ -169,6 +166,14 @@ impl AppState {
 
     fn micros_now(&self) -> u64 {
         u64::try_from(self.inner.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Elasticsearch answers and its cluster is not red.
+    pub async fn ping_store(&self) -> Result<(), ApiError> {
+        self.bounded("Elasticsearch", async {
+            self.store().ping().await.map_err(ApiError::from_store)
+        })
+        .await
     }
 
     /// Redis answers PING.

@@ -36,7 +36,7 @@ async fn killed_redis_is_503_and_recovers() {
     let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body, json!({"redis": "down", "elasticsearch": "ok"}));
+    assert_eq!(body, json!({"status": "unavailable", "redis": "down", "elasticsearch": "ok"}));
 
     // Back with its AOF: the one accepted job is there, the rejected ones are not.
     redis.restart().await;
@@ -79,7 +79,7 @@ async fn elasticsearch_cut_off_fails_readiness_and_reads_but_not_ingest() {
     let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
-    assert_eq!(body, json!({"redis": "ok", "elasticsearch": "down"}));
+    assert_eq!(body, json!({"status": "unavailable", "redis": "ok", "elasticsearch": "down"}));
     let v = problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
     assert!(
         v["detail"].as_str().unwrap().contains("Elasticsearch"),

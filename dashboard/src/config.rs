@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
+use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// `dashboard --help`: the live page on DASHBOARD_ADDR.
 #[derive(Parser, Clone, Debug)]

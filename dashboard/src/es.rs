@@ -5,22 +5,12 @@
 use std::time::Duration;
 
 use elasticsearch::{Elasticsearch, SearchParts};
-use pipeline::config::ElasticArgs;
-use pipeline::store::Store;
+use pipeline::store::{MessageStats, Store};
 use serde_json::{json, Value};
+use service_kit::config::ElasticArgs;
 
+use crate::error::SourceError;
 use crate::snapshot::{EsFigures, Latency, SECONDS_IN_CHART};
-
-/// Why a stats round trip failed; the text is shown on the page, so it names no secrets.
-#[derive(Debug, thiserror::Error)]
-pub enum EsError {
-    #[error("elasticsearch unreachable: {0}")]
-    Unreachable(String),
-    #[error("elasticsearch answered {status}: {reason}")]
-    Rejected { status: u16, reason: String },
-    #[error("elasticsearch answer not understood: {0}")]
-    Decode(String),
-}
 
 /// Reads the dashboard figures; cheap to clone.
 #[derive(Clone)]
@@ -45,7 +35,7 @@ impl StatsReader {
     }
 
     /// One `_search` request; `now_ms` (Unix ms) anchors every time window.
-    pub async fn read(&self, now_ms: i64) -> Result<EsFigures, EsError> {
+    pub async fn read(&self, now_ms: i64) -> Result<EsFigures, SourceError> {
         let indices = [self.messages.as_str(), self.resources.as_str()];
         let response = self
             .client
@@ -56,12 +46,12 @@ impl StatsReader {
             .body(query_body(&self.messages, &self.resources, now_ms))
             .send()
             .await
-            .map_err(|e| EsError::Unreachable(e.to_string()))?;
+            .map_err(|e| SourceError::EsUnreachable(e.to_string()))?;
         let status = response.status_code().as_u16();
         let text = response
             .text()
             .await
-            .map_err(|e| EsError::Unreachable(e.to_string()))?;
+            .map_err(|e| SourceError::EsUnreachable(e.to_string()))?;
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if !(200..300).contains(&status) {
             let reason = body["error"]["reason"]
@@ -69,7 +59,7 @@ impl StatsReader {
                 .or_else(|| body["error"].as_str())
                 .map(str::to_string)
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            return Err(EsError::Rejected { status, reason });
+            return Err(SourceError::EsRejected { status, reason });
         }
         parse_answer(&body, now_ms)
     }
@@ -131,9 +121,9 @@ fn finite(v: &Value) -> Option<f64> {
 }
 
 /// Turns the search answer into figures. Missing indices answer without aggregations: zeros.
-pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, EsError> {
+pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, SourceError> {
     if !body.is_object() || body.get("hits").is_none() {
-        return Err(EsError::Decode("no `hits` in search answer".into()));
+        return Err(SourceError::EsDecode("no `hits` in search answer".into()));
     }
     let max_number = body["hits"]["hits"]
         .as_array()
@@ -168,10 +158,12 @@ pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, EsError> {
     let resources = &aggs["resources"];
     let values = &resources["last_60s"]["latency"]["values"];
     Ok(EsFigures {
-        max_number,
-        avg_transit_ms_10s,
-        count_10s,
-        total: count(messages),
+        messages: MessageStats {
+            max_number,
+            avg_transit_ms_10s,
+            count_10s,
+            total: count(messages),
+        },
         messages_per_second_60s: per_second,
         resources_completed: count(resources),
         webhook_latency_ms: Latency {
@@ -191,9 +183,16 @@ mod tests {
     fn an_answer_without_indices_reads_as_empty_figures() {
         let body = json!({"hits": {"hits": []}});
         let f = parse_answer(&body, NOW).unwrap();
-        assert_eq!(f.max_number, None);
-        assert_eq!(f.avg_transit_ms_10s, None);
-        assert_eq!((f.count_10s, f.total, f.resources_completed), (0, 0, 0));
+        assert_eq!(f.messages.max_number, None);
+        assert_eq!(f.messages.avg_transit_ms_10s, None);
+        assert_eq!(
+            (
+                f.messages.count_10s,
+                f.messages.total,
+                f.resources_completed
+            ),
+            (0, 0, 0)
+        );
         assert_eq!(f.messages_per_second_60s, vec![0; SECONDS_IN_CHART]);
     }
 
@@ -214,11 +213,11 @@ mod tests {
         });
         let f = parse_answer(&body, NOW).unwrap();
         assert_eq!(
-            f.max_number,
+            f.messages.max_number,
             Some(9_007_199_254_740_993),
             "the sort value is exact"
         );
-        assert_eq!(f.avg_transit_ms_10s, Some(1.5));
+        assert_eq!(f.messages.avg_transit_ms_10s, Some(1.5));
         assert_eq!(f.messages_per_second_60s[0], 3);
         assert_eq!(f.messages_per_second_60s[59], 4);
         assert_eq!(f.messages_per_second_60s.iter().sum::<u64>(), 7);
@@ -235,18 +234,24 @@ mod tests {
     fn an_empty_window_is_none_even_if_an_average_is_reported() {
         let body = json!({"hits": {"hits": []}, "aggregations": {"messages": {"doc_count": 1,
             "last_10s": {"doc_count": 0, "avg_transit": {"value": 0.0}}}}});
-        assert_eq!(parse_answer(&body, NOW).unwrap().avg_transit_ms_10s, None);
+        assert_eq!(
+            parse_answer(&body, NOW)
+                .unwrap()
+                .messages
+                .avg_transit_ms_10s,
+            None
+        );
     }
 
     #[test]
     fn garbage_is_a_decode_error() {
         assert!(matches!(
             parse_answer(&json!([1, 2]), NOW),
-            Err(EsError::Decode(_))
+            Err(SourceError::EsDecode(_))
         ));
         assert!(matches!(
             parse_answer(&Value::Null, NOW),
-            Err(EsError::Decode(_))
+            Err(SourceError::EsDecode(_))
         ));
     }
 

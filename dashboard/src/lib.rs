@@ -2,15 +2,18 @@
 //! and the queue counters in Redis, and publishes a snapshot; the page (`/`), Server-Sent Events
 //! (`/events`) and JSON (`/api/stats`) all serve that snapshot. No viewer ever triggers a query.
 //!
-//! Reading order: [`config`] → [`snapshot`] (what is shown) → [`es`] and [`queues`] (where it comes
-//! from) → [`poller`] (once per second) → [`routes`] (how it is served).
+//! Reading order: [`config`] → [`state`] → [`error`] → [`snapshot`] (what is shown) → [`es`] and
+//! [`queues`] (where it comes from) → [`poller`] (once per second) → [`routes`] (how it is
+//! served) → [`run`].
 
 pub mod config;
+pub mod error;
 pub mod es;
 pub mod poller;
 pub mod queues;
 pub mod routes;
 pub mod snapshot;
+pub mod state;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -25,7 +28,7 @@ pub use config::Config;
 pub use snapshot::Snapshot;
 
 use poller::{PollCounters, Poller, Published};
-use routes::AppState;
+use state::AppState;
 
 /// Serves the dashboard on `listener` until `shutdown` is cancelled, then stops the poller and
 /// closes every open event stream.
@@ -56,8 +59,7 @@ pub async fn run(
     };
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, index_prefix = %config.elastic.es_index_prefix, "dashboard listening");
-    let served = axum::serve(listener, routes::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    let served = service_kit::http::serve(listener, routes::router(state), shutdown.clone())
         .await
         .context("serving HTTP");
     shutdown.cancel();

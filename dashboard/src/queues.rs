@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use queue::{Pool, Queue, QueueConfig, QueueStats};
+use queue::{Pool, Queue, QueueStats};
 use serde_json::Value;
 
+use crate::error::SourceError;
 use crate::snapshot::QueueFigures;
 
 /// The two queues the pipeline runs, read with a time limit.
@@ -18,24 +19,20 @@ pub struct QueueReader {
 
 impl QueueReader {
     pub fn new(pool: Pool, namespace: &str, timeout: Duration) -> QueueReader {
-        let queue = |name: &str| Queue::new(pool.clone(), QueueConfig::new(namespace, name));
         QueueReader {
-            messages: queue("messages"),
-            webhooks: queue("webhooks"),
+            messages: Queue::new(pool.clone(), pipeline::queues::messages(namespace)),
+            webhooks: Queue::new(pool, pipeline::queues::webhooks(namespace)),
             timeout,
         }
     }
 
     /// `(messages, webhooks)` counters, or why Redis could not be read.
-    pub async fn read(&self) -> Result<(QueueFigures, QueueFigures), String> {
+    pub async fn read(&self) -> Result<(QueueFigures, QueueFigures), SourceError> {
         let both = async { tokio::try_join!(self.messages.stats(), self.webhooks.stats()) };
         match tokio::time::timeout(self.timeout, both).await {
             Ok(Ok((m, w))) => Ok((figures(m), figures(w))),
-            Ok(Err(e)) => Err(format!("redis: {e}")),
-            Err(_) => Err(format!(
-                "redis: no answer within {} ms",
-                self.timeout.as_millis()
-            )),
+            Ok(Err(e)) => Err(SourceError::Redis(e.to_string())),
+            Err(_) => Err(SourceError::RedisTimeout(self.timeout.as_millis())),
         }
     }
 }

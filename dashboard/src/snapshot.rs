@@ -3,6 +3,7 @@
 //! values when a source is down; no I/O here.
 
 use chrono::{DateTime, Utc};
+use pipeline::store::MessageStats;
 use serde::{Deserialize, Serialize};
 
 /// Number of per-second buckets in the throughput chart.
@@ -21,13 +22,9 @@ pub struct QueueFigures {
 /// Figures read from Elasticsearch in one round trip.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct EsFigures {
-    /// Highest `number` stored (exact: read from a sort, not an aggregation).
-    pub max_number: Option<u64>,
-    /// Average `transit_ms` of messages received in the last 10 s; `None` when none were.
-    pub avg_transit_ms_10s: Option<f64>,
-    pub count_10s: u64,
-    /// Messages stored in total.
-    pub total: u64,
+    /// Highest `number` (exact: read from a sort), the 10-s transit average and count, total.
+    #[serde(flatten)]
+    pub messages: MessageStats,
     /// Messages received in each of the last 60 whole seconds, oldest first.
     pub messages_per_second_60s: Vec<u64>,
     /// Resources delivered to the webhook (documents in the resources index).
@@ -85,10 +82,9 @@ impl SourceStatus {
 /// Everything the page shows. A superset of the consumer's `GET /stats`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
-    pub max_number: Option<u64>,
-    pub avg_transit_ms_10s: Option<f64>,
-    pub count_10s: u64,
-    pub total: u64,
+    /// The same four figures as the consumer's `GET /stats`, under the same names.
+    #[serde(flatten)]
+    pub messages: MessageStats,
     /// The "messages" queue (same meaning as the consumer's `/stats`).
     pub queue: QueueFigures,
     /// The "webhooks" delivery queue.
@@ -119,10 +115,7 @@ impl Snapshot {
         let mut per_second = es.messages_per_second_60s.clone();
         per_second.resize(SECONDS_IN_CHART, 0);
         Snapshot {
-            max_number: es.max_number,
-            avg_transit_ms_10s: es.avg_transit_ms_10s,
-            count_10s: es.count_10s,
-            total: es.total,
+            messages: es.messages.clone(),
             queue: queue.clone(),
             webhooks_queue: webhooks.clone(),
             messages_per_second_60s: per_second,
@@ -168,7 +161,7 @@ mod tests {
     fn initial_snapshot_is_stale_with_empty_windows_and_sixty_zero_buckets() {
         let s = Snapshot::initial(Utc::now());
         assert!(s.stale);
-        assert_eq!(s.avg_transit_ms_10s, None);
+        assert_eq!(s.messages.avg_transit_ms_10s, None);
         assert_eq!(s.messages_per_second_60s, vec![0; SECONDS_IN_CHART]);
         let json = serde_json::to_value(&s).unwrap();
         assert!(json["avg_transit_ms_10s"].is_null());
@@ -179,10 +172,12 @@ mod tests {
     #[test]
     fn a_down_source_keeps_figures_and_marks_the_snapshot_stale() {
         let figures = EsFigures {
-            max_number: Some(41),
-            avg_transit_ms_10s: Some(2.5),
-            count_10s: 10,
-            total: 42,
+            messages: MessageStats {
+                max_number: Some(41),
+                avg_transit_ms_10s: Some(2.5),
+                count_10s: 10,
+                total: 42,
+            },
             ..EsFigures::default()
         };
         let mut es = SourceStatus::default();
@@ -192,7 +187,7 @@ mod tests {
         redis.record(Ok::<(), String>(()), Utc::now());
         let s = Snapshot::assemble(Utc::now(), &figures, es, &Default::default(), redis);
         assert!(s.stale);
-        assert_eq!(s.max_number, Some(41));
+        assert_eq!(s.messages.max_number, Some(41));
         assert_eq!(s.elasticsearch.status, "down");
         assert!(s.elasticsearch.last_ok_at.is_some());
         assert_eq!(s.elasticsearch.error.as_deref(), Some("connection refused"));

@@ -1,15 +1,13 @@
-//! The pipeline's domain, shared by the binaries: what a packet is, the word-length task, the
-//! Elasticsearch store, collation per resource, webhook payload and signing, configuration groups,
-//! telemetry and shutdown. No HTTP server lives here; binaries own their routers.
+//! The pipeline's domain, shared by the binaries: what a packet is ([`packet`]), the word-length
+//! task ([`task`]), the Elasticsearch store ([`store`]), collation per resource ([`collate`]),
+//! the webhook payload ([`resource`]) and its signature ([`signing`]), and the names of the two
+//! queues the pipeline runs ([`queues`]). No HTTP server, configuration parsing or process
+//! plumbing lives here: that is `service-kit`.
 
 pub mod collate;
-pub mod config;
 pub mod packet;
-pub mod problem;
+pub mod queues;
 pub mod resource;
-pub mod runtime;
-pub mod shutdown;
 pub mod signing;
 pub mod store;
 pub mod task;
-pub mod telemetry;

@@ -100,21 +100,8 @@ impl Packet {
     }
 }
 
-/// One field's rule violation: `name` is the field (or `$` for the whole body).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct FieldError {
-    pub name: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
-        FieldError {
-            name: name.into(),
-            message: message.into(),
-        }
-    }
-}
+/// One field's rule violation (`{"name","message"}`), the type every 422 answer carries.
+pub use service_kit::problem::FieldError;
 
 /// Every rule a packet broke.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

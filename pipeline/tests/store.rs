@@ -2,10 +2,10 @@
 //! race-safe), idempotent bulk indexing, reads, and stats equal to a direct query.
 
 use chrono::{DateTime, Duration, Utc};
-use pipeline::config::ElasticArgs;
 use pipeline::packet::StoredMessage;
 use pipeline::store::{Store, StoreError};
 use serde_json::json;
+use service_kit::config::ElasticArgs;
 use testkit::TestEnv;
 
 fn store(env: &TestEnv) -> Store {

@@ -2,7 +2,7 @@
 //! describes settings and derives limits from them; it sends nothing.
 
 use clap::Parser;
-use pipeline::config::{LogArgs, RuntimeArgs};
+use service_kit::config::{LogArgs, RuntimeArgs};
 
 /// Load generator for the Conveyor consumer API.
 #[derive(Parser, Clone, Debug)]

@@ -8,9 +8,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = producer::Config::parse();
-    pipeline::telemetry::init(&config.log);
-    pipeline::runtime::build(&config.runtime)?.block_on(async move {
-        let shutdown = pipeline::shutdown::on_signals();
+    service_kit::telemetry::init(&config.log);
+    service_kit::runtime::build(&config.runtime)?.block_on(async move {
+        let shutdown = service_kit::shutdown::on_signals();
         producer::run(config, shutdown).await
     })
 }

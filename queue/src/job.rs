@@ -1,6 +1,6 @@
 //! The job model: ids, the typed [`Job`] a handler sees, the [`Outcome`] it returns, the wire
-//! layout of a stream entry ([`wire`]) and the reports ([`QueueStats`], [`DeadLetter`]).
-//! Encoding and decoding of entries happens here and nowhere else; no Redis I/O.
+//! layout of stream entries and dead letters ([`wire`]) and the reports ([`QueueStats`],
+//! [`DeadLetter`]). Encoding and decoding of entries happens here and nowhere else; no Redis I/O.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,16 +24,41 @@ impl fmt::Display for JobId {
     }
 }
 
-/// Field layout of a job entry in a stream, public so a Lua script elsewhere can XADD a job:
-/// `XADD <stream_key> * id <job id> payload <json> attempt 1 enqueued_at <unix ms> [reply 1]`.
+/// Field names of the entries the queue keeps in Redis, public so code elsewhere (a Lua script,
+/// a dashboard) reads and writes them without spelling them again.
+///
+/// A job entry in a partition stream (`Keys::stream`), as a Lua script elsewhere may XADD it:
+/// `XADD <stream> * id <job id> payload <json> attempt 1 enqueued_at <unix ms> [reply 1]
+/// [history <json>]` ([`ENTRY_FIELDS`](wire::ENTRY_FIELDS) first, in that order).
+///
+/// A dead letter in a partition's dead-letter stream (`Keys::dead`):
+/// `XADD <dead> * id <job id> payload <json> error <final error> attempts <n>
+/// history <json> dead_at <unix ms>` (exactly [`DEAD_FIELDS`](wire::DEAD_FIELDS), in that order).
 pub mod wire {
+    /// The job id (a UUID v7 string).
     pub const ID: &str = "id";
+    /// The job's payload, JSON.
     pub const PAYLOAD: &str = "payload";
+    /// 1-based attempt number of a job entry.
     pub const ATTEMPT: &str = "attempt";
+    /// Unix milliseconds of the first enqueue.
     pub const ENQUEUED_AT: &str = "enqueued_at";
+    /// Optional, `1`: a caller waits for the result.
     pub const REPLY: &str = "reply";
-    /// Optional: JSON array of the errors of earlier attempts (set by retries).
+    /// JSON array of the errors of earlier attempts: optional in a job entry (set by retries and
+    /// waits), always in a dead letter (ending with its final error).
     pub const HISTORY: &str = "history";
+    /// A dead letter's final error.
+    pub const ERROR: &str = "error";
+    /// Attempts a dead-lettered job used (0 if it was dead-lettered without running).
+    pub const ATTEMPTS: &str = "attempts";
+    /// Unix milliseconds a job was dead-lettered.
+    pub const DEAD_AT: &str = "dead_at";
+
+    /// The fields every job entry starts with, in order.
+    pub const ENTRY_FIELDS: [&str; 4] = [ID, PAYLOAD, ATTEMPT, ENQUEUED_AT];
+    /// The fields of a dead letter, in order.
+    pub const DEAD_FIELDS: [&str; 6] = [ID, PAYLOAD, ERROR, ATTEMPTS, HISTORY, DEAD_AT];
 }
 
 /// One job as a handler sees it.
@@ -80,18 +105,22 @@ pub const MIN_WAIT: Duration = Duration::from_millis(10);
 /// Prefix of a history item written by [`Outcome::Wait`] (what the job waited for).
 pub(crate) const WAIT_NOTE: &str = "waiting: ";
 
-/// Cheap counters of one queue (summed over partitions).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+// Read by `Queue::stats`. With the feature `openapi` it is a `utoipa::ToSchema` whose
+// descriptions are the doc comments below: they are written for API clients.
+/// Counters of one queue, summed over its partitions.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueStats {
-    /// Entries not yet delivered to any worker.
+    /// Jobs waiting to be delivered to a worker (stream length minus pending, exact).
     pub backlog: u64,
-    /// Delivered, not yet acknowledged.
+    /// Jobs delivered to a worker and not yet settled (running, or left by a worker that died
+    /// and waiting to be reclaimed).
     pub pending: u64,
-    /// Waiting in the delayed set (scheduled jobs and retries).
+    /// Jobs waiting for their time: scheduled jobs, retries and waits for a dependency.
     pub delayed: u64,
-    /// In the dead-letter streams.
+    /// Jobs in the dead-letter streams (failed for good).
     pub dead: u64,
-    /// Workers that sent a heartbeat recently.
+    /// Workers that sent a heartbeat in the last 15 seconds.
     pub workers: u64,
 }
 
@@ -106,6 +135,30 @@ pub struct DeadLetter {
     /// waited for a dependency ([`Outcome::Wait`]) before the next item.
     pub history: Vec<String>,
     pub dead_at_ms: u64,
+}
+
+impl DeadLetter {
+    /// Reads a dead letter from a dead-letter stream entry's field map; `None` without an id.
+    pub(crate) fn from_map(map: &HashMap<String, redis::Value>) -> Option<DeadLetter> {
+        let get = |k: &str| {
+            map.get(k)
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+        };
+        let payload_raw = get(wire::PAYLOAD).unwrap_or_default();
+        Some(DeadLetter {
+            job_id: JobId(get(wire::ID)?),
+            payload: serde_json::from_str(&payload_raw)
+                .unwrap_or(serde_json::Value::String(payload_raw)),
+            error: get(wire::ERROR).unwrap_or_default(),
+            attempts: get(wire::ATTEMPTS)
+                .and_then(|a| a.parse().ok())
+                .unwrap_or(0),
+            history: get(wire::HISTORY)
+                .and_then(|h| serde_json::from_str(&h).ok())
+                .unwrap_or_default(),
+            dead_at_ms: get(wire::DEAD_AT).and_then(|a| a.parse().ok()).unwrap_or(0),
+        })
+    }
 }
 
 /// Unix milliseconds of `t` (0 before the epoch).
@@ -182,6 +235,24 @@ impl Entry {
         serde_json::to_string(&flat).unwrap_or_else(|_| "[]".to_string())
     }
 
+    /// Field/value pairs of this entry as a dead letter ([`wire::DEAD_FIELDS`], in order): its
+    /// final error and its whole history, ending with that error.
+    pub fn dead_fields(&self, error: &str) -> Vec<(&'static str, String)> {
+        let mut history = self.history.clone();
+        history.push(error.to_string());
+        vec![
+            (wire::ID, self.id.clone()),
+            (wire::PAYLOAD, self.payload.clone()),
+            (wire::ERROR, error.to_string()),
+            (wire::ATTEMPTS, self.attempt.to_string()),
+            (
+                wire::HISTORY,
+                serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
+            ),
+            (wire::DEAD_AT, now_ms().to_string()),
+        ]
+    }
+
     /// Reads an entry from a stream entry's field map; `None` if a required field is missing.
     pub fn from_map(map: &HashMap<String, redis::Value>) -> Option<Entry> {
         let get = |k: &str| -> Option<String> {
@@ -251,6 +322,27 @@ mod tests {
             .map(|a| String::from_utf8(a).unwrap())
             .collect();
         assert_eq!(args, flat, "XADD arguments and the delayed member agree");
+    }
+
+    #[test]
+    fn field_orders_match_the_published_layouts() {
+        let mut e = Entry::new("{}".into(), true);
+        e.history.push("first".into());
+        let names: Vec<&str> = e.fields().iter().map(|(k, _)| *k).collect();
+        assert_eq!(names[..4], wire::ENTRY_FIELDS);
+        let dead = e.dead_fields("last");
+        let names: Vec<&str> = dead.iter().map(|(k, _)| *k).collect();
+        assert_eq!(names, wire::DEAD_FIELDS);
+        assert_eq!(dead[4].1, r#"["first","last"]"#);
+        let map = dead
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), redis::Value::BulkString(v.into_bytes())))
+            .collect();
+        let letter = DeadLetter::from_map(&map).unwrap();
+        assert_eq!(letter.job_id.0, e.id);
+        assert_eq!(letter.error, "last");
+        assert_eq!(letter.attempts, 1);
+        assert_eq!(letter.history, ["first", "last"]);
     }
 
     #[test]

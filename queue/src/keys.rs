@@ -1,6 +1,9 @@
 //! The Redis key schema of a queue, in one place. Every key of a partition carries the hash tag
 //! `{<queue>:<p>}` so all of a partition's keys live in one cluster slot and its Lua scripts
-//! stay single-slot. Nothing else in the crate formats a key. No I/O here.
+//! stay single-slot. Nothing else in the crate formats a key. No I/O here. Public as
+//! [`Keys`] (see [`Queue::keys`](crate::Queue::keys)) so code outside the crate that reads or
+//! writes a queue's keys — a dashboard reading dead letters, a Lua script that XADDs a job with
+//! its own writes — names them through these builders instead of spelling them again.
 //!
 //! ```text
 //! <ns>:{<queue>:<p>}              stream of ready jobs (consumer group `workers`)
@@ -10,12 +13,14 @@
 //! <ns>:{<queue>:<p>}:recurring:<name>:<n>   occurrence marker of a recurring job
 //! <ns>:{<queue>}:workers          ZSET member = consumer, score = last heartbeat unix ms
 //! <ns>:{<queue>}:results          pub/sub channel announcing results
+//! <ns>:{<queue>:<p>}:<suffix>     an application's own key in partition p (`in_partition`)
 //! ```
 
 /// Consumer group every worker joins.
 pub const GROUP: &str = "workers";
 
-/// Key builder for one queue.
+/// Key builder for one queue: every key and channel name of the schema above. Cheap to call;
+/// stream keys are built once.
 #[derive(Clone, Debug)]
 pub struct Keys {
     ns: String,
@@ -26,6 +31,8 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// Keys of queue `name` in namespace `ns` with `partitions` partitions (0 counts as 1);
+    /// the same values as the queue's [`QueueConfig`](crate::QueueConfig) give the same keys.
     pub fn new(ns: &str, name: &str, partitions: u16) -> Self {
         let partitions = partitions.max(1);
         Keys {
@@ -38,11 +45,12 @@ impl Keys {
         }
     }
 
+    /// Number of partitions (at least 1); partitions are `0..partitions()`.
     pub fn partitions(&self) -> u16 {
         self.partitions
     }
 
-    /// Stream of partition `p`.
+    /// Stream of partition `p` (partition 0's for a `p` out of range, as everywhere here).
     pub fn stream(&self, p: u16) -> String {
         self.stream_ref(p).to_string()
     }
@@ -57,22 +65,31 @@ impl Keys {
 
     /// Delayed set of partition `p` (retries and scheduled jobs).
     pub fn delayed(&self, p: u16) -> String {
-        format!("{}:delayed", self.stream(p))
+        self.in_partition(p, "delayed")
     }
 
-    /// Dead-letter stream of partition `p`.
+    /// Dead-letter stream of partition `p`; its entries have the fields
+    /// [`wire::DEAD_FIELDS`](crate::wire::DEAD_FIELDS).
     pub fn dead(&self, p: u16) -> String {
-        format!("{}:dead", self.stream(p))
+        self.in_partition(p, "dead")
     }
 
     /// Stored result of a reply-wanted job enqueued to partition `p`.
     pub fn result(&self, p: u16, job_id: &str) -> String {
-        format!("{}:result:{}", self.stream(p), job_id)
+        format!("{}:result:{}", self.stream_ref(p), job_id)
     }
 
     /// Marker that occurrence `n` of recurring job `name` was enqueued.
     pub fn occurrence(&self, p: u16, name: &str, n: u64) -> String {
-        format!("{}:recurring:{}:{}", self.stream(p), name, n)
+        format!("{}:recurring:{}:{}", self.stream_ref(p), name, n)
+    }
+
+    /// `<stream of p>:<suffix>`: a key of the application's own in partition `p`'s hash slot,
+    /// so a Lua script may touch it together with the partition's stream and dead letters
+    /// (e.g. `in_partition(p, "collate:open")`). The suffixes `delayed`, `dead`, `result:…` and
+    /// `recurring:…` are the queue's; anything else is free.
+    pub fn in_partition(&self, p: u16, suffix: &str) -> String {
+        format!("{}:{}", self.stream_ref(p), suffix)
     }
 
     /// Live-worker heartbeat set.
@@ -114,6 +131,8 @@ mod tests {
         assert_eq!(k.dead(2), "ns:{q:2}:dead");
         assert_eq!(k.result(2, "j"), "ns:{q:2}:result:j");
         assert_eq!(k.occurrence(2, "tick", 7), "ns:{q:2}:recurring:tick:7");
+        assert_eq!(k.in_partition(2, "collate:open"), "ns:{q:2}:collate:open");
+        assert_eq!(k.in_partition(2, "dead"), k.dead(2));
     }
 
     #[test]

@@ -19,7 +19,27 @@
 //! what the streams hold (backlog = `XLEN − pending`, exact because settling deletes), never
 //! Redis's derived `lag`, which drifts after a restart from a rewritten AOF.
 //!
-//! This crate knows nothing about HTTP, Elasticsearch or the pipeline's types.
+//! This crate knows nothing about HTTP, Elasticsearch or the pipeline's types. What other code
+//! shares with it is exported: the key schema ([`Keys`], from [`Queue::keys`]), the field names
+//! of entries and dead letters ([`wire`]), the retry-loop [`Backoff`], and with the feature
+//! `openapi` a `utoipa::ToSchema` for [`QueueStats`].
+//!
+//! ## Modules, in reading order
+//!
+//! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`], the [`wire`] layout and all
+//!    encoding of entries and dead letters), `config`, `error`, `backoff`.
+//! 2. `queue` ([`Queue`]: the enqueue paths), which owns `router` (the per-process result
+//!    subscriber); `reply` builds [`Queue::enqueue_and_wait`] on both. `coalesce`
+//!    ([`Coalescer`]) batches single enqueues.
+//! 3. `worker/`: `shared` (the [`Handler`] contract, the state every part shares, a delivered
+//!    entry) → `read` (XREADGROUP loop, dispatch) → `batch` (run one batch, settle every outcome
+//!    in one round trip) → `background` (heartbeat, promotion of delayed jobs, reclaim); `mod.rs`
+//!    ([`Worker`]) starts and drains them.
+//! 4. `scripts` + `scripts/*.lua` (each atomic step, headed by its KEYS and ARGV), `stats`
+//!    ([`Queue::stats`], dead letters), `recurring` ([`Recurring`]).
+//!
+//! No two modules depend on each other, directly or around a loop: check with
+//! `python3 scripts/modcycles.py queue`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -53,6 +73,7 @@
 //! # }
 //! ```
 
+mod backoff;
 mod coalesce;
 mod config;
 mod error;
@@ -61,6 +82,7 @@ mod keys;
 mod queue;
 mod recurring;
 mod reply;
+mod router;
 mod scripts;
 mod stats;
 mod worker;
@@ -68,11 +90,12 @@ mod worker;
 pub use deadpool_redis::Pool;
 pub use tokio_util::sync::CancellationToken;
 
+pub use backoff::Backoff;
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
 pub use error::QueueError;
 pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
-pub use keys::GROUP;
+pub use keys::{Keys, GROUP};
 pub use queue::Queue;
 pub use recurring::Recurring;
 pub use worker::{Handler, Worker};

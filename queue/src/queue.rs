@@ -15,7 +15,7 @@ use crate::config::{EnqueueOptions, QueueConfig};
 use crate::error::QueueError;
 use crate::job::{unix_ms, Entry, JobId};
 use crate::keys::Keys;
-use crate::reply::RouterSlot;
+use crate::router::RouterSlot;
 
 /// A handle on one logical queue. Cheap to clone; clones share the pool and the reply router.
 pub struct Queue<T> {
@@ -150,7 +150,9 @@ impl<T> Queue<T> {
         self.inner.keys.partition_of(partition_key)
     }
 
-    pub(crate) fn keys(&self) -> &Keys {
+    /// Every Redis key of this queue (streams, delayed sets, dead letters, results, and
+    /// [`Keys::in_partition`] for an application's own keys next to a partition's stream).
+    pub fn keys(&self) -> &Keys {
         &self.inner.keys
     }
 

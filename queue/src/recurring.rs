@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::error::QueueError;
 use crate::job::{now_ms, Entry};
 use crate::queue::Queue;
@@ -53,7 +54,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Recurring<T> {
             }
             // Skip occurrences missed while this process was stalled: only the current one runs.
             let current = now_ms() / every_ms;
-            let mut backoff = Duration::from_millis(50);
+            let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
             loop {
                 match self.fire(current).await {
                     Ok(enqueued) => {
@@ -65,11 +66,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Recurring<T> {
                         if now_ms() >= (current + 1) * every_ms {
                             break;
                         }
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return Ok(()),
-                            _ = tokio::time::sleep(backoff) => {}
+                        if !backoff.wait(&shutdown).await {
+                            return Ok(());
                         }
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
                     }
                 }
             }

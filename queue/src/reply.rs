@@ -1,66 +1,17 @@
-//! Request/reply: [`Queue::enqueue_and_wait`] / [`Queue::enqueue_and_wait_with`] (bounded by
-//! their timeout as a whole) and the per-process result router. One pub/sub
-//! subscriber connection per process (per Redis server), subscribed to each waiting queue's
-//! results channel, routes announced results to waiters through a map of oneshot senders;
-//! after every (re)subscription it reads the stored results of all waiters, so a result
-//! announced while the subscriber was away still arrives. No polling, no connection per waiter.
-//! Workers write results (see `worker::batch`); this module only reads them.
+//! Request/reply: [`Queue::enqueue_and_wait`] / [`Queue::enqueue_and_wait_with`], bounded by
+//! their timeout as a whole. A call registers with this process's result router (see `router`),
+//! pushes the job and waits for the router to hand it the result. Workers write results (see
+//! `worker::batch`); this module only waits for them.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use deadpool_redis::Pool;
-use futures::StreamExt;
-use redis::aio::PubSubSink;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tokio::sync::{oneshot, watch, OnceCell};
+use serde::Serialize;
 
 use crate::config::EnqueueOptions;
 use crate::error::QueueError;
 use crate::job::{Entry, JobId};
 use crate::queue::Queue;
-
-/// What a worker stores and announces for a reply-wanted job.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ReplyMsg {
-    pub id: String,
-    pub ok: bool,
-    #[serde(default)]
-    pub value: serde_json::Value,
-    #[serde(default)]
-    pub error: Option<String>,
-}
-
-struct Waiter {
-    tx: oneshot::Sender<ReplyMsg>,
-    result_key: String,
-}
-
-/// Routes announced results to the waiting calls of this process: one subscriber connection
-/// per Redis server, subscribed to the results channel of every queue that waits on it.
-pub(crate) struct Router {
-    pool: Pool,
-    waiters: Mutex<HashMap<String, Waiter>>,
-    subs: tokio::sync::Mutex<Subs>,
-    /// Channels subscribed on the live connection right now.
-    ready: watch::Sender<HashSet<String>>,
-}
-
-/// Channels wanted, and the live connection's subscription handle (if connected).
-#[derive(Default)]
-struct Subs {
-    wanted: HashSet<String>,
-    sink: Option<PubSubSink>,
-}
-
-/// The queue's handle on its router, resolved on first use.
-#[derive(Default)]
-pub(crate) struct RouterSlot(OnceCell<Arc<Router>>);
-
-/// Routers of this process by server URL and runtime (a subscriber task lives on one runtime).
-static ROUTERS: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Request/reply: enqueues the job and resolves with the handler's `Outcome::Done(value)`
@@ -97,29 +48,26 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let job_id = JobId(entry.id.clone());
         let unavailable =
             || QueueError::Unavailable("timed out before the job was enqueued".into());
-        let router = tokio::time::timeout_at(deadline.into(), self.router())
-            .await
-            .map_err(|_| unavailable())??;
+        let url = self.inner.redis_url.get().map(String::as_str);
+        let router =
+            tokio::time::timeout_at(deadline.into(), self.inner.router.get(self.pool(), url))
+                .await
+                .map_err(|_| unavailable())??;
         let channel = self.keys().results_channel();
         // Bounded: a dead connection must not hold the caller past its deadline.
         let _ = tokio::time::timeout_at(deadline.into(), router.listen(&channel)).await;
-        let mut ready = router.ready.subscribe();
         let subscribed =
-            tokio::time::timeout_at(deadline.into(), ready.wait_for(|s| s.contains(&channel)))
+            tokio::time::timeout_at(deadline.into(), router.until_subscribed(&channel))
                 .await
-                .is_ok_and(|r| r.is_ok());
+                .unwrap_or(false);
         if !subscribed {
             return Err(QueueError::Unavailable(
                 "result subscriber is not connected".into(),
             ));
         }
         let p = self.partition_for(opts.partition_key.as_deref());
-        let rx = router.register(&entry.id, self.keys().result(p, &entry.id));
-        // From here on the waiter must be forgotten on every early exit.
-        let _waiter = Registered {
-            router: &router,
-            id: &entry.id,
-        };
+        // From here on the waiter must be forgotten on every early exit: `_waiter` does that.
+        let (_waiter, rx) = router.register(&entry.id, self.keys().result(p, &entry.id));
         let pushed =
             tokio::time::timeout_at(deadline.into(), self.push_entry(p, &entry, opts.run_at)).await;
         match pushed {
@@ -137,204 +85,4 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             _ => Err(QueueError::Timeout { job_id }),
         }
     }
-
-    /// This process's router for this queue's server, started on first use.
-    async fn router(&self) -> Result<Arc<Router>, QueueError> {
-        let slot = &self.inner.router.0;
-        let router = slot
-            .get_or_try_init(|| async {
-                let url = match self.inner.redis_url.get() {
-                    Some(url) => url.clone(),
-                    None => url_from_pool(self.pool()).await?,
-                };
-                Router::shared(&url, self.pool().clone())
-            })
-            .await?;
-        Ok(router.clone())
-    }
-}
-
-/// A registered waiter, forgotten when this guard drops (every exit of a wait, including the
-/// caller dropping the future).
-struct Registered<'a> {
-    router: &'a Router,
-    id: &'a str,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.router.forget(self.id);
-    }
-}
-
-impl Router {
-    /// The process-wide router for `url`, starting its subscriber if needed.
-    fn shared(url: &str, pool: Pool) -> Result<Arc<Router>, QueueError> {
-        let client = redis::Client::open(url)?;
-        let key = format!("{url} {}", tokio::runtime::Handle::current().id());
-        let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
-        }
-        let (ready, _) = watch::channel(HashSet::new());
-        let router = Arc::new(Router {
-            pool,
-            waiters: Mutex::new(HashMap::new()),
-            subs: tokio::sync::Mutex::new(Subs::default()),
-            ready,
-        });
-        routers.retain(|_, w| w.strong_count() > 0);
-        routers.insert(key, Arc::downgrade(&router));
-        tokio::spawn(subscribe_loop(Arc::downgrade(&router), client));
-        Ok(router)
-    }
-
-    /// Makes sure `channel` is subscribed (now if connected, else on the next connection).
-    async fn listen(&self, channel: &str) {
-        let mut subs = self.subs.lock().await;
-        if !subs.wanted.insert(channel.to_string()) {
-            return;
-        }
-        if let Some(sink) = subs.sink.as_mut() {
-            match sink.subscribe(channel).await {
-                Ok(()) => {
-                    self.ready.send_modify(|s| {
-                        s.insert(channel.to_string());
-                    });
-                }
-                // The subscriber loop subscribes every wanted channel when it reconnects.
-                Err(e) => tracing::warn!(error = %e, channel, "result subscribe failed"),
-            }
-        }
-    }
-
-    fn register(&self, job_id: &str, result_key: String) -> oneshot::Receiver<ReplyMsg> {
-        let (tx, rx) = oneshot::channel();
-        self.lock()
-            .insert(job_id.to_string(), Waiter { tx, result_key });
-        rx
-    }
-
-    fn forget(&self, job_id: &str) {
-        self.lock().remove(job_id);
-    }
-
-    fn deliver(&self, msg: ReplyMsg) {
-        if let Some(w) = self.lock().remove(&msg.id) {
-            let _ = w.tx.send(msg);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Reads the stored result of every waiter (results announced while we were not subscribed).
-    async fn sweep(&self) -> Result<(), QueueError> {
-        let pending: Vec<String> = self.lock().values().map(|w| w.result_key.clone()).collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.pool.get().await?;
-        let mut pipe = redis::pipe();
-        for key in &pending {
-            pipe.cmd("GET").arg(key);
-        }
-        let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
-        for raw in found.into_iter().flatten() {
-            if let Ok(msg) = serde_json::from_str::<ReplyMsg>(&raw) {
-                self.deliver(msg);
-            }
-        }
-        Ok(())
-    }
-
-    /// Subscribes every wanted channel on a fresh connection and marks them ready.
-    async fn attach(&self, mut sink: PubSubSink) -> redis::RedisResult<()> {
-        let mut subs = self.subs.lock().await;
-        for channel in &subs.wanted {
-            sink.subscribe(channel).await?;
-        }
-        self.ready.send_replace(subs.wanted.clone());
-        subs.sink = Some(sink);
-        Ok(())
-    }
-
-    async fn detach(&self) {
-        self.subs.lock().await.sink = None;
-        self.ready.send_replace(HashSet::new());
-    }
-}
-
-/// Subscribes, routes messages, and on disconnect backs off and subscribes again, until the
-/// router is dropped.
-async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let pubsub = match client.get_async_pubsub().await {
-            Ok(ps) => ps,
-            Err(e) => {
-                tracing::warn!(error = %e, "result subscriber cannot connect; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-                continue;
-            }
-        };
-        let (sink, mut messages) = pubsub.split();
-        let Some(r) = router.upgrade() else { return };
-        if let Err(e) = r.attach(sink).await {
-            tracing::warn!(error = %e, "result subscribe failed; reconnecting");
-            r.detach().await;
-            drop(r);
-            tokio::time::sleep(backoff).await;
-            continue;
-        }
-        backoff = Duration::from_millis(100);
-        if let Err(e) = r.sweep().await {
-            tracing::warn!(error = %e, "reading stored results failed");
-        }
-        drop(r);
-        tracing::debug!("result subscriber connected");
-        while let Some(msg) = messages.next().await {
-            let Some(r) = router.upgrade() else { return };
-            let Ok(raw) = msg.get_payload::<String>() else {
-                continue;
-            };
-            match serde_json::from_str::<ReplyMsg>(&raw) {
-                Ok(m) => r.deliver(m),
-                Err(e) => tracing::warn!(error = %e, "undecodable result message"),
-            }
-        }
-        let Some(r) = router.upgrade() else { return };
-        r.detach().await;
-        drop(r);
-        tracing::warn!("result subscriber disconnected; reconnecting");
-        tokio::time::sleep(backoff).await;
-    }
-}
-
-/// `redis://<laddr>/<db>` of the server the pool's connections reach, from `CLIENT INFO`.
-async fn url_from_pool(pool: &Pool) -> Result<String, QueueError> {
-    let mut conn = pool.get().await?;
-    let info: String = redis::cmd("CLIENT")
-        .arg("INFO")
-        .query_async(&mut conn)
-        .await?;
-    let field = |name: &str| {
-        info.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_string)
-    };
-    let laddr =
-        field("laddr").ok_or_else(|| QueueError::Unavailable("CLIENT INFO has no laddr".into()))?;
-    let db = field("db").unwrap_or_else(|| "0".into());
-    let (host, port) = laddr
-        .rsplit_once(':')
-        .ok_or_else(|| QueueError::Unavailable(format!("unexpected laddr {laddr}")))?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    Ok(format!("redis://{host}:{port}/{db}"))
 }

@@ -89,7 +89,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let mut letters: Vec<DeadLetter> = replies
             .iter()
             .flat_map(|r| r.ids.iter())
-            .filter_map(|e| parse_dead(&e.map))
+            .filter_map(|e| DeadLetter::from_map(&e.map))
             .collect();
         letters.sort_by_key(|l| std::cmp::Reverse(l.dead_at_ms));
         letters.truncate(count);
@@ -104,7 +104,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let _: () = redis::cmd("XADD")
             .arg(self.keys().dead(0))
             .arg("*")
-            .arg(dead_fields(&entry, reason))
+            .arg(entry.dead_fields(reason))
             .query_async(&mut conn)
             .await?;
         metrics::counter!("conveyor_jobs_processed_total", "queue" => self.name().to_string(), "outcome" => "dead")
@@ -137,40 +137,4 @@ async fn query_stats<C: redis::aio::ConnectionLike + Send>(
         partitions.push(counts);
     }
     Ok((partitions, workers))
-}
-
-/// Field/value pairs of a dead letter: the entry, its final error and its whole history.
-pub(crate) fn dead_fields(entry: &Entry, error: &str) -> Vec<(&'static str, String)> {
-    let mut history = entry.history.clone();
-    history.push(error.to_string());
-    vec![
-        ("id", entry.id.clone()),
-        ("payload", entry.payload.clone()),
-        ("error", error.to_string()),
-        ("attempts", entry.attempt.to_string()),
-        (
-            "history",
-            serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
-        ),
-        ("dead_at", now_ms().to_string()),
-    ]
-}
-
-fn parse_dead(map: &std::collections::HashMap<String, redis::Value>) -> Option<DeadLetter> {
-    let get = |k: &str| {
-        map.get(k)
-            .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
-    };
-    let payload_raw = get("payload").unwrap_or_default();
-    Some(DeadLetter {
-        job_id: JobId(get("id")?),
-        payload: serde_json::from_str(&payload_raw)
-            .unwrap_or(serde_json::Value::String(payload_raw)),
-        error: get("error").unwrap_or_default(),
-        attempts: get("attempts").and_then(|a| a.parse().ok()).unwrap_or(0),
-        history: get("history")
-            .and_then(|h| serde_json::from_str(&h).ok())
-            .unwrap_or_default(),
-        dead_at_ms: get("dead_at").and_then(|a| a.parse().ok()).unwrap_or(0),
-    })
 }

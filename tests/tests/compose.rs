@@ -160,12 +160,12 @@ fn every_variable_compose_sets_is_read_by_that_binary() {
         let help = String::from_utf8_lossy(&out.stdout);
         for var in env_names(svc) {
             if var == "RUST_LOG" {
-                // Read by tracing's EnvFilter inside pipeline::telemetry::init, not by clap.
+                // Read by tracing's EnvFilter inside service_kit::telemetry::init, not by clap.
                 let main =
                     read(&format!("{bin}/src/main.rs")) + &read(&format!("{bin}/src/lib.rs"));
                 assert!(
                     main.contains("telemetry::init"),
-                    "{bin} never calls pipeline::telemetry::init, so RUST_LOG is ignored"
+                    "{bin} never calls service_kit::telemetry::init, so RUST_LOG is ignored"
                 );
                 continue;
             }

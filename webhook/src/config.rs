@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RuntimeArgs};
+use service_kit::config::{ElasticArgs, LogArgs, RuntimeArgs};
 
 /// `webhook --help`
 #[derive(Parser, Clone, Debug)]

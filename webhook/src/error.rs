@@ -1,35 +1,26 @@
-//! The webhook service's one error type, named for what the client sees, rendered through
-//! `pipeline::problem` as `application/problem+json` (same shape as the consumer's, 422 `errors`
-//! items are `{"name","message"}`). Internal causes are logged here, never echoed to the client.
+//! The webhook service's one error type, named for what the client sees, mapped onto the kit's
+//! `Problem` (the same problem+json every service answers). Internal causes are logged here,
+//! never echoed to the client; request-shape rejections (413, 415, 400, 404, 405) are the kit's.
 
-use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pipeline::problem::{problem_response, FieldError};
 use pipeline::store::StoreError;
+use service_kit::http::Rejection;
+use service_kit::problem::{FieldError, Problem};
 
 /// Everything a handler can answer besides success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
     /// Missing, malformed, stale or wrong signature.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
-    /// The body is not JSON of the expected shape.
-    #[error("malformed: {0}")]
-    Malformed(String),
-    /// The body is over the size limit.
-    #[error("request body is larger than {limit} bytes")]
-    TooLarge { limit: usize },
-    /// The body is not `application/json`.
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
     /// JSON of the right shape with invalid fields (or invalid query parameters).
     #[error("{} field(s) failed validation", .0.len())]
     Validation(Vec<FieldError>),
     #[error("not found")]
     NotFound,
-    #[error("this path does not accept that method")]
-    MethodNotAllowed,
     /// Elasticsearch or the output directory is unavailable; the sender should retry.
     #[error("unavailable: {0}")]
     Unavailable(String),
@@ -41,66 +32,31 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<QueryRejection> for ApiError {
-    fn from(e: QueryRejection) -> Self {
-        ApiError::Validation(vec![FieldError::new("$query", e.body_text())])
-    }
-}
-
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    pub fn problem(self) -> Problem {
         match self {
-            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
-            ApiError::Malformed(_) => (
-                StatusCode::BAD_REQUEST,
-                "malformed",
-                "Malformed request body",
+            ApiError::Rejected(rejection) => rejection.problem(),
+            ApiError::Unauthorized(why) => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                why,
             ),
-            ApiError::TooLarge { .. } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Request body too large",
+            ApiError::Validation(errors) => Problem::validation(
+                format!("{} field(s) failed validation", errors.len()),
+                errors,
             ),
-            ApiError::UnsupportedMediaType => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Body must be application/json",
-            ),
-            ApiError::Validation(_) => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation",
-                "Invalid fields",
-            ),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-            ApiError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            ),
-            ApiError::Unavailable(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "A dependency is unavailable",
-            ),
+            ApiError::NotFound => Problem::not_found("no such resource"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(%cause, "answering 503");
+                Problem::unavailable("storage")
+            }
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, kind, title) = self.parts();
-        let detail = match &self {
-            ApiError::Unauthorized(d) | ApiError::Malformed(d) => d.clone(),
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(%cause, "answering 503");
-                "storage is unavailable; retry later".to_string()
-            }
-            other => other.to_string(),
-        };
-        let errors = match self {
-            ApiError::Validation(errors) => Some(errors),
-            _ => None,
-        };
-        problem_response(status, kind, title, detail, errors).into_response()
+        self.problem().into_response()
     }
 }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use pipeline::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
+use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 
 /// Runs message jobs from the `messages` queue (and webhook deliveries).
 #[derive(Parser, Clone, Debug)]
@@ -71,7 +71,7 @@ impl Config {
 
     /// The `messages` queue of this deployment's namespace.
     pub fn messages_queue(&self) -> queue::QueueConfig {
-        let mut q = queue::QueueConfig::new(self.redis.queue_namespace.clone(), "messages");
+        let mut q = pipeline::queues::messages(&self.redis.queue_namespace);
         q.max_attempts = self.max_attempts;
         q
     }

@@ -4,12 +4,17 @@
 //! [`run`] ensures the indices (waiting for Elasticsearch as long as it takes), then runs the
 //! queue worker until the shutdown token fires; in-flight batches finish within the deadline.
 //! Next to it, [`delivery`] (the webhook side) runs `webhooks` jobs. The worker owns no HTTP
-//! API beyond health and metrics ([`http`]); message reads are the consumer's.
+//! API beyond health and metrics ([`routes`]); message reads are the consumer's.
+//!
+//! Reading order: [`config`] → [`state`] → [`error`] (how failures become outcomes) →
+//! [`routes`] → [`messages`] (the message job handler) → [`delivery`] → [`run`].
 
 pub mod config;
 pub mod delivery;
-pub mod handler;
-pub mod http;
+pub mod error;
+pub mod messages;
+pub mod routes;
+pub mod state;
 
 use std::time::Duration;
 
@@ -20,23 +25,21 @@ use queue::{Queue, Worker};
 use tokio_util::sync::CancellationToken;
 
 pub use config::Config;
-pub use handler::MessageHandler;
+pub use messages::MessageHandler;
 
 /// Runs the worker until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = config.redis.pool()?;
     let store = Store::new(&config.elastic)?;
-    let ready = http::Readiness::default();
+    let ready = state::Readiness::default();
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding WORKER_METRICS_ADDR {addr}"))?;
-        let app = http::router(ready.clone());
+        let app = routes::router(ready.clone());
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await;
+            let served = service_kit::http::serve(listener, app, stop).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "metrics listener failed");
             }
@@ -73,7 +76,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         batch_size = worker_config.batch_size,
         concurrency = worker_config.concurrency,
         namespace = %config.redis.queue_namespace,
-        index = %config.elastic.index("messages"),
+        index = %config.elastic.index(pipeline::store::MESSAGES_INDEX),
         "worker started"
     );
     ready.set(true);

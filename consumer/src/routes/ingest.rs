@@ -1,26 +1,25 @@
 //! Ingest: `POST /messages` (one packet; 202, or 200 with the processed result when
 //! `?wait=true`) and `POST /messages/batch` (up to 1000 packets, all-or-nothing). Order per
-//! request: stamp `received_at`, content type, size, JSON, fields, backlog, enqueue — so nothing
-//! invalid is ever enqueued and every rejection leaves the queue as it was.
+//! request: `received_at` (stamped by the kit on arrival), query, content type, size, JSON
+//! (the kit's `JsonBody`), fields, backlog, enqueue — so nothing invalid is ever enqueued and
+//! every rejection leaves the queue as it was. Also the wire form of a packet for OpenAPI.
 
 use std::time::Duration;
 
-use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use pipeline::packet::{FieldError, MessageJob, Packet, StoredMessage};
 use queue::{EnqueueOptions, QueueError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use service_kit::http::{JsonBody, Query, ReceivedAt};
+use service_kit::problem::Problem;
 
-use crate::body::read_json;
 use crate::error::ApiError;
 use crate::state::AppState;
-use pipeline::problem::Problem;
 
 /// Most packets one batch request may carry.
 pub const MAX_BATCH: usize = 1000;
@@ -52,11 +51,38 @@ pub struct BatchAccepted {
     pub received_at: DateTime<Utc>,
 }
 
+/// A packet as sent (validated into `pipeline::packet::Packet`). Unknown fields are rejected
+/// with 422.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // schema only: never constructed
+pub struct PacketInput {
+    /// Integer ≥ 0, counting up from 0 per producer.
+    number: u64,
+    /// RFC 3339 date-time string, or integer epoch milliseconds.
+    #[schema(value_type = String, example = "2024-05-01T12:00:00.250Z")]
+    sent_at: DateTime<Utc>,
+    /// `[A-Za-z0-9_.-]{1,64}`, default `"default"`.
+    producer: Option<String>,
+    /// `[A-Za-z0-9_.:-]{1,128}`; requires `seq` and `total`.
+    resource_id: Option<String>,
+    /// `0 ≤ seq < total`; only with `resource_id`.
+    seq: Option<u32>,
+    /// `≤ 10000`; only with `resource_id`.
+    total: Option<u32>,
+    /// Whitespace-separated words, at most 64 KiB.
+    text: Option<String>,
+}
+
+/// When the request arrived, as the stored `received_at`.
+fn arrival(at: ReceivedAt) -> DateTime<Utc> {
+    DateTime::<Utc>::from(at.0)
+}
+
 /// Enqueue one packet.
 #[utoipa::path(
     post, path = "/messages", tag = "ingest",
     params(PostParams),
-    request_body(content = crate::openapi::PacketInput, content_type = "application/json"),
+    request_body(content = PacketInput, content_type = "application/json"),
     responses(
         (status = 202, description = "Enqueued", body = Accepted),
         (status = 200, description = "Processed (with `wait=true`)", body = StoredMessage),
@@ -71,13 +97,11 @@ pub struct BatchAccepted {
 )]
 pub async fn post_message(
     State(state): State<AppState>,
-    params: Result<Query<PostParams>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    Extension(at): Extension<ReceivedAt>,
+    Query(params): Query<PostParams>,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, ApiError> {
-    let received_at = Utc::now();
-    let value = read_json(&headers, body, state.config().max_body_bytes).await?;
-    let params = params.map_err(query_error)?.0;
+    let received_at = arrival(at);
     let wait = wait_timeout(&state, &params)?;
     let packet = Packet::parse(&value).map_err(|e| ApiError::Validation(e.errors))?;
     state.check_backlog().await?;
@@ -145,7 +169,7 @@ async fn enqueue_and_wait(
 /// Enqueue up to 1000 packets: all valid, or none enqueued.
 #[utoipa::path(
     post, path = "/messages/batch", tag = "ingest",
-    request_body(content = Vec<crate::openapi::PacketInput>, content_type = "application/json"),
+    request_body(content = Vec<PacketInput>, content_type = "application/json"),
     responses(
         (status = 202, description = "All enqueued", body = BatchAccepted),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
@@ -158,11 +182,10 @@ async fn enqueue_and_wait(
 )]
 pub async fn post_batch(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
+    Extension(at): Extension<ReceivedAt>,
+    JsonBody(value): JsonBody,
 ) -> Result<Response, ApiError> {
-    let received_at = Utc::now();
-    let value = read_json(&headers, body, state.config().max_body_bytes).await?;
+    let received_at = arrival(at);
     let items = parse_batch(&value)?;
     state.check_backlog().await?;
     let jobs: Vec<(Option<String>, MessageJob)> = items
@@ -240,8 +263,4 @@ fn wait_timeout(state: &AppState, params: &PostParams) -> Result<Option<Duration
         )]));
     }
     Ok(Some(Duration::from_millis(ms)))
-}
-
-pub(crate) fn query_error(rejection: QueryRejection) -> ApiError {
-    ApiError::Validation(vec![FieldError::new("query", rejection.body_text())])
 }

@@ -2,22 +2,15 @@
 //! `GET /messages/{producer}/{number}` (404 when absent). Elasticsearch answers; this module
 //! only checks parameters and shapes answers.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::Json;
 use pipeline::packet::{is_valid_producer, FieldError, StoredMessage};
-use pipeline::store::MAX_PAGE;
 use serde::{Deserialize, Serialize};
+use service_kit::http::{PageParams, Query};
+use service_kit::problem::Problem;
 
-use super::ingest::query_error;
 use crate::error::ApiError;
 use crate::state::AppState;
-use pipeline::problem::Problem;
-
-/// Deepest page Elasticsearch serves (`from + size`).
-const MAX_WINDOW: usize = 10_000;
-/// Page size when none is given.
-const DEFAULT_SIZE: usize = 20;
 
 /// Query of `GET /messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -26,9 +19,11 @@ pub struct ListParams {
     /// Only this producer's messages.
     pub producer: Option<String>,
     /// Page size, 1..=1000 (default 20).
-    pub size: Option<usize>,
+    #[param(value_type = Option<usize>)]
+    pub size: Option<String>,
     /// Offset; `from + size` ≤ 10000 (default 0).
-    pub from: Option<usize>,
+    #[param(value_type = Option<usize>)]
+    pub from: Option<String>,
 }
 
 /// A page of stored messages, newest first.
@@ -49,23 +44,16 @@ pub struct MessagesPage {
 )]
 pub async fn list_messages(
     State(state): State<AppState>,
-    params: Result<Query<ListParams>, QueryRejection>,
+    Query(params): Query<ListParams>,
 ) -> Result<Json<MessagesPage>, ApiError> {
-    let params = params.map_err(query_error)?.0;
-    let size = params.size.unwrap_or(DEFAULT_SIZE);
-    let from = params.from.unwrap_or(0);
-    let mut errors = Vec::new();
-    if size == 0 || size > MAX_PAGE {
-        errors.push(FieldError::new(
-            "size",
-            format!("must be between 1 and {MAX_PAGE}"),
-        ));
-    } else if from.saturating_add(size) > MAX_WINDOW {
-        errors.push(FieldError::new(
-            "from",
-            format!("from + size must be at most {MAX_WINDOW}"),
-        ));
-    }
+    let page = PageParams {
+        size: params.size,
+        from: params.from,
+    };
+    let (size, from, mut errors) = match page.resolve() {
+        Ok((size, from)) => (size, from, Vec::new()),
+        Err(errors) => (0, 0, errors),
+    };
     if let Some(p) = &params.producer {
         if !is_valid_producer(p) {
             errors.push(FieldError::new(

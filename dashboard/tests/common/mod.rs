@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use pipeline::config::ElasticArgs;
 use pipeline::packet::StoredMessage;
 use pipeline::store::Store;
 use serde_json::{json, Value};
+use service_kit::config::ElasticArgs;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 

@@ -10,8 +10,7 @@ use serde_json::{json, Value};
 use super::{read_answer, rejected, MessageStats, Store, StoreError};
 use crate::packet::StoredMessage;
 
-/// Largest page `list_messages` returns.
-pub const MAX_PAGE: usize = 1000;
+pub use service_kit::http::body::MAX_PAGE;
 
 impl Store {
     /// The stored message `{producer}:{number}`, or None.

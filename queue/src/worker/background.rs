@@ -1,7 +1,8 @@
 //! The worker's background duties, each a loop that logs Redis errors and carries on:
 //! `heartbeat` (liveness ZSET + lease extension of in-flight entries), `promoter` (due delayed
 //! jobs to the stream, polled at ≤ 50 ms or sleeping exactly to the next due time) and
-//! `reclaimer` (XAUTOCLAIM entries idle longer than the lease; poison entries to dead letters).
+//! `reclaimer` (XAUTOCLAIM entries idle longer than the lease, with their delivery counts so the
+//! batch dead-letters poison entries).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use super::read::Delivered;
-use super::{batch, Backoff, Handler, Shared};
+use super::batch;
+use super::shared::{Delivered, Handler, Shared};
+use crate::backoff::Backoff;
 use crate::job::now_ms;
 use crate::keys::GROUP;
 use crate::scripts;
@@ -96,7 +98,7 @@ pub(crate) async fn promoter<T, H>(shared: Arc<Shared<T, H>>, stop: Cancellation
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         match promote_once(&shared).await {
             Ok(sleep) => {
@@ -149,7 +151,7 @@ where
     H: Handler<T>,
 {
     let every = (shared.config.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -207,21 +209,14 @@ where
         if !claimed.is_empty() {
             let counts =
                 deliveries(&mut conn, &stream, claimed.iter().map(|e| e.id.as_str())).await?;
-            let limit = u64::from(shared.queue.config().max_attempts) + 2;
+            // The batch dead-letters an entry delivered too often instead of running it again.
             let entries: Vec<Delivered> = claimed
                 .into_iter()
-                .map(|e| {
-                    let mut map = e.map;
-                    let n = counts.get(&e.id).copied().unwrap_or(1);
-                    if n > limit {
-                        // Marks it so the batch dead-letters it instead of running it again.
-                        map.insert(POISON.to_string(), redis::Value::Int(n as i64));
-                    }
-                    Delivered {
-                        partition: p,
-                        entry_id: e.id,
-                        map,
-                    }
+                .map(|e| Delivered {
+                    partition: p,
+                    deliveries: counts.get(&e.id).copied(),
+                    entry_id: e.id,
+                    map: e.map,
                 })
                 .collect();
             metrics::counter!("conveyor_jobs_reclaimed_total", "queue" => shared.queue.name().to_string())
@@ -241,9 +236,6 @@ where
         }
     }
 }
-
-/// Marker field set on reclaimed entries delivered too often (see `batch`).
-pub(crate) const POISON: &str = "\u{0}poison";
 
 /// Delivery counts of entries, from `XPENDING <stream> workers <id> <id> 1` each (one pipeline).
 async fn deliveries<'a, C: redis::aio::ConnectionLike + Send>(

@@ -15,16 +15,14 @@ use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use super::background::POISON;
-use super::read::Delivered;
-use super::{Backoff, Handler, Shared};
+use super::shared::{Delivered, Handler, Shared};
+use crate::backoff::Backoff;
 use crate::config::QueueConfig;
 use crate::job::{now_ms, Entry, Job, JobId, Outcome, MIN_WAIT};
 use crate::keys::Keys;
 use crate::keys::GROUP;
-use crate::reply::ReplyMsg;
+use crate::router::ReplyMsg;
 use crate::scripts;
-use crate::stats::dead_fields;
 
 /// An entry and what became of it.
 struct Settle {
@@ -65,11 +63,9 @@ where
     let mut settled = Vec::with_capacity(entries.len());
     let mut jobs = Vec::with_capacity(entries.len());
     let mut waiting = Vec::with_capacity(entries.len());
+    let limit = poison_limit(shared.queue.config());
     for d in entries {
-        let poison = d
-            .map
-            .get(POISON)
-            .and_then(|v| redis::from_redis_value_ref::<u64>(v).ok());
+        let poison = d.deliveries.filter(|n| *n > limit);
         let parsed = Entry::from_map(&d.map);
         let dead_reason = match (&parsed, poison) {
             (_, Some(n)) => Some(format!(
@@ -220,7 +216,7 @@ where
             Outcome::Dead { reason } => reason,
         };
         let mut args = vec![GROUP.to_string(), s.entry_id];
-        for (k, v) in dead_fields(&s.entry, &final_error) {
+        for (k, v) in s.entry.dead_fields(&final_error) {
             args.push(k.to_string());
             args.push(v);
         }
@@ -319,7 +315,7 @@ fn announce<T, H>(
 /// Sends the settling pipeline, reloading scripts after a Redis restart and backing off on
 /// errors, until it succeeds or the worker's hard stop. Every step in it is idempotent.
 async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         let result = match shared.queue.conn().await {
             Ok(mut conn) => match pipe.query_async::<()>(&mut conn).await {
@@ -337,6 +333,12 @@ async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
             return;
         }
     }
+}
+
+/// Deliveries after which a reclaimed entry is poison (it keeps killing or stalling its
+/// workers) and is dead-lettered instead of run again: two more than `max_attempts`.
+fn poison_limit(cfg: &QueueConfig) -> u64 {
+    u64::from(cfg.max_attempts) + 2
 }
 
 /// `base × 2^(attempt-1)` plus up to 25 % jitter, capped at `backoff_max`.

@@ -7,45 +7,24 @@
 mod background;
 mod batch;
 mod read;
+mod shared;
 
-use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::config::WorkerConfig;
 use crate::error::QueueError;
-use crate::job::{Job, Outcome};
 use crate::queue::Queue;
-
-/// A batch handler: gets up to `batch_size` jobs, returns exactly one [`Outcome`] per job, in
-/// the same order. A missing outcome counts as a retry.
-pub trait Handler<T>: Send + Sync + 'static {
-    fn handle(&self, jobs: Vec<Job<T>>) -> impl Future<Output = Vec<Outcome>> + Send;
-}
+pub use shared::Handler;
+use shared::Shared;
 
 /// One worker instance (one consumer in the `workers` group).
 pub struct Worker<T, H> {
     shared: Arc<Shared<T, H>>,
-}
-
-/// State shared by the read loop, the batch tasks and the background tasks.
-pub(crate) struct Shared<T, H> {
-    queue: Queue<T>,
-    handler: H,
-    config: WorkerConfig,
-    /// Entry ids being handled right now, per partition (their leases are extended).
-    inflight: Mutex<HashMap<u16, HashSet<String>>>,
-    permits: Arc<Semaphore>,
-    tracker: TaskTracker,
-    /// Cancelled when the shutdown deadline passes: batch tasks stop where they are.
-    hard_stop: CancellationToken,
 }
 
 impl<T, H> Worker<T, H>
@@ -58,17 +37,8 @@ where
         config.concurrency = config.concurrency.max(1);
         config.lease = config.lease.max(Duration::from_millis(100));
         config.block = config.block.max(Duration::from_millis(1));
-        let permits = Arc::new(Semaphore::new(config.concurrency));
         Worker {
-            shared: Arc::new(Shared {
-                queue,
-                handler,
-                config,
-                inflight: Mutex::new(HashMap::new()),
-                permits,
-                tracker: TaskTracker::new(),
-                hard_stop: CancellationToken::new(),
-            }),
+            shared: Arc::new(Shared::new(queue, handler, config)),
         }
     }
 
@@ -108,55 +78,5 @@ where
         background::leave(&shared).await;
         tracing::info!(queue = shared.queue.name(), consumer, "worker stopped");
         Ok(())
-    }
-}
-
-impl<T, H> Shared<T, H> {
-    fn track(&self, ids: &[(u16, String)], add: bool) {
-        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        for (p, id) in ids {
-            let set = map.entry(*p).or_default();
-            if add {
-                set.insert(id.clone());
-            } else {
-                set.remove(id);
-            }
-        }
-    }
-
-    fn is_inflight(&self, p: u16, id: &str) -> bool {
-        let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&p).is_some_and(|s| s.contains(id))
-    }
-
-    fn inflight_snapshot(&self) -> Vec<(u16, Vec<String>)> {
-        let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        map.iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(p, s)| (*p, s.iter().cloned().collect()))
-            .collect()
-    }
-}
-
-/// Exponential backoff for Redis errors: 100 ms doubling to 5 s.
-pub(crate) struct Backoff(Duration);
-
-impl Backoff {
-    pub fn new() -> Self {
-        Backoff(Duration::from_millis(100))
-    }
-
-    pub fn reset(&mut self) {
-        self.0 = Duration::from_millis(100);
-    }
-
-    /// Sleeps the current delay (or until `stop`), then doubles it. False if stopped.
-    pub async fn wait(&mut self, stop: &CancellationToken) -> bool {
-        let d = self.0;
-        self.0 = (self.0 * 2).min(Duration::from_secs(5));
-        tokio::select! {
-            _ = stop.cancelled() => false,
-            _ = tokio::time::sleep(d) => true,
-        }
     }
 }

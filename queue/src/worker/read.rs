@@ -13,16 +13,11 @@ use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::{batch, Backoff, Handler, Shared};
+use super::batch;
+use super::shared::{Delivered, Handler, Shared};
+use crate::backoff::Backoff;
 use crate::error::QueueError;
 use crate::keys::GROUP;
-
-/// One entry as read from a partition stream, not yet decoded.
-pub(crate) struct Delivered {
-    pub partition: u16,
-    pub entry_id: String,
-    pub map: HashMap<String, redis::Value>,
-}
 
 /// Creates the `workers` group on every partition stream (MKSTREAM; an existing group is fine).
 pub(crate) async fn ensure_groups<T, H>(shared: &Shared<T, H>) -> Result<(), QueueError> {
@@ -52,7 +47,7 @@ where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Handler<T>,
 {
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let mut groups_ready = false;
     let mut reader: Option<MultiplexedConnection> = None;
     loop {
@@ -263,6 +258,7 @@ fn decode_read_reply(reply: redis::Value, streams: &[String]) -> Vec<Delivered> 
                 partition: p as u16,
                 entry_id,
                 map,
+                deliveries: None,
             });
         }
     }

@@ -3,20 +3,17 @@
 //! dead letters. The message side calls [`collator`] to record packets; it never delivers itself.
 //! This module owns only delivery policy; collation keys and scripts live in `pipeline::collate`.
 
-mod handler;
+mod sender;
 mod sweeper;
 
 use std::time::Duration;
 
 use pipeline::collate::Collator;
 use pipeline::resource::DeliveryJob;
-use queue::{Queue, QueueConfig, Worker, WorkerConfig};
+use queue::{Queue, Worker, WorkerConfig};
 use tokio_util::sync::CancellationToken;
 
-pub use handler::DeliveryHandler;
-
-/// Name of the delivery queue.
-pub const WEBHOOKS_QUEUE: &str = "webhooks";
+pub use sender::DeliveryHandler;
 
 /// Webhook delivery settings (flattened into the worker's config).
 #[derive(clap::Args, Clone, Debug)]
@@ -73,7 +70,7 @@ pub fn webhooks_queue(
     namespace: &str,
     args: &DeliveryArgs,
 ) -> Queue<DeliveryJob> {
-    let mut config = QueueConfig::new(namespace, WEBHOOKS_QUEUE);
+    let mut config = pipeline::queues::webhooks(namespace);
     config.max_attempts = args.webhook_max_attempts;
     config.backoff_max = Duration::from_millis(args.webhook_backoff_max_ms);
     Queue::new(pool, config)

@@ -20,9 +20,14 @@ use elasticsearch::Elasticsearch;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::config::ElasticArgs;
+use service_kit::config::ElasticArgs;
 
 pub use query::MAX_PAGE;
+
+/// Base name of the index of stored messages (prefixed with `ES_INDEX_PREFIX`).
+pub const MESSAGES_INDEX: &str = "messages";
+/// Base name of the index of delivered resources (written by the webhook service).
+pub const RESOURCES_INDEX: &str = "resources";
 
 /// What a store call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +83,8 @@ impl Store {
             .context("building the Elasticsearch transport")?;
         Ok(Store {
             client: Elasticsearch::new(transport),
-            messages: args.index("messages"),
-            resources: args.index("resources"),
+            messages: args.index(MESSAGES_INDEX),
+            resources: args.index(RESOURCES_INDEX),
         })
     }
 

@@ -1,5 +1,5 @@
 //! Configuration groups shared by the binaries: each is a clap `Args` struct with environment
-//! fallbacks, flattened into a binary's own config. Names match `.env.example` and DESIGN.md.
+//! fallbacks, flattened into a binary's own config. Names match `.env.example` and the README's configuration table.
 //! This module only describes settings; it opens no connections.
 
 use clap::Args;

@@ -18,6 +18,8 @@ use pipeline::store::{Store, StoreError};
 use queue::{Handler, Job, Outcome};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{done, retry, wait};
+
 /// Handles batches of `messages` jobs.
 pub struct MessageHandler {
     store: Store,
@@ -104,39 +106,6 @@ impl MessageHandler {
             outcomes.push(outcome);
         }
         outcomes
-    }
-}
-
-/// The job's answer: its stored document (what a `?wait=true` caller receives). Built only when
-/// a caller waits (`reply`): the queue drops the value of every other job unread, and building
-/// a JSON value per message was ~5 % of the worker's CPU under load.
-fn done(doc: &StoredMessage, reply: bool) -> Outcome {
-    if !reply {
-        return Outcome::Done(serde_json::Value::Null);
-    }
-    match serde_json::to_value(doc) {
-        Ok(value) => Outcome::Done(value),
-        Err(e) => Outcome::Dead {
-            reason: format!("encoding the result: {e}"),
-        },
-    }
-}
-
-/// A dependency is down: try again later without counting an attempt.
-fn wait(reason: &str) -> Outcome {
-    Outcome::Wait {
-        reason: format!("elasticsearch unavailable: {reason}"),
-        after: DEPENDENCY_WAIT,
-    }
-}
-
-/// How long a batch handed back for an Elasticsearch outage waits before it is read again.
-const DEPENDENCY_WAIT: Duration = Duration::from_secs(1);
-
-fn retry(error: &str) -> Outcome {
-    Outcome::Retry {
-        error: error.to_string(),
-        after: None,
     }
 }
 

@@ -1,0 +1,134 @@
+//! The dashboard's HTTP surface: the page and `/api/stats` ([`page`]), `/events` ([`events`]),
+//! and the kit's `/healthz` and `/metrics` (with the poller's counters). Handlers only read the
+//! latest published snapshot; they never query Elasticsearch or Redis.
+
+pub mod events;
+pub mod page;
+
+use std::sync::atomic::Ordering;
+
+use axum::routing::get;
+use axum::Router;
+use service_kit::http::HttpKit;
+
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    let counters = state.clone();
+    let kit = HttpKit::new("dashboard").extra_metrics(move || own_metrics(&counters));
+    let app = Router::new()
+        .route("/", get(page::page))
+        .route("/events", get(events::events))
+        .route("/api/stats", get(page::api_stats))
+        .with_state(state);
+    kit.mount(app)
+}
+
+/// The dashboard's own counters, appended to the kit's `/metrics`.
+fn own_metrics(state: &AppState) -> String {
+    let c = &state.counters;
+    let mut text = String::new();
+    let own = [
+        (
+            "conveyor_dashboard_es_queries_total",
+            "counter",
+            "Elasticsearch stats round trips made by the poller",
+            c.es_queries.load(Ordering::Relaxed),
+        ),
+        (
+            "conveyor_dashboard_es_errors_total",
+            "counter",
+            "Elasticsearch stats round trips that failed",
+            c.es_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "conveyor_dashboard_redis_errors_total",
+            "counter",
+            "Queue stats reads that failed",
+            c.redis_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "conveyor_dashboard_sse_clients",
+            "gauge",
+            "Open /events connections",
+            state.sse_clients.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in own {
+        text.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::poller::{PollCounters, Published};
+    use crate::snapshot::Snapshot;
+
+    /// The router on a real port 0 listener, with the snapshot before the first poll.
+    async fn serve() -> (String, CancellationToken) {
+        let (_tx, rx) = watch::channel(Published::new(Snapshot::initial(chrono::Utc::now())));
+        let shutdown = CancellationToken::new();
+        let state = AppState {
+            snapshots: rx,
+            counters: Arc::new(PollCounters::default()),
+            sse_clients: Arc::new(AtomicU64::new(0)),
+            shutdown: shutdown.clone(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+        });
+        (url, shutdown)
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_wrong_methods_answer_problem_json() {
+        let (url, shutdown) = serve().await;
+        let http = reqwest::Client::new();
+        for (method, path, status) in [
+            (reqwest::Method::GET, "/nope", 404),
+            (reqwest::Method::POST, "/api/stats", 405),
+            (reqwest::Method::DELETE, "/", 405),
+        ] {
+            let resp = http
+                .request(method.clone(), format!("{url}{path}"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status().as_u16(), status, "{method} {path}");
+            assert_eq!(
+                resp.headers()["content-type"],
+                "application/problem+json",
+                "{method} {path}"
+            );
+            let body: serde_json::Value = resp.json().await.unwrap();
+            assert_eq!(body["status"], status, "{body}");
+            assert!(body["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:conveyor:problem:"));
+        }
+        let metrics = http.get(format!("{url}/metrics")).send().await.unwrap();
+        assert_eq!(
+            metrics.headers()["content-type"],
+            "text/plain; version=0.0.4"
+        );
+        let text = metrics.text().await.unwrap();
+        assert!(text.contains("conveyor_dashboard_sse_clients 0"), "{text}");
+        shutdown.cancel();
+    }
+}

@@ -1,0 +1,19 @@
+//! What every dashboard handler shares: the latest published snapshot (a `watch` receiver), the
+//! poller's counters, the number of open event streams and the shutdown token that ends them.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::poller::{PollCounters, Published};
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshots: watch::Receiver<Arc<Published>>,
+    pub counters: Arc<PollCounters>,
+    pub sse_clients: Arc<AtomicU64>,
+    pub shutdown: CancellationToken,
+}

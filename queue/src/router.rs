@@ -1,0 +1,279 @@
+//! The per-process result router behind `Queue::enqueue_and_wait`: one pub/sub subscriber
+//! connection per process (per Redis server and runtime), subscribed to each waiting
+//! queue's results channel, routes announced results to waiters through a map of oneshot
+//! senders; after every (re)subscription it reads the stored results of all waiters, so a result
+//! announced while the subscriber was away still arrives. No polling, no connection per waiter.
+//! It also defines the result message workers store and announce ([`ReplyMsg`]). It knows no
+//! queue, key schema or payload type: callers pass channel names and result keys.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+use deadpool_redis::Pool;
+use futures::StreamExt;
+use redis::aio::PubSubSink;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch, OnceCell};
+
+use crate::backoff::Backoff;
+use crate::error::QueueError;
+
+/// What a worker stores and announces for a reply-wanted job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ReplyMsg {
+    pub id: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub value: serde_json::Value,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+struct Waiter {
+    tx: oneshot::Sender<ReplyMsg>,
+    result_key: String,
+}
+
+/// Routes announced results to the waiting calls of this process: one subscriber connection
+/// per Redis server, subscribed to the results channel of every queue that waits on it.
+pub(crate) struct Router {
+    pool: Pool,
+    waiters: Mutex<HashMap<String, Waiter>>,
+    subs: tokio::sync::Mutex<Subs>,
+    /// Channels subscribed on the live connection right now.
+    ready: watch::Sender<HashSet<String>>,
+}
+
+/// Channels wanted, and the live connection's subscription handle (if connected).
+#[derive(Default)]
+struct Subs {
+    wanted: HashSet<String>,
+    sink: Option<PubSubSink>,
+}
+
+/// The queue's handle on its router, resolved on first use.
+#[derive(Default)]
+pub(crate) struct RouterSlot(OnceCell<Arc<Router>>);
+
+/// Routers of this process by server URL and runtime (a subscriber task lives on one runtime).
+static ROUTERS: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
+
+impl RouterSlot {
+    /// This process's router for the server at `url` (or, without one, the server the pool's
+    /// connections reach, from `CLIENT INFO`), started on first use.
+    pub async fn get(&self, pool: &Pool, url: Option<&str>) -> Result<Arc<Router>, QueueError> {
+        let router = self
+            .0
+            .get_or_try_init(|| async {
+                let url = match url {
+                    Some(url) => url.to_string(),
+                    None => url_from_pool(pool).await?,
+                };
+                Router::shared(&url, pool.clone())
+            })
+            .await?;
+        Ok(router.clone())
+    }
+}
+
+/// A registered waiter, forgotten when this guard drops (every exit of a wait, including the
+/// caller dropping the future).
+pub(crate) struct Registered<'a> {
+    router: &'a Router,
+    id: &'a str,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.router.forget(self.id);
+    }
+}
+
+impl Router {
+    /// The process-wide router for `url`, starting its subscriber if needed.
+    fn shared(url: &str, pool: Pool) -> Result<Arc<Router>, QueueError> {
+        let client = redis::Client::open(url)?;
+        let key = format!("{url} {}", tokio::runtime::Handle::current().id());
+        let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        let (ready, _) = watch::channel(HashSet::new());
+        let router = Arc::new(Router {
+            pool,
+            waiters: Mutex::new(HashMap::new()),
+            subs: tokio::sync::Mutex::new(Subs::default()),
+            ready,
+        });
+        routers.retain(|_, w| w.strong_count() > 0);
+        routers.insert(key, Arc::downgrade(&router));
+        tokio::spawn(subscribe_loop(Arc::downgrade(&router), client));
+        Ok(router)
+    }
+
+    /// Makes sure `channel` is subscribed (now if connected, else on the next connection).
+    pub async fn listen(&self, channel: &str) {
+        let mut subs = self.subs.lock().await;
+        if !subs.wanted.insert(channel.to_string()) {
+            return;
+        }
+        if let Some(sink) = subs.sink.as_mut() {
+            match sink.subscribe(channel).await {
+                Ok(()) => {
+                    self.ready.send_modify(|s| {
+                        s.insert(channel.to_string());
+                    });
+                }
+                // The subscriber loop subscribes every wanted channel when it reconnects.
+                Err(e) => tracing::warn!(error = %e, channel, "result subscribe failed"),
+            }
+        }
+    }
+
+    /// Waits until `channel` is subscribed on the live connection (unbounded: callers bound it).
+    pub async fn until_subscribed(&self, channel: &str) -> bool {
+        let mut ready = self.ready.subscribe();
+        let subscribed = ready.wait_for(|s| s.contains(channel)).await.is_ok();
+        subscribed
+    }
+
+    /// Registers a waiter for `job_id`'s result (stored at `result_key`); it is forgotten when
+    /// the returned guard drops.
+    pub fn register<'a>(
+        &'a self,
+        job_id: &'a str,
+        result_key: String,
+    ) -> (Registered<'a>, oneshot::Receiver<ReplyMsg>) {
+        let (tx, rx) = oneshot::channel();
+        self.lock()
+            .insert(job_id.to_string(), Waiter { tx, result_key });
+        let guard = Registered {
+            router: self,
+            id: job_id,
+        };
+        (guard, rx)
+    }
+
+    fn forget(&self, job_id: &str) {
+        self.lock().remove(job_id);
+    }
+
+    fn deliver(&self, msg: ReplyMsg) {
+        if let Some(w) = self.lock().remove(&msg.id) {
+            let _ = w.tx.send(msg);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Waiter>> {
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the stored result of every waiter (results announced while we were not subscribed).
+    async fn sweep(&self) -> Result<(), QueueError> {
+        let pending: Vec<String> = self.lock().values().map(|w| w.result_key.clone()).collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        let mut pipe = redis::pipe();
+        for key in &pending {
+            pipe.cmd("GET").arg(key);
+        }
+        let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        for raw in found.into_iter().flatten() {
+            if let Ok(msg) = serde_json::from_str::<ReplyMsg>(&raw) {
+                self.deliver(msg);
+            }
+        }
+        Ok(())
+    }
+
+    /// Subscribes every wanted channel on a fresh connection and marks them ready.
+    async fn attach(&self, mut sink: PubSubSink) -> redis::RedisResult<()> {
+        let mut subs = self.subs.lock().await;
+        for channel in &subs.wanted {
+            sink.subscribe(channel).await?;
+        }
+        self.ready.send_replace(subs.wanted.clone());
+        subs.sink = Some(sink);
+        Ok(())
+    }
+
+    async fn detach(&self) {
+        self.subs.lock().await.sink = None;
+        self.ready.send_replace(HashSet::new());
+    }
+}
+
+/// Subscribes, routes messages, and on disconnect backs off and subscribes again, until the
+/// router is dropped.
+async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        let pubsub = match client.get_async_pubsub().await {
+            Ok(ps) => ps,
+            Err(e) => {
+                tracing::warn!(error = %e, "result subscriber cannot connect; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        let (sink, mut messages) = pubsub.split();
+        let Some(r) = router.upgrade() else { return };
+        if let Err(e) = r.attach(sink).await {
+            tracing::warn!(error = %e, "result subscribe failed; reconnecting");
+            r.detach().await;
+            drop(r);
+            tokio::time::sleep(backoff.next_delay()).await;
+            continue;
+        }
+        backoff.reset();
+        if let Err(e) = r.sweep().await {
+            tracing::warn!(error = %e, "reading stored results failed");
+        }
+        drop(r);
+        tracing::debug!("result subscriber connected");
+        while let Some(msg) = messages.next().await {
+            let Some(r) = router.upgrade() else { return };
+            let Ok(raw) = msg.get_payload::<String>() else {
+                continue;
+            };
+            match serde_json::from_str::<ReplyMsg>(&raw) {
+                Ok(m) => r.deliver(m),
+                Err(e) => tracing::warn!(error = %e, "undecodable result message"),
+            }
+        }
+        let Some(r) = router.upgrade() else { return };
+        r.detach().await;
+        drop(r);
+        tracing::warn!("result subscriber disconnected; reconnecting");
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// `redis://<laddr>/<db>` of the server the pool's connections reach, from `CLIENT INFO`.
+async fn url_from_pool(pool: &Pool) -> Result<String, QueueError> {
+    let mut conn = pool.get().await?;
+    let info: String = redis::cmd("CLIENT")
+        .arg("INFO")
+        .query_async(&mut conn)
+        .await?;
+    let field = |name: &str| {
+        info.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_string)
+    };
+    let laddr =
+        field("laddr").ok_or_else(|| QueueError::Unavailable("CLIENT INFO has no laddr".into()))?;
+    let db = field("db").unwrap_or_else(|| "0".into());
+    let (host, port) = laddr
+        .rsplit_once(':')
+        .ok_or_else(|| QueueError::Unavailable(format!("unexpected laddr {laddr}")))?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    Ok(format!("redis://{host}:{port}/{db}"))
+}

@@ -1,0 +1,24 @@
+//! # service-kit — what every Conveyor service is built from
+//!
+//! The plumbing the four services (consumer, worker, webhook, dashboard) and the producer share,
+//! so each service's own code is only its routes, its state and its domain calls:
+//!
+//! - [`config`]: the configuration groups (Redis, Elasticsearch, runtime, logging) flattened
+//!   into each binary's clap `Config`;
+//! - [`runtime`]: the tokio runtime sized by `RUNTIME_THREADS`;
+//! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM;
+//! - [`telemetry`]: the log subscriber and the Prometheus recorder;
+//! - [`problem`]: `application/problem+json`, the one shape of every error answer;
+//! - [`http`]: the one HTTP layer stack (health, readiness, metrics, request id, tracing, panic
+//!   catching, time limit, body limit, 404/405 fallbacks) and the body/query extractors;
+//! - [`Backoff`]: the one retry pause (re-exported from the queue, where it was born).
+//!
+//! It knows nothing about packets, resources or Elasticsearch documents (that is `pipeline`),
+//! and nothing about how jobs run (that is `queue`).
+
+pub mod config;
+pub mod http;
+pub mod problem;
+pub mod runtime;
+pub mod shutdown;
+pub mod telemetry;

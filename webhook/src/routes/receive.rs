@@ -1,0 +1,125 @@
+//! `POST /webhooks/resources`: checks the signature before anything else, then the shape, then
+//! stores the resource once (document first, then file); a repeat delivery answers 200 and
+//! changes nothing (it only restores a missing file from the stored document).
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use pipeline::resource::CollatedResource;
+use pipeline::signing::{self, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
+use serde_json::json;
+use service_kit::http::{parse_json, RawBody, Rejection};
+use service_kit::problem::FieldError;
+
+use crate::error::ApiError;
+use crate::output::{self, Written};
+use crate::state::AppState;
+use crate::store::{Created, DeliveredResource};
+
+fn count(outcome: &'static str) {
+    metrics::counter!("conveyor_webhook_deliveries_total", "outcome" => outcome).increment(1);
+}
+
+/// Receives one signed delivery (the body is read under the kit's limit, as raw bytes: the
+/// signature covers them exactly).
+pub async fn receive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<RawBody, Rejection>,
+) -> Result<Response, ApiError> {
+    let delivered_at = Utc::now();
+    let result = match body {
+        Ok(RawBody(body)) => accept(&app, &headers, &body, delivered_at).await,
+        Err(rejection) => Err(rejection.into()),
+    };
+    match &result {
+        Ok(_) => {}
+        Err(ApiError::Unauthorized(reason)) => {
+            count("unauthorized");
+            tracing::warn!(%reason, "delivery refused: bad signature");
+        }
+        Err(ApiError::Unavailable(_)) => count("error"),
+        Err(_) => count("invalid"),
+    }
+    result
+}
+
+async fn accept(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+    delivered_at: chrono::DateTime<Utc>,
+) -> Result<Response, ApiError> {
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::Unauthorized(format!("missing {SIGNATURE_HEADER} header")))?;
+    signing::verify(
+        &app.secret,
+        signature,
+        body,
+        delivered_at.timestamp(),
+        app.tolerance_secs,
+    )
+    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let value = parse_json(headers, body)?;
+    let resource: CollatedResource = serde_json::from_value(value)
+        .map_err(|e| ApiError::Validation(vec![FieldError::new("$", e.to_string())]))?;
+    let mut errors = resource.validate();
+    if let Some(key) = headers.get(IDEMPOTENCY_HEADER) {
+        if key.to_str().ok() != Some(resource.resource_id.as_str()) {
+            errors.push(FieldError::new(
+                IDEMPOTENCY_HEADER,
+                "must equal resource_id",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+
+    app.ensure_index().await?;
+    let doc = DeliveredResource::new(resource, delivered_at);
+    let id = doc.resource.resource_id.clone();
+    match app.store.create(&doc).await? {
+        Created::New => {
+            write_file(app, &doc).await?;
+            count("stored");
+            metrics::histogram!("conveyor_webhook_latency_seconds").record(doc.latency_ms / 1000.0);
+            tracing::info!(resource_id = %id, latency_ms = doc.latency_ms, "resource stored");
+            Ok((
+                StatusCode::CREATED,
+                Json(
+                    json!({ "resource_id": id, "status": "stored", "latency_ms": doc.latency_ms }),
+                ),
+            )
+                .into_response())
+        }
+        Created::Duplicate => {
+            // The first delivery's document is the truth; restore its file if a crash lost it.
+            if let Some(stored) = app.store.get(&id).await? {
+                write_file(app, &stored).await?;
+            }
+            count("duplicate");
+            tracing::info!(resource_id = %id, "duplicate delivery ignored");
+            Ok((
+                StatusCode::OK,
+                Json(json!({ "resource_id": id, "status": "duplicate" })),
+            )
+                .into_response())
+        }
+    }
+}
+
+async fn write_file(app: &AppState, doc: &DeliveredResource) -> Result<Written, ApiError> {
+    let content = serde_json::to_vec_pretty(doc)
+        .map_err(|e| ApiError::Unavailable(format!("encoding output file: {e}")))?;
+    let dir = app.output_dir.clone();
+    let id = doc.resource.resource_id.clone();
+    tokio::task::spawn_blocking(move || output::write_once(&dir, &id, &content))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("output writer: {e}")))?
+        .map_err(|e| ApiError::Unavailable(format!("writing output file: {e}")))
+}

@@ -1,0 +1,48 @@
+//! What every handler of the webhook service shares: the resources store, the secret, the
+//! output directory and whether the index is known to exist. Built without I/O.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use pipeline::store::{Store, StoreError};
+
+use crate::config::Config;
+use crate::store::ResourceStore;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: ResourceStore,
+    pub secret: Arc<Vec<u8>>,
+    pub output_dir: Arc<std::path::PathBuf>,
+    pub tolerance_secs: i64,
+    index_ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(config: &Config) -> anyhow::Result<Self> {
+        let store = ResourceStore::new(Store::new(&config.elastic)?);
+        Ok(AppState {
+            store,
+            secret: Arc::new(config.secret.as_bytes().to_vec()),
+            output_dir: Arc::new(config.output_dir.clone()),
+            tolerance_secs: config.tolerance_secs,
+            index_ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Creates the index once per process; writes wait for it so no document lands in an
+    /// index with a guessed mapping.
+    pub async fn ensure_index(&self) -> Result<(), StoreError> {
+        if self.index_ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.store.ensure_index().await?;
+        self.mark_index_ready();
+        Ok(())
+    }
+
+    pub fn mark_index_ready(&self) {
+        self.index_ready.store(true, Ordering::Release);
+    }
+}
