@@ -2,8 +2,9 @@
 # Pipeline benchmark, one command: ./bench/pipeline.sh
 #
 # Needs the Elasticsearch of `./setup.sh dev` (ELASTICSEARCH_URL); starts its own private
-# redis-server (no persistence, so disk speed does not skew it), the release consumer and 2
-# workers, and measures in one run:
+# redis-server (no persistence, so disk speed does not skew it), and, through the launcher
+# (`conveyor-stack up`, free ports, each process with exactly its service's environment), the
+# release consumer and 2 workers per round, and measures in one run:
 #   1. POST /messages requests/s         producer --bench (single packets, CONCURRENCY in flight)
 #   2. POST /messages/batch packets/s    producer --bench --batch BATCH_SIZE
 #   3. whole pipeline stored messages/s  producer --bench --batch 100 until the workers stored all
@@ -19,7 +20,8 @@
 # the script's own build refreshes bench/results/pipeline.svg, other runs write to /tmp);
 # ONLY_PIPELINE=1 skips phases 1, 2 and 5 (API and redis-benchmark figures);
 # BIN=<dir> runs prebuilt binaries from <dir> (with examples/bulk_baseline) instead of building,
-# e.g. to compare two versions of the code on the same machine state.
+# e.g. to compare two versions of the code on the same machine state (its conveyor-stack, or
+# this checkout's when <dir> has none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,8 +51,13 @@ fi
 BIN_GIVEN="${BIN:-}"
 if [ -z "${BIN:-}" ]; then
   echo "== building release binaries"
-  cargo build --release -p consumer -p worker -p producer --bins --example bulk_baseline
+  cargo build --release -p consumer -p worker -p producer -p conveyor-stack --bins --example bulk_baseline
   BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+STACK="$BIN/conveyor-stack"
+if [ ! -x "$STACK" ]; then
+  cargo build --release -p conveyor-stack
+  STACK="${CARGO_TARGET_DIR:-target}/release/conveyor-stack"
 fi
 ONLY_PIPELINE="${ONLY_PIPELINE:-0}"
 
@@ -62,7 +69,9 @@ RUN="bench-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PREFIX="$RUN-"
 DIR="$(mktemp -d)"
 PIDS=()
+STACK_DIRS=()
 cleanup() {
+  for d in "${STACK_DIRS[@]}"; do "$STACK" stop --dir "$d" >/dev/null 2>&1 || true; done
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   curl -s -XDELETE "$ES/${PREFIX}*" >/dev/null || true
@@ -75,13 +84,16 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
   --logfile "$DIR/redis.log" &
 REDIS_PID=$!; PIDS+=($REDIS_PID)
 for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ELASTICSEARCH_URL="$ES" QUEUE_NAMESPACE="$RUN"
-export ES_INDEX_PREFIX="$PREFIX" RUST_LOG=warn BACKLOG_LIMIT=100000000
-
-wait_http() {
-  for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
-  echo "$1 did not come up" >&2; exit 1
+# The launcher passes these tunables on to the services it starts (the rest at their defaults).
+export RUST_LOG=warn BACKLOG_LIMIT=100000000 WORKER_BATCH_SIZE="$WORKER_BATCH" WORKER_CONCURRENCY="$WORKER_CONC"
+stack_up() { # dir index_prefix up-args...: start processes through the launcher; fail loudly
+  local dir=$1 prefix=$2; shift 2
+  STACK_DIRS+=("$dir")
+  "$STACK" up --dir "$dir" --bin-dir "$BIN" --free-ports --redis-url "redis://127.0.0.1:$REDIS_PORT" \
+    --elasticsearch-url "$ES" --namespace "$RUN" --index-prefix "$prefix" "$@" >"$dir.log" \
+    || { cat "$dir.log" >&2; exit 1; }
 }
+
 count_docs() {
   curl -s -XPOST "$ES/$1/_refresh" >/dev/null
   curl -s "$ES/$1/_count" | grep -oE '"count":[0-9]+' | cut -d: -f2 || echo 0
@@ -125,11 +137,9 @@ if [ "$ES_PID" = 0 ]; then
 fi
 hwm_mb() { calc "%.1f" "$(grep VmHWM "/proc/$1/status" | awk '{print $2}')/1024"; }
 
-CONSUMER_PORT="$(free_port)"
-CONSUMER_ADDR="127.0.0.1:$CONSUMER_PORT" "$BIN/consumer" >"$DIR/consumer.log" 2>&1 &
-CONSUMER_PID=$!; PIDS+=($CONSUMER_PID)
-CONSUMER_URL="http://127.0.0.1:$CONSUMER_PORT"
-wait_http "$CONSUMER_URL/healthz"
+stack_up "$DIR/api" "$PREFIX" --workers 0 --without webhook,dashboard,producer
+CONSUMER_PID="$(cat "$DIR/api/pids/consumer.pid")"
+eval "$("$STACK" urls --dir "$DIR/api")"
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB; $(redis-server --version | cut -d' ' -f1-3)"
 echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -160,15 +170,12 @@ SUM_PIPE_P=0; SUM_PIPE_C=0; SUM_PIPE_W=0
 for round in $(seq 1 "$ROUNDS"); do
   echo "== 3a. whole pipeline, round $round: $PIPELINE_MESSAGES messages, $WORKERS workers (batch $WORKER_BATCH, concurrency $WORKER_CONC)"
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
-  WORKER_PIDS=(); WORKER_PORTS=()
-  for i in $(seq 1 "$WORKERS"); do
-    port="$(free_port)"; WORKER_PORTS+=("$port")
-    ES_INDEX_PREFIX="${PREFIX}r$round-" WORKER_METRICS_ADDR="127.0.0.1:$port" WORKER_BATCH_SIZE="$WORKER_BATCH" \
-      WORKER_CONCURRENCY="$WORKER_CONC" WEBHOOK_URL="http://127.0.0.1:9/unused" WEBHOOK_SECRET=bench-unused \
-      "$BIN/worker" >"$DIR/worker$i.log" 2>&1 &
-    WORKER_PIDS+=($!); PIDS+=($!)
-    wait_http "http://127.0.0.1:$port/readyz"
-  done
+  # the workers of this round (their webhook URL points at a free port: resources are off)
+  WEBHOOK_SECRET=bench-unused stack_up "$DIR/round$round" "${PREFIX}r$round-" \
+    --workers "$WORKERS" --without consumer,webhook,dashboard,producer
+  WORKER_PIDS=(); for i in $(seq 1 "$WORKERS"); do WORKER_PIDS+=("$(cat "$DIR/round$round/pids/worker-$i.pid")"); done
+  unset WORKER_PORTS; eval "$("$STACK" urls --dir "$DIR/round$round")"
+  read -r -a WORKER_PORTS <<<"$WORKER_PORTS"
   C0="$(cpu_s "$CONSUMER_PID")"; R0="$(cpu_s "$REDIS_PID")"; E0="$(cpu_s "$ES_PID")"
   T0="$(now)"
   /usr/bin/time -f "PRODUCER_CPU %U %S" -o "$DIR/producer.time" \
@@ -204,7 +211,7 @@ for round in $(seq 1 "$ROUNDS"); do
   fi
   RSS_WORKERS=""
   for pid in "${WORKER_PIDS[@]}"; do RSS_WORKERS="$RSS_WORKERS $(hwm_mb "$pid")"; done
-  for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  "$STACK" stop --dir "$DIR/round$round" >/dev/null
 
   echo "== 3b. plain _bulk baseline, round $round: same $PIPELINE_MESSAGES documents, batch $WORKER_BATCH, $((WORKERS * WORKER_CONC)) in parallel"
   E0="$(cpu_s "$ES_PID")"
@@ -218,7 +225,7 @@ for round in $(seq 1 "$ROUNDS"); do
   if [ "$rate" -gt "$BASE_RATE" ]; then BASE_RATE="$rate"; fi
 done
 RSS_CONSUMER="$(hwm_mb "$CONSUMER_PID")"
-kill "$CONSUMER_PID" 2>/dev/null || true; wait "$CONSUMER_PID" 2>/dev/null || true
+"$STACK" stop --dir "$DIR/api" >/dev/null
 
 if [ "$ONLY_PIPELINE" != 1 ]; then
 echo "== 5. redis-benchmark on the same redis-server: XADD of a 300-byte payload"

@@ -2,13 +2,16 @@
 # Webhook latency benchmark, one command: ./bench/webhook_latency.sh
 # Latency = delivered_at (the webhook service received the delivery) - last_received_at (the
 # consumer received the resource's last packet), read back from the `resources` documents.
-# Starts a private redis-server, the release consumer, 2 workers and the webhook service against the
-# Elasticsearch at ELASTICSEARCH_URL (unique index prefix, deleted afterwards), then measures
+# Starts a private redis-server, then the release consumer, 2 workers and the webhook service
+# through the launcher (`conveyor-stack up`: free ports, each process with exactly its service's
+# environment) against the Elasticsearch at ELASTICSEARCH_URL (unique index prefix, deleted
+# afterwards), then measures
 #   1. the default producer rate (10 packets/s in resources of 1-5) for PACED_SECS (default 60),
 #   2. `producer --bench` load (BENCH_COUNT packets, default 20000),
 # and prints p50/p90/p99/max of latency_ms for the resources completed in each phase.
 # Worker settings come from the environment (e.g. WORKER_BATCH_LINGER_MS=2 to compare lingers);
-# BIN=<dir> runs prebuilt binaries from <dir> instead of building; PHASE2=0 skips phase 2.
+# BIN=<dir> runs prebuilt binaries from <dir> instead of building (its conveyor-stack, or this
+# checkout's when <dir> has none); PHASE2=0 skips phase 2.
 # The load average is printed before and after: on a busy machine the tails measure CPU
 # contention, not the pipeline.
 set -euo pipefail
@@ -21,16 +24,22 @@ NS="bench-wh-$$"
 
 if [ -z "${BIN:-}" ]; then
   echo "== building release binaries"
-  cargo build --release -p consumer -p worker -p webhook -p producer
+  cargo build --release -p consumer -p worker -p webhook -p producer -p conveyor-stack
   BIN="${CARGO_TARGET_DIR:-target}/release"
+fi
+STACK="$BIN/conveyor-stack"
+if [ ! -x "$STACK" ]; then
+  cargo build --release -p conveyor-stack
+  STACK="${CARGO_TARGET_DIR:-target}/release/conveyor-stack"
 fi
 PHASE2="${PHASE2:-1}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-REDIS_PORT="$(free_port)"; CONSUMER_PORT="$(free_port)"; WEBHOOK_PORT="$(free_port)"
+REDIS_PORT="$(free_port)"
 DIR="$(mktemp -d)"
 PIDS=()
 cleanup() {
+  "$STACK" stop --dir "$DIR/stack" >/dev/null 2>&1 || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   curl -s -XDELETE "$ES/${PREFIX}*" >/dev/null || true
@@ -43,19 +52,16 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --d
 PIDS+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 
-export REDIS_URL="redis://127.0.0.1:$REDIS_PORT" ELASTICSEARCH_URL="$ES" QUEUE_NAMESPACE="$NS" \
-  ES_INDEX_PREFIX="$PREFIX" WEBHOOK_SECRET="bench-secret" RUST_LOG=warn \
-  WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/webhooks/resources" \
-  CONSUMER_URL="http://127.0.0.1:$CONSUMER_PORT"
-WEBHOOK_ADDR="127.0.0.1:$WEBHOOK_PORT" OUTPUT_DIR="$DIR/output" "$BIN/webhook" >"$DIR/webhook.log" 2>&1 &
-PIDS+=($!)
-CONSUMER_ADDR="127.0.0.1:$CONSUMER_PORT" "$BIN/consumer" >"$DIR/consumer.log" 2>&1 &
-PIDS+=($!)
-for i in 1 2; do "$BIN/worker" >"$DIR/worker$i.log" 2>&1 & PIDS+=($!); done
-for url in "http://127.0.0.1:$WEBHOOK_PORT/readyz" "http://127.0.0.1:$CONSUMER_PORT/readyz"; do
-  for _ in $(seq 1 600); do curl -sf "$url" >/dev/null && break; sleep 0.1; done
-done
-sleep 2 # workers create indices and join the groups
+# Worker settings (WORKER_BATCH_LINGER_MS, ...) reach the workers from this environment; `up`
+# returns once every process answers /healthz with its own pid and the consumer and workers
+# answer /readyz (indices ensured, groups joined).
+WEBHOOK_SECRET="bench-secret" RUST_LOG=warn "$STACK" up --dir "$DIR/stack" --bin-dir "$BIN" \
+  --free-ports --workers 2 --without dashboard,producer \
+  --redis-url "redis://127.0.0.1:$REDIS_PORT" --elasticsearch-url "$ES" \
+  --namespace "$NS" --index-prefix "$PREFIX" >"$DIR/stack.log" \
+  || { cat "$DIR/stack.log"; exit 1; }
+eval "$("$STACK" urls --dir "$DIR/stack")"
+export CONSUMER_URL RUST_LOG=warn
 
 now_ms() { date +%s%3N; }
 report() { # $1 = label, $2 = from ms, $3 = to ms (by last_received_at)

@@ -11,5 +11,5 @@ mod process;
 mod proxy;
 
 pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv};
-pub use process::{bin_path, free_port, wait_for_http, ChildGuard, RedisServer};
+pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard, RedisServer};
 pub use proxy::TcpProxy;

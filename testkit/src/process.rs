@@ -4,33 +4,99 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-/// Path of a workspace binary. `CONVEYOR_BIN_DIR` (set by `./setup.sh test` to the release build)
-/// wins; otherwise `target/debug`, then `target/release`.
+/// The binaries the end-to-end tests run.
+const BINARIES: [&str; 5] = ["consumer", "worker", "webhook", "dashboard", "producer"];
+
+/// The one directory the tests' binaries come from. `CONVEYOR_BIN_DIR` when set (`./setup.sh
+/// test` sets it after `cargo build --release --bins`); otherwise the first call in this test
+/// process runs `cargo build --release --workspace --bins` and uses the directory that build
+/// reports. Never a binary from an older build that happens to lie in `target/debug` or
+/// `target/release`. The whole workspace, as `./setup.sh` builds it: a build of only some
+/// packages unifies other dependency features, and the two builds would keep relinking the
+/// same binaries in turn.
+pub fn bin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| match std::env::var_os("CONVEYOR_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => build_binaries(),
+    })
+}
+
+/// Path of a workspace binary in [`bin_dir`]; panics if it is not there.
 pub fn bin_path(name: &str) -> PathBuf {
-    if let Ok(dir) = std::env::var("CONVEYOR_BIN_DIR") {
-        let p = Path::new(&dir).join(name);
-        assert!(
-            p.exists(),
-            "{} does not exist: build with `cargo build --release --bins`",
-            p.display()
-        );
-        return p;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let p = bin_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} does not exist: build with `cargo build --release --bins` (CONVEYOR_BIN_DIR={})",
+        p.display(),
+        std::env::var("CONVEYOR_BIN_DIR").unwrap_or_default()
+    );
+    p
+}
+
+/// Builds the release binaries with the cargo that runs the tests; returns where they are.
+fn build_binaries() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
-        .to_path_buf();
-    for profile in ["debug", "release"] {
-        let p = root.join("target").join(profile).join(name);
-        if p.exists() {
-            return p;
+        .join("Cargo.toml");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--workspace", "--bins"])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // What cargo sets for the running test (CARGO_MANIFEST_DIR, CARGO_PKG_*, …) must not reach
+    // the build: build scripts that watch such a variable (ring's watches CARGO_MANIFEST_DIR)
+    // would otherwise rerun, and every later `cargo build` from a shell would rebuild again.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_by_cargo_for_the_test = name.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+                "OUT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_by_cargo_for_the_test {
+            cmd.env_remove(name.as_ref());
         }
     }
-    panic!("binary `{name}` not built: run `cargo build --bins` (or `./setup.sh test`)");
+    eprintln!("testkit: building the release binaries the tests run ({cmd:?})");
+    let out = cmd.output().expect("running cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build --release --bins failed ({})",
+        out.status
+    );
+    let mut dirs: Vec<PathBuf> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| {
+            let name = msg["target"]["name"].as_str().unwrap_or_default();
+            msg["reason"] == "compiler-artifact" && BINARIES.contains(&name)
+        })
+        .filter_map(|msg| msg["executable"].as_str().map(PathBuf::from))
+        .filter_map(|exe| exe.parent().map(Path::to_path_buf))
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    match dirs.as_slice() {
+        [dir] => dir.clone(),
+        other => panic!("cargo build reported the binaries in {other:?}, expected one directory"),
+    }
 }
 
 /// A TCP port that was free a moment ago on 127.0.0.1.

@@ -1,27 +1,24 @@
 //! `Stack`: the real Conveyor binaries (consumer, N workers, optionally webhook and dashboard)
 //! started as child processes on free loopback ports, all pointed at one test's Redis namespace
-//! and Elasticsearch index prefix, each waited for on its `/healthz`. Every child dies with the
-//! stack (SIGKILL on drop). It only starts processes and knows their addresses; it asserts nothing.
+//! and Elasticsearch index prefix. A thin layer over the `conveyor-stack` launcher, which owns
+//! each service's environment (the same as `./setup.sh` and compose), starts each child with only
+//! that environment plus the test's overrides, and counts a service as started when the child is
+//! alive and answers `/healthz` with its own pid. Every child dies with the stack (SIGKILL on
+//! drop). It only starts processes and knows their addresses; it asserts nothing.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use conveyor_stack::{StackConfig, Tunables};
 use testkit::{bin_path, free_port, ChildGuard, TestEnv};
+
+pub use conveyor_stack::Service;
 
 /// Secret the stack's worker and webhook share for signatures.
 pub const WEBHOOK_SECRET: &str = "stack-test-secret";
-
-/// Which binary an environment override applies to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Service {
-    Consumer,
-    Worker,
-    Webhook,
-    Dashboard,
-}
 
 /// What to start. Build with [`Stack::builder`], finish with [`StackBuilder::start`].
 pub struct StackBuilder {
@@ -78,14 +75,26 @@ impl StackBuilder {
         self
     }
 
-    /// Starts everything and waits until each service answers `/healthz`.
+    /// Starts everything; each service counts as started when its process is alive and answers
+    /// `/healthz` with its own pid.
     pub async fn start(self) -> Result<Stack> {
         let output_dir = std::env::temp_dir().join(testkit::unique_name("stack-out"));
         std::fs::create_dir_all(&output_dir)?;
-        let mut stack = Stack {
+        let launch = StackConfig {
+            redis_url: self.redis_url.clone(),
+            elasticsearch_url: self.elasticsearch_url.clone(),
+            namespace: self.namespace.clone(),
+            index_prefix: self.index_prefix.clone(),
+            log_format: "pretty".into(),
+            webhook_secret: WEBHOOK_SECRET.into(),
             consumer_port: free_port(),
             webhook_port: free_port(),
             dashboard_port: free_port(),
+            output_dir: output_dir.clone(),
+            tunables: Tunables::defaults(),
+        };
+        let mut stack = Stack {
+            launch,
             config: self,
             output_dir: OutputDir(output_dir),
             consumer: None,
@@ -94,27 +103,17 @@ impl StackBuilder {
             dashboard: None,
         };
         if stack.config.webhook {
-            let port = stack.webhook_port;
-            let g = stack
-                .spawn_service(Service::Webhook, "webhook", port, &[])
-                .await?;
-            stack.webhook = Some(g);
+            let port = stack.launch.webhook_port;
+            stack.webhook = Some(stack.spawn_service(Service::Webhook, port, &[]).await?);
         }
-        let port = stack.consumer_port;
-        stack.consumer = Some(
-            stack
-                .spawn_service(Service::Consumer, "consumer", port, &[])
-                .await?,
-        );
+        let port = stack.launch.consumer_port;
+        stack.consumer = Some(stack.spawn_service(Service::Consumer, port, &[]).await?);
         for _ in 0..stack.config.workers {
             stack.start_worker().await?;
         }
         if stack.config.dashboard {
-            let port = stack.dashboard_port;
-            let g = stack
-                .spawn_service(Service::Dashboard, "dashboard", port, &[])
-                .await?;
-            stack.dashboard = Some(g);
+            let port = stack.launch.dashboard_port;
+            stack.dashboard = Some(stack.spawn_service(Service::Dashboard, port, &[]).await?);
         }
         Ok(stack)
     }
@@ -129,9 +128,8 @@ pub struct WorkerProcess {
 /// The running services of one test. Dropping it SIGKILLs every child.
 pub struct Stack {
     config: StackBuilder,
-    consumer_port: u16,
-    webhook_port: u16,
-    dashboard_port: u16,
+    /// What the launcher derives each service's environment from.
+    launch: StackConfig,
     output_dir: OutputDir,
     consumer: Option<ChildGuard>,
     workers: Vec<Option<WorkerProcess>>,
@@ -165,15 +163,15 @@ impl Stack {
 
     /// `http://127.0.0.1:<port>` of the consumer API.
     pub fn consumer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.consumer_port)
+        self.launch.consumer_url()
     }
     /// `http://127.0.0.1:<port>` of the webhook service (meaningful when it was started).
     pub fn webhook_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.webhook_port)
+        self.launch.webhook_url()
     }
     /// `http://127.0.0.1:<port>` of the dashboard (meaningful when it was started).
     pub fn dashboard_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.dashboard_port)
+        format!("http://127.0.0.1:{}", self.launch.dashboard_port)
     }
     /// The webhook service's `OUTPUT_DIR` (removed when the stack drops).
     pub fn output_dir(&self) -> &Path {
@@ -201,9 +199,7 @@ impl Stack {
             .map(|u| vec![("ELASTICSEARCH_URL".to_string(), u)])
             .unwrap_or_default();
         extra.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let guard = self
-            .spawn_service(Service::Worker, "worker", port, &extra)
-            .await?;
+        let guard = self.spawn_service(Service::Worker, port, &extra).await?;
         self.workers.push(Some(WorkerProcess {
             guard,
             metrics_port: port,
@@ -304,86 +300,35 @@ impl Stack {
         }
     }
 
-    fn base_env(&self, service: Service, port: u16) -> Vec<(String, String)> {
-        let c = &self.config;
-        let addr = format!("127.0.0.1:{port}");
-        let mut env = vec![
-            ("REDIS_URL".into(), c.redis_url.clone()),
-            ("ELASTICSEARCH_URL".into(), c.elasticsearch_url.clone()),
-            ("QUEUE_NAMESPACE".into(), c.namespace.clone()),
-            ("ES_INDEX_PREFIX".into(), c.index_prefix.clone()),
-            ("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
-            ("CONSUMER_URL".into(), self.consumer_url()),
-            ("RUST_LOG".into(), "info".into()),
-        ];
-        if c.webhook {
-            let url = format!("{}/webhooks/resources", self.webhook_url());
-            env.push(("WEBHOOK_URL".into(), url));
-        }
-        match service {
-            Service::Consumer => env.push(("CONSUMER_ADDR".into(), addr)),
-            Service::Worker => env.push(("WORKER_METRICS_ADDR".into(), addr)),
-            Service::Webhook => {
-                env.push(("WEBHOOK_ADDR".into(), addr));
-                let dir = self.output_dir().display().to_string();
-                env.push(("OUTPUT_DIR".into(), dir));
-            }
-            Service::Dashboard => env.push(("DASHBOARD_ADDR".into(), addr)),
-        }
-        env
-    }
-
+    /// Starts one process of `service` listening on `port` with the launcher's environment for it,
+    /// then the builder's overrides (every service, then this service), then `extra`; waits until
+    /// it is alive and answers `/healthz` with its own pid.
     async fn spawn_service(
         &self,
         service: Service,
-        bin: &str,
         port: u16,
         extra: &[(String, String)],
     ) -> Result<ChildGuard> {
-        let mut cmd = Command::new(bin_path(bin));
         let overrides = self.config.service_env.get(&service).into_iter().flatten();
-        let all = self
-            .base_env(service, port)
+        let env: Vec<(String, String)> = self
+            .launch
+            .env(service, port)
             .into_iter()
             .chain(self.config.common_env.iter().cloned())
             .chain(overrides.cloned())
-            .chain(extra.iter().cloned());
-        for (k, v) in all {
-            cmd.env(k, v);
+            .chain(extra.iter().cloned())
+            .collect();
+        let cmd = conveyor_stack::command(&bin_path(service.name()), &env);
+        let guard = ChildGuard::spawn(service.name(), cmd)?;
+        let pid = guard.id();
+        let started = tokio::task::spawn_blocking(move || {
+            conveyor_stack::wait_started(pid, service, port, Duration::from_secs(60))
+        })
+        .await
+        .context("waiting for the start")?;
+        if let Err(e) = started {
+            bail!("{e:#}; its output:\n{}", guard.output());
         }
-        let mut guard = ChildGuard::spawn(bin, cmd)?;
-        wait_healthy(&mut guard, bin, port, Duration::from_secs(60)).await?;
         Ok(guard)
-    }
-}
-
-/// Polls `http://127.0.0.1:<port>/healthz` until 2xx; fails at once if the process exits.
-async fn wait_healthy(
-    guard: &mut ChildGuard,
-    name: &str,
-    port: u16,
-    timeout: Duration,
-) -> Result<()> {
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()?;
-    let start = Instant::now();
-    loop {
-        if !guard.is_running() {
-            bail!("{name} exited during start-up:\n{}", guard.output());
-        }
-        if let Ok(resp) = client.get(&url).send().await {
-            if resp.status().is_success() {
-                return Ok(());
-            }
-        }
-        if start.elapsed() > timeout {
-            bail!(
-                "{name} did not answer {url} within {timeout:?}:\n{}",
-                guard.output()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

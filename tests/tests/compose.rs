@@ -1,13 +1,16 @@
-//! Static checks that keep docker-compose.yml, the Dockerfile, setup.sh's native mode and
-//! .env.example in step with the binaries: every service runs a binary the image really holds,
-//! every variable compose sets is one that binary reads (its `--help` says `[env: NAME]`), ports
-//! are the documented defaults, and native mode sets exactly the same variable names.
-//! These tests start no servers; they need the built binaries (`./setup.sh test` builds them).
+//! Static checks that keep docker-compose.yml, the Dockerfile, the launcher (`conveyor-stack`,
+//! which native mode, the e2e tests and the benches start the services with) and .env.example in
+//! step with the binaries: every service runs a binary the image really holds, every variable
+//! compose sets is one that binary reads (its `--help` says `[env: NAME]`), ports are the
+//! documented defaults, and the launcher sets exactly the same variable names with the same
+//! defaults.
+//! These tests start no servers; `--help` runs the binaries of `testkit::bin_dir()`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
+use conveyor_stack::{Service, StackConfig, TUNABLES};
 use serde_yaml::Value;
 
 /// The binaries Conveyor ships, one compose service each.
@@ -295,17 +298,17 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         "compose Redis fsyncs every write: {redis}"
     );
     assert!(
-        read("setup.sh").contains("--appendfsync always"),
+        read("scripts/provision.sh").contains("--appendfsync always"),
         "native Redis fsyncs every write"
     );
     let es = &svcs["elasticsearch"];
-    let version = read("setup.sh")
+    let version = read("scripts/provision.sh")
         .lines()
         .find_map(|l| {
             l.strip_prefix("ES_VERSION=\"${ES_VERSION:-")
                 .map(|v| v.trim_end_matches("}\"").to_string())
         })
-        .expect("ES_VERSION in setup.sh");
+        .expect("ES_VERSION in scripts/provision.sh");
     assert_eq!(
         es["image"].as_str(),
         Some(format!("docker.elastic.co/elasticsearch/elasticsearch:{version}").as_str())
@@ -330,59 +333,56 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
     );
 }
 
-/// setup.sh's `service_env` arms: service name -> the variable names native mode sets.
-fn native_env(setup: &str) -> BTreeMap<String, BTreeSet<String>> {
-    let body = setup
-        .split("service_env() {")
-        .nth(1)
-        .expect("setup.sh defines service_env()");
-    let body = &body[..body.find("\n}").expect("end of service_env")];
-    let mut arms = BTreeMap::new();
-    for arm in body.split(";;") {
-        let Some(head) = arm.lines().map(str::trim).find(|l| l.contains(") ")) else {
-            continue;
-        };
-        let service = head
-            .split(')')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
-        let names: BTreeSet<String> = arm
-            .split('"')
-            .filter_map(|chunk| chunk.split_once('=').map(|(n, _)| n.to_string()))
-            .filter(|n| {
-                !n.is_empty()
-                    && n.chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            })
-            .collect();
-        if !names.is_empty() {
-            arms.insert(service, names);
-        }
+#[test]
+fn the_launcher_sets_the_same_variables_as_compose() {
+    let doc = compose();
+    let mut seen = BTreeSet::new();
+    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let service: Service = name
+            .parse()
+            .unwrap_or_else(|e| panic!("compose service {name}: {e}"));
+        let in_compose = env_names(svc);
+        let in_launcher: BTreeSet<String> = StackConfig::env_names(service).into_iter().collect();
+        assert_eq!(
+            in_launcher, in_compose,
+            "{name}: conveyor-stack (native mode, e2e, benches) vs docker-compose.yml"
+        );
+        seen.insert(service);
     }
-    arms
+    assert_eq!(
+        seen,
+        Service::ALL.into_iter().collect(),
+        "compose runs exactly the launcher's services"
+    );
 }
 
 #[test]
-fn native_mode_sets_the_same_variables_as_compose() {
-    let native = native_env(&read("setup.sh"));
+fn the_launcher_defaults_are_the_compose_defaults() {
     let doc = compose();
+    let mut checked = 0;
     for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
-        let name = name_of(key);
-        let in_compose = env_names(svc);
-        let in_native = native
-            .get(&name)
-            .unwrap_or_else(|| panic!("setup.sh service_env has no `{name})` arm"));
-        assert_eq!(
-            in_native, &in_compose,
-            "{name}: setup.sh native mode vs docker-compose.yml"
-        );
+        let Some(env) = svc.get("environment").and_then(Value::as_mapping) else {
+            continue;
+        };
+        for (var, value) in env {
+            let var = name_of(var);
+            let Some((_, default)) = TUNABLES.iter().find(|(n, _)| *n == var) else {
+                continue;
+            };
+            let value = value.as_str().unwrap_or_default();
+            assert_eq!(
+                value,
+                format!("${{{var}:-{default}}}"),
+                "{}: compose's default for {var} vs the launcher's",
+                name_of(key)
+            );
+            checked += 1;
+        }
     }
-    assert_eq!(
-        native.len(),
-        BINARIES.len(),
-        "setup.sh starts exactly the compose services: {native:?}"
+    assert!(
+        checked >= TUNABLES.len(),
+        "every tunable appears in compose ({checked})"
     );
 }
 

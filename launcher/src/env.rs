@@ -1,0 +1,241 @@
+//! Exactly which environment variables each service's processes get. docker-compose.yml sets the
+//! same names for the same services (tests/tests/compose.rs compares them with [`StackConfig::env`]);
+//! the defaults are those of compose and `.env.example`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::Service;
+
+/// The tunables and their defaults, overridable from the environment (or `.env`, which
+/// `./setup.sh` loads into it), as docker compose substitutes them.
+pub const TUNABLES: [(&str, &str); 9] = [
+    ("RUST_LOG", "info"),
+    ("BACKLOG_LIMIT", "100000"),
+    ("WORKER_CONCURRENCY", "4"),
+    ("WORKER_BATCH_SIZE", "500"),
+    ("WORKER_BATCH_LINGER_MS", "0"),
+    ("LEASE_MS", "5000"),
+    ("MAX_ATTEMPTS", "5"),
+    ("RESOURCE_TIMEOUT_MS", "60000"),
+    ("RUNTIME_THREADS", "1"),
+];
+
+/// Values of the [`TUNABLES`].
+#[derive(Clone, Debug)]
+pub struct Tunables(BTreeMap<&'static str, String>);
+
+impl Tunables {
+    /// Every tunable at its default.
+    pub fn defaults() -> Tunables {
+        Tunables(TUNABLES.iter().map(|(k, v)| (*k, v.to_string())).collect())
+    }
+
+    /// Defaults, overridden by whatever of them this process's environment sets (non-empty).
+    pub fn from_env() -> Tunables {
+        let mut t = Tunables::defaults();
+        for (name, _) in TUNABLES {
+            if let Ok(v) = std::env::var(name) {
+                if !v.is_empty() {
+                    t.0.insert(name, v);
+                }
+            }
+        }
+        t
+    }
+
+    /// One tunable's value; panics on a name that is not in [`TUNABLES`].
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not a tunable"))
+    }
+
+    /// Sets one tunable; panics on a name that is not in [`TUNABLES`].
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let key = TUNABLES
+            .iter()
+            .map(|(k, _)| *k)
+            .find(|k| *k == name)
+            .unwrap_or_else(|| panic!("{name} is not a tunable"));
+        self.0.insert(key, value.into());
+    }
+}
+
+/// Everything that decides the services' environment: where Redis and Elasticsearch are, the
+/// namespace and index prefix, the shared secret, the ports every service listens on (all on
+/// 127.0.0.1), the webhook's output directory and the tunables.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    pub redis_url: String,
+    pub elasticsearch_url: String,
+    pub namespace: String,
+    pub index_prefix: String,
+    pub log_format: String,
+    pub webhook_secret: String,
+    pub consumer_port: u16,
+    pub webhook_port: u16,
+    pub dashboard_port: u16,
+    pub output_dir: PathBuf,
+    pub tunables: Tunables,
+}
+
+impl StackConfig {
+    /// Native mode's defaults: local Redis and Elasticsearch, the ports compose publishes.
+    pub fn native_defaults() -> StackConfig {
+        StackConfig {
+            redis_url: "redis://127.0.0.1:6379".into(),
+            elasticsearch_url: "http://127.0.0.1:9200".into(),
+            namespace: "conveyor".into(),
+            index_prefix: String::new(),
+            log_format: "pretty".into(),
+            webhook_secret: String::new(),
+            consumer_port: 8000,
+            webhook_port: 8001,
+            dashboard_port: 5000,
+            output_dir: PathBuf::from(".run/output"),
+            tunables: Tunables::defaults(),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>` of the consumer API.
+    pub fn consumer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.consumer_port)
+    }
+
+    /// `http://127.0.0.1:<port>` of the webhook service.
+    pub fn webhook_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.webhook_port)
+    }
+
+    /// The port `service` listens on; a worker's is its own (`worker_port`), the producer has none.
+    pub fn listen_port(&self, service: Service, worker_port: u16) -> Option<u16> {
+        match service {
+            Service::Consumer => Some(self.consumer_port),
+            Service::Worker => Some(worker_port),
+            Service::Webhook => Some(self.webhook_port),
+            Service::Dashboard => Some(self.dashboard_port),
+            Service::Producer => None,
+        }
+    }
+
+    /// The complete environment of one process of `service` (a worker's `/healthz` + `/metrics`
+    /// listen on `worker_port`; other services ignore it). Nothing else is passed but `PATH` and
+    /// `HOME` ([`crate::command`]), as in a container.
+    pub fn env(&self, service: Service, worker_port: u16) -> Vec<(String, String)> {
+        let t = |name: &str| self.tunables.get(name).to_string();
+        let common = || {
+            vec![
+                ("REDIS_URL", self.redis_url.clone()),
+                ("ELASTICSEARCH_URL", self.elasticsearch_url.clone()),
+                ("QUEUE_NAMESPACE", self.namespace.clone()),
+                ("ES_INDEX_PREFIX", self.index_prefix.clone()),
+            ]
+        };
+        let logging = || {
+            vec![
+                ("RUST_LOG", t("RUST_LOG")),
+                ("LOG_FORMAT", self.log_format.clone()),
+                ("RUNTIME_THREADS", t("RUNTIME_THREADS")),
+            ]
+        };
+        let addr = |port: u16| format!("127.0.0.1:{port}");
+        let mut env = Vec::new();
+        match service {
+            Service::Consumer => {
+                env.extend(common());
+                env.extend(logging());
+                env.push(("CONSUMER_ADDR", addr(self.consumer_port)));
+                env.push(("BACKLOG_LIMIT", t("BACKLOG_LIMIT")));
+            }
+            Service::Worker => {
+                env.extend(common());
+                env.extend(logging());
+                for name in ["WORKER_CONCURRENCY", "WORKER_BATCH_SIZE"] {
+                    env.push((name, t(name)));
+                }
+                env.push(("WORKER_BATCH_LINGER_MS", t("WORKER_BATCH_LINGER_MS")));
+                env.push(("WORKER_METRICS_ADDR", addr(worker_port)));
+                env.push(("LEASE_MS", t("LEASE_MS")));
+                env.push(("MAX_ATTEMPTS", t("MAX_ATTEMPTS")));
+                let url = format!("{}/webhooks/resources", self.webhook_url());
+                env.push(("WEBHOOK_URL", url));
+                env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
+                env.push(("RESOURCE_TIMEOUT_MS", t("RESOURCE_TIMEOUT_MS")));
+            }
+            Service::Webhook => {
+                // the webhook service talks to Elasticsearch only (no Redis)
+                env.push(("ELASTICSEARCH_URL", self.elasticsearch_url.clone()));
+                env.push(("ES_INDEX_PREFIX", self.index_prefix.clone()));
+                env.extend(logging());
+                env.push(("WEBHOOK_ADDR", addr(self.webhook_port)));
+                env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
+                let dir = self.output_dir.display().to_string();
+                env.push(("OUTPUT_DIR", dir));
+            }
+            Service::Dashboard => {
+                env.extend(common());
+                env.extend(logging());
+                env.push(("DASHBOARD_ADDR", addr(self.dashboard_port)));
+            }
+            Service::Producer => {
+                env.extend(logging());
+                env.push(("CONSUMER_URL", self.consumer_url()));
+            }
+        }
+        env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+
+    /// The names [`StackConfig::env`] sets for `service`, sorted.
+    pub fn env_names(service: Service) -> Vec<String> {
+        let mut names: Vec<String> = StackConfig::native_defaults()
+            .env(service, 9101)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tunable_reaches_a_service_and_names_are_unique() {
+        let cfg = StackConfig::native_defaults();
+        for (name, default) in TUNABLES {
+            let users: Vec<Service> = Service::ALL
+                .into_iter()
+                .filter(|s| {
+                    cfg.env(*s, 9101)
+                        .iter()
+                        .any(|(k, v)| k == name && v == default)
+                })
+                .collect();
+            assert!(!users.is_empty(), "{name} reaches no service");
+        }
+        for svc in Service::ALL {
+            let names = StackConfig::env_names(svc);
+            let mut dedup = names.clone();
+            dedup.dedup();
+            assert_eq!(names, dedup, "{svc} sets a variable twice");
+        }
+    }
+
+    #[test]
+    fn services_point_at_each_other_on_loopback() {
+        let mut cfg = StackConfig::native_defaults();
+        cfg.consumer_port = 18000;
+        cfg.webhook_port = 18001;
+        let worker = cfg.env(Service::Worker, 19101);
+        assert!(worker.contains(&("WORKER_METRICS_ADDR".into(), "127.0.0.1:19101".into())));
+        assert!(worker.contains(&(
+            "WEBHOOK_URL".into(),
+            "http://127.0.0.1:18001/webhooks/resources".into()
+        )));
+        let producer = cfg.env(Service::Producer, 0);
+        assert!(producer.contains(&("CONSUMER_URL".into(), "http://127.0.0.1:18000".into())));
+    }
+}

@@ -1,0 +1,192 @@
+# Provisioning (sourced by setup.sh): what Conveyor needs on the machine, installed as root when
+# missing (apt packages, a JDK, Elasticsearch from Maven Central, the notebook's venv), and the
+# Redis and Elasticsearch servers started and stopped on loopback, each in its own state dir.
+# `./setup.sh dev` / `./setup.sh dev stop` live here too: the test servers for `cargo test`.
+# It never starts a Conveyor service: that is the launcher's job (scripts/run.sh, scripts/test.sh).
+# shellcheck shell=bash
+
+# Pinned versions. Elasticsearch comes from Maven Central's integration-test distribution
+# (a real, stripped Elasticsearch). 9.3.0 is not published there; 9.2.4 is the newest 9.x that is.
+ES_VERSION="${ES_VERSION:-9.2.4}"
+ES_JAVA_HOME_DEFAULT="/usr/lib/jvm/temurin-25-jdk-amd64"
+ES_USER="conveyor-es"
+CONVEYOR_HOME="${CONVEYOR_HOME:-/opt/conveyor}"     # unpacked Elasticsearch (outside /root: ES user must read it)
+STATE_HOME="${CONVEYOR_STATE:-/var/lib/conveyor}"   # ES data/logs (owned by the ES user)
+DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
+
+# The test servers (`./setup.sh test`, `./setup.sh dev`).
+TEST_REDIS_PORT="${TEST_REDIS_PORT:-16379}"
+TEST_ES_PORT="${TEST_ES_PORT:-19200}"
+TEST_ES_TRANSPORT_PORT="${TEST_ES_TRANSPORT_PORT:-19300}"
+DEV_DIR="${CONVEYOR_DEV_DIR:-/tmp/conveyor-dev}"
+
+# ---------------------------------------------------------------------------------------------
+# Installation
+# ---------------------------------------------------------------------------------------------
+APT_UPDATED=0
+apt_install() { # pkg...: install the Debian packages that are missing
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "need these packages but apt-get is missing: ${missing[*]}"
+  log "installing ${missing[*]} (apt)"
+  local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ $APT_UPDATED -eq 0 ]; then $sudo apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+ensure_redis() { apt_install redis-server redis-tools; }
+
+ensure_java() {
+  if [ -x "$ES_JAVA_HOME_DEFAULT/bin/java" ]; then ES_JAVA_HOME="${ES_JAVA_HOME:-$ES_JAVA_HOME_DEFAULT}"; return; fi
+  # ES 9.x needs Java 21+. Debian's openjdk-21 is not in every release; fall back to what apt offers.
+  for pkg in openjdk-25-jdk-headless openjdk-21-jdk-headless; do
+    if apt-cache show "$pkg" >/dev/null 2>&1; then apt_install "$pkg"; break; fi
+  done
+  ES_JAVA_HOME="${ES_JAVA_HOME:-$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")}"
+  "$ES_JAVA_HOME/bin/java" -version 2>&1 | grep -Eq 'version "(2[1-9]|[3-9][0-9])' \
+    || die "Elasticsearch $ES_VERSION needs Java 21+; set ES_JAVA_HOME"
+}
+
+ensure_elasticsearch() {
+  ES_HOME="$CONVEYOR_HOME/elasticsearch-$ES_VERSION"
+  if [ ! -x "$ES_HOME/bin/elasticsearch" ]; then
+    command -v mvn >/dev/null || apt_install maven
+    command -v unzip >/dev/null || apt_install unzip
+    log "fetching Elasticsearch $ES_VERSION (Maven Central integ-test-zip, ~95 MB, cached in ~/.m2)"
+    local tmp; tmp="$(mktemp -d)"
+    mvn -B -q "$DEP_PLUGIN:copy" \
+      -Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip" \
+      -DoutputDirectory="$tmp" -Dmdep.stripVersion=false >/dev/null \
+      || die "could not fetch Elasticsearch $ES_VERSION from Maven Central"
+    mkdir -p "$CONVEYOR_HOME"
+    unzip -q "$tmp/elasticsearch-$ES_VERSION.zip" -d "$CONVEYOR_HOME"
+    rm -rf "$tmp"
+  fi
+  if ! id "$ES_USER" >/dev/null 2>&1; then
+    log "creating system user $ES_USER (Elasticsearch refuses to run as root)"
+    useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+  fi
+  chown -R "$ES_USER:$ES_USER" "$ES_HOME"
+  mkdir -p "$STATE_HOME"
+}
+
+ensure_test_tools() { # what `./setup.sh test` needs besides Redis and Elasticsearch
+  apt_install curl ca-certificates chromium chromium-driver python3-venv
+  command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
+  rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+}
+
+ensure_notebook_venv() { # sets NB_VENV: a venv with notebooks/requirements.txt, cached by its hash
+  local hash; hash=$(sha256sum "$ROOT/notebooks/requirements.txt" | cut -c1-12)
+  NB_VENV="$CONVEYOR_HOME/venv-$hash"
+  if [ -f "$NB_VENV/.complete" ]; then log "reusing the notebook venv $NB_VENV"; return; fi
+  apt_install python3-venv
+  log "creating the notebook venv $NB_VENV (pip install -r notebooks/requirements.txt)"
+  rm -rf "$NB_VENV"; mkdir -p "$CONVEYOR_HOME"
+  python3 -m venv "$NB_VENV" || die "python3 -m venv failed"
+  "$NB_VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/notebooks/requirements.txt" \
+    || die "pip install -r notebooks/requirements.txt failed"
+  # a kernel spec of its own, found first through JUPYTER_PATH, so the notebook runs on this venv
+  "$NB_VENV/bin/python" -m ipykernel install --prefix "$NB_VENV" --name conveyor-notebook \
+    --display-name "Conveyor notebook" >/dev/null || die "ipykernel install failed"
+  touch "$NB_VENV/.complete"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Redis and Elasticsearch on loopback, each in its own state dir
+# ---------------------------------------------------------------------------------------------
+redis_up() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
+
+start_redis() { # port dir aof(yes|no)
+  local port=$1 dir=$2 aof=${3:-no}
+  if redis_up "$port"; then log "Redis already answers on 127.0.0.1:$port"; return; fi
+  mkdir -p "$dir"
+  log "starting Redis on 127.0.0.1:$port"
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly "$aof" --appendfsync always \
+    --protected-mode yes >/dev/null
+  for _ in $(seq 1 50); do redis_up "$port" && return; sleep 0.1; done
+  die "Redis did not start on $port (see $dir/redis.log)"
+}
+
+# owned_pid PIDFILE PATTERN: the pid in PIDFILE if that process is alive and its command line
+# matches PATTERN (pids are reused; a pidfile alone proves nothing).
+owned_pid() {
+  local pf=$1 pattern=$2 pid
+  [ -s "$pf" ] || return 1
+  pid=$(cat "$pf" 2>/dev/null) || return 1
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$pattern" || return 1
+  echo "$pid"
+}
+
+stop_pidfile() { # pidfile pattern [name]: TERM, wait, then KILL, if the pid is ours; drop the pidfile
+  local pf=$1 pattern=$2 name=${3:-} pid
+  [ -f "$pf" ] || return 0
+  if pid=$(owned_pid "$pf" "$pattern"); then
+    [ -z "$name" ] || log "stopping $name (pid $pid)"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pf"
+}
+REDIS_PATTERN="redis-server"
+ES_PATTERN="org.elasticsearch"
+
+es_up() { curl -fsS "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; }
+
+start_elasticsearch() { # http_port transport_port state_dir
+  local port=$1 tport=$2 dir=$3
+  if es_up "$port"; then log "Elasticsearch already answers on 127.0.0.1:$port"; return; fi
+  mkdir -p "$dir/data" "$dir/logs"
+  rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
+  cat > "$dir/config/elasticsearch.yml" <<EOT
+cluster.name: conveyor
+node.name: conveyor-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $port
+transport.port: $tport
+path.data: $dir/data
+path.logs: $dir/logs
+xpack.security.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+EOT
+  chown -R "$ES_USER:$ES_USER" "$dir"
+  log "starting Elasticsearch $ES_VERSION on 127.0.0.1:$port (JDK: $ES_JAVA_HOME)"
+  runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$dir/config" \
+    ES_JAVA_OPTS="${ES_JAVA_OPTS:--Xms512m -Xmx512m}" \
+    "$ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/logs/startup.out" 2>&1 \
+    || die "Elasticsearch failed to start (see $dir/logs/conveyor.log)"
+  local t=0
+  until es_up "$port"; do
+    t=$((t + 1)); [ $t -le 180 ] || die "Elasticsearch not ready after 180 s (see $dir/logs/conveyor.log)"
+    [ $((t % 15)) -eq 0 ] && log "  still waiting for Elasticsearch ($t s)"
+    sleep 1
+  done
+  log "Elasticsearch ready on 127.0.0.1:$port"
+}
+
+# ---------------------------------------------------------------------------------------------
+# ./setup.sh dev [stop]: the test Redis + Elasticsearch left running for `cargo test` by hand
+# ---------------------------------------------------------------------------------------------
+cmd_dev() {
+  ensure_redis; ensure_java; ensure_elasticsearch
+  mkdir -p "$DEV_DIR"; chmod 755 "$DEV_DIR"
+  start_redis "$TEST_REDIS_PORT" "$DEV_DIR/redis"
+  start_elasticsearch "$TEST_ES_PORT" "$TEST_ES_TRANSPORT_PORT" "$DEV_DIR/es"
+  log "stop them with ./setup.sh dev stop"
+  echo "export REDIS_URL=redis://127.0.0.1:$TEST_REDIS_PORT ELASTICSEARCH_URL=http://127.0.0.1:$TEST_ES_PORT"
+}
+
+cmd_dev_stop() { # stops what `./setup.sh dev` started (its pidfiles in $DEV_DIR), and only that
+  local any=0
+  if owned_pid "$DEV_DIR/redis/redis.pid" "$REDIS_PATTERN" >/dev/null; then any=1; fi
+  if owned_pid "$DEV_DIR/es/es.pid" "$ES_PATTERN" >/dev/null; then any=1; fi
+  stop_pidfile "$DEV_DIR/redis/redis.pid" "$REDIS_PATTERN" "the dev Redis"
+  stop_pidfile "$DEV_DIR/es/es.pid" "$ES_PATTERN" "the dev Elasticsearch"
+  if [ $any -eq 0 ]; then log "nothing to stop: no Redis or Elasticsearch started by ./setup.sh dev runs"; fi
+}

@@ -1,0 +1,87 @@
+# The test suite (sourced by setup.sh): `./setup.sh test` installs what is missing, starts a
+# private Redis + Elasticsearch, runs cargo fmt --check, clippy (warnings are errors), builds the
+# release binaries (the launcher among them) once, runs every test with CONVEYOR_BIN_DIR pointing
+# at them, then executes the notebook against a private stack started by the launcher; it prints
+# how long each part took and stops everything it started. Exit code = verdict.
+# shellcheck shell=bash
+
+stop_notebook_stack() { # stops the notebook's stack and drops its Redis keys and indices
+  [ "${NB_STACK_DIR:-}" ] || return 0
+  log "stopping the notebook's stack"
+  conveyor_stack stop --dir "$NB_STACK_DIR" || true
+  redis-cli -p "$TEST_REDIS_PORT" --scan --pattern "$NB_NAMESPACE:*" 2>/dev/null \
+    | xargs -r -n 500 redis-cli -p "$TEST_REDIS_PORT" unlink >/dev/null 2>&1 || true
+  curl -fsS -X DELETE "$ELASTICSEARCH_URL/$NB_NAMESPACE-*" >/dev/null 2>&1 || true
+  NB_STACK_DIR=""
+}
+
+run_notebook() { # execute notebooks/producer_consumer.ipynb against a fresh private stack
+  local out="$TEST_STATE/producer_consumer.out.ipynb" rc=0 id
+  ensure_notebook_venv
+  id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
+  NB_NAMESPACE="nb-$id" NB_STACK_DIR="$TEST_STATE/stack"
+  log "starting a private stack for the notebook (free ports, 2 workers, namespace $NB_NAMESPACE)"
+  WEBHOOK_SECRET="nb-secret-$id" conveyor_stack up --dir "$NB_STACK_DIR" --bin-dir "$BIN_DIR" \
+    --free-ports --workers 2 --without producer \
+    --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
+    --namespace "$NB_NAMESPACE" --index-prefix "$NB_NAMESPACE-" --log-format json || return 1
+  local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
+  eval "$(conveyor_stack urls --dir "$NB_STACK_DIR")"
+  log "executing notebooks/producer_consumer.ipynb against $CONSUMER_URL (output: $out)"
+  env CONSUMER_URL="$CONSUMER_URL" ELASTICSEARCH_URL="$ELASTICSEARCH_URL" \
+    WEBHOOK_BASE_URL="$WEBHOOK_BASE_URL" ES_INDEX_PREFIX="$NB_NAMESPACE-" \
+    JUPYTER_PATH="$NB_VENV/share/jupyter" MPLBACKEND=Agg \
+    "$NB_VENV/bin/python" "$ROOT/notebooks/execute.py" "$ROOT/notebooks/producer_consumer.ipynb" "$out" \
+    || rc=$?
+  stop_notebook_stack
+  return $rc
+}
+
+install_test_needs() { ensure_test_tools; ensure_redis; ensure_java; ensure_elasticsearch; }
+
+start_test_servers() {
+  start_redis "$TEST_REDIS_PORT" "$TEST_STATE/redis"
+  start_elasticsearch "$TEST_ES_PORT" "$TEST_ES_TRANSPORT_PORT" "$TEST_STATE/es"
+}
+
+cmd_test() {
+  local started=$SECONDS
+  timed "install what is missing (apt, JDK, Elasticsearch)" install_test_needs
+  TEST_STATE="$(mktemp -d /tmp/conveyor-test.XXXXXX)"
+  chmod 755 "$TEST_STATE"
+  stop_test_services() {
+    print_timings # when a part failed under set -e, before the summary line
+    stop_notebook_stack
+    log "stopping the test Redis and Elasticsearch"
+    stop_pidfile "$TEST_STATE/redis/redis.pid" "$REDIS_PATTERN"
+    stop_pidfile "$TEST_STATE/es/es.pid" "$ES_PATTERN"
+    rm -rf "$TEST_STATE"
+  }
+  trap stop_test_services EXIT
+  timed "start the test Redis and Elasticsearch" start_test_servers
+
+  export REDIS_URL="redis://127.0.0.1:$TEST_REDIS_PORT"
+  export ELASTICSEARCH_URL="http://127.0.0.1:$TEST_ES_PORT"
+  export RUST_LOG="${RUST_LOG:-warn}"
+  export CONVEYOR_TEST_STATE="$TEST_STATE"
+
+  log "cargo fmt --check"
+  timed "cargo fmt --check" cargo fmt --all -- --check
+  log "cargo clippy (warnings are errors)"
+  timed "cargo clippy -D warnings" cargo clippy --workspace --all-targets --quiet -- -D warnings
+  log "building the release binaries (services + launcher) the tests and the notebook run"
+  timed "cargo build --release --bins" cargo build --workspace --bins --release --quiet
+  export CONVEYOR_BIN_DIR="$BIN_DIR"
+  log "cargo test (Redis $REDIS_URL, Elasticsearch $ELASTICSEARCH_URL, binaries $CONVEYOR_BIN_DIR)"
+  local rc=0
+  timed "cargo test" cargo test --workspace --quiet -- --test-threads="${TEST_THREADS:-4}" || rc=$?
+  [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the notebook step anyway"
+  log "notebook: notebooks/producer_consumer.ipynb against a private stack"
+  local nb_rc=0
+  timed "notebook (venv, private stack, execution)" run_notebook || nb_rc=$?
+  if [ $nb_rc -eq 0 ]; then log "notebook ran clean"; else warn "notebook failed (exit code $nb_rc)"; fi
+  [ $rc -ne 0 ] || rc=$nb_rc
+  print_timings
+  log "tests finished in $((SECONDS - started)) s with exit code $rc"
+  return $rc
+}
