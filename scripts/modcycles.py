@@ -164,6 +164,10 @@ def resolve(start, segs, root, seen=None):
             m, rest = m.children[name], rest[1:]
         elif name in m.uses:
             where, target = m.uses[name]
+            if target and target[0] == name and where is m:
+                return None  # `use anyhow::{anyhow, ..}`: an external crate's item
+            if len(seen) > 64:
+                return None  # a chain of re-exports this long is not ours to follow
             found = resolve(where, target + rest[1:], root, seen)
             return found or m
         else:

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
+use service_kit::config::ServiceArgs;
 
 /// `consumer --help`
 #[derive(Parser, Clone, Debug)]
@@ -16,13 +16,7 @@ use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 )]
 pub struct Config {
     #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub elastic: ElasticArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub common: ServiceArgs,
     /// Address the HTTP API listens on
     #[arg(long, env = "CONSUMER_ADDR", default_value = "0.0.0.0:8000")]
     pub addr: SocketAddr,

@@ -30,7 +30,7 @@ pub async fn run(
     let state = AppState::new(&config)?;
     tokio::spawn(ensure_indices(state.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, namespace = %config.redis.queue_namespace, "consumer listening");
+    tracing::info!(%addr, namespace = %config.common.redis.queue_namespace, "consumer listening");
     service_kit::http::serve(listener, router(state), shutdown).await?;
     tracing::info!("consumer stopped");
     Ok(())

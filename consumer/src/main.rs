@@ -1,6 +1,5 @@
 //! The consumer binary: parse the config, set up telemetry, bind, and run until SIGINT/SIGTERM.
 
-use anyhow::Context;
 use clap::Parser;
 use consumer::Config;
 
@@ -12,11 +11,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    service_kit::telemetry::init(&config.log);
-    service_kit::runtime::build(&config.runtime)?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(config.addr)
-            .await
-            .with_context(|| format!("binding {}", config.addr))?;
-        consumer::run(config, listener, service_kit::shutdown::on_signals()).await
+    config.common.process.clone().run(|shutdown| async move {
+        let listener = service_kit::http::bind("CONSUMER_ADDR", config.addr).await?;
+        consumer::run(config, listener, shutdown).await
     })
 }

@@ -43,12 +43,14 @@ struct Inner {
 impl AppState {
     /// Builds the pool, queue and store from `config` (connections open lazily).
     pub fn new(config: &Config) -> anyhow::Result<AppState> {
-        let pool = config.redis.pool()?;
+        let pool = config.common.redis.pool()?;
         // One partition, like the worker: the partition key (resource id) is still passed, so
         // raising the count later only needs both sides to agree.
-        let qc = pipeline::queues::messages(&config.redis.queue_namespace);
-        let queue = Queue::new(pool.clone(), qc).with_redis_url(config.redis.redis_url.clone());
-        let store = Store::new(&config.elastic).context("building the Elasticsearch client")?;
+        let qc = pipeline::queues::messages(&config.common.redis.queue_namespace);
+        let queue =
+            Queue::new(pool.clone(), qc).with_redis_url(config.common.redis.redis_url.clone());
+        let store =
+            Store::new(&config.common.elastic).context("building the Elasticsearch client")?;
         let coalescer = Coalescer::new(
             queue.clone(),
             config.enqueue_batch_max,

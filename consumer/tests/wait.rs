@@ -80,7 +80,7 @@ impl queue::Handler<MessageJob> for Process {
 async fn wait_returns_the_processed_message_and_reads_find_it() {
     let env = TestEnv::new("consumer_200").await;
     let app = spawn(&env, &[]).await;
-    let store = Store::new(&app.config.elastic).unwrap();
+    let store = Store::new(&app.config.common.elastic).unwrap();
     store.ensure_indices().await.unwrap();
     let stop = CancellationToken::new();
     let worker = Worker::new(

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
+use service_kit::config::ServiceArgs;
 
 /// `dashboard --help`: the live page on DASHBOARD_ADDR.
 #[derive(Parser, Clone, Debug)]
@@ -15,13 +15,7 @@ use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
 )]
 pub struct Config {
     #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub elastic: ElasticArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub common: ServiceArgs,
     /// Address the dashboard listens on
     #[arg(long, env = "DASHBOARD_ADDR", default_value = "0.0.0.0:5000")]
     pub dashboard_addr: String,

@@ -37,10 +37,13 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let es = es::StatsReader::new(&config.elastic, config.query_timeout())?;
-    let pool = config.redis.pool()?;
-    let queues =
-        queues::QueueReader::new(pool, &config.redis.queue_namespace, config.query_timeout());
+    let es = es::StatsReader::new(&config.common.elastic, config.query_timeout())?;
+    let pool = config.common.redis.pool()?;
+    let queues = queues::QueueReader::new(
+        pool,
+        &config.common.redis.queue_namespace,
+        config.query_timeout(),
+    );
     let (tx, rx) = watch::channel(Published::new(Snapshot::initial(Utc::now())));
     let counters = Arc::new(PollCounters::default());
     let poller = Poller {
@@ -58,7 +61,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let addr = listener.local_addr().context("listener address")?;
-    tracing::info!(%addr, index_prefix = %config.elastic.es_index_prefix, "dashboard listening");
+    tracing::info!(%addr, index_prefix = %config.common.elastic.es_index_prefix, "dashboard listening");
     let served = service_kit::http::serve(listener, routes::router(state), shutdown.clone())
         .await
         .context("serving HTTP");

@@ -1,16 +1,12 @@
 //! The `dashboard` binary: parse config, set up telemetry, bind DASHBOARD_ADDR, run the library.
 
-use anyhow::Context;
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
     let config = dashboard::Config::parse();
-    service_kit::telemetry::init(&config.log);
-    service_kit::runtime::build(&config.runtime)?.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&config.dashboard_addr)
-            .await
-            .with_context(|| format!("binding DASHBOARD_ADDR {}", config.dashboard_addr))?;
-        let shutdown = service_kit::shutdown::on_signals();
+    config.common.process.clone().run(|shutdown| async move {
+        let listener =
+            service_kit::http::bind("DASHBOARD_ADDR", config.dashboard_addr.clone()).await?;
         dashboard::run(config, listener, shutdown).await
     })
 }

@@ -2,7 +2,7 @@
 //! describes settings and derives limits from them; it sends nothing.
 
 use clap::Parser;
-use service_kit::config::{LogArgs, RuntimeArgs};
+use service_kit::config::ProcessArgs;
 
 /// Load generator for the Conveyor consumer API.
 #[derive(Parser, Clone, Debug)]
@@ -57,9 +57,7 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub batch: u32,
     #[command(flatten)]
-    pub log: LogArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub process: ProcessArgs,
 }
 
 fn parse_on_off(s: &str) -> Result<bool, String> {

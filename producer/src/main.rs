@@ -8,9 +8,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let config = producer::Config::parse();
-    service_kit::telemetry::init(&config.log);
-    service_kit::runtime::build(&config.runtime)?.block_on(async move {
-        let shutdown = service_kit::shutdown::on_signals();
-        producer::run(config, shutdown).await
-    })
+    config
+        .process
+        .clone()
+        .run(|shutdown| producer::run(config, shutdown))
 }

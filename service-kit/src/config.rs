@@ -4,6 +4,10 @@
 
 use clap::Args;
 
+pub use crate::process::ProcessArgs;
+pub use crate::runtime::RuntimeArgs;
+pub use crate::telemetry::LogArgs;
+
 /// Where Redis is and which key namespace this deployment uses.
 #[derive(Args, Clone, Debug)]
 pub struct RedisArgs {
@@ -51,20 +55,14 @@ impl ElasticArgs {
     }
 }
 
-/// How many threads a service's async runtime uses, read by [`crate::runtime::build`].
+/// The groups of a service that uses both Redis and Elasticsearch (consumer, worker,
+/// dashboard), flattened into its `Config` as one field.
 #[derive(Args, Clone, Debug)]
-pub struct RuntimeArgs {
-    /// Threads of the async runtime: 1 (default) runs the service on one thread, which spends
-    /// the least CPU per request (no cross-thread wake-ups); scale out with more replicas, or
-    /// set 0 for one thread per core
-    #[arg(long, env = "RUNTIME_THREADS", default_value_t = 1)]
-    pub runtime_threads: usize,
-}
-
-/// Logging switches, read by [`crate::telemetry::init`].
-#[derive(Args, Clone, Debug)]
-pub struct LogArgs {
-    /// `pretty` for people, `json` for log shippers
-    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
-    pub log_format: String,
+pub struct ServiceArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub elastic: ElasticArgs,
+    #[command(flatten)]
+    pub process: ProcessArgs,
 }

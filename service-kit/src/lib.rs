@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: the configuration groups (Redis, Elasticsearch, runtime, logging) flattened
 //!   into each binary's clap `Config`;
+//! - [`process`]: the settings every binary has and the body of each `main`;
 //! - [`runtime`]: the tokio runtime sized by `RUNTIME_THREADS`;
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM;
 //! - [`telemetry`]: the log subscriber and the Prometheus recorder;
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod http;
 pub mod problem;
+pub mod process;
 pub mod runtime;
 pub mod shutdown;
 pub mod telemetry;

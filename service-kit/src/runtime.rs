@@ -9,7 +9,17 @@
 
 use tokio::runtime::{Builder, Runtime};
 
-use crate::config::RuntimeArgs;
+use clap::Args;
+
+/// How many threads a service's async runtime uses, read by [`build`].
+#[derive(Args, Clone, Debug)]
+pub struct RuntimeArgs {
+    /// Threads of the async runtime: 1 (default) runs the service on one thread, which spends
+    /// the least CPU per request (no cross-thread wake-ups); scale out with more replicas, or
+    /// set 0 for one thread per core
+    #[arg(long, env = "RUNTIME_THREADS", default_value_t = 1)]
+    pub runtime_threads: usize,
+}
 
 /// Builds the runtime `args` asks for, with I/O and timers enabled.
 pub fn build(args: &RuntimeArgs) -> std::io::Result<Runtime> {

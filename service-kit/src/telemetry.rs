@@ -11,7 +11,15 @@ use http::{header, HeaderName};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, EnvFilter};
 
-use crate::config::LogArgs;
+use clap::Args;
+
+/// Logging switches, read by [`init`].
+#[derive(Args, Clone, Debug)]
+pub struct LogArgs {
+    /// `pretty` for people, `json` for log shippers
+    #[arg(long, env = "LOG_FORMAT", default_value = "pretty", value_parser = ["pretty", "json"])]
+    pub log_format: String,
+}
 
 static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
 

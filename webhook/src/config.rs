@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use service_kit::config::{ElasticArgs, LogArgs, RuntimeArgs};
+use service_kit::config::{ElasticArgs, ProcessArgs};
 
 /// `webhook --help`
 #[derive(Parser, Clone, Debug)]
@@ -17,9 +17,7 @@ pub struct Config {
     #[command(flatten)]
     pub elastic: ElasticArgs,
     #[command(flatten)]
-    pub log: LogArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub process: ProcessArgs,
     /// Address to listen on
     #[arg(long, env = "WEBHOOK_ADDR", default_value = "0.0.0.0:8001")]
     pub addr: SocketAddr,

@@ -8,20 +8,14 @@ use clap::Parser;
 use pipeline::collate::Collator;
 use pipeline::resource::DeliveryJob;
 use queue::Queue;
-use service_kit::config::{ElasticArgs, LogArgs, RedisArgs, RuntimeArgs};
+use service_kit::config::ServiceArgs;
 
 /// Runs message jobs from the `messages` queue (and webhook deliveries).
 #[derive(Parser, Clone, Debug)]
 #[command(name = "worker", version, about)]
 pub struct Config {
     #[command(flatten)]
-    pub redis: RedisArgs,
-    #[command(flatten)]
-    pub elastic: ElasticArgs,
-    #[command(flatten)]
-    pub log: LogArgs,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
+    pub common: ServiceArgs,
     #[command(flatten)]
     pub delivery: DeliveryArgs,
     /// Batches handled at once by this process
@@ -74,7 +68,7 @@ impl Config {
 
     /// The `messages` queue of this deployment's namespace.
     pub fn messages_queue(&self) -> queue::QueueConfig {
-        let mut q = pipeline::queues::messages(&self.redis.queue_namespace);
+        let mut q = pipeline::queues::messages(&self.common.redis.queue_namespace);
         q.max_attempts = self.max_attempts;
         q
     }

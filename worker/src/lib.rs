@@ -29,8 +29,8 @@ pub use messages::MessageHandler;
 
 /// Runs the worker until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let pool = config.redis.pool()?;
-    let store = Store::new(&config.elastic)?;
+    let pool = config.common.redis.pool()?;
+    let store = Store::new(&config.common.elastic)?;
     let ready = state::Readiness::default();
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -54,7 +54,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         return Ok(());
     }
     let queue: Queue<MessageJob> = Queue::new(pool.clone(), config.messages_queue());
-    let namespace = config.redis.queue_namespace.clone();
+    let namespace = config.common.redis.queue_namespace.clone();
     let collator = config.delivery.collator(pool.clone(), &namespace);
     let handler = MessageHandler::new(
         store,
@@ -75,8 +75,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         consumer = %worker_config.consumer,
         batch_size = worker_config.batch_size,
         concurrency = worker_config.concurrency,
-        namespace = %config.redis.queue_namespace,
-        index = %config.elastic.index(pipeline::store::MESSAGES_INDEX),
+        namespace = %config.common.redis.queue_namespace,
+        index = %config.common.elastic.index(pipeline::store::MESSAGES_INDEX),
         "worker started"
     );
     ready.set(true);

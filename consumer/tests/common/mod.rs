@@ -64,10 +64,10 @@ pub async fn spawn_with(config: Config) -> App {
     testkit::wait_for_http(&format!("{url}/healthz"), Duration::from_secs(10))
         .await
         .expect("consumer answers /healthz");
-    let pool = config.redis.pool().unwrap();
+    let pool = config.common.redis.pool().unwrap();
     let queue = Queue::new(
         pool.clone(),
-        QueueConfig::new(config.redis.queue_namespace.clone(), "messages"),
+        QueueConfig::new(config.common.redis.queue_namespace.clone(), "messages"),
     );
     App {
         addr,
@@ -159,8 +159,13 @@ impl App {
     /// even for a while after cluster health says yellow), which the API rightly passes on as
     /// 503, not 404.
     pub async fn messages_index_ready(&self) {
-        let index = self.config.elastic.index("messages");
-        let base = self.config.elastic.elasticsearch_url.trim_end_matches('/');
+        let index = self.config.common.elastic.index("messages");
+        let base = self
+            .config
+            .common
+            .elastic
+            .elasticsearch_url
+            .trim_end_matches('/');
         let probe = format!("{base}/{index}/_doc/readiness-probe");
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         loop {

@@ -99,3 +99,13 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
+
+/// Binds the service's listener; the error names the setting and the address.
+pub async fn bind(
+    setting: &str,
+    addr: impl tokio::net::ToSocketAddrs + std::fmt::Display,
+) -> anyhow::Result<tokio::net::TcpListener> {
+    use anyhow::Context;
+    let described = format!("binding {setting} {addr}");
+    tokio::net::TcpListener::bind(addr).await.context(described)
+}

@@ -23,5 +23,5 @@ pub use body::{
     DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use health::{Check, Health, Readiness};
-pub use kit::{serve, HttpKit};
+pub use kit::{bind, serve, HttpKit};
 pub use metrics::ReceivedAt;

@@ -1,10 +1,11 @@
 //! [`DeliveryHandler`]: one `webhooks` job = read the collated resource from Redis, POST it signed
 //! with `Idempotency-Key: <resource_id>`, and turn the answer into an outcome: 2xx → release the
-//! resource's data (it expires) and Done; 4xx other than 401/403/408/429 → Dead; anything else
-//! (401/403 after a secret rotation or clock skew, 5xx, timeouts, refused connections) → Retry with
-//! the queue's backoff. A job whose resource was already delivered is Done; one whose data is gone
-//! (only if Redis lost data) is Dead with that reason. A batch's jobs are delivered concurrently
-//! over one keep-alive client. Collation keys and scripts are not touched here.
+//! resource's data (it expires) and Done; a target that is down (refused connection, timeout,
+//! 502/503/504) → Wait, without using up an attempt; 401/403 (a secret rotation or clock skew),
+//! 408, 429 and other 5xx → Retry with the queue's backoff; any other 4xx → Dead. A job whose
+//! resource was already delivered is Done; one whose data is gone (only if Redis lost data) is
+//! Dead with that reason. A batch's jobs are delivered concurrently over one keep-alive client.
+//! Collation keys and scripts are not touched here.
 
 use std::time::Duration;
 

@@ -1,0 +1,30 @@
+//! [`ProcessArgs`]: the settings every binary has (logging, runtime) and [`ProcessArgs::run`],
+//! the whole body of a service's `main`.
+
+use clap::Args;
+
+use crate::runtime::RuntimeArgs;
+use crate::telemetry::LogArgs;
+
+/// What every binary has: logging and the runtime. [`ProcessArgs::run`] is each `main`.
+#[derive(Args, Clone, Debug)]
+pub struct ProcessArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+impl ProcessArgs {
+    /// Installs telemetry, builds the runtime and runs `service` on it with a token that is
+    /// cancelled on SIGINT/SIGTERM: the whole body of a service's `main`.
+    pub fn run<F, Fut>(&self, service: F) -> anyhow::Result<()>
+    where
+        F: FnOnce(tokio_util::sync::CancellationToken) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        crate::telemetry::init(&self.log);
+        crate::runtime::build(&self.runtime)?
+            .block_on(async move { service(crate::shutdown::on_signals()).await })
+    }
+}
