@@ -49,19 +49,10 @@ if ! curl -sf "$ES/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null
 fi
 
 BIN_GIVEN="${BIN:-}"
-if [ -z "${BIN:-}" ]; then
-  echo "== building release binaries"
-  cargo build --release -p consumer -p worker -p producer -p conveyor-stack --bins --example bulk_baseline
-  BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
-STACK="$BIN/conveyor-stack"
-if [ ! -x "$STACK" ]; then
-  cargo build --release -p conveyor-stack
-  STACK="${CARGO_TARGET_DIR:-target}/release/conveyor-stack"
-fi
+. bench/lib.sh
+bench_binaries --example bulk_baseline
 ONLY_PIPELINE="${ONLY_PIPELINE:-0}"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 

@@ -22,19 +22,10 @@ BENCH_COUNT="${BENCH_COUNT:-20000}"
 PREFIX="bench-wh-$(date +%s)-"
 NS="bench-wh-$$"
 
-if [ -z "${BIN:-}" ]; then
-  echo "== building release binaries"
-  cargo build --release -p consumer -p worker -p webhook -p producer -p conveyor-stack
-  BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
-STACK="$BIN/conveyor-stack"
-if [ ! -x "$STACK" ]; then
-  cargo build --release -p conveyor-stack
-  STACK="${CARGO_TARGET_DIR:-target}/release/conveyor-stack"
-fi
+. bench/lib.sh
+bench_binaries
 PHASE2="${PHASE2:-1}"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REDIS_PORT="$(free_port)"
 DIR="$(mktemp -d)"
 PIDS=()

@@ -78,20 +78,20 @@ impl Poller {
         self.counters.es_queries.fetch_add(1, Ordering::Relaxed);
         let (es, queues) = tokio::join!(self.es.read(now.timestamp_millis()), self.queues.read());
         let es = es.map(|figures| state.es = figures);
-        if let Err(e) = &es {
-            self.counters.es_errors.fetch_add(1, Ordering::Relaxed);
-            if state.es_status.is_up() || state.es_status.status == "starting" {
-                tracing::warn!(error = %e, "elasticsearch stats query failed; keeping last values");
-            }
-        }
+        note_failure(
+            &es,
+            &self.counters.es_errors,
+            &state.es_status,
+            "elasticsearch stats query",
+        );
         state.es_status.record(es, now);
         let queues = queues.map(|figures| state.queues = figures);
-        if let Err(e) = &queues {
-            self.counters.redis_errors.fetch_add(1, Ordering::Relaxed);
-            if state.redis_status.is_up() || state.redis_status.status == "starting" {
-                tracing::warn!(error = %e, "queue stats failed; keeping last values");
-            }
-        }
+        note_failure(
+            &queues,
+            &self.counters.redis_errors,
+            &state.redis_status,
+            "queue stats",
+        );
         state.redis_status.record(queues, now);
         Snapshot::assemble(
             now,
@@ -100,6 +100,22 @@ impl Poller {
             &state.queues,
             state.redis_status.clone(),
         )
+    }
+}
+
+/// Counts a failed round trip, and logs it when the source was up (or starting) before, so an
+/// outage is logged once, not once a second.
+fn note_failure<E: std::fmt::Display>(
+    result: &Result<(), E>,
+    errors: &AtomicU64,
+    status: &SourceStatus,
+    what: &str,
+) {
+    if let Err(e) = result {
+        errors.fetch_add(1, Ordering::Relaxed);
+        if status.is_up() || status.status == "starting" {
+            tracing::warn!(error = %e, "{what} failed; keeping last values");
+        }
     }
 }
 

@@ -173,17 +173,7 @@ where
         let final_error = match s.outcome {
             Outcome::Done(value) => {
                 if s.entry.reply {
-                    announce(
-                        shared,
-                        &mut pipe,
-                        s.partition,
-                        ReplyMsg {
-                            id: s.entry.id.clone(),
-                            ok: true,
-                            value,
-                            error: None,
-                        },
-                    );
+                    announce(shared, &mut pipe, s.partition, &s.entry.id, Ok(value));
                 }
                 acks.entry(s.partition).or_default().push(s.entry_id);
                 done += 1;
@@ -232,12 +222,8 @@ where
                 shared,
                 &mut pipe,
                 s.partition,
-                ReplyMsg {
-                    id: s.entry.id.clone(),
-                    ok: false,
-                    value: serde_json::Value::Null,
-                    error: Some(final_error),
-                },
+                &s.entry.id,
+                Err(final_error),
             );
         }
         dead += 1;
@@ -295,8 +281,19 @@ fn announce<T, H>(
     shared: &Shared<T, H>,
     pipe: &mut redis::Pipeline,
     partition: u16,
-    msg: ReplyMsg,
+    job_id: &str,
+    result: Result<serde_json::Value, String>,
 ) {
+    let (ok, value, error) = match result {
+        Ok(value) => (true, value, None),
+        Err(error) => (false, serde_json::Value::Null, Some(error)),
+    };
+    let msg = ReplyMsg {
+        id: job_id.to_string(),
+        ok,
+        value,
+        error,
+    };
     let keys = shared.queue.keys();
     let raw = serde_json::to_string(&msg).unwrap_or_default();
     let ttl = shared.queue.config().result_ttl.as_millis().max(1) as u64;

@@ -54,13 +54,12 @@ where
         if !groups_ready {
             match ensure_groups(shared).await {
                 Ok(()) => groups_ready = true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create consumer groups; retrying");
-                    if !backoff.wait(shutdown).await {
-                        return;
-                    }
-                    continue;
+                Err(e)
+                    if pause(&mut backoff, shutdown, "cannot create consumer groups", &e).await =>
+                {
+                    continue
                 }
+                Err(_) => return,
             }
         }
         let permit = tokio::select! {
@@ -74,13 +73,8 @@ where
             Some(c) => c,
             None => match reader_connection(shared).await {
                 Ok(c) => reader.insert(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "redis unavailable; retrying");
-                    if !backoff.wait(shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
+                Err(e) if pause(&mut backoff, shutdown, "redis unavailable", &e).await => continue,
+                Err(_) => return,
             },
         };
         let read = tokio::select! {
@@ -111,6 +105,17 @@ where
             }
         }
     }
+}
+
+/// Logs `what` failed and waits out the backoff; false when the worker is shutting down.
+async fn pause(
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+    what: &str,
+    error: &QueueError,
+) -> bool {
+    tracing::warn!(%error, "{what}; retrying");
+    backoff.wait(shutdown).await
 }
 
 /// A connection of its own for blocking reads (taken out of the pool so BLOCK never delays

@@ -133,14 +133,14 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Rejection;
 
-    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let limit = limit_of(&request);
-        let (parts, body) = request.into_parts();
-        if !is_json(&parts.headers) {
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // The content type first: a body that is not JSON is not read at all.
+        if !is_json(request.headers()) {
             return Err(Rejection::UnsupportedMediaType);
         }
-        let bytes = read_body(&parts.headers, body, limit).await?;
-        parse_json(&parts.headers, &bytes).map(JsonBody)
+        let headers = request.headers().clone();
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        parse_json(&headers, &bytes).map(JsonBody)
     }
 }
 
