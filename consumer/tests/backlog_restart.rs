@@ -5,11 +5,11 @@
 //! accepted again as soon as Redis is back; and a real backlog over the limit still answers 429
 //! saying how many jobs wait and what the limit is.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{packet, problem, spawn_on, App};
+use support::{packet, problem, spawn_on, App};
 use pipeline::packet::MessageJob;
 use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
 use serde_json::json;

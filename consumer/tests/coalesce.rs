@@ -2,11 +2,11 @@
 //! each answer carries its own job id and every accepted packet is in the stream exactly once; a
 //! Redis outage answers 503 to every waiting request and enqueues none of them.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::{config, packet, problem, spawn, spawn_with, App};
+use support::{config, packet, problem, spawn, spawn_with, App};
 use futures::future::join_all;
 use serde_json::json;
 use testkit::{RedisServer, TestEnv};

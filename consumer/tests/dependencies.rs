@@ -3,12 +3,12 @@
 //! consumer started while Elasticsearch is down creates its index once it is back. The shared
 //! servers are never touched: a private redis-server and a TCP proxy stand in.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{config, packet, problem, spawn_on, spawn_with};
+use support::{config, packet, problem, spawn_on, spawn_with};
 use serde_json::json;
 use testkit::{RedisServer, TcpProxy, TestEnv};
 

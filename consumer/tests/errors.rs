@@ -1,9 +1,9 @@
 //! Every error status of the HTTP contract, produced against the real consumer, real Redis and
 //! real Elasticsearch: each is problem+json and leaves the queue exactly as it was.
 
-mod common;
+mod support;
 
-use common::{packet, problem, spawn};
+use support::{packet, problem, spawn};
 use serde_json::json;
 use testkit::TestEnv;
 

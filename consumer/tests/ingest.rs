@@ -1,10 +1,10 @@
 //! The 202 paths: one POST enqueues exactly one job stamped with `received_at`; a batch is
 //! all-or-nothing and enqueues every packet in one call.
 
-mod common;
+mod support;
 
 use chrono::{DateTime, Utc};
-use common::{packet, problem, spawn};
+use support::{packet, problem, spawn};
 use serde_json::json;
 use testkit::TestEnv;
 

@@ -2,11 +2,11 @@
 //! (`router(state).oneshot`, no socket) and over real HTTP: it is OpenAPI 3, documents every
 //! route of the router with its method, and every documented route is really served.
 
-mod common;
+mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{packet, spawn};
+use support::{packet, spawn};
 use consumer::{router, AppState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
@@ -29,7 +29,7 @@ const ROUTES: [(&str, &str); 9] = [
 #[tokio::test]
 async fn openapi_documents_every_route_in_process() {
     let env = TestEnv::new("consumer_oapi").await;
-    let cfg = common::config(&env, &env.redis_url, &env.elasticsearch_url, &[]);
+    let cfg = support::config(&env, &env.redis_url, &env.elasticsearch_url, &[]);
     let app = router(AppState::new(&cfg).unwrap());
     let resp = app
         .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())

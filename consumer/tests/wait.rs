@@ -4,12 +4,12 @@
 //! message is then readable through `GET /messages/{producer}/{number}`, `GET /messages` and
 //! `GET /stats`.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{packet, problem, spawn};
+use support::{packet, problem, spawn};
 use pipeline::packet::{MessageJob, StoredMessage};
 use pipeline::store::Store;
 use queue::{Job, Outcome, Worker, WorkerConfig};

@@ -3,12 +3,12 @@
 //! dashboard's own `/metrics` counter and, independently, by Elasticsearch's per-index
 //! `query_total` for this test's indices.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use common::*;
+use support::*;
 use futures::StreamExt;
 use testkit::TestEnv;
 

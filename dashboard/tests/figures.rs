@@ -2,12 +2,12 @@
 //! number, the 10-s transit window, the 60-s per-second series, webhook latency percentiles, and
 //! empty windows reported as null (the page shows "—").
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use common::*;
+use support::*;
 use testkit::TestEnv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

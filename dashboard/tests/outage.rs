@@ -2,12 +2,12 @@
 //! `/api/stats` says so, marks the figures stale and keeps the last values; when the proxy is
 //! back on, fresh figures return.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::*;
+use support::*;
 use testkit::{TcpProxy, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,13 +4,13 @@
 //! sweep script, and a fresh server (empty script cache) works too. Size limit and data lifetimes
 //! are in `collate_lifecycle.rs`.
 
-mod collate_support;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use collate_support::{collator, packet, pool, stream_len};
+use support::{collator, packet, pool, stream_len};
 use pipeline::collate::{Fetched, RETENTION};
 use pipeline::resource::DeliveryJob;
 use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};

@@ -3,12 +3,12 @@
 //! delivered-data TTL; released data expires but its tombstone keeps late duplicates from
 //! reopening the resource.
 
-mod collate_support;
+mod support;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use collate_support::{collator, packet, stream_len};
+use support::{collator, packet, stream_len};
 use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS};
 use queue::{Queue, QueueConfig};
 use testkit::TestEnv;

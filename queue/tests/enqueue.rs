@@ -3,12 +3,12 @@
 //! all-or-nothing per partition (a concurrent reader never sees part of a batch) and returns
 //! ids in input order.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use queue::{EnqueueOptions, Outcome, QueueError};
 use testkit::{RedisServer, TestEnv};
 

@@ -1,12 +1,12 @@
 //! The everyday path against the real Redis: jobs are processed and deleted (the stream ends
 //! empty), stats add up, partitions spread and drain, request/reply returns results or times out.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use queue::{EnqueueOptions, Outcome, QueueError};
 use testkit::TestEnv;
 

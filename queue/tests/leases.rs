@@ -1,13 +1,13 @@
 //! Leases and shutdown against the real Redis: a worker that dies holding jobs loses them to a
 //! live worker within lease + 2 s; a graceful shutdown finishes and acks what is in flight.
 
-mod common;
+mod support;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use testkit::TestEnv;
 
 #[tokio::test]

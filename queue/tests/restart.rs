@@ -2,12 +2,12 @@
 //! flow): the worker logs, backs off, reconnects and finishes everything without a restart of
 //! its own; jobs enqueued before and after the restart all run, and the stream ends empty.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use testkit::RedisServer;
 
 #[tokio::test]

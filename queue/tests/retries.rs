@@ -1,11 +1,11 @@
 //! Failure handling against the real Redis: retries with growing backoff, dead letters after
 //! max attempts with the error history, and poison jobs (delivered too often) dead-lettered.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use queue::{Handler, Job, Outcome, Worker};
 use testkit::TestEnv;
 

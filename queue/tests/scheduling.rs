@@ -1,12 +1,12 @@
 //! Time against the real Redis: delayed jobs run on time (not early, within 200 ms), and a
 //! recurring job run by three concurrent schedulers is enqueued exactly once per occurrence.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use support::*;
 use queue::{CancellationToken, Recurring};
 use testkit::TestEnv;
 

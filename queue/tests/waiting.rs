@@ -2,13 +2,13 @@
 //! with the same attempt number, however often, without being dead-lettered (neither by
 //! `max_attempts` nor as poison), and its entry stays small while it waits.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use support::*;
 use queue::{Handler, Job, Outcome, Pool};
 use testkit::TestEnv;
 

@@ -4,11 +4,11 @@
 //! within 3 s. Also takes the screenshot of the page under load
 //! (`DASHBOARD_SCREENSHOT=$PWD/docs/dashboard.png` writes the committed one).
 
-mod dashboard_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use dashboard_support::{page_matches_es, wait_for_messages, Browser};
+use support::{page_matches_es, wait_for_messages, Browser};
 use e2e::Stack;
 use serde_json::Value;
 use testkit::TestEnv;

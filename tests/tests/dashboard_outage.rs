@@ -2,11 +2,11 @@
 //! TCP proxy switched off) and the real stack + producer keep going: the page says Elasticsearch
 //! is down, marks the figures stale and keeps the last values; when it is back, fresh figures.
 
-mod dashboard_support;
+mod support;
 
 use std::time::Duration;
 
-use dashboard_support::{es_headline, wait_for_messages, Browser};
+use support::{es_headline, wait_for_messages, Browser};
 use e2e::{Service, Stack};
 use serde_json::Value;
 use testkit::{TcpProxy, TestEnv};
