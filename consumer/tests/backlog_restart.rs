@@ -148,7 +148,6 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
         "the 429 enqueued nothing"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -195,5 +194,4 @@ async fn while_redis_loads_its_aof_writes_get_503_with_retry_after() {
         "exactly the two accepted jobs wait"
     );
     app.stop().await;
-    env.cleanup().await;
 }

@@ -78,7 +78,6 @@ async fn concurrent_posts_each_get_their_own_id_and_are_stored_once() {
     ids.extend(accepted_ids(300..301, vec![resp]).await);
     assert_stream_holds(&app, &ids).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -110,5 +109,4 @@ async fn redis_outage_answers_503_to_every_waiting_post_and_enqueues_nothing() {
     ids.extend(accepted_ids(1..101, post_all(&app, 1..101).await).await);
     assert_stream_holds(&app, &ids).await;
     app.stop().await;
-    env.cleanup().await;
 }

@@ -59,7 +59,6 @@ async fn killed_redis_is_503_and_recovers() {
     );
     assert_eq!(app.stats().await.backlog, 2);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -117,7 +116,6 @@ async fn elasticsearch_cut_off_fails_readiness_and_reads_but_not_ingest() {
         200
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -146,7 +144,6 @@ async fn healthz_answers_while_everything_is_down() {
     );
     problem(app.post_json("/messages", &packet(1, json!({}))).await, 503).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// HTTP status of `HEAD /<index>` on the real Elasticsearch (200 exists, 404 absent).
@@ -194,5 +191,4 @@ async fn messages_index_is_created_once_elasticsearch_comes_back() {
         "{mapping}"
     );
     app.stop().await;
-    env.cleanup().await;
 }

@@ -169,7 +169,6 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     assert_eq!(app.stats().await, before, "no rejection enqueued anything");
     assert!(app.jobs().await.is_empty());
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -202,7 +201,6 @@ async fn backlog_over_limit_is_429_with_retry_after() {
     assert_eq!(app.stats().await.backlog, 3, "429 enqueued nothing");
     assert_eq!(app.jobs().await.len(), 3);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -241,5 +239,4 @@ async fn no_input_panics_or_breaks_the_server() {
     );
     assert_eq!(app.stats().await.backlog, 0);
     app.stop().await;
-    env.cleanup().await;
 }

@@ -38,7 +38,6 @@ async fn post_enqueues_exactly_one_stamped_job() {
     assert_eq!(job.packet.text, "héllo wörld");
     assert_eq!(app.stats().await.backlog, 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -99,5 +98,4 @@ async fn batch_is_all_or_nothing() {
     assert_eq!(job_ids, answered, "answered ids are the enqueued jobs");
     assert_eq!(app.stats().await.backlog, 1000);
     app.stop().await;
-    env.cleanup().await;
 }

@@ -80,7 +80,6 @@ async fn openapi_documents_every_route_in_process() {
             "schema {schema}"
         );
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -137,5 +136,4 @@ async fn every_documented_route_is_served_and_metrics_count_requests() {
         "{metrics}"
     );
     app.stop().await;
-    env.cleanup().await;
 }

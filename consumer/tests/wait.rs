@@ -47,7 +47,6 @@ async fn wait_times_out_with_504_on_time_and_the_job_stays_queued() {
     assert_eq!(jobs.len(), 1, "the job is still queued");
     assert_eq!(jobs[0].1.packet.number, 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// Processes messages like the real worker does: compute, bulk-index, reply with the document.
@@ -149,5 +148,4 @@ async fn wait_returns_the_processed_message_and_reads_find_it() {
     stop.cancel();
     worker.await.unwrap().unwrap();
     app.stop().await;
-    env.cleanup().await;
 }

@@ -122,7 +122,6 @@ async fn fifty_viewers_cost_one_elasticsearch_query_per_second() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     dash.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,5 +146,4 @@ async fn shutdown_ends_open_event_streams() {
     .await;
     assert!(ended.is_ok(), "event stream still open 5 s after shutdown");
     stopping.await.expect("stop");
-    env.cleanup().await;
 }

@@ -84,5 +84,4 @@ async fn elasticsearch_down_keeps_last_values_marked_stale() {
     assert_eq!(back["max_number"], 99);
     assert_eq!(back["total"], 6);
     dash.stop().await;
-    env.cleanup().await;
 }

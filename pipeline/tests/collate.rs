@@ -99,7 +99,6 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     assert!(ttl_of(format!("{prefix}done")).await > retention - 60);
     assert_eq!(c.fetch("res:1").await.unwrap(), Fetched::Delivered);
     drop(conn);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -138,7 +137,6 @@ async fn concurrent_recorders_enqueue_one_job_per_resource() {
         jobs += stream_len(&env.redis, s).await;
     }
     assert_eq!(jobs, 50);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -221,7 +219,6 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
         "{}",
         dead[0].error
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -293,5 +290,4 @@ async fn collate_enqueued_jobs_are_consumed_by_a_queue_worker() {
         assert_eq!(stream_len(&env.redis, &stream).await, 0, "{stream} acked");
     }
     assert!(q.dead_letters(10).await.unwrap().is_empty());
-    env.cleanup().await;
 }

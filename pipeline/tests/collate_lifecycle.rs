@@ -58,7 +58,6 @@ async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
         c.fetch("big").await.unwrap(),
         Fetched::Missing("resource is too_large".into())
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -113,5 +112,4 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
         c.fetch("never-seen").await.unwrap(),
         Fetched::Missing(_)
     ));
-    env.cleanup().await;
 }

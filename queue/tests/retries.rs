@@ -62,7 +62,6 @@ async fn a_flaky_job_is_retried_with_growing_delays_and_succeeds_on_attempt_thre
         (0, 0, 0, 0)
     );
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -140,7 +139,6 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_attempts_with_its_er
     );
     assert_eq!(rec2.finished().len(), 1, "a dead job is not retried");
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 /// Never finishes: stands in for a job that crashes its worker every time.
@@ -210,7 +208,6 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
     let stream = stream_key(&env.namespace, "jobs", 0);
     assert_eq!(xlen(&env.redis, &stream).await, 0);
     assert_eq!(pending(&env.redis, &stream).await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -237,7 +234,6 @@ async fn a_panicking_handler_does_not_strand_its_batch() {
         (0, 0, 0, 0)
     );
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -268,5 +264,4 @@ async fn a_retry_with_an_explicit_delay_waits_that_long() {
     assert!(gap <= Duration::from_millis(600), "retried late: {gap:?}");
     assert_eq!(q.stats().await.unwrap().delayed, 0);
     stop(token, task).await;
-    env.cleanup().await;
 }

@@ -50,7 +50,6 @@ async fn delayed_jobs_do_not_run_early_and_run_within_200_ms_of_their_time() {
     }
     assert_eq!(q.stats().await.unwrap().delayed, 0);
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -104,5 +103,4 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
         "no occurrence skipped: {counts:?}"
     );
     stop(wtoken, wtask).await;
-    env.cleanup().await;
 }

@@ -143,7 +143,6 @@ async fn a_job_that_waits_twenty_times_is_processed_once_and_never_dead_lettered
     );
     assert!(q.dead_letters(10).await.unwrap().is_empty());
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -224,5 +223,4 @@ async fn waiting_keeps_the_history_bounded_and_real_failures_still_count() {
         "a waiting entry stays small: {biggest} bytes"
     );
     stop(token, task).await;
-    env.cleanup().await;
 }

@@ -130,5 +130,4 @@ async fn page_headline_numbers_equal_elasticsearch_under_the_producer() {
 
     browser.close().await;
     drop(stack);
-    env.cleanup().await;
 }

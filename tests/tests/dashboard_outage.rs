@@ -101,5 +101,4 @@ async fn page_marks_figures_stale_while_elasticsearch_is_down() {
 
     browser.close().await;
     drop(stack);
-    env.cleanup().await;
 }

@@ -90,5 +90,4 @@ async fn page_shows_dashes_for_an_empty_window_and_reconnects_by_itself() {
     assert_eq!(back.max, "42");
 
     browser.close().await;
-    env.cleanup().await;
 }

@@ -251,7 +251,6 @@ async fn every_resource_is_delivered_exactly_once_in_seq_order() {
         "the webhook service stored 200 deliveries:\n{metrics}"
     );
     assert_eq!(duplicates, 0.0, "no resource was delivered twice");
-    env.cleanup().await;
 }
 
 fn spawn_webhook(env: &TestEnv, port: u16, output: &Path) -> ChildGuard {
@@ -316,7 +315,6 @@ async fn a_webhook_outage_of_ten_seconds_loses_and_duplicates_nothing() {
     let dead = webhooks_dead_letters(&env).await;
     assert!(dead.is_empty(), "no delivery was given up: {dead:?}");
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }
 
 async fn webhooks_dead_letters(env: &TestEnv) -> Vec<queue::DeadLetter> {
@@ -383,5 +381,4 @@ async fn a_refused_signature_is_retried_until_the_secret_is_fixed() {
     assert_each_resource_stored_once(&env, &output, &plan).await;
     assert!(webhooks_dead_letters(&env).await.is_empty());
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }

@@ -143,7 +143,6 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
         "ANSI escapes in a log file: {logs:?}"
     );
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
@@ -241,7 +240,6 @@ async fn an_incomplete_resource_is_dead_lettered_with_its_missing_seqs() {
         leftovers.is_empty(),
         "packets of a timed-out resource are dropped: {leftovers:?}"
     );
-    env.cleanup().await;
 }
 
 /// Runs `bin` with `envs` and without WEBHOOK_SECRET (or with `secret`); returns its exit status
@@ -313,7 +311,6 @@ async fn webhook_and_worker_refuse_to_start_without_a_secret() {
         }
     }
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -368,5 +365,4 @@ async fn dot_resource_ids_are_delivered_to_plain_files_in_output_dir() {
         webhooks.dead_letters(10).await.unwrap().is_empty(),
         "nothing dead-lettered"
     );
-    env.cleanup().await;
 }
