@@ -6,10 +6,10 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap};
 
-use support::{config, packet, problem, spawn, spawn_with, App};
 use futures::future::join_all;
 use serde_json::json;
-use testkit::{RedisServer, TestEnv};
+use support::{config, packet, spawn, spawn_with, App};
+use testkit::{assert_problem, RedisServer, TestEnv};
 
 /// POSTs packets `numbers` all at once; the answers in the same order.
 async fn post_all(app: &App, numbers: std::ops::Range<u64>) -> Vec<reqwest::Response> {
@@ -97,7 +97,7 @@ async fn redis_outage_answers_503_to_every_waiting_post_and_enqueues_nothing() {
     redis.kill();
     for (n, resp) in (1..101).zip(post_all(&app, 1..101).await) {
         assert!(resp.headers().contains_key("retry-after"), "packet {n}");
-        let v = problem(resp, 503).await;
+        let v = assert_problem(resp, 503).await;
         assert!(v["detail"].as_str().unwrap().contains("Redis"), "{v}");
     }
 

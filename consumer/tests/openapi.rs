@@ -6,10 +6,10 @@ mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use support::{packet, spawn};
 use consumer::{router, AppState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use support::{packet, spawn};
 use testkit::TestEnv;
 use tower::ServiceExt;
 
@@ -118,15 +118,7 @@ async fn every_documented_route_is_served_and_metrics_count_requests() {
             .status(),
         202
     );
-    let metrics = app
-        .http
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&app.http, &app.at("/metrics")).await;
     assert!(
         metrics.contains(r#"conveyor_http_requests_total{route="/messages",status="202"}"#),
         "{metrics}"

@@ -9,12 +9,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use support::{packet, problem, spawn};
 use pipeline::packet::{MessageJob, StoredMessage};
 use pipeline::store::Store;
 use queue::{Job, Outcome, Worker, WorkerConfig};
 use serde_json::json;
-use testkit::TestEnv;
+use support::{packet, spawn};
+use testkit::{assert_problem, TestEnv};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -30,7 +30,7 @@ async fn wait_times_out_with_504_on_time_and_the_job_stays_queued() {
         )
         .await;
     let elapsed = start.elapsed();
-    let v = problem(resp, 504).await;
+    let v = assert_problem(resp, 504).await;
     assert!(
         elapsed >= Duration::from_millis(timeout_ms)
             && elapsed <= Duration::from_millis(timeout_ms + 100),

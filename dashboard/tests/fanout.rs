@@ -8,8 +8,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use support::*;
 use futures::StreamExt;
+use support::*;
 use testkit::TestEnv;
 
 const CLIENTS: usize = 50;

@@ -8,10 +8,10 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
-use support::{collator, packet, stream_len};
 use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS};
 use queue::{Queue, QueueConfig};
-use testkit::TestEnv;
+use support::{collator, packet};
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
@@ -52,7 +52,7 @@ async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
         res_keys(env.redis_keys().await).is_empty(),
         "nothing recreated"
     );
-    assert_eq!(stream_len(&env.redis, &q.stream_key(Some("big"))).await, 0);
+    assert_eq!(xlen(&env.redis, &q.stream_key(Some("big"))).await, 0);
     assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
     assert_eq!(
         c.fetch("big").await.unwrap(),
@@ -97,7 +97,7 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
     // Late duplicates: no second job, no reopened resource, no false timeout report.
     assert_eq!(c.record(&[one(), two(0)]).await.unwrap(), 0);
     let stream = q.stream_key(None);
-    assert_eq!(stream_len(&env.redis, &stream).await, 2, "one job each");
+    assert_eq!(xlen(&env.redis, &stream).await, 2, "one job each");
     let after: Vec<String> = env
         .redis_keys()
         .await

@@ -13,10 +13,10 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use support::*;
 use queue::{Pool, Queue, QueueStats};
 use redis::streams::StreamInfoGroupsReply;
-use testkit::RedisServer;
+use support::*;
+use testkit::{xlen, RedisServer};
 
 const PARTITIONS: u16 = 4;
 

@@ -14,11 +14,11 @@ mod support;
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use support::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::streams::{StreamAutoClaimReply, StreamRangeReply};
 use redis::Script;
+use support::*;
 use testkit::RedisServer;
 
 const ACK: &str = include_str!("../src/scripts/ack.lua");

@@ -8,9 +8,9 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use support::*;
 use queue::{EnqueueOptions, Outcome, QueueError};
-use testkit::{RedisServer, TestEnv};
+use support::*;
+use testkit::{xlen, RedisServer, TestEnv};
 
 #[tokio::test]
 async fn enqueue_and_wait_with_runs_the_job_on_its_keys_partition() {

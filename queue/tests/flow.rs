@@ -6,9 +6,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use support::*;
 use queue::{EnqueueOptions, Outcome, QueueError};
-use testkit::TestEnv;
+use support::*;
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn processed_jobs_are_acked_and_deleted_so_the_stream_ends_empty() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::*;
-use testkit::TestEnv;
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds() {

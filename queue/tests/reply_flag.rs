@@ -7,8 +7,8 @@ mod support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use support::*;
 use queue::{Handler, Job, Outcome};
+use support::*;
 use testkit::TestEnv;
 
 /// Records `(payload, attempt, reply_wanted)` per run; the payload "wait-once" answers `Wait`

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use support::*;
-use testkit::RedisServer;
+use testkit::{xlen, RedisServer};
 
 #[tokio::test]
 async fn the_worker_reconnects_after_a_redis_restart_and_finishes_the_rest() {

@@ -5,9 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::*;
 use queue::{Handler, Job, Outcome, Worker};
-use testkit::TestEnv;
+use support::*;
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn a_flaky_job_is_retried_with_growing_delays_and_succeeds_on_attempt_three() {
@@ -174,9 +174,7 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
         let mut cfg = cfg.clone();
         cfg.consumer = format!("crashy-{round}");
         rt.spawn(async move {
-            let pool = deadpool_redis::Config::from_url(url)
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .unwrap();
+            let pool = testkit::redis_pool(&url);
             let q = queue::<String>(pool, &ns, "jobs", |c| c.max_attempts = 1);
             let _ = Worker::new(q, Crash, cfg)
                 .run(queue::CancellationToken::new())

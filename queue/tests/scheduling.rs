@@ -6,8 +6,8 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use support::*;
 use queue::{CancellationToken, Recurring};
+use support::*;
 use testkit::TestEnv;
 
 #[tokio::test]
@@ -66,9 +66,7 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
     let mut schedulers = Vec::new();
     for _ in 0..3 {
         // Each scheduler has its own pool, as separate processes would.
-        let pool = deadpool_redis::Config::from_url(env.redis_url.clone())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap();
+        let pool = testkit::redis_pool(&env.redis_url);
         let q = queue::<u64>(pool, &env.namespace, "ticks", |c| c.partitions = 3);
         let r = Recurring::new(q, "tick", every, |n| n);
         schedulers.push(tokio::spawn(r.run(stop_schedulers.clone())));

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support::*;
 use queue::{Handler, Job, Outcome, Pool};
+use support::*;
 use testkit::TestEnv;
 
 /// Answers `Wait` for the first `waits` runs (alternating two reasons), then `after_waits`.

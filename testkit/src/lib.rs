@@ -8,9 +8,13 @@
 //! This crate must not depend on any Conveyor crate: it only knows Redis, HTTP and processes.
 
 mod env;
+mod http;
 mod process;
 mod proxy;
+mod streams;
 
 pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv, DROP_CLEANUP_DEADLINE};
+pub use http::{assert_problem, get_text};
 pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard, RedisServer};
 pub use proxy::TcpProxy;
+pub use streams::{redis_pool, xlen};

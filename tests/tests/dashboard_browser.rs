@@ -8,9 +8,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{page_matches_es, wait_for_messages, Browser};
 use e2e::Stack;
 use serde_json::Value;
+use support::{page_matches_es, wait_for_messages, Browser};
 use testkit::TestEnv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

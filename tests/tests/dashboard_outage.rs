@@ -6,9 +6,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::{es_headline, wait_for_messages, Browser};
 use e2e::{Service, Stack};
 use serde_json::Value;
+use support::{es_headline, wait_for_messages, Browser};
 use testkit::{TcpProxy, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -121,15 +121,7 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
     assert!(output.join("sig-1.json").exists());
-    let metrics = env
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&env.http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains("conveyor_webhook_deliveries_total{outcome=\"unauthorized\"} 4"),
         "{metrics}"
