@@ -5,15 +5,15 @@
 //! accepted again as soon as Redis is back; and a real backlog over the limit still answers 429
 //! saying how many jobs wait and what the limit is.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::{packet, problem, spawn_on, App};
 use pipeline::packet::MessageJob;
 use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
 use serde_json::json;
-use testkit::{RedisServer, TestEnv};
+use support::{packet, spawn_on, App};
+use testkit::{assert_problem, RedisServer, TestEnv};
 
 const LIMIT: u64 = 50;
 
@@ -131,7 +131,7 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
             .status(),
         202
     );
-    let v = problem(
+    let v = assert_problem(
         app.post_json("/messages", &packet(3000, json!({}))).await,
         429,
     )
@@ -148,7 +148,6 @@ async fn writes_are_accepted_after_redis_restarts_from_its_aof() {
         "the 429 enqueued nothing"
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -171,7 +170,7 @@ async fn while_redis_loads_its_aof_writes_get_503_with_retry_after() {
             break;
         }
         let retry_after = resp.headers().get("retry-after").cloned();
-        let v = problem(resp, 503).await;
+        let v = assert_problem(resp, 503).await;
         assert_eq!(v["type"], "urn:conveyor:problem:unavailable", "{v}");
         assert!(retry_after.is_some(), "503 carries Retry-After");
         unavailable += 1;
@@ -195,5 +194,4 @@ async fn while_redis_loads_its_aof_writes_get_503_with_retry_after() {
         "exactly the two accepted jobs wait"
     );
     app.stop().await;
-    env.cleanup().await;
 }

@@ -2,14 +2,14 @@
 //! each answer carries its own job id and every accepted packet is in the stream exactly once; a
 //! Redis outage answers 503 to every waiting request and enqueues none of them.
 
-mod common;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 
-use common::{config, packet, problem, spawn, spawn_with, App};
 use futures::future::join_all;
 use serde_json::json;
-use testkit::{RedisServer, TestEnv};
+use support::{config, packet, spawn, spawn_with, App};
+use testkit::{assert_problem, RedisServer, TestEnv};
 
 /// POSTs packets `numbers` all at once; the answers in the same order.
 async fn post_all(app: &App, numbers: std::ops::Range<u64>) -> Vec<reqwest::Response> {
@@ -78,7 +78,6 @@ async fn concurrent_posts_each_get_their_own_id_and_are_stored_once() {
     ids.extend(accepted_ids(300..301, vec![resp]).await);
     assert_stream_holds(&app, &ids).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -98,7 +97,7 @@ async fn redis_outage_answers_503_to_every_waiting_post_and_enqueues_nothing() {
     redis.kill();
     for (n, resp) in (1..101).zip(post_all(&app, 1..101).await) {
         assert!(resp.headers().contains_key("retry-after"), "packet {n}");
-        let v = problem(resp, 503).await;
+        let v = assert_problem(resp, 503).await;
         assert!(v["detail"].as_str().unwrap().contains("Redis"), "{v}");
     }
 
@@ -110,5 +109,4 @@ async fn redis_outage_answers_503_to_every_waiting_post_and_enqueues_nothing() {
     ids.extend(accepted_ids(1..101, post_all(&app, 1..101).await).await);
     assert_stream_holds(&app, &ids).await;
     app.stop().await;
-    env.cleanup().await;
 }

@@ -3,14 +3,14 @@
 //! consumer started while Elasticsearch is down creates its index once it is back. The shared
 //! servers are never touched: a private redis-server and a TCP proxy stand in.
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{config, packet, problem, spawn_on, spawn_with};
 use serde_json::json;
-use testkit::{RedisServer, TcpProxy, TestEnv};
+use support::{config, packet, spawn_on, spawn_with};
+use testkit::{assert_problem, RedisServer, TcpProxy, TestEnv};
 
 #[tokio::test]
 async fn killed_redis_is_503_and_recovers() {
@@ -24,15 +24,15 @@ async fn killed_redis_is_503_and_recovers() {
     redis.kill();
     let resp = app.post_json("/messages", &packet(2, json!({}))).await;
     assert!(resp.headers().contains_key("retry-after"));
-    let v = problem(resp, 503).await;
+    let v = assert_problem(resp, 503).await;
     assert!(v["detail"].as_str().unwrap().contains("Redis"), "{v}");
-    problem(
+    assert_problem(
         app.post_json("/messages/batch", &json!([packet(3, json!({}))]))
             .await,
         503,
     )
     .await;
-    problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
+    assert_problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
     let ready = app.http.get(app.at("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let body: serde_json::Value = ready.json().await.unwrap();
@@ -59,7 +59,6 @@ async fn killed_redis_is_503_and_recovers() {
     );
     assert_eq!(app.stats().await.backlog, 2);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -86,13 +85,13 @@ async fn elasticsearch_cut_off_fails_readiness_and_reads_but_not_ingest() {
         body,
         json!({"status": "unavailable", "redis": "ok", "elasticsearch": "down"})
     );
-    let v = problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
+    let v = assert_problem(app.http.get(app.at("/stats")).send().await.unwrap(), 503).await;
     assert!(
         v["detail"].as_str().unwrap().contains("Elasticsearch"),
         "{v}"
     );
-    problem(app.http.get(app.at("/messages")).send().await.unwrap(), 503).await;
-    problem(
+    assert_problem(app.http.get(app.at("/messages")).send().await.unwrap(), 503).await;
+    assert_problem(
         app.http.get(app.at("/messages/p/1")).send().await.unwrap(),
         503,
     )
@@ -117,7 +116,6 @@ async fn elasticsearch_cut_off_fails_readiness_and_reads_but_not_ingest() {
         200
     );
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -144,9 +142,8 @@ async fn healthz_answers_while_everything_is_down() {
             .status(),
         503
     );
-    problem(app.post_json("/messages", &packet(1, json!({}))).await, 503).await;
+    assert_problem(app.post_json("/messages", &packet(1, json!({}))).await, 503).await;
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// HTTP status of `HEAD /<index>` on the real Elasticsearch (200 exists, 404 absent).
@@ -194,5 +191,4 @@ async fn messages_index_is_created_once_elasticsearch_comes_back() {
         "{mapping}"
     );
     app.stop().await;
-    env.cleanup().await;
 }

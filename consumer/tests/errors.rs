@@ -1,11 +1,11 @@
 //! Every error status of the HTTP contract, produced against the real consumer, real Redis and
 //! real Elasticsearch: each is problem+json and leaves the queue exactly as it was.
 
-mod common;
+mod support;
 
-use common::{packet, problem, spawn};
 use serde_json::json;
-use testkit::TestEnv;
+use support::{packet, spawn};
+use testkit::{assert_problem, TestEnv};
 
 #[tokio::test]
 async fn client_errors_are_problems_and_enqueue_nothing() {
@@ -15,7 +15,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     assert_eq!(before.backlog, 0);
 
     // 400: malformed JSON.
-    let v = problem(
+    let v = assert_problem(
         app.post_raw(
             "/messages",
             Some("application/json"),
@@ -29,7 +29,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
         v["detail"].as_str().unwrap().contains("not valid JSON"),
         "{v}"
     );
-    problem(
+    assert_problem(
         app.post_raw("/messages/batch", Some("application/json"), b"[{]".to_vec())
             .await,
         400,
@@ -38,7 +38,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
 
     // 413: over MAX_BODY_BYTES, declared (Content-Length) and streamed (chunked, no length).
     let big = serde_json::to_vec(&packet(1, json!({"text": "a".repeat(4000)}))).unwrap();
-    problem(
+    assert_problem(
         app.post_raw("/messages", Some("application/json"), big.clone())
             .await,
         413,
@@ -54,18 +54,18 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
         .send()
         .await
         .unwrap();
-    problem(streamed, 413).await;
+    assert_problem(streamed, 413).await;
 
     // 415: not JSON, or no content type at all.
     let body = serde_json::to_vec(&packet(1, json!({}))).unwrap();
-    problem(
+    assert_problem(
         app.post_raw("/messages", Some("text/plain"), body.clone())
             .await,
         415,
     )
     .await;
-    problem(app.post_raw("/messages", None, body.clone()).await, 415).await;
-    problem(
+    assert_problem(app.post_raw("/messages", None, body.clone()).await, 415).await;
+    assert_problem(
         app.post_raw(
             "/messages/batch",
             Some("application/x-www-form-urlencoded"),
@@ -77,7 +77,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     .await;
 
     // 422: per-field errors.
-    let v = problem(
+    let v = assert_problem(
         app.post_json(
             "/messages",
             &json!({"number": -1, "sent_at": "soon", "colour": 1}),
@@ -97,28 +97,28 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     assert!(v["errors"][0]["message"]
         .as_str()
         .is_some_and(|m| !m.is_empty()));
-    let v = problem(
+    let v = assert_problem(
         app.post_json("/messages?wait=true&timeout_ms=0", &packet(1, json!({})))
             .await,
         422,
     )
     .await;
     assert_eq!(v["errors"][0]["name"], "timeout_ms");
-    let v = problem(
+    let v = assert_problem(
         app.post_json("/messages?wait=maybe", &packet(1, json!({})))
             .await,
         422,
     )
     .await;
     assert_eq!(v["errors"][0]["name"], "query");
-    let v = problem(
+    let v = assert_problem(
         app.post_json("/messages", &json!([packet(1, json!({}))]))
             .await,
         422,
     )
     .await;
     assert_eq!(v["errors"][0]["name"], "$");
-    let v = problem(
+    let v = assert_problem(
         app.http
             .get(app.at("/messages?size=0"))
             .send()
@@ -128,7 +128,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     )
     .await;
     assert_eq!(v["errors"][0]["name"], "size");
-    let v = problem(
+    let v = assert_problem(
         app.http
             .get(app.at("/messages?size=1000&from=9500"))
             .send()
@@ -141,7 +141,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
 
     // 404: absent message, non-numeric number, unknown route. 405: wrong method.
     app.messages_index_ready().await;
-    problem(
+    assert_problem(
         app.http
             .get(app.at("/messages/nobody/1"))
             .send()
@@ -150,7 +150,7 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
         404,
     )
     .await;
-    problem(
+    assert_problem(
         app.http
             .get(app.at("/messages/nobody/abc"))
             .send()
@@ -159,8 +159,8 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
         404,
     )
     .await;
-    problem(app.http.get(app.at("/nowhere")).send().await.unwrap(), 404).await;
-    problem(
+    assert_problem(app.http.get(app.at("/nowhere")).send().await.unwrap(), 404).await;
+    assert_problem(
         app.http.delete(app.at("/messages")).send().await.unwrap(),
         405,
     )
@@ -169,7 +169,6 @@ async fn client_errors_are_problems_and_enqueue_nothing() {
     assert_eq!(app.stats().await, before, "no rejection enqueued anything");
     assert!(app.jobs().await.is_empty());
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -188,7 +187,7 @@ async fn backlog_over_limit_is_429_with_retry_after() {
             .and_then(|v| v.to_str().ok()),
         Some("1")
     );
-    let v = problem(resp, 429).await;
+    let v = assert_problem(resp, 429).await;
     let detail = v["detail"].as_str().unwrap();
     assert!(
         detail.contains("3 jobs are waiting") && detail.contains("limit of 2"),
@@ -198,11 +197,10 @@ async fn backlog_over_limit_is_429_with_retry_after() {
         .post_json("/messages/batch", &json!([packet(4, json!({}))]))
         .await;
     assert!(resp.headers().contains_key("retry-after"));
-    problem(resp, 429).await;
+    assert_problem(resp, 429).await;
     assert_eq!(app.stats().await.backlog, 3, "429 enqueued nothing");
     assert_eq!(app.jobs().await.len(), 3);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -241,5 +239,4 @@ async fn no_input_panics_or_breaks_the_server() {
     );
     assert_eq!(app.stats().await.backlog, 0);
     app.stop().await;
-    env.cleanup().await;
 }

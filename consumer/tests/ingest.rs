@@ -1,12 +1,12 @@
 //! The 202 paths: one POST enqueues exactly one job stamped with `received_at`; a batch is
 //! all-or-nothing and enqueues every packet in one call.
 
-mod common;
+mod support;
 
 use chrono::{DateTime, Utc};
-use common::{packet, problem, spawn};
 use serde_json::json;
-use testkit::TestEnv;
+use support::{packet, spawn};
+use testkit::{assert_problem, TestEnv};
 
 #[tokio::test]
 async fn post_enqueues_exactly_one_stamped_job() {
@@ -38,7 +38,6 @@ async fn post_enqueues_exactly_one_stamped_job() {
     assert_eq!(job.packet.text, "héllo wörld");
     assert_eq!(app.stats().await.backlog, 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -51,7 +50,7 @@ async fn batch_is_all_or_nothing() {
         .collect();
     items[3] = json!({"number": "three", "sent_at": 0});
     items[4]["colour"] = json!("red");
-    let v = problem(app.post_json("/messages/batch", &json!(items)).await, 422).await;
+    let v = assert_problem(app.post_json("/messages/batch", &json!(items)).await, 422).await;
     let names: Vec<&str> = v["errors"]
         .as_array()
         .unwrap()
@@ -66,12 +65,12 @@ async fn batch_is_all_or_nothing() {
     );
 
     let too_many: Vec<_> = (0..1001).map(|n| packet(n, json!({}))).collect();
-    problem(
+    assert_problem(
         app.post_json("/messages/batch", &json!(too_many)).await,
         422,
     )
     .await;
-    problem(app.post_json("/messages/batch", &json!([])).await, 422).await;
+    assert_problem(app.post_json("/messages/batch", &json!([])).await, 422).await;
     assert_eq!(app.stats().await.backlog, 0);
 
     let good: Vec<_> = (0..1000)
@@ -99,5 +98,4 @@ async fn batch_is_all_or_nothing() {
     assert_eq!(job_ids, answered, "answered ids are the enqueued jobs");
     assert_eq!(app.stats().await.backlog, 1000);
     app.stop().await;
-    env.cleanup().await;
 }

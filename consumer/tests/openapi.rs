@@ -2,14 +2,14 @@
 //! (`router(state).oneshot`, no socket) and over real HTTP: it is OpenAPI 3, documents every
 //! route of the router with its method, and every documented route is really served.
 
-mod common;
+mod support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use common::{packet, spawn};
 use consumer::{router, AppState};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
+use support::{packet, spawn};
 use testkit::TestEnv;
 use tower::ServiceExt;
 
@@ -29,7 +29,7 @@ const ROUTES: [(&str, &str); 9] = [
 #[tokio::test]
 async fn openapi_documents_every_route_in_process() {
     let env = TestEnv::new("consumer_oapi").await;
-    let cfg = common::config(&env, &env.redis_url, &env.elasticsearch_url, &[]);
+    let cfg = support::config(&env, &env.redis_url, &env.elasticsearch_url, &[]);
     let app = router(AppState::new(&cfg).unwrap());
     let resp = app
         .oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap())
@@ -80,7 +80,6 @@ async fn openapi_documents_every_route_in_process() {
             "schema {schema}"
         );
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -119,15 +118,7 @@ async fn every_documented_route_is_served_and_metrics_count_requests() {
             .status(),
         202
     );
-    let metrics = app
-        .http
-        .get(app.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&app.http, &app.at("/metrics")).await;
     assert!(
         metrics.contains(r#"conveyor_http_requests_total{route="/messages",status="202"}"#),
         "{metrics}"
@@ -137,5 +128,4 @@ async fn every_documented_route_is_served_and_metrics_count_requests() {
         "{metrics}"
     );
     app.stop().await;
-    env.cleanup().await;
 }

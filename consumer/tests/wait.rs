@@ -4,17 +4,17 @@
 //! message is then readable through `GET /messages/{producer}/{number}`, `GET /messages` and
 //! `GET /stats`.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{packet, problem, spawn};
 use pipeline::packet::{MessageJob, StoredMessage};
 use pipeline::store::Store;
 use queue::{Job, Outcome, Worker, WorkerConfig};
 use serde_json::json;
-use testkit::TestEnv;
+use support::{packet, spawn};
+use testkit::{assert_problem, TestEnv};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test]
@@ -30,7 +30,7 @@ async fn wait_times_out_with_504_on_time_and_the_job_stays_queued() {
         )
         .await;
     let elapsed = start.elapsed();
-    let v = problem(resp, 504).await;
+    let v = assert_problem(resp, 504).await;
     assert!(
         elapsed >= Duration::from_millis(timeout_ms)
             && elapsed <= Duration::from_millis(timeout_ms + 100),
@@ -47,7 +47,6 @@ async fn wait_times_out_with_504_on_time_and_the_job_stays_queued() {
     assert_eq!(jobs.len(), 1, "the job is still queued");
     assert_eq!(jobs[0].1.packet.number, 1);
     app.stop().await;
-    env.cleanup().await;
 }
 
 /// Processes messages like the real worker does: compute, bulk-index, reply with the document.
@@ -149,5 +148,4 @@ async fn wait_returns_the_processed_message_and_reads_find_it() {
     stop.cancel();
     worker.await.unwrap().unwrap();
     app.stop().await;
-    env.cleanup().await;
 }

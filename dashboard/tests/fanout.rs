@@ -3,13 +3,13 @@
 //! dashboard's own `/metrics` counter and, independently, by Elasticsearch's per-index
 //! `query_total` for this test's indices.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
-use common::*;
 use futures::StreamExt;
+use support::*;
 use testkit::TestEnv;
 
 const CLIENTS: usize = 50;
@@ -122,7 +122,6 @@ async fn fifty_viewers_cost_one_elasticsearch_query_per_second() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     dash.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,5 +146,4 @@ async fn shutdown_ends_open_event_streams() {
     .await;
     assert!(ended.is_ok(), "event stream still open 5 s after shutdown");
     stopping.await.expect("stop");
-    env.cleanup().await;
 }

@@ -2,12 +2,12 @@
 //! number, the 10-s transit window, the 60-s per-second series, webhook latency percentiles, and
 //! empty windows reported as null (the page shows "—").
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
-use common::*;
+use support::*;
 use testkit::TestEnv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +89,6 @@ async fn figures_equal_what_elasticsearch_holds() {
     assert!((98.0..=100.0).contains(&p99), "p99 {p99}");
 
     dash.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +123,6 @@ async fn empty_windows_are_null_and_a_missing_resources_index_is_zero() {
     assert!(s["webhook_latency_ms"]["p50"].is_null());
     assert!(s["webhook_latency_ms"]["p99"].is_null());
     dash.stop().await;
-    env.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,5 +160,4 @@ async fn no_index_at_all_answers_empty_figures_not_an_error() {
         .unwrap();
     assert_eq!(health.status(), 200);
     dash.stop().await;
-    env.cleanup().await;
 }

@@ -2,12 +2,12 @@
 //! `/api/stats` says so, marks the figures stale and keeps the last values; when the proxy is
 //! back on, fresh figures return.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
-use common::*;
+use support::*;
 use testkit::{TcpProxy, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,5 +84,4 @@ async fn elasticsearch_down_keeps_last_values_marked_stale() {
     assert_eq!(back["max_number"], 99);
     assert_eq!(back["total"], 6);
     dash.stop().await;
-    env.cleanup().await;
 }

@@ -4,17 +4,17 @@
 //! sweep script, and a fresh server (empty script cache) works too. Size limit and data lifetimes
 //! are in `collate_lifecycle.rs`.
 
-mod collate_support;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use collate_support::{collator, packet, pool, stream_len};
 use pipeline::collate::{Fetched, RETENTION};
 use pipeline::resource::DeliveryJob;
 use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
-use testkit::TestEnv;
+use support::{collator, packet};
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
@@ -32,11 +32,11 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
         "incomplete resources are not loadable"
     );
     let stream = q.stream_key(Some("res:1"));
-    assert_eq!(stream_len(&env.redis, &stream).await, 0);
+    assert_eq!(xlen(&env.redis, &stream).await, 0);
     assert_eq!(c.record(&[p(1), p(1)]).await.unwrap(), 1);
     assert_eq!(c.record(&[p(0), p(1), p(2), p(3)]).await.unwrap(), 0);
     assert_eq!(
-        stream_len(&env.redis, &stream).await,
+        xlen(&env.redis, &stream).await,
         1,
         "exactly one delivery job"
     );
@@ -99,7 +99,6 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     assert!(ttl_of(format!("{prefix}done")).await > retention - 60);
     assert_eq!(c.fetch("res:1").await.unwrap(), Fetched::Delivered);
     drop(conn);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -135,10 +134,9 @@ async fn concurrent_recorders_enqueue_one_job_per_resource() {
     streams.dedup();
     assert!(streams.len() > 1, "resources spread over partitions");
     for s in &streams {
-        jobs += stream_len(&env.redis, s).await;
+        jobs += xlen(&env.redis, s).await;
     }
     assert_eq!(jobs, 50);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -183,13 +181,13 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
         .map(|s| packet("slow", *s, 5, "c", now))
         .collect();
     assert_eq!(c.record(&late).await.unwrap(), 0);
-    assert_eq!(stream_len(&env.redis, &q.stream_key(Some("slow"))).await, 0);
+    assert_eq!(xlen(&env.redis, &q.stream_key(Some("slow"))).await, 0);
     assert!(c.load("slow").await.unwrap().is_none());
 
     // The sweep script itself wrote each dead letter, in the resource's own partition, in the
     // queue's format; no separate step could lose it.
     let dead_key = format!("{}:dead", q.stream_key(Some("slow")));
-    assert!(stream_len(&env.redis, &dead_key).await >= 1);
+    assert!(xlen(&env.redis, &dead_key).await >= 1);
     let mut dead = q.dead_letters(10).await.unwrap();
     dead.sort_by(|x, y| x.error.cmp(&y.error));
     assert_eq!(dead.len(), 2, "{dead:?}");
@@ -221,13 +219,12 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
         "{}",
         dead[0].error
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
 async fn works_on_a_fresh_server_with_an_empty_script_cache() {
     let server = testkit::RedisServer::start().await;
-    let pool = pool(&server.url());
+    let pool = testkit::redis_pool(&server.url());
     let (c, _q) = collator(&pool, "fresh", 1);
     let now = Utc::now();
     assert_eq!(
@@ -290,8 +287,7 @@ async fn collate_enqueued_jobs_are_consumed_by_a_queue_worker() {
         "every job decoded with its payload and attempt 1"
     );
     for stream in q.stream_keys() {
-        assert_eq!(stream_len(&env.redis, &stream).await, 0, "{stream} acked");
+        assert_eq!(xlen(&env.redis, &stream).await, 0, "{stream} acked");
     }
     assert!(q.dead_letters(10).await.unwrap().is_empty());
-    env.cleanup().await;
 }

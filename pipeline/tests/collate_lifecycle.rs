@@ -3,15 +3,15 @@
 //! delivered-data TTL; released data expires but its tombstone keeps late duplicates from
 //! reopening the resource.
 
-mod collate_support;
+mod support;
 
 use std::time::Duration;
 
 use chrono::Utc;
-use collate_support::{collator, packet, stream_len};
 use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS};
 use queue::{Queue, QueueConfig};
-use testkit::TestEnv;
+use support::{collator, packet};
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
@@ -52,13 +52,12 @@ async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
         res_keys(env.redis_keys().await).is_empty(),
         "nothing recreated"
     );
-    assert_eq!(stream_len(&env.redis, &q.stream_key(Some("big"))).await, 0);
+    assert_eq!(xlen(&env.redis, &q.stream_key(Some("big"))).await, 0);
     assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
     assert_eq!(
         c.fetch("big").await.unwrap(),
         Fetched::Missing("resource is too_large".into())
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -98,7 +97,7 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
     // Late duplicates: no second job, no reopened resource, no false timeout report.
     assert_eq!(c.record(&[one(), two(0)]).await.unwrap(), 0);
     let stream = q.stream_key(None);
-    assert_eq!(stream_len(&env.redis, &stream).await, 2, "one job each");
+    assert_eq!(xlen(&env.redis, &stream).await, 2, "one job each");
     let after: Vec<String> = env
         .redis_keys()
         .await
@@ -113,5 +112,4 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
         c.fetch("never-seen").await.unwrap(),
         Fetched::Missing(_)
     ));
-    env.cleanup().await;
 }

@@ -73,7 +73,6 @@ async fn bulk_then_get_and_list() {
         vec![a.clone()]
     );
     assert_eq!(store.list_messages(None, 1, 1).await.unwrap(), vec![a]);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -99,7 +98,6 @@ async fn same_id_twice_is_one_document() {
         answer["hits"]["hits"][0]["_source"]["word_lengths"],
         json!([1])
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -159,7 +157,6 @@ async fn stats_match_a_direct_query() {
         direct["aggregations"]["avg"]["value"].as_f64()
     );
     assert_eq!(stats.avg_transit_ms_10s, Some(15.25));
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -219,7 +216,6 @@ async fn mapping_is_strict_and_creation_is_race_safe() {
         .search("messages", json!({"size": 0, "track_total_hits": true}))
         .await;
     assert_eq!(answer["hits"]["total"]["value"], 0);
-    env.cleanup().await;
 }
 
 #[tokio::test]

@@ -8,15 +8,15 @@
 //! which moves the group's last id but not entries-read, so `lag` then counts entries that
 //! were delivered, acked and deleted long ago ("The API refuses every write after a restart").
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
 use queue::{Pool, Queue, QueueStats};
 use redis::streams::StreamInfoGroupsReply;
-use testkit::RedisServer;
+use support::*;
+use testkit::{xlen, RedisServer};
 
 const PARTITIONS: u16 = 4;
 

@@ -9,16 +9,16 @@
 //! them, and `Queue::enqueue_batch` for new jobs. Seeds are fixed so a failure replays;
 //! `BACKLOG_PROPERTY_SEEDS=7,8,9` runs others. A failure prints the seed and the last steps.
 
-mod common;
+mod support;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use redis::streams::{StreamAutoClaimReply, StreamRangeReply};
 use redis::Script;
+use support::*;
 use testkit::RedisServer;
 
 const ACK: &str = include_str!("../src/scripts/ack.lua");

@@ -3,14 +3,14 @@
 //! all-or-nothing per partition (a concurrent reader never sees part of a batch) and returns
 //! ids in input order.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::*;
 use queue::{EnqueueOptions, Outcome, QueueError};
-use testkit::{RedisServer, TestEnv};
+use support::*;
+use testkit::{xlen, RedisServer, TestEnv};
 
 #[tokio::test]
 async fn enqueue_and_wait_with_runs_the_job_on_its_keys_partition() {
@@ -45,7 +45,6 @@ async fn enqueue_and_wait_with_runs_the_job_on_its_keys_partition() {
     partitions.dedup();
     assert!(partitions.len() > 1, "the keys cover several partitions");
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -144,7 +143,6 @@ async fn a_batch_is_never_seen_half_enqueued() {
         &partial[..partial.len().min(10)]
     );
     assert_eq!(xlen(&env.redis, &stream).await, BATCH * CALLS);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -188,5 +186,4 @@ async fn a_keyed_batch_over_several_partitions_lands_whole_and_in_order() {
         assert_eq!(stored, *n, "id #{i} is the id of item #{i}");
         assert_eq!(p, q.partition_of(key.as_deref().unwrap()));
     }
-    env.cleanup().await;
 }

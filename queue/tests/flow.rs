@@ -1,14 +1,14 @@
 //! The everyday path against the real Redis: jobs are processed and deleted (the stream ends
 //! empty), stats add up, partitions spread and drain, request/reply returns results or times out.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
 use queue::{EnqueueOptions, Outcome, QueueError};
-use testkit::TestEnv;
+use support::*;
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn processed_jobs_are_acked_and_deleted_so_the_stream_ends_empty() {
@@ -60,7 +60,6 @@ async fn processed_jobs_are_acked_and_deleted_so_the_stream_ends_empty() {
         0,
         "a stopped worker leaves the live set"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -116,7 +115,6 @@ async fn four_partitions_spread_jobs_by_key_and_all_are_processed() {
         assert_eq!(xlen(&env.redis, &key).await, 0);
         assert_eq!(pending(&env.redis, &key).await, 0);
     }
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -185,7 +183,6 @@ async fn enqueue_and_wait_returns_the_handlers_result() {
         other => panic!("expected Failed, got {other:?}"),
     }
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -216,7 +213,6 @@ async fn enqueue_and_wait_times_out_on_time_without_a_worker() {
     );
     // The job is still there and runs later.
     assert_eq!(q.stats().await.unwrap().backlog, 2);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -249,5 +245,4 @@ async fn a_result_published_before_the_waiter_listened_is_read_from_storage() {
         .await
         .unwrap();
     assert!(ttl > 0 && ttl <= 300_000, "result has a TTL: {ttl}");
-    env.cleanup().await;
 }

@@ -1,14 +1,14 @@
 //! Leases and shutdown against the real Redis: a worker that dies holding jobs loses them to a
 //! live worker within lease + 2 s; a graceful shutdown finishes and acks what is in flight.
 
-mod common;
+mod support;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
-use testkit::TestEnv;
+use support::*;
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds() {
@@ -59,7 +59,6 @@ async fn a_dead_workers_jobs_run_on_another_worker_within_lease_plus_two_seconds
     stop(token, task).await;
     assert_eq!(xlen(&env.redis, &stream).await, 0);
     assert_eq!(pending(&env.redis, &stream).await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -100,7 +99,6 @@ async fn graceful_shutdown_finishes_and_acks_in_flight_batches() {
         "nothing left pending"
     );
     assert_eq!(xlen(&env.redis, &stream).await, 0, "and everything deleted");
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -131,5 +129,4 @@ async fn shutdown_past_the_deadline_leaves_unfinished_jobs_for_others() {
     rescuer.wait_finished(3, Duration::from_secs(4)).await;
     stop(token, task).await;
     assert_eq!(xlen(&env.redis, &stream).await, 0);
-    env.cleanup().await;
 }

@@ -2,13 +2,13 @@
 //! (`enqueue_and_wait`), and kept when such a job goes through the delayed set (a `Wait`), so a
 //! handler may skip building results for every other job without starving a waiting caller.
 
-mod common;
+mod support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::*;
 use queue::{Handler, Job, Outcome};
+use support::*;
 use testkit::TestEnv;
 
 /// Records `(payload, attempt, reply_wanted)` per run; the payload "wait-once" answers `Wait`

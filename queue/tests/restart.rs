@@ -2,13 +2,13 @@
 //! flow): the worker logs, backs off, reconnects and finishes everything without a restart of
 //! its own; jobs enqueued before and after the restart all run, and the stream ends empty.
 
-mod common;
+mod support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::*;
-use testkit::RedisServer;
+use support::*;
+use testkit::{xlen, RedisServer};
 
 #[tokio::test]
 async fn the_worker_reconnects_after_a_redis_restart_and_finishes_the_rest() {

@@ -1,13 +1,13 @@
 //! Failure handling against the real Redis: retries with growing backoff, dead letters after
 //! max attempts with the error history, and poison jobs (delivered too often) dead-lettered.
 
-mod common;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use common::*;
 use queue::{Handler, Job, Outcome, Worker};
-use testkit::TestEnv;
+use support::*;
+use testkit::{xlen, TestEnv};
 
 #[tokio::test]
 async fn a_flaky_job_is_retried_with_growing_delays_and_succeeds_on_attempt_three() {
@@ -62,7 +62,6 @@ async fn a_flaky_job_is_retried_with_growing_delays_and_succeeds_on_attempt_thre
         (0, 0, 0, 0)
     );
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -140,7 +139,6 @@ async fn a_job_that_always_fails_is_dead_lettered_after_max_attempts_with_its_er
     );
     assert_eq!(rec2.finished().len(), 1, "a dead job is not retried");
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 /// Never finishes: stands in for a job that crashes its worker every time.
@@ -176,9 +174,7 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
         let mut cfg = cfg.clone();
         cfg.consumer = format!("crashy-{round}");
         rt.spawn(async move {
-            let pool = deadpool_redis::Config::from_url(url)
-                .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-                .unwrap();
+            let pool = testkit::redis_pool(&url);
             let q = queue::<String>(pool, &ns, "jobs", |c| c.max_attempts = 1);
             let _ = Worker::new(q, Crash, cfg)
                 .run(queue::CancellationToken::new())
@@ -210,7 +206,6 @@ async fn a_poison_job_that_keeps_killing_workers_is_dead_lettered() {
     let stream = stream_key(&env.namespace, "jobs", 0);
     assert_eq!(xlen(&env.redis, &stream).await, 0);
     assert_eq!(pending(&env.redis, &stream).await, 0);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -237,7 +232,6 @@ async fn a_panicking_handler_does_not_strand_its_batch() {
         (0, 0, 0, 0)
     );
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -268,5 +262,4 @@ async fn a_retry_with_an_explicit_delay_waits_that_long() {
     assert!(gap <= Duration::from_millis(600), "retried late: {gap:?}");
     assert_eq!(q.stats().await.unwrap().delayed, 0);
     stop(token, task).await;
-    env.cleanup().await;
 }

@@ -1,13 +1,13 @@
 //! Time against the real Redis: delayed jobs run on time (not early, within 200 ms), and a
 //! recurring job run by three concurrent schedulers is enqueued exactly once per occurrence.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
 use queue::{CancellationToken, Recurring};
+use support::*;
 use testkit::TestEnv;
 
 #[tokio::test]
@@ -50,7 +50,6 @@ async fn delayed_jobs_do_not_run_early_and_run_within_200_ms_of_their_time() {
     }
     assert_eq!(q.stats().await.unwrap().delayed, 0);
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -67,9 +66,7 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
     let mut schedulers = Vec::new();
     for _ in 0..3 {
         // Each scheduler has its own pool, as separate processes would.
-        let pool = deadpool_redis::Config::from_url(env.redis_url.clone())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap();
+        let pool = testkit::redis_pool(&env.redis_url);
         let q = queue::<u64>(pool, &env.namespace, "ticks", |c| c.partitions = 3);
         let r = Recurring::new(q, "tick", every, |n| n);
         schedulers.push(tokio::spawn(r.run(stop_schedulers.clone())));
@@ -104,5 +101,4 @@ async fn a_recurring_job_with_three_schedulers_runs_exactly_once_per_occurrence(
         "no occurrence skipped: {counts:?}"
     );
     stop(wtoken, wtask).await;
-    env.cleanup().await;
 }

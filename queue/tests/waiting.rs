@@ -2,14 +2,14 @@
 //! with the same attempt number, however often, without being dead-lettered (neither by
 //! `max_attempts` nor as poison), and its entry stays small while it waits.
 
-mod common;
+mod support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
 use queue::{Handler, Job, Outcome, Pool};
+use support::*;
 use testkit::TestEnv;
 
 /// Answers `Wait` for the first `waits` runs (alternating two reasons), then `after_waits`.
@@ -143,7 +143,6 @@ async fn a_job_that_waits_twenty_times_is_processed_once_and_never_dead_lettered
     );
     assert!(q.dead_letters(10).await.unwrap().is_empty());
     stop(token, task).await;
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -224,5 +223,4 @@ async fn waiting_keeps_the_history_bounded_and_real_failures_still_count() {
         "a waiting entry stays small: {biggest} bytes"
     );
     stop(token, task).await;
-    env.cleanup().await;
 }

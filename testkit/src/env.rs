@@ -1,5 +1,6 @@
 //! Per-test isolation: a unique Redis namespace and Elasticsearch index prefix, checked
-//! connections to both servers, and cleanup of exactly what the test created.
+//! connections to both servers, and cleanup of exactly what the test created: when the
+//! `TestEnv` drops, whether the test passed or panicked.
 
 use std::time::Duration;
 
@@ -133,42 +134,160 @@ impl TestEnv {
     /// Every Redis key of this test's namespace (for assertions about leftovers).
     pub async fn redis_keys(&self) -> Vec<String> {
         let mut conn = self.redis.get().await.expect("redis connection");
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(format!("{}:*", self.namespace))
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .expect("SCAN");
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys
+        namespace_keys(&mut conn, &self.namespace)
+            .await
+            .expect("SCAN")
     }
 
-    /// Deletes this test's Redis keys and Elasticsearch indices. Call at the end of a test.
+    /// Deletes this test's Redis keys and Elasticsearch indices now. Dropping the `TestEnv` does
+    /// the same (see [`Drop`] below), so a test calls this only when it must see the servers
+    /// clean before it goes on. Idempotent: a second call finds nothing to delete.
     pub async fn cleanup(&self) {
-        let keys = self.redis_keys().await;
-        if !keys.is_empty() {
-            let mut conn = self.redis.get().await.expect("redis connection");
-            for chunk in keys.chunks(500) {
-                let _: () = redis::cmd("UNLINK")
-                    .arg(chunk)
-                    .query_async(&mut conn)
-                    .await
-                    .expect("UNLINK");
-            }
-        }
-        let url = format!("{}/{}*", self.elasticsearch_url, self.index_prefix);
-        let _ = self.http.delete(url).send().await;
+        let mut conn = self.redis.get().await.expect("redis connection");
+        delete_namespace(&mut conn, &self.namespace)
+            .await
+            .expect("deleting the test's Redis keys");
+        let _ = delete_indices(&self.http, &self.elasticsearch_url, &self.index_prefix).await;
     }
+}
+
+/// Cleanup that runs even when the test fails: dropping a `TestEnv` (at the end of the test, or
+/// while a panic unwinds) deletes its Redis keys and Elasticsearch indices. The test's own
+/// runtime may be blocked in this very call (or gone), so the work runs on a thread of its own
+/// with a current-thread runtime and fresh connections, and the drop waits for it at most
+/// [`DROP_CLEANUP_DEADLINE`]. A failure is reported on stderr, never as a panic (a panic while
+/// unwinding would abort the whole test binary).
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let leftovers = Leftovers {
+            namespace: self.namespace.clone(),
+            index_prefix: self.index_prefix.clone(),
+            redis_url: self.redis_url.clone(),
+            elasticsearch_url: self.elasticsearch_url.clone(),
+        };
+        if let Err(e) = leftovers.remove_blocking() {
+            eprintln!(
+                "testkit: cleanup of namespace {} on drop failed: {e:#}",
+                self.namespace
+            );
+        }
+    }
+}
+
+/// How long dropping a [`TestEnv`] waits for its cleanup.
+pub const DROP_CLEANUP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// What a dropped [`TestEnv`] deletes, owned, so it can move to the cleanup thread.
+struct Leftovers {
+    namespace: String,
+    index_prefix: String,
+    redis_url: String,
+    elasticsearch_url: String,
+}
+
+impl Leftovers {
+    /// Runs [`Leftovers::remove`] on a new thread and waits for it, within the deadline.
+    fn remove_blocking(self) -> Result<()> {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("testkit-cleanup".into())
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("building the cleanup runtime")
+                    .and_then(|rt| {
+                        rt.block_on(async {
+                            tokio::time::timeout(DROP_CLEANUP_DEADLINE, self.remove())
+                                .await
+                                .context("cleanup timed out")?
+                        })
+                    });
+                let _ = done_tx.send(result);
+            })
+            .context("spawning the cleanup thread")?;
+        // A little longer than the runtime's own timeout, for building the runtime.
+        match done_rx.recv_timeout(DROP_CLEANUP_DEADLINE + Duration::from_secs(1)) {
+            Ok(result) => result,
+            Err(e) => bail!("the cleanup thread did not report: {e}"),
+        }
+    }
+
+    async fn remove(self) -> Result<()> {
+        let client = redis::Client::open(self.redis_url.as_str()).context("Redis URL")?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .context("connecting to Redis")?;
+        delete_namespace(&mut conn, &self.namespace).await?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()?;
+        delete_indices(&http, &self.elasticsearch_url, &self.index_prefix).await
+    }
+}
+
+/// Every key of `namespace` (`<namespace>:*`), sorted.
+async fn namespace_keys<C>(conn: &mut C, namespace: &str) -> redis::RedisResult<Vec<String>>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{namespace}:*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    Ok(keys)
+}
+
+/// `UNLINK`s every key of `namespace`.
+async fn delete_namespace<C>(conn: &mut C, namespace: &str) -> Result<()>
+where
+    C: redis::aio::ConnectionLike + Send,
+{
+    let keys = namespace_keys(conn, namespace)
+        .await
+        .context("SCAN of the namespace")?;
+    for chunk in keys.chunks(500) {
+        let _: () = redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async(conn)
+            .await
+            .context("UNLINK")?;
+    }
+    Ok(())
+}
+
+/// Deletes every index named `<prefix>*` (the servers run with
+/// `action.destructive_requires_name: false`, see `scripts/provision.sh`).
+async fn delete_indices(
+    http: &reqwest::Client,
+    elasticsearch_url: &str,
+    prefix: &str,
+) -> Result<()> {
+    let resp = http
+        .delete(format!("{elasticsearch_url}/{prefix}*"))
+        .send()
+        .await
+        .context("DELETE of the test's indices")?;
+    if !resp.status().is_success() {
+        bail!("DELETE {prefix}* answered {}", resp.status());
+    }
+    Ok(())
 }

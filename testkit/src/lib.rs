@@ -3,13 +3,18 @@
 //! Tests run against the real Redis and the real Elasticsearch that `./setup.sh test` starts; their
 //! URLs come from `REDIS_URL` and `ELASTICSEARCH_URL`. A missing or unreachable server is a test
 //! failure with a clear message, never a skip. Each test gets its own Redis namespace and
-//! Elasticsearch index prefix ([`TestEnv`]) so tests run in parallel and clean up after themselves.
+//! Elasticsearch index prefix ([`TestEnv`]) so tests run in parallel; dropping the `TestEnv` deletes
+//! both, also when the test fails.
 //! This crate must not depend on any Conveyor crate: it only knows Redis, HTTP and processes.
 
 mod env;
+mod http;
 mod process;
 mod proxy;
+mod streams;
 
-pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv};
+pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv, DROP_CLEANUP_DEADLINE};
+pub use http::{assert_problem, get_text};
 pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard, RedisServer};
 pub use proxy::TcpProxy;
+pub use streams::{redis_pool, xlen};

@@ -252,9 +252,7 @@ impl RedisServer {
 
     /// A connection pool to this server (it keeps working across stops and restarts).
     pub fn pool(&self) -> deadpool_redis::Pool {
-        deadpool_redis::Config::from_url(self.url())
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .expect("a pool for the private redis-server")
+        crate::redis_pool(&self.url())
     }
 
     /// Kills the server (SIGKILL: nothing is flushed beyond what AOF already has).

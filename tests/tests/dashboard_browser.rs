@@ -4,13 +4,13 @@
 //! within 3 s. Also takes the screenshot of the page under load
 //! (`DASHBOARD_SCREENSHOT=$PWD/docs/dashboard.png` writes the committed one).
 
-mod dashboard_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use dashboard_support::{page_matches_es, wait_for_messages, Browser};
 use e2e::Stack;
 use serde_json::Value;
+use support::{page_matches_es, wait_for_messages, Browser};
 use testkit::TestEnv;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,5 +130,4 @@ async fn page_headline_numbers_equal_elasticsearch_under_the_producer() {
 
     browser.close().await;
     drop(stack);
-    env.cleanup().await;
 }

@@ -2,13 +2,13 @@
 //! TCP proxy switched off) and the real stack + producer keep going: the page says Elasticsearch
 //! is down, marks the figures stale and keeps the last values; when it is back, fresh figures.
 
-mod dashboard_support;
+mod support;
 
 use std::time::Duration;
 
-use dashboard_support::{es_headline, wait_for_messages, Browser};
 use e2e::{Service, Stack};
 use serde_json::Value;
+use support::{es_headline, wait_for_messages, Browser};
 use testkit::{TcpProxy, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,5 +101,4 @@ async fn page_marks_figures_stale_while_elasticsearch_is_down() {
 
     browser.close().await;
     drop(stack);
-    env.cleanup().await;
 }

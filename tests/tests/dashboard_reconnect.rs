@@ -2,11 +2,11 @@
 //! never 0 or NaN; then the dashboard process is killed and restarted on the same port, and the
 //! page shows the lost connection and reconnects by itself.
 
-mod dashboard_support;
+mod support;
 
 use std::time::Duration;
 
-use dashboard_support::{start_dashboard_binary, Browser};
+use support::{start_dashboard_binary, Browser};
 use testkit::{free_port, TestEnv};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,5 +90,4 @@ async fn page_shows_dashes_for_an_empty_window_and_reconnects_by_itself() {
     assert_eq!(back.max, "42");
 
     browser.close().await;
-    env.cleanup().await;
 }

@@ -109,5 +109,4 @@ async fn elasticsearch_bulk_index_two_documents_and_search_them_back() {
         .collect();
     assert_eq!(words, ["alpha", "beta"]);
     assert_eq!(found["hits"]["total"]["value"], 2);
-    env.cleanup().await;
 }

@@ -156,7 +156,6 @@ async fn default_producer_for_10s_is_stored_exactly_once_and_stats_match_elastic
         per_second.values().all(|n| *n == 10),
         "10 POSTs per second: {per_second:?}"
     );
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -239,5 +238,4 @@ async fn duplicate_post_is_one_document_and_wait_true_answers_or_times_out() {
         stack.stop_worker(back, Duration::from_secs(15)),
         "the worker exits by itself on SIGTERM"
     );
-    env.cleanup().await;
 }

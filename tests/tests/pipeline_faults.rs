@@ -63,7 +63,6 @@ async fn worker_killed_mid_stream_loses_nothing() {
     assert_exactly_once(&env, 1000).await;
     let stats = messages.stats().await.unwrap();
     assert_eq!((stats.pending, stats.dead), (0, 0), "{stats:?}");
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -94,5 +93,4 @@ async fn elasticsearch_cut_off_for_a_while_then_every_number_stored_once() {
     assert!(out.contains("total sent=450 ok=450 errors=0"), "{out}");
     assert_exactly_once(&env, 450).await;
     drop(stack);
-    env.cleanup().await;
 }

@@ -105,5 +105,4 @@ async fn after_a_stop_and_start_writes_are_accepted_and_the_backlog_is_real() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    env.cleanup().await;
 }

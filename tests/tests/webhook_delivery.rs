@@ -229,15 +229,7 @@ async fn every_resource_is_delivered_exactly_once_in_seq_order() {
     assert_eq!(resources_count(&env).await, 200);
     assert_each_resource_stored_once(&env, stack.output_dir(), &plan).await;
 
-    let metrics = env
-        .http
-        .get(format!("{}/metrics", stack.webhook_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&env.http, &format!("{}/metrics", stack.webhook_url())).await;
     let stored = metric(
         &metrics,
         "conveyor_webhook_deliveries_total{outcome=\"stored\"}",
@@ -251,7 +243,6 @@ async fn every_resource_is_delivered_exactly_once_in_seq_order() {
         "the webhook service stored 200 deliveries:\n{metrics}"
     );
     assert_eq!(duplicates, 0.0, "no resource was delivered twice");
-    env.cleanup().await;
 }
 
 fn spawn_webhook(env: &TestEnv, port: u16, output: &Path) -> ChildGuard {
@@ -316,7 +307,6 @@ async fn a_webhook_outage_of_ten_seconds_loses_and_duplicates_nothing() {
     let dead = webhooks_dead_letters(&env).await;
     assert!(dead.is_empty(), "no delivery was given up: {dead:?}");
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }
 
 async fn webhooks_dead_letters(env: &TestEnv) -> Vec<queue::DeadLetter> {
@@ -355,15 +345,7 @@ async fn a_refused_signature_is_retried_until_the_secret_is_fixed() {
     send(&env.http, &stack.consumer_url(), &plan.packets).await;
     // Every delivery is refused (401) for a while: nothing stored, nothing given up.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let metrics = env
-        .http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&env.http, &format!("http://127.0.0.1:{port}/metrics")).await;
     let refused = metric(
         &metrics,
         "conveyor_webhook_deliveries_total{outcome=\"unauthorized\"}",
@@ -383,5 +365,4 @@ async fn a_refused_signature_is_retried_until_the_secret_is_fixed() {
     assert_each_resource_stored_once(&env, &output, &plan).await;
     assert!(webhooks_dead_letters(&env).await.is_empty());
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }

@@ -121,15 +121,7 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 201);
     assert!(output.join("sig-1.json").exists());
-    let metrics = env
-        .http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = testkit::get_text(&env.http, &format!("{base}/metrics")).await;
     assert!(
         metrics.contains("conveyor_webhook_deliveries_total{outcome=\"unauthorized\"} 4"),
         "{metrics}"
@@ -143,7 +135,6 @@ async fn bad_signatures_get_401_and_leave_no_trace() {
         "ANSI escapes in a log file: {logs:?}"
     );
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
@@ -241,7 +232,6 @@ async fn an_incomplete_resource_is_dead_lettered_with_its_missing_seqs() {
         leftovers.is_empty(),
         "packets of a timed-out resource are dropped: {leftovers:?}"
     );
-    env.cleanup().await;
 }
 
 /// Runs `bin` with `envs` and without WEBHOOK_SECRET (or with `secret`); returns its exit status
@@ -313,7 +303,6 @@ async fn webhook_and_worker_refuse_to_start_without_a_secret() {
         }
     }
     let _ = std::fs::remove_dir_all(&output);
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -368,5 +357,4 @@ async fn dot_resource_ids_are_delivered_to_plain_files_in_output_dir() {
         webhooks.dead_letters(10).await.unwrap().is_empty(),
         "nothing dead-lettered"
     );
-    env.cleanup().await;
 }

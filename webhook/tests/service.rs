@@ -176,7 +176,6 @@ async fn stores_a_signed_delivery_once_in_index_and_file() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["resource_id"], "order:1");
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -239,7 +238,6 @@ async fn refuses_bad_signatures_and_stores_nothing() {
         .unwrap();
     assert_eq!(missing.status().as_u16(), 404);
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -293,7 +291,6 @@ async fn signed_but_invalid_bodies_are_rejected_without_effects() {
     let p: Value = bad.json().await.unwrap();
     assert_eq!(p["errors"][0]["name"], "size", "{p}");
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -310,7 +307,6 @@ async fn concurrent_duplicate_deliveries_store_exactly_once() {
     assert_eq!(svc.files(), vec!["race-1.json".to_string()]);
     assert_eq!(doc_count(&env).await, 1);
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -337,7 +333,6 @@ async fn elasticsearch_down_answers_503_writes_nothing_and_a_retry_succeeds() {
     assert_eq!(svc.files(), vec!["es-down-1.json".to_string()]);
     assert_eq!(doc_count(&env).await, 1);
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -356,7 +351,6 @@ async fn a_redelivery_restores_a_lost_file_from_the_stored_document() {
     assert_eq!(std::fs::read(svc.file("repair-1")).unwrap(), original);
     assert_eq!(doc_count(&env).await, 1);
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -407,7 +401,6 @@ async fn dot_resource_ids_are_stored_as_plain_files_inside_output_dir() {
         .collect();
     assert_eq!(ids, vec![Value::from("."), Value::from("..")]);
     svc.shutdown.cancel();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -453,5 +446,4 @@ async fn unknown_paths_and_wrong_methods_answer_problem_json() {
         "text/plain; version=0.0.4"
     );
     svc.shutdown.cancel();
-    env.cleanup().await;
 }

@@ -207,7 +207,6 @@ async fn jobs_become_one_document_each_and_waiters_get_the_result() {
         .unwrap()
         .unwrap()
         .unwrap();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -250,7 +249,6 @@ async fn jobs_wait_while_elasticsearch_is_cut_off_and_are_stored_after() {
         .unwrap()
         .unwrap()
         .unwrap();
-    env.cleanup().await;
 }
 
 #[tokio::test]
@@ -289,5 +287,4 @@ async fn an_outage_longer_than_every_attempt_dead_letters_nothing() {
         .unwrap()
         .unwrap()
         .unwrap();
-    env.cleanup().await;
 }

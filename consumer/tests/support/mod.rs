@@ -196,34 +196,6 @@ impl App {
     }
 }
 
-/// A problem+json answer: asserts the status, the content type and the standard members.
-pub async fn problem(resp: reqwest::Response, status: u16) -> serde_json::Value {
-    let got = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let body = resp.text().await.unwrap();
-    assert_eq!(got, status, "status; body: {body}");
-    assert_eq!(
-        ct, "application/problem+json",
-        "content type for {status}: {body}"
-    );
-    let v: serde_json::Value = serde_json::from_str(&body).expect("problem body is JSON");
-    assert_eq!(v["status"], status, "{v}");
-    assert!(
-        v["type"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("urn:conveyor:problem:")),
-        "{v}"
-    );
-    assert!(v["title"].as_str().is_some_and(|t| !t.is_empty()), "{v}");
-    assert!(v["detail"].as_str().is_some(), "{v}");
-    v
-}
-
 /// `{"number":n,"sent_at":now}` with extra fields merged in.
 pub fn packet(n: u64, extra: serde_json::Value) -> serde_json::Value {
     let mut v = serde_json::json!({"number": n, "sent_at": chrono::Utc::now().to_rfc3339()});

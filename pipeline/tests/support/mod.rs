@@ -1,5 +1,5 @@
-//! Helpers shared by the collation tests: a pool, a collator over a `webhooks` queue, a stored
-//! packet, and a stream's length. No assertions here.
+//! Helpers shared by the collation tests: a collator over a `webhooks` queue and a stored
+//! packet. No assertions here.
 
 #![allow(dead_code)]
 
@@ -10,12 +10,6 @@ use pipeline::collate::Collator;
 use pipeline::packet::StoredMessage;
 use pipeline::resource::DeliveryJob;
 use queue::{Queue, QueueConfig};
-
-pub fn pool(url: &str) -> deadpool_redis::Pool {
-    deadpool_redis::Config::from_url(url)
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .unwrap()
-}
 
 pub fn collator(
     pool: &deadpool_redis::Pool,
@@ -51,13 +45,4 @@ pub fn packet(
         seq: Some(seq),
         total: Some(total),
     }
-}
-
-pub async fn stream_len(pool: &deadpool_redis::Pool, key: &str) -> u64 {
-    let mut c = pool.get().await.unwrap();
-    redis::cmd("XLEN")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap()
 }

@@ -145,9 +145,7 @@ pub fn spawn_doomed_worker(
         taken.clone(),
     );
     runtime.spawn(async move {
-        let pool = deadpool_redis::Config::from_url(url)
-            .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .unwrap();
+        let pool = testkit::redis_pool(&url);
         let q = queue::<u32>(pool, &ns, &name, tweak);
         let _ = Worker::new(q, Hang(counter), config)
             .run(CancellationToken::new())
@@ -261,15 +259,6 @@ pub async fn stop(token: CancellationToken, task: JoinHandle<Result<(), queue::Q
 /// `<ns>:{<name>:<p>}`: the stream key layout the crate documents.
 pub fn stream_key(ns: &str, name: &str, p: u16) -> String {
     format!("{ns}:{{{name}:{p}}}")
-}
-
-pub async fn xlen(pool: &Pool, key: &str) -> u64 {
-    let mut conn = pool.get().await.unwrap();
-    redis::cmd("XLEN")
-        .arg(key)
-        .query_async(&mut conn)
-        .await
-        .unwrap()
 }
 
 /// Pending count of the `workers` group on `key` (0 if the group does not exist).

@@ -66,14 +66,7 @@ impl Running {
 
     /// The value of an unlabelled metric on `/metrics`.
     pub async fn metric(&self, http: &reqwest::Client, name: &str) -> f64 {
-        let text = http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("metrics text");
+        let text = testkit::get_text(http, &format!("{}/metrics", self.base)).await;
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
