@@ -74,7 +74,7 @@ cmd_test() {
   export CONVEYOR_BIN_DIR="$BIN_DIR"
   log "cargo test (Redis $REDIS_URL, Elasticsearch $ELASTICSEARCH_URL, binaries $CONVEYOR_BIN_DIR)"
   local rc=0
-  timed "cargo test" cargo test --workspace --quiet -- --test-threads="${TEST_THREADS:-4}" || rc=$?
+  timed "cargo test" cargo test --workspace --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || rc=$?
   [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the notebook step anyway"
   log "notebook: notebooks/producer_consumer.ipynb against a private stack"
   local nb_rc=0

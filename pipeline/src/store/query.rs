@@ -60,10 +60,7 @@ impl Store {
         let Some(answer) = self.search(body).await? else {
             return Ok(Vec::new());
         };
-        let hits = answer
-            .pointer("/hits/hits")
-            .and_then(Value::as_array)
-            .ok_or_else(|| StoreError::Decode("search answer without hits".into()))?;
+        let hits = required(&answer, "/hits/hits", Value::as_array)?;
         hits.iter().map(decode_source).collect()
     }
 
@@ -85,10 +82,7 @@ impl Store {
         let Some(answer) = self.search(body).await? else {
             return Ok(MessageStats::default());
         };
-        let total = answer
-            .pointer("/hits/total/value")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| StoreError::Decode("search answer without hits.total".into()))?;
+        let total = required(&answer, "/hits/total/value", Value::as_u64)?;
         Ok(MessageStats {
             max_number: answer
                 .pointer("/hits/hits/0/_source/number")
@@ -130,4 +124,17 @@ fn decode_source(hit: &Value) -> Result<StoredMessage, StoreError> {
         .ok_or_else(|| StoreError::Decode("hit without _source".into()))?;
     StoredMessage::deserialize(source)
         .map_err(|e| StoreError::Decode(format!("stored message does not decode: {e}")))
+}
+
+/// The value at `pointer` of a search answer, read by `read`; a missing or mistyped value is a
+/// decode error naming the pointer.
+fn required<'a, T>(
+    answer: &'a Value,
+    pointer: &str,
+    read: impl FnOnce(&'a Value) -> Option<T>,
+) -> Result<T, StoreError> {
+    answer
+        .pointer(pointer)
+        .and_then(read)
+        .ok_or_else(|| StoreError::Decode(format!("search answer without {pointer}")))
 }

@@ -3,19 +3,26 @@
 //! invocation can report (`status`) and stop (`stop`) exactly what an earlier `up` started, and
 //! nothing else. Process names: `consumer`, `worker-1`…`worker-N`, `webhook`, `dashboard`, `producer`.
 
-use std::collections::BTreeMap;
+mod files;
+mod stop;
+
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
 use crate::health::{probe, wait_ready, wait_started};
 use crate::ports::{check_free, free_port};
-use crate::process::{command, runs, terminate};
+use crate::process::command;
 use crate::{Service, StackConfig};
+
+use files::{log_path, pid_path, service_of, worker_index, write_state};
+use stop::stop_one;
+
+pub use files::{log_tail, names_with_pidfiles, our_pid, read_state, ProcRecord, State};
+pub use stop::{status, stop, StatusLine};
 
 /// What `up` starts and how.
 #[derive(Clone, Debug)]
@@ -35,112 +42,6 @@ pub struct UpOptions {
     pub without: Vec<Service>,
     /// How long each service may take to answer its health check.
     pub timeout: Duration,
-}
-
-/// One process of the stack as `stack.json` records it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ProcRecord {
-    pub service: Service,
-    pub port: Option<u16>,
-}
-
-/// `stack.json`: the binaries' directory and each process's service and port.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct State {
-    pub bin_dir: PathBuf,
-    pub procs: BTreeMap<String, ProcRecord>,
-}
-
-impl Serialize for Service {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl<'de> Deserialize<'de> for Service {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// Start-order rank of a process name (stop order is the same with the producer first).
-fn rank(name: &str) -> (u8, usize) {
-    match name {
-        "consumer" => (0, 0),
-        "webhook" => (2, 0),
-        "dashboard" => (3, 0),
-        "producer" => (4, 0),
-        _ => (1, worker_index(name).unwrap_or(0)),
-    }
-}
-
-fn worker_index(name: &str) -> Option<usize> {
-    name.strip_prefix("worker-")?.parse().ok()
-}
-
-fn service_of(name: &str) -> Option<Service> {
-    if worker_index(name).is_some() {
-        return Some(Service::Worker);
-    }
-    name.parse().ok().filter(|s| *s != Service::Worker)
-}
-
-fn pid_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join("pids").join(format!("{name}.pid"))
-}
-
-fn log_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join("logs").join(format!("{name}.log"))
-}
-
-fn read_pid(dir: &Path, name: &str) -> Option<u32> {
-    fs::read_to_string(pid_path(dir, name))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// `stack.json` of `dir`, if an `up` wrote one.
-pub fn read_state(dir: &Path) -> Option<State> {
-    let text = fs::read_to_string(dir.join("stack.json")).ok()?;
-    serde_json::from_str(&text).ok()
-}
-
-fn write_state(dir: &Path, state: &State) -> Result<()> {
-    let text = serde_json::to_string_pretty(state)?;
-    fs::write(dir.join("stack.json"), text + "\n").context("writing stack.json")
-}
-
-/// The names of the stack's processes that have a pidfile in `dir`, in start order.
-pub fn names_with_pidfiles(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir.join("pids"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let file = e.file_name().to_string_lossy().into_owned();
-            file.strip_suffix(".pid").map(str::to_string)
-        })
-        .filter(|n| service_of(n).is_some())
-        .collect();
-    names.sort_by_key(|n| rank(n));
-    names
-}
-
-/// The pid of `name` if its pidfile names a live process running our binary.
-pub fn our_pid(dir: &Path, bin_dir: &Path, name: &str) -> Option<u32> {
-    let svc = service_of(name)?;
-    let pid = read_pid(dir, name)?;
-    runs(pid, &bin_dir.join(svc.name())).then_some(pid)
-}
-
-/// The last `n` lines of `name`'s log.
-pub fn log_tail(dir: &Path, name: &str, n: usize) -> String {
-    let text = fs::read_to_string(log_path(dir, name)).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 struct Planned {
@@ -385,88 +286,4 @@ fn spawn(opts: &UpOptions, p: &Planned) -> Result<u32> {
         log_file.display()
     );
     Ok(pid)
-}
-
-/// Stops `name` if its pidfile names a live process running our binary; removes the pidfile.
-fn stop_one(dir: &Path, bin_dir: &Path, name: &str) -> bool {
-    let pf = pid_path(dir, name);
-    let clean = match (our_pid(dir, bin_dir, name), read_pid(dir, name)) {
-        (Some(pid), _) => {
-            println!("stopping {name} (pid {pid})");
-            terminate(pid, Duration::from_secs(20))
-        }
-        (None, Some(pid)) if crate::process::alive(pid) => {
-            println!("{name}: pid {pid} is not our binary any more; left alone");
-            true
-        }
-        _ => true,
-    };
-    let _ = fs::remove_file(pf);
-    clean
-}
-
-/// Stops every process of the stack in `dir` that is ours: the producer first, then the API,
-/// the workers, the webhook service and the dashboard. Returns whether all exited on SIGTERM.
-pub fn stop(dir: &Path, bin_dir: &Path) -> bool {
-    let bin_dir = read_state(dir).map_or_else(|| bin_dir.to_path_buf(), |s| s.bin_dir);
-    let mut names = names_with_pidfiles(dir);
-    names.sort_by_key(|n| {
-        if n == "producer" {
-            (0, 0)
-        } else {
-            let (a, b) = rank(n);
-            (a + 1, b)
-        }
-    });
-    let mut clean = true;
-    for name in names {
-        clean &= stop_one(dir, &bin_dir, &name);
-    }
-    let _ = fs::remove_file(dir.join("stack.json"));
-    clean
-}
-
-/// One line of `status`.
-#[derive(Clone, Debug)]
-pub struct StatusLine {
-    pub name: String,
-    pub pid: Option<u32>,
-    /// `running` (ours, alive, and answering with its own pid when it listens), `unhealthy`
-    /// (ours and alive, but its port does not answer with its pid) or `dead`.
-    pub state: &'static str,
-    pub port: Option<u16>,
-    pub log: PathBuf,
-}
-
-/// Each process with a pidfile in `dir`: pid, state, port, log.
-pub fn status(dir: &Path, bin_dir: &Path) -> Vec<StatusLine> {
-    let state = read_state(dir);
-    let bin_dir = state
-        .as_ref()
-        .map_or_else(|| bin_dir.to_path_buf(), |s| s.bin_dir.clone());
-    names_with_pidfiles(dir)
-        .into_iter()
-        .map(|name| {
-            let port = state
-                .as_ref()
-                .and_then(|s| s.procs.get(&name))
-                .and_then(|r| r.port);
-            let ours = our_pid(dir, &bin_dir, &name);
-            let state = match (ours, port) {
-                (None, _) => "dead",
-                (Some(pid), Some(port)) => match probe(port) {
-                    Ok(h) if h.pid == pid => "running",
-                    _ => "unhealthy",
-                },
-                (Some(_), None) => "running",
-            };
-            StatusLine {
-                pid: ours.or_else(|| read_pid(dir, &name)),
-                state,
-                port,
-                log: log_path(dir, &name),
-                name,
-            }
-        })
-        .collect()
 }
