@@ -122,6 +122,10 @@ pub fn parse_json(headers: &HeaderMap, bytes: &[u8]) -> Result<Value, Rejection>
     if !is_json(headers) {
         return Err(Rejection::UnsupportedMediaType);
     }
+    decode_json(bytes)
+}
+
+fn decode_json(bytes: &[u8]) -> Result<Value, Rejection> {
     serde_json::from_slice(bytes)
         .map_err(|e| Rejection::Malformed(format!("the body is not valid JSON: {e}")))
 }
@@ -133,14 +137,15 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Rejection;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let limit = limit_of(&request);
+        let (parts, body) = request.into_parts();
         // The content type first: a body that is not JSON is not read at all.
-        if !is_json(request.headers()) {
+        if !is_json(&parts.headers) {
             return Err(Rejection::UnsupportedMediaType);
         }
-        let headers = request.headers().clone();
-        let RawBody(bytes) = RawBody::from_request(request, state).await?;
-        parse_json(&headers, &bytes).map(JsonBody)
+        let bytes = read_body(&parts.headers, body, limit).await?;
+        decode_json(&bytes).map(JsonBody)
     }
 }
 
