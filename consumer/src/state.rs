@@ -82,7 +82,7 @@ impl AppState {
     /// Enqueues one job to run now, pipelined with whatever other requests enqueue at the same
     /// moment; the id comes back once Redis stored the job.
     pub async fn enqueue(&self, job: MessageJob) -> Result<JobId, ApiError> {
-        let key = job.packet.resource_id.clone();
+        let key = job.packet.partition_key();
         self.bounded("Redis", async {
             self.inner
                 .coalescer

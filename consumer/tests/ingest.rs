@@ -33,8 +33,15 @@ async fn post_enqueues_exactly_one_stamped_job() {
         job.packet.sent_at,
         DateTime::from_timestamp_millis(1_700_000_000_123).unwrap()
     );
-    assert_eq!(job.packet.resource_id.as_deref(), Some("r:1"));
-    assert_eq!((job.packet.seq, job.packet.total), (Some(0), Some(2)));
+    let part = job
+        .packet
+        .part
+        .as_ref()
+        .expect("the job keeps the resource part");
+    assert_eq!(
+        (part.id().as_str(), part.seq(), part.total()),
+        ("r:1", 0, 2)
+    );
     assert_eq!(job.packet.text, "héllo wörld");
     assert_eq!(app.stats().await.backlog, 1);
     app.stop().await;

@@ -80,6 +80,30 @@ async fn openapi_documents_every_route_in_process() {
             "schema {schema}"
         );
     }
+    // The stored message keeps its flat wire form (the resource part as three fields).
+    let mut props: Vec<&str> = doc["components"]["schemas"]["StoredMessage"]["properties"]
+        .as_object()
+        .expect("StoredMessage properties")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    props.sort_unstable();
+    assert_eq!(
+        props,
+        [
+            "number",
+            "producer",
+            "received_at",
+            "resource_id",
+            "sent_at",
+            "seq",
+            "stored_at",
+            "text",
+            "total",
+            "transit_ms",
+            "word_lengths"
+        ]
+    );
 }
 
 #[tokio::test]

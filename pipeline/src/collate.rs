@@ -167,9 +167,10 @@ impl Collator {
         let mut pipe = redis::pipe();
         let mut n = 0usize;
         for m in messages {
-            let (Some(id), Some(seq), Some(total)) = (&m.resource_id, m.seq, m.total) else {
+            let Some(part) = &m.part else {
                 continue;
             };
+            let (id, seq, total) = (part.id(), part.seq(), part.total());
             let (prefix, p) = self.prefix(id);
             let keys = self.webhooks.keys();
             let part = serde_json::to_string(&Part {
@@ -188,7 +189,7 @@ impl Collator {
                 .arg(keys.stream_ref(p))
                 .arg(format!("{prefix}done"))
                 .arg(keys.dead(p))
-                .arg(id)
+                .arg(id.as_str())
                 .arg(seq)
                 .arg(total)
                 .arg(part)

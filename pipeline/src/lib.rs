@@ -5,6 +5,7 @@
 //! plumbing lives here: that is `service-kit`.
 
 pub mod collate;
+pub mod ids;
 pub mod packet;
 pub mod queues;
 pub mod resource;

@@ -9,10 +9,12 @@ use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::ids::{self, PartError, ProducerName, ResourceId, ResourcePart};
+
 /// Largest accepted `text`, in bytes of UTF-8 (64 KiB).
 pub const MAX_TEXT_BYTES: usize = 64 * 1024;
 /// Largest accepted `total` of a resource.
-pub const MAX_TOTAL: u64 = 10_000;
+pub const MAX_TOTAL: u64 = ids::MAX_TOTAL as u64;
 /// Producer used when a packet names none.
 pub const DEFAULT_PRODUCER: &str = "default";
 /// The fields a packet may carry; anything else is rejected.
@@ -26,22 +28,19 @@ pub const FIELDS: [&str; 7] = [
     "text",
 ];
 
-/// A validated packet (body of `POST /messages`).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+/// A validated packet (body of `POST /messages`). On the wire (and in the job) the resource
+/// part is the three flat fields `resource_id`, `seq`, `total`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "wire::PacketFields")]
 pub struct Packet {
     /// Integer ≥ 0, counting up from 0 per producer.
     pub number: u64,
     /// The producer's send time: RFC 3339 string or epoch milliseconds on input.
-    #[schema(value_type = String, format = DateTime)]
     pub sent_at: DateTime<Utc>,
-    /// `[A-Za-z0-9_.-]{1,64}`, default `"default"`.
-    pub producer: String,
-    /// `[A-Za-z0-9_.:-]{1,128}`; when present `seq` and `total` are required.
-    pub resource_id: Option<String>,
-    /// Position of this packet in its resource, `0 ≤ seq < total`.
-    pub seq: Option<u32>,
-    /// Number of packets in the resource, `≤ 10000`.
-    pub total: Option<u32>,
+    /// Default `"default"`.
+    pub producer: ProducerName,
+    /// Which part of which resource this packet is, if any.
+    pub part: Option<ResourcePart>,
     /// Whitespace-separated words, at most 64 KiB.
     pub text: String,
 }
@@ -50,6 +49,11 @@ impl Packet {
     /// The natural key, also the Elasticsearch `_id`: `"{producer}:{number}"`.
     pub fn doc_id(&self) -> String {
         format!("{}:{}", self.producer, self.number)
+    }
+
+    /// The queue partition key: the resource id, so a resource's packets share a partition.
+    pub fn partition_key(&self) -> Option<String> {
+        self.part.as_ref().map(|p| p.id().to_string())
     }
 
     /// Parses raw JSON bytes. Malformed JSON is reported as one error named `$`; callers that
@@ -77,21 +81,33 @@ impl Packet {
         }
         let number = parse_number(obj, &mut errs);
         let sent_at = parse_sent_at(obj, &mut errs);
-        let producer = parse_name(obj, "producer", 64, false, &mut errs);
-        let resource_id = parse_name(obj, "resource_id", 128, true, &mut errs);
+        let producer = parse_name(
+            obj,
+            "producer",
+            ProducerName::parse,
+            ProducerName::RULE,
+            &mut errs,
+        );
+        let resource_id = parse_name(
+            obj,
+            "resource_id",
+            ResourceId::parse,
+            ResourceId::RULE,
+            &mut errs,
+        );
         let seq = parse_small(obj, "seq", &mut errs);
         let total = parse_small(obj, "total", &mut errs);
         let text = parse_text(obj, &mut errs);
-        check_resource(obj, resource_id.as_ref(), seq, total, &mut errs);
-        match (number, sent_at, producer, text) {
-            (Some(number), Some(sent_at), Some(producer), Some(text)) if errs.is_empty() => {
+        let part = parse_part(obj, resource_id, seq, total, &mut errs);
+        match (number, sent_at, producer, part, text) {
+            (Some(number), Some(sent_at), Some(producer), Some(part), Some(text))
+                if errs.is_empty() =>
+            {
                 Ok(Packet {
                     number,
                     sent_at,
-                    producer: producer.unwrap_or_else(|| DEFAULT_PRODUCER.to_string()),
-                    resource_id: resource_id.flatten(),
-                    seq: seq.flatten(),
-                    total: total.flatten(),
+                    producer: producer.unwrap_or_else(ProducerName::default_producer),
+                    part,
                     text,
                 })
             }
@@ -141,25 +157,22 @@ pub struct MessageJob {
 }
 
 /// A processed message: the document in index `{prefix}messages` (`_id` = `doc_id`) and the
-/// `?wait=true` answer. Field names are the Elasticsearch field names.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+/// `?wait=true` answer. Serialized with the Elasticsearch field names (the resource part flat:
+/// `resource_id`, `seq`, `total`); the schema is [`wire::StoredMessageFields`].
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "wire::StoredMessageFields")]
 pub struct StoredMessage {
-    pub producer: String,
+    pub producer: ProducerName,
     pub number: u64,
-    #[schema(value_type = String, format = DateTime)]
     pub sent_at: DateTime<Utc>,
-    #[schema(value_type = String, format = DateTime)]
     pub received_at: DateTime<Utc>,
-    #[schema(value_type = String, format = DateTime)]
     pub stored_at: DateTime<Utc>,
     /// `received_at − sent_at` in fractional milliseconds.
     pub transit_ms: f64,
     /// Length in characters of each whitespace-separated word of `text`.
     pub word_lengths: Vec<u32>,
     pub text: String,
-    pub resource_id: Option<String>,
-    pub seq: Option<u32>,
-    pub total: Option<u32>,
+    pub part: Option<ResourcePart>,
 }
 
 impl StoredMessage {
@@ -171,19 +184,12 @@ impl StoredMessage {
 
 /// Whether `s` is a valid producer name: `[A-Za-z0-9_.-]{1,64}`.
 pub fn is_valid_producer(s: &str) -> bool {
-    is_name(s, 64, false)
+    ProducerName::is_valid(s)
 }
 
 /// Whether `s` is a valid resource id: `[A-Za-z0-9_.:-]{1,128}`.
 pub fn is_valid_resource_id(s: &str) -> bool {
-    is_name(s, 128, true)
-}
-
-/// 1..=max ASCII characters from `A-Z a-z 0-9 _ . -` (and `:` when `colon`).
-fn is_name(s: &str, max: usize, colon: bool) -> bool {
-    let allowed =
-        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (colon && c == ':');
-    !s.is_empty() && s.len() <= max && s.chars().all(allowed)
+    ResourceId::is_valid(s)
 }
 
 /// The field's value, treating JSON `null` as absent.
@@ -233,30 +239,22 @@ fn parse_sent_at(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option
     }
 }
 
-/// A string field with a charset and length. Optional-field parsers return `Some(None)` when the
+/// A string field parsed into its newtype. Optional-field parsers return `Some(None)` when the
 /// field is absent and `None` after recording an error.
-fn parse_name(
+fn parse_name<T>(
     obj: &Map<String, Value>,
     name: &str,
-    max: usize,
-    colon: bool,
+    parse: fn(&str) -> Option<T>,
+    rule: &str,
     errs: &mut Vec<FieldError>,
-) -> Option<Option<String>> {
+) -> Option<Option<T>> {
     let Some(v) = optional(obj, name) else {
         return Some(None);
     };
-    match v.as_str() {
-        Some(s) if is_name(s, max, colon) => Some(Some(s.to_string())),
-        _ => {
-            let set = if colon {
-                "A-Z a-z 0-9 _ . : -"
-            } else {
-                "A-Z a-z 0-9 _ . -"
-            };
-            errs.push(FieldError::new(
-                name,
-                format!("must be a string of 1 to {max} characters from {set}"),
-            ));
+    match v.as_str().and_then(parse) {
+        Some(t) => Some(Some(t)),
+        None => {
+            errs.push(FieldError::new(name, rule));
             None
         }
     }
@@ -299,15 +297,17 @@ fn parse_text(obj: &Map<String, Value>, errs: &mut Vec<FieldError>) -> Option<St
     }
 }
 
-/// `resource_id`, `seq` and `total` come together, with `seq < total` and `total ≥ 1`.
-fn check_resource(
+/// `resource_id`, `seq` and `total` come together, with `seq < total` and `total ≥ 1`: the
+/// packet's [`ResourcePart`], `Some(None)` when it has none, `None` after recording an error.
+fn parse_part(
     obj: &Map<String, Value>,
-    resource_id: Option<&Option<String>>,
+    resource_id: Option<Option<ResourceId>>,
     seq: Option<Option<u32>>,
     total: Option<Option<u32>>,
     errs: &mut Vec<FieldError>,
-) {
+) -> Option<Option<ResourcePart>> {
     let has = |name| optional(obj, name).is_some();
+    let before = errs.len();
     if has("resource_id") {
         for name in ["seq", "total"] {
             if !has(name) {
@@ -321,11 +321,168 @@ fn check_resource(
             }
         }
     }
-    if let (Some(Some(_)), Some(Some(seq)), Some(Some(total))) = (resource_id, seq, total) {
-        if total == 0 {
-            errs.push(FieldError::new("total", "must be at least 1"));
-        } else if seq >= total {
-            errs.push(FieldError::new("seq", "must be less than total"));
+    if errs.len() > before {
+        return None;
+    }
+    match (resource_id?, seq?, total?) {
+        (Some(id), Some(seq), Some(total)) => match ResourcePart::new(id, seq, total) {
+            Ok(part) => Some(Some(part)),
+            Err(PartError::Total) => {
+                errs.push(FieldError::new("total", "must be at least 1"));
+                None
+            }
+            Err(PartError::Seq) => {
+                errs.push(FieldError::new("seq", "must be less than total"));
+                None
+            }
+        },
+        _ => Some(None),
+    }
+}
+
+/// The flat wire forms of [`Packet`] and [`StoredMessage`]: owned for reading (then checked
+/// into the domain type), borrowed for writing (no copy on the worker's hot path).
+pub mod wire {
+    use super::*;
+
+    #[derive(Deserialize)]
+    pub struct PacketFields {
+        number: u64,
+        sent_at: DateTime<Utc>,
+        producer: ProducerName,
+        resource_id: Option<ResourceId>,
+        seq: Option<u32>,
+        total: Option<u32>,
+        text: String,
+    }
+
+    impl TryFrom<PacketFields> for Packet {
+        type Error = String;
+        fn try_from(f: PacketFields) -> Result<Self, String> {
+            Ok(Packet {
+                number: f.number,
+                sent_at: f.sent_at,
+                producer: f.producer,
+                part: ResourcePart::from_flat(f.resource_id, f.seq, f.total)?,
+                text: f.text,
+            })
+        }
+    }
+
+    #[derive(Serialize)]
+    struct PacketRef<'a> {
+        number: u64,
+        sent_at: &'a DateTime<Utc>,
+        producer: &'a str,
+        resource_id: Option<&'a str>,
+        seq: Option<u32>,
+        total: Option<u32>,
+        text: &'a str,
+    }
+
+    impl Serialize for Packet {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let (resource_id, seq, total) = ResourcePart::flat(self.part.as_ref());
+            PacketRef {
+                number: self.number,
+                sent_at: &self.sent_at,
+                producer: &self.producer,
+                resource_id,
+                seq,
+                total,
+                text: &self.text,
+            }
+            .serialize(s)
+        }
+    }
+
+    /// A processed message as stored and answered.
+    #[derive(Deserialize, utoipa::ToSchema)]
+    #[schema(as = StoredMessage)]
+    pub struct StoredMessageFields {
+        /// `[A-Za-z0-9_.-]{1,64}`.
+        #[schema(value_type = String)]
+        producer: ProducerName,
+        number: u64,
+        #[schema(value_type = String, format = DateTime)]
+        sent_at: DateTime<Utc>,
+        #[schema(value_type = String, format = DateTime)]
+        received_at: DateTime<Utc>,
+        #[schema(value_type = String, format = DateTime)]
+        stored_at: DateTime<Utc>,
+        /// `received_at − sent_at` in fractional milliseconds.
+        transit_ms: f64,
+        /// Length in characters of each whitespace-separated word of `text`.
+        word_lengths: Vec<u32>,
+        text: String,
+        /// `[A-Za-z0-9_.:-]{1,128}`, or null; `seq` and `total` are set exactly when it is.
+        #[schema(value_type = Option<String>)]
+        resource_id: Option<ResourceId>,
+        seq: Option<u32>,
+        total: Option<u32>,
+    }
+
+    impl TryFrom<StoredMessageFields> for StoredMessage {
+        type Error = String;
+        fn try_from(f: StoredMessageFields) -> Result<Self, String> {
+            Ok(StoredMessage {
+                producer: f.producer,
+                number: f.number,
+                sent_at: f.sent_at,
+                received_at: f.received_at,
+                stored_at: f.stored_at,
+                transit_ms: f.transit_ms,
+                word_lengths: f.word_lengths,
+                text: f.text,
+                part: ResourcePart::from_flat(f.resource_id, f.seq, f.total)?,
+            })
+        }
+    }
+
+    #[derive(Serialize)]
+    struct StoredMessageRef<'a> {
+        producer: &'a str,
+        number: u64,
+        sent_at: &'a DateTime<Utc>,
+        received_at: &'a DateTime<Utc>,
+        stored_at: &'a DateTime<Utc>,
+        transit_ms: f64,
+        word_lengths: &'a [u32],
+        text: &'a str,
+        resource_id: Option<&'a str>,
+        seq: Option<u32>,
+        total: Option<u32>,
+    }
+
+    impl Serialize for StoredMessage {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let (resource_id, seq, total) = ResourcePart::flat(self.part.as_ref());
+            StoredMessageRef {
+                producer: &self.producer,
+                number: self.number,
+                sent_at: &self.sent_at,
+                received_at: &self.received_at,
+                stored_at: &self.stored_at,
+                transit_ms: self.transit_ms,
+                word_lengths: &self.word_lengths,
+                text: &self.text,
+                resource_id,
+                seq,
+                total,
+            }
+            .serialize(s)
+        }
+    }
+
+    impl utoipa::PartialSchema for StoredMessage {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            <StoredMessageFields as utoipa::PartialSchema>::schema()
+        }
+    }
+
+    impl utoipa::ToSchema for StoredMessage {
+        fn name() -> std::borrow::Cow<'static, str> {
+            <StoredMessageFields as utoipa::ToSchema>::name()
         }
     }
 }

@@ -5,12 +5,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::packet::{is_valid_resource_id, FieldError};
+use crate::ids::ResourceId;
+use crate::packet::FieldError;
 
 /// The payload of a job on queue "webhooks", XADDed atomically by `collate.lua`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryJob {
-    pub resource_id: String,
+    pub resource_id: ResourceId,
 }
 
 /// The collated resource: word lengths of every packet ordered by `seq`, plus timing.
@@ -30,12 +31,12 @@ pub struct CollatedResource {
 }
 
 impl CollatedResource {
-    /// Problems with a received body, one per field; empty when it is consistent. The resource id
-    /// follows the packet rule ([`is_valid_resource_id`]), so whatever the consumer accepted is
-    /// accepted here too.
-    pub fn validate(&self) -> Vec<FieldError> {
+    /// Checks a received body: its resource id, parsed (it follows the packet rule, so whatever
+    /// the consumer accepted is accepted here too), or every problem, one per field.
+    pub fn validate(&self) -> Result<ResourceId, Vec<FieldError>> {
         let mut errors = Vec::new();
-        if !is_valid_resource_id(&self.resource_id) {
+        let id = ResourceId::parse(&self.resource_id);
+        if id.is_none() {
             errors.push(FieldError::new(
                 "resource_id",
                 "must match [A-Za-z0-9_.:-]{1,128}",
@@ -60,7 +61,10 @@ impl CollatedResource {
                 "must not be after last_received_at",
             ));
         }
-        errors
+        match id {
+            Some(id) if errors.is_empty() => Ok(id),
+            _ => Err(errors),
+        }
     }
 }
 
@@ -86,23 +90,33 @@ mod tests {
         for good in ["order:42_a.b-c", ".", "..", &"x".repeat(128)] {
             let mut r = sample();
             r.resource_id = good.to_string();
-            assert!(r.validate().is_empty(), "{good:?}");
+            assert_eq!(r.validate().unwrap().as_str(), good);
         }
         for bad in ["", "a/b", "a\\b", "a b", "é", &"x".repeat(129)] {
             let mut r = sample();
             r.resource_id = bad.to_string();
-            let names: Vec<_> = r.validate().into_iter().map(|e| e.name).collect();
+            let names: Vec<_> = r
+                .validate()
+                .unwrap_err()
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
             assert_eq!(names, vec!["resource_id"], "{bad:?}");
         }
     }
 
     #[test]
     fn validation_reports_each_inconsistency() {
-        assert!(sample().validate().is_empty());
+        assert!(sample().validate().is_ok());
         let mut r = sample();
         r.packets = 3;
         r.resource_id = "../x".into();
-        let fields: Vec<_> = r.validate().into_iter().map(|e| e.name).collect();
+        let fields: Vec<_> = r
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
         assert_eq!(fields, vec!["resource_id", "word_lengths"]);
     }
 

@@ -44,8 +44,6 @@ pub fn process_owned(job: MessageJob, stored_at: DateTime<Utc>) -> StoredMessage
         received_at,
         stored_at,
         text: p.text,
-        resource_id: p.resource_id,
-        seq: p.seq,
-        total: p.total,
+        part: p.part,
     }
 }

@@ -247,7 +247,7 @@ impl Handler<DeliveryJob> for Collect {
         let mut seen = self.0.lock().unwrap();
         jobs.iter()
             .map(|j| {
-                seen.push((j.payload.resource_id.clone(), j.attempt));
+                seen.push((j.payload.resource_id.to_string(), j.attempt));
                 Outcome::Done(serde_json::Value::Null)
             })
             .collect()

@@ -1,6 +1,7 @@
 //! Every validation rule of a packet (DESIGN.md "The pipeline"), one or more cases each.
 
 use chrono::{DateTime, TimeZone, Utc};
+use pipeline::ids::ResourcePart;
 use pipeline::packet::{
     is_valid_producer, is_valid_resource_id, FieldError, Packet, ValidationErrors,
 };
@@ -41,7 +42,7 @@ fn minimal_packet_gets_defaults() {
     );
     assert_eq!(p.producer, "default");
     assert_eq!(p.text, "");
-    assert_eq!((p.resource_id, p.seq, p.total), (None, None, None));
+    assert_eq!(p.part, None);
     assert_eq!(ok(with("producer", json!("p-1"))).doc_id(), "p-1:7");
 }
 
@@ -117,8 +118,10 @@ fn resource_needs_seq_and_total_in_range() {
     m.insert("seq".into(), json!(2));
     m.insert("total".into(), json!(3));
     let p = ok(Value::Object(m.clone()));
-    assert_eq!(p.resource_id.as_deref(), Some("order:42.a_b-c"));
-    assert_eq!((p.seq, p.total), (Some(2), Some(3)));
+    assert_eq!(
+        ResourcePart::flat(p.part.as_ref()),
+        (Some("order:42.a_b-c"), Some(2), Some(3))
+    );
 
     let case = |rid: Option<Value>, seq: Option<Value>, total: Option<Value>| {
         let mut m = base();

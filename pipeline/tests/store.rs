@@ -2,6 +2,7 @@
 //! race-safe), idempotent bulk indexing, reads, and stats equal to a direct query.
 
 use chrono::{DateTime, Duration, Utc};
+use pipeline::ids::{ProducerName, ResourceId, ResourcePart};
 use pipeline::packet::StoredMessage;
 use pipeline::store::{Store, StoreError};
 use serde_json::json;
@@ -24,7 +25,7 @@ fn message(
 ) -> StoredMessage {
     let sent_at = received_at - Duration::microseconds((transit_ms * 1000.0) as i64);
     StoredMessage {
-        producer: producer.into(),
+        producer: ProducerName::parse(producer).unwrap(),
         number,
         sent_at,
         received_at,
@@ -32,10 +33,12 @@ fn message(
         transit_ms,
         word_lengths: vec![5, 5],
         text: "héllo wörld".into(),
-        resource_id: None,
-        seq: None,
-        total: None,
+        part: None,
     }
+}
+
+fn name(s: &str) -> ProducerName {
+    ProducerName::parse(s).unwrap()
 }
 
 #[tokio::test]
@@ -45,31 +48,32 @@ async fn bulk_then_get_and_list() {
     store.ensure_indices().await.unwrap();
     let now = Utc::now();
     let mut a = message("alpha", 1, now - Duration::seconds(2), 12.5);
-    a.resource_id = Some("res:1".into());
-    a.seq = Some(0);
-    a.total = Some(2);
+    a.part = ResourcePart::new(ResourceId::parse("res:1").unwrap(), 0, 2).ok();
     let b = message("beta", 2, now, 7.25);
     store.index_messages(&[a.clone(), b.clone()]).await.unwrap();
 
     // Get is real-time: no refresh needed.
     let got = store
-        .get_message("alpha", 1)
+        .get_message(&name("alpha"), 1)
         .await
         .unwrap()
         .expect("alpha:1 stored");
     assert_eq!(got, a);
-    assert_eq!(store.get_message("beta", 2).await.unwrap(), Some(b.clone()));
-    assert_eq!(store.get_message("alpha", 2).await.unwrap(), None);
     assert_eq!(
-        store.get_message("no/such ?producer", 1).await.unwrap(),
-        None
+        store.get_message(&name("beta"), 2).await.unwrap(),
+        Some(b.clone())
     );
+    assert_eq!(store.get_message(&name("alpha"), 2).await.unwrap(), None);
+    assert_eq!(store.get_message(&name("nobody"), 1).await.unwrap(), None);
 
     env.refresh("messages").await;
     let all = store.list_messages(None, 10, 0).await.unwrap();
     assert_eq!(all, vec![b.clone(), a.clone()], "newest first");
     assert_eq!(
-        store.list_messages(Some("alpha"), 10, 0).await.unwrap(),
+        store
+            .list_messages(Some(&name("alpha")), 10, 0)
+            .await
+            .unwrap(),
         vec![a.clone()]
     );
     assert_eq!(store.list_messages(None, 1, 1).await.unwrap(), vec![a]);

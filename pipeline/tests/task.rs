@@ -2,6 +2,7 @@
 //! time in fractional milliseconds.
 
 use chrono::{DateTime, Duration, Utc};
+use pipeline::ids::{ProducerName, ResourceId, ResourcePart};
 use pipeline::packet::{MessageJob, Packet};
 use pipeline::task::{millis_between, process, word_lengths};
 
@@ -31,10 +32,8 @@ fn process_computes_every_field() {
         packet: Packet {
             number: 9,
             sent_at,
-            producer: "p1".into(),
-            resource_id: Some("r".into()),
-            seq: Some(1),
-            total: Some(2),
+            producer: ProducerName::parse("p1").unwrap(),
+            part: ResourcePart::new(ResourceId::parse("r").unwrap(), 1, 2).ok(),
             text: "héllo wörld 🦀".into(),
         },
         received_at,
@@ -48,7 +47,7 @@ fn process_computes_every_field() {
         (sent_at, received_at, stored_at)
     );
     assert_eq!(
-        (m.resource_id.as_deref(), m.seq, m.total),
+        ResourcePart::flat(m.part.as_ref()),
         (Some("r"), Some(1), Some(2))
     );
     assert_eq!(m.text, job.packet.text);

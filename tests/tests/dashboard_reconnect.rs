@@ -22,7 +22,7 @@ async fn page_shows_dashes_for_an_empty_window_and_reconnects_by_itself() {
     let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);
     let docs: Vec<_> = (40..=42)
         .map(|number| pipeline::packet::StoredMessage {
-            producer: "old".into(),
+            producer: pipeline::ids::ProducerName::parse("old").unwrap(),
             number,
             sent_at: long_ago,
             received_at: long_ago,
@@ -30,9 +30,7 @@ async fn page_shows_dashes_for_an_empty_window_and_reconnects_by_itself() {
             transit_ms: 3.0,
             word_lengths: vec![],
             text: String::new(),
-            resource_id: None,
-            seq: None,
-            total: None,
+            part: None,
         })
         .collect();
     store.index_messages(&docs).await.expect("index messages");

@@ -3,15 +3,15 @@
 //! (which fails if the name exists), the temp name removed and the directory fsynced, so the name
 //! survives a power loss once the 201 is answered. Readers never see partial files.
 //!
-//! The file name is `<resource_id>.json` for every id the packet rule allows
-//! (`pipeline::packet::is_valid_resource_id`): that rule has no `/` or `\`, and the `.json` suffix
-//! makes even "." and ".." plain names ("..json", "...json"). Nothing here decides validity.
+//! The file name is `<resource_id>.json`, for a [`ResourceId`] only: its rule has no `/` or `\`,
+//! and the `.json` suffix makes even "." and ".." plain names ("..json", "...json"). Nothing here
+//! decides validity; the name is still checked to be one plain component, as a second guard.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use pipeline::packet::is_valid_resource_id;
+use pipeline::ids::ResourceId;
 
 /// What [`write_once`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +20,9 @@ pub enum Written {
     AlreadyThere,
 }
 
-/// `<dir>/<resource_id>.json`, or `None` for an id outside the rule or a name that would not be
-/// one plain file directly inside `dir`.
-pub fn path_for(dir: &Path, resource_id: &str) -> Option<PathBuf> {
-    if !is_valid_resource_id(resource_id) {
-        return None;
-    }
+/// `<dir>/<resource_id>.json`, or `None` for a name that would not be one plain file directly
+/// inside `dir`.
+pub fn path_for(dir: &Path, resource_id: &ResourceId) -> Option<PathBuf> {
     let name = format!("{resource_id}.json");
     let mut components = Path::new(&name).components();
     match (components.next(), components.next()) {
@@ -35,7 +32,11 @@ pub fn path_for(dir: &Path, resource_id: &str) -> Option<PathBuf> {
 }
 
 /// Writes `content` to `<dir>/<resource_id>.json` unless that file already exists.
-pub fn write_once(dir: &Path, resource_id: &str, content: &[u8]) -> std::io::Result<Written> {
+pub fn write_once(
+    dir: &Path,
+    resource_id: &ResourceId,
+    content: &[u8],
+) -> std::io::Result<Written> {
     let target = path_for(dir, resource_id).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsafe resource id")
     })?;
@@ -85,6 +86,10 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
 mod tests {
     use super::*;
 
+    fn rid(s: &str) -> ResourceId {
+        ResourceId::parse(s).unwrap()
+    }
+
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -98,11 +103,11 @@ mod tests {
     fn writes_once_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(
-            write_once(dir.path(), "r:1", b"first").unwrap(),
+            write_once(dir.path(), &rid("r:1"), b"first").unwrap(),
             Written::New
         );
         assert_eq!(
-            write_once(dir.path(), "r:1", b"second").unwrap(),
+            write_once(dir.path(), &rid("r:1"), b"second").unwrap(),
             Written::AlreadyThere
         );
         let content = std::fs::read(dir.path().join("r:1.json")).unwrap();
@@ -119,10 +124,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("out");
         for (id, file) in [(".", "..json"), ("..", "...json"), ("...", "....json")] {
-            let path = path_for(&dir, id).unwrap();
+            let path = path_for(&dir, &rid(id)).unwrap();
             assert_eq!(path.parent(), Some(dir.as_path()), "{id:?}");
             assert_eq!(path.file_name().unwrap(), file, "{id:?}");
-            assert_eq!(write_once(&dir, id, id.as_bytes()).unwrap(), Written::New);
+            assert_eq!(
+                write_once(&dir, &rid(id), id.as_bytes()).unwrap(),
+                Written::New
+            );
             assert_eq!(std::fs::read(dir.join(file)).unwrap(), id.as_bytes());
         }
         assert_eq!(names(&dir), vec!["....json", "...json", "..json"]);
@@ -134,12 +142,9 @@ mod tests {
     }
 
     #[test]
-    fn refuses_ids_outside_the_rule() {
-        let dir = tempfile::tempdir().unwrap();
-        for bad in ["../x", "a/b", "", "a\\b", "/abs", "a b"] {
-            assert!(path_for(dir.path(), bad).is_none(), "{bad:?}");
-            assert!(write_once(dir.path(), bad, b"x").is_err());
+    fn no_path_escaping_id_is_a_resource_id() {
+        for bad in ["../x", "a/b", "", "a\\b", "/abs", "a b", "x\0"] {
+            assert!(ResourceId::parse(bad).is_none(), "{bad:?}");
         }
-        assert!(names(dir.path()).is_empty());
     }
 }

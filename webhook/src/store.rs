@@ -9,6 +9,7 @@
 use chrono::{DateTime, Utc};
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::{BulkParts, MgetParts, SearchParts};
+use pipeline::ids::ResourceId;
 use pipeline::resource::CollatedResource;
 use pipeline::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -144,12 +145,15 @@ impl ResourceStore {
     }
 
     /// The stored resource, `None` when absent (or when nothing was ever delivered).
-    pub async fn get(&self, resource_id: &str) -> Result<Option<DeliveredResource>, StoreError> {
+    pub async fn get(
+        &self,
+        resource_id: &ResourceId,
+    ) -> Result<Option<DeliveredResource>, StoreError> {
         let resp = self
             .store
             .client()
             .mget(MgetParts::Index(&self.index))
-            .body(json!({ "ids": [resource_id] }))
+            .body(json!({ "ids": [resource_id.as_str()] }))
             .send()
             .await
             .map_err(unavailable)?;

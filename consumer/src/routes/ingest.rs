@@ -137,7 +137,7 @@ async fn enqueue_and_wait(
     timeout: Duration,
 ) -> Result<Response, ApiError> {
     let opts = EnqueueOptions {
-        partition_key: job.packet.resource_id.clone(),
+        partition_key: job.packet.partition_key(),
         ..EnqueueOptions::default()
     };
     let waited = state
@@ -191,7 +191,7 @@ pub async fn post_batch(
     let jobs: Vec<(Option<String>, MessageJob)> = items
         .into_iter()
         .map(|packet| {
-            let key = packet.resource_id.clone();
+            let key = packet.partition_key();
             (
                 key,
                 MessageJob {

@@ -4,7 +4,8 @@
 
 use axum::extract::{Path, State};
 use axum::Json;
-use pipeline::packet::{is_valid_producer, FieldError, StoredMessage};
+use pipeline::ids::ProducerName;
+use pipeline::packet::{FieldError, StoredMessage};
 use serde::{Deserialize, Serialize};
 use service_kit::http::{PageParams, Query};
 use service_kit::problem::Problem;
@@ -54,14 +55,14 @@ pub async fn list_messages(
         Ok((size, from)) => (size, from, Vec::new()),
         Err(errors) => (0, 0, errors),
     };
-    if let Some(p) = &params.producer {
-        if !is_valid_producer(p) {
-            errors.push(FieldError::new(
-                "producer",
-                "must be 1 to 64 characters from A-Z a-z 0-9 _ . -",
-            ));
+    let producer = match params.producer.as_deref().map(ProducerName::parse) {
+        None => None,
+        Some(Some(p)) => Some(p),
+        Some(None) => {
+            errors.push(FieldError::new("producer", ProducerName::RULE));
+            None
         }
-    }
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
@@ -69,7 +70,7 @@ pub async fn list_messages(
     let messages = state
         .bounded("Elasticsearch", async {
             store
-                .list_messages(params.producer.as_deref(), size, from)
+                .list_messages(producer.as_ref(), size, from)
                 .await
                 .map_err(ApiError::from_store)
         })
@@ -98,14 +99,14 @@ pub async fn get_message(
     let Ok(n) = number.parse::<u64>() else {
         return Err(not_found());
     };
-    if !is_valid_producer(&producer) {
+    let Some(name) = ProducerName::parse(&producer) else {
         return Err(not_found());
-    }
+    };
     let store = state.store();
     let found = state
         .bounded("Elasticsearch", async {
             store
-                .get_message(&producer, n)
+                .get_message(&name, n)
                 .await
                 .map_err(ApiError::from_store)
         })

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use pipeline::ids::ProducerName;
 use pipeline::packet::StoredMessage;
 use pipeline::store::Store;
 use serde_json::{json, Value};
@@ -116,7 +117,7 @@ pub fn store(env: &TestEnv) -> Store {
 pub fn message(number: u64, received_at: DateTime<Utc>, transit_ms: f64) -> StoredMessage {
     let sent_at = received_at - chrono::Duration::microseconds((transit_ms * 1000.0) as i64);
     StoredMessage {
-        producer: "dash".into(),
+        producer: ProducerName::parse("dash").unwrap(),
         number,
         sent_at,
         received_at,
@@ -124,9 +125,7 @@ pub fn message(number: u64, received_at: DateTime<Utc>, transit_ms: f64) -> Stor
         transit_ms,
         word_lengths: vec![5],
         text: "hello".into(),
-        resource_id: None,
-        seq: None,
-        total: None,
+        part: None,
     }
 }
 

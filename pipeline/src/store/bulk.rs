@@ -37,16 +37,8 @@ trait BulkDoc {
 
 impl BulkDoc for StoredMessage {
     fn write_id(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        let plain = self
-            .producer
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if plain {
-            // Nothing to escape in a valid producer name: no JSON encoder needed.
-            write!(out, "\"{}:{}\"", self.producer, self.number).map_err(serde_json::Error::io)
-        } else {
-            serde_json::to_writer(out, &self.doc_id())
-        }
+        // A producer name has nothing to escape (its type checked its charset): no JSON encoder.
+        write!(out, "\"{}:{}\"", self.producer, self.number).map_err(serde_json::Error::io)
     }
 
     fn write_source(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
@@ -227,12 +219,13 @@ fn item_failures<D: BulkDoc>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{ProducerName, ResourceId, ResourcePart};
     use chrono::{TimeZone, Utc};
 
     fn message(producer: &str, number: u64) -> StoredMessage {
         let t = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
         StoredMessage {
-            producer: producer.into(),
+            producer: ProducerName::parse(producer).unwrap(),
             number,
             sent_at: t,
             received_at: t,
@@ -240,15 +233,13 @@ mod tests {
             transit_ms: 1.5,
             word_lengths: vec![1, 3],
             text: "a \"b\"".into(),
-            resource_id: Some("r1".into()),
-            seq: Some(0),
-            total: Some(1),
+            part: Some(ResourcePart::new(ResourceId::parse("r1").unwrap(), 0, 1).unwrap()),
         }
     }
 
     #[test]
     fn body_lines_are_the_action_then_the_typed_document() {
-        let docs = [message("p-1", 7), message("odd\"name", 8)];
+        let docs = [message("p-1", 7), message("p_2.x-y", 8)];
         let body = ndjson(&docs, &[0, 1]).unwrap();
         let text = String::from_utf8(body).unwrap();
         let lines: Vec<Value> = text
@@ -259,10 +250,7 @@ mod tests {
         assert!(text.ends_with('\n'));
         assert_eq!(lines[0], serde_json::json!({"index": {"_id": "p-1:7"}}));
         assert_eq!(lines[1], serde_json::to_value(&docs[0]).unwrap());
-        assert_eq!(
-            lines[2],
-            serde_json::json!({"index": {"_id": "odd\"name:8"}})
-        );
+        assert_eq!(lines[2], serde_json::json!({"index": {"_id": "p_2.x-y:8"}}));
         assert_eq!(lines[3]["text"], "a \"b\"");
     }
 

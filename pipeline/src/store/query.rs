@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{read_answer, rejected, MessageStats, Store, StoreError};
+use crate::ids::ProducerName;
 use crate::packet::StoredMessage;
 
 use service_kit::http::body::MAX_PAGE;
@@ -16,7 +17,7 @@ impl Store {
     /// The stored message `{producer}:{number}`, or None.
     pub async fn get_message(
         &self,
-        producer: &str,
+        producer: &ProducerName,
         number: u64,
     ) -> Result<Option<StoredMessage>, StoreError> {
         let id = format!("{producer}:{number}");
@@ -43,12 +44,12 @@ impl Store {
     /// capped at [`MAX_PAGE`]; `from + size` must stay within 10000 (Elasticsearch's window).
     pub async fn list_messages(
         &self,
-        producer: Option<&str>,
+        producer: Option<&ProducerName>,
         size: usize,
         from: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let query = match producer {
-            Some(p) => json!({"term": {"producer": p}}),
+            Some(p) => json!({"term": {"producer": p.as_str()}}),
             None => json!({"match_all": {}}),
         };
         let body = json!({

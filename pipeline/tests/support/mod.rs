@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pipeline::collate::Collator;
+use pipeline::ids::{ProducerName, ResourceId, ResourcePart};
 use pipeline::packet::StoredMessage;
 use pipeline::resource::DeliveryJob;
 use queue::{Queue, QueueConfig};
@@ -33,7 +34,7 @@ pub fn packet(
     received_at: DateTime<Utc>,
 ) -> StoredMessage {
     StoredMessage {
-        producer: "p".into(),
+        producer: ProducerName::parse("p").unwrap(),
         number: u64::from(seq),
         sent_at: received_at,
         received_at,
@@ -41,8 +42,6 @@ pub fn packet(
         transit_ms: 0.0,
         word_lengths: pipeline::task::word_lengths(text),
         text: text.into(),
-        resource_id: Some(resource.into()),
-        seq: Some(seq),
-        total: Some(total),
+        part: ResourcePart::new(ResourceId::parse(resource).unwrap(), seq, total).ok(),
     }
 }

@@ -5,7 +5,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pipeline::packet::is_valid_resource_id;
+use pipeline::ids::ResourceId;
 use service_kit::http::{PageParams, Query};
 
 use crate::error::ApiError;
@@ -20,9 +20,9 @@ pub async fn get_one(
     let Ok(Path(id)) = path else {
         return Err(ApiError::NotFound);
     };
-    if !is_valid_resource_id(&id) {
+    let Some(id) = ResourceId::parse(&id) else {
         return Err(ApiError::NotFound);
-    }
+    };
     match app.store.get(&id).await? {
         Some(doc) => Ok(Json(doc).into_response()),
         None => Err(ApiError::NotFound),

@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
+use pipeline::ids::ResourceId;
 use pipeline::resource::CollatedResource;
 use pipeline::signing::{self, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use serde_json::json;
@@ -67,7 +68,10 @@ async fn accept(
     let value = parse_json(headers, body)?;
     let resource: CollatedResource = serde_json::from_value(value)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("$", e.to_string())]))?;
-    let mut errors = resource.validate();
+    let (id, mut errors) = match resource.validate() {
+        Ok(id) => (Some(id), Vec::new()),
+        Err(errors) => (None, errors),
+    };
     if let Some(key) = headers.get(IDEMPOTENCY_HEADER) {
         if key.to_str().ok() != Some(resource.resource_id.as_str()) {
             errors.push(FieldError::new(
@@ -76,16 +80,16 @@ async fn accept(
             ));
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
+    let id = match id {
+        Some(id) if errors.is_empty() => id,
+        _ => return Err(ApiError::Validation(errors)),
+    };
 
     app.ensure_index().await?;
     let doc = DeliveredResource::new(resource, delivered_at);
-    let id = doc.resource.resource_id.clone();
     match app.store.create(&doc).await? {
         Created::New => {
-            write_file(app, &doc).await?;
+            write_file(app, &id, &doc).await?;
             count("stored");
             metrics::histogram!("conveyor_webhook_latency_seconds").record(doc.latency_ms / 1000.0);
             tracing::info!(resource_id = %id, latency_ms = doc.latency_ms, "resource stored");
@@ -100,7 +104,7 @@ async fn accept(
         Created::Duplicate => {
             // The first delivery's document is the truth; restore its file if a crash lost it.
             if let Some(stored) = app.store.get(&id).await? {
-                write_file(app, &stored).await?;
+                write_file(app, &id, &stored).await?;
             }
             count("duplicate");
             tracing::info!(resource_id = %id, "duplicate delivery ignored");
@@ -113,11 +117,15 @@ async fn accept(
     }
 }
 
-async fn write_file(app: &AppState, doc: &DeliveredResource) -> Result<Written, ApiError> {
+async fn write_file(
+    app: &AppState,
+    id: &ResourceId,
+    doc: &DeliveredResource,
+) -> Result<Written, ApiError> {
     let content = serde_json::to_vec_pretty(doc)
         .map_err(|e| ApiError::Unavailable(format!("encoding output file: {e}")))?;
     let dir = app.output_dir.clone();
-    let id = doc.resource.resource_id.clone();
+    let id = id.clone();
     tokio::task::spawn_blocking(move || output::write_once(&dir, &id, &content))
         .await
         .map_err(|e| ApiError::Unavailable(format!("output writer: {e}")))?

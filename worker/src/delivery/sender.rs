@@ -249,6 +249,7 @@ mod redis_tests {
 
     use chrono::Utc;
     use clap::Parser;
+    use pipeline::ids::{ProducerName, ResourceId, ResourcePart};
     use pipeline::packet::StoredMessage;
     use queue::JobId;
 
@@ -279,7 +280,7 @@ mod redis_tests {
         Job {
             id: JobId(format!("job-{id}")),
             payload: DeliveryJob {
-                resource_id: id.into(),
+                resource_id: ResourceId::parse(id).unwrap(),
             },
             attempt: 1,
             enqueued_at: SystemTime::now(),
@@ -291,7 +292,7 @@ mod redis_tests {
     fn packet(id: &str) -> StoredMessage {
         let now = Utc::now();
         StoredMessage {
-            producer: "p".into(),
+            producer: ProducerName::parse("p").unwrap(),
             number: 0,
             sent_at: now,
             received_at: now,
@@ -299,9 +300,7 @@ mod redis_tests {
             transit_ms: 0.0,
             word_lengths: vec![3],
             text: "abc".into(),
-            resource_id: Some(id.into()),
-            seq: Some(0),
-            total: Some(1),
+            part: ResourcePart::new(ResourceId::parse(id).unwrap(), 0, 1).ok(),
         }
     }
 
