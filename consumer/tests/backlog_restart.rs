@@ -199,8 +199,16 @@ async fn while_redis_loads_its_aof_writes_get_503_with_retry_after() {
     for (_, job) in app.jobs().await {
         *runs.entry(job.packet.number).or_default() += 1;
     }
-    assert_eq!(runs.get(&1), Some(&1), "packet 1 (202) waits once: {runs:?}");
-    assert_eq!(runs.get(&n), Some(&1), "packet {n} (202) waits once: {runs:?}");
+    assert_eq!(
+        runs.get(&1),
+        Some(&1),
+        "packet 1 (202) waits once: {runs:?}"
+    );
+    assert_eq!(
+        runs.get(&n),
+        Some(&1),
+        "packet {n} (202) waits once: {runs:?}"
+    );
     let unknown: Vec<_> = runs
         .iter()
         .filter(|(number, _)| **number != 1 && **number != n)

@@ -24,6 +24,11 @@ impl ProcessArgs {
         Fut: std::future::Future<Output = anyhow::Result<()>>,
     {
         crate::telemetry::init(&self.log);
+        let program = std::env::args()
+            .next()
+            .map(|a| a.rsplit('/').next().unwrap_or_default().to_string())
+            .unwrap_or_default();
+        tracing::info!(%program, pid = std::process::id(), "starting");
         crate::runtime::build(&self.runtime)?
             .block_on(async move { service(crate::shutdown::on_signals()).await })
     }

@@ -160,15 +160,8 @@ fn every_variable_compose_sets_is_read_by_that_binary() {
         let help = String::from_utf8_lossy(&out.stdout);
         for var in env_names(svc) {
             if var == "RUST_LOG" {
-                // Read by tracing's EnvFilter inside service_kit::telemetry::init (called by
-                // `ProcessArgs::run`, every binary's main), not by clap.
-                let main = read(&format!("{bin}/src/main.rs"));
-                assert!(
-                    main.contains("telemetry::init")
-                        || (main.contains(".process") && main.contains(".run(")),
-                    "{bin} never calls service_kit::telemetry::init (directly or through \
-                     ProcessArgs::run), so RUST_LOG is ignored"
-                );
+                // Read by tracing's EnvFilter, not by clap: checked by running the binary.
+                assert_rust_log_is_read(&bin, &path);
                 continue;
             }
             let reads =
@@ -179,6 +172,69 @@ fn every_variable_compose_sets_is_read_by_that_binary() {
             );
         }
     }
+}
+
+/// Starts `bin` twice with everything it reaches pointed at closed ports: with `RUST_LOG=info` its
+/// first JSON log line is the kit's `"starting"` event, with `RUST_LOG=warn` that line never comes
+/// (the process is killed after a second). So the binary reads `RUST_LOG`, whatever its `--help`.
+fn assert_rust_log_is_read(bin: &str, path: &std::path::Path) {
+    use std::io::{BufRead, BufReader};
+    let run = |level: &str| -> Vec<String> {
+        let mut child = Command::new(path)
+            .env_clear()
+            .env("RUST_LOG", level)
+            .env("LOG_FORMAT", "json")
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .env("ELASTICSEARCH_URL", "http://127.0.0.1:1")
+            .env("CONSUMER_URL", "http://127.0.0.1:1")
+            .env("WEBHOOK_URL", "http://127.0.0.1:1/webhooks/resources")
+            .env("WEBHOOK_SECRET", "a-secret-of-at-least-32-characters-long")
+            .env(
+                "OUTPUT_DIR",
+                std::env::temp_dir().join("conveyor-rust-log-check"),
+            )
+            .env("RATE", "1")
+            .env("COUNT", "1")
+            .env("CONSUMER_ADDR", "127.0.0.1:0")
+            .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
+            .env("WEBHOOK_ADDR", "127.0.0.1:0")
+            .env("DASHBOARD_ADDR", "127.0.0.1:0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        // The first line, or a second of silence.
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_secs(1)) {
+            lines.push(line);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        lines
+    };
+    let is_starting = |line: &String| {
+        serde_json::from_str::<serde_json::Value>(line)
+            .is_ok_and(|v| v["message"] == "starting" && v["level"] == "INFO")
+    };
+    let info = run("info");
+    assert!(
+        info.first().is_some_and(is_starting),
+        "{bin} with RUST_LOG=info: the first log line is the INFO \"starting\" event, got {info:?}"
+    );
+    let warn = run("warn");
+    assert!(
+        !warn.iter().any(is_starting),
+        "{bin} with RUST_LOG=warn still logged at INFO: RUST_LOG is ignored ({warn:?})"
+    );
 }
 
 /// `host:container` of each published port (an optional `ip:` in front is dropped).
