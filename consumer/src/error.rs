@@ -75,22 +75,21 @@ impl ApiError {
 
     /// Maps a queue failure, logging the cause: unreachable Redis is 503, anything else 500.
     pub fn from_queue(e: QueueError) -> ApiError {
-        if e.is_unavailable() {
-            tracing::warn!(error = %e, "redis unavailable");
-            ApiError::Unavailable("Redis".into())
-        } else {
-            tracing::error!(error = %e, "queue call failed");
-            ApiError::Internal
-        }
+        Self::from_dependency("Redis", e.is_unavailable(), &e)
     }
 
     /// Maps a store failure, logging the cause: unreachable or overloaded Elasticsearch is 503.
     pub fn from_store(e: StoreError) -> ApiError {
-        if e.is_transient() {
-            tracing::warn!(error = %e, "elasticsearch unavailable");
-            ApiError::Unavailable("Elasticsearch".into())
+        Self::from_dependency("Elasticsearch", e.is_transient(), &e)
+    }
+
+    /// A dependency's failure: 503 naming it when it may pass, else 500; the cause is logged.
+    fn from_dependency(name: &str, transient: bool, error: &dyn std::fmt::Display) -> ApiError {
+        if transient {
+            tracing::warn!(dependency = name, %error, "dependency unavailable");
+            ApiError::Unavailable(name.to_string())
         } else {
-            tracing::error!(error = %e, "elasticsearch call failed");
+            tracing::error!(dependency = name, %error, "dependency call failed");
             ApiError::Internal
         }
     }

@@ -68,6 +68,18 @@ async fn openapi_documents_every_route_in_process() {
             "POST /messages documents {status}"
         );
     }
+    let batch = &doc["paths"]["/messages/batch"]["post"]["responses"];
+    for status in ["202", "400", "413", "415", "422", "429", "503"] {
+        assert_eq!(
+            batch[status]["content"].as_object().map(|c| c.len()),
+            Some(1),
+            "POST /messages/batch documents {status} with one content type"
+        );
+    }
+    assert!(
+        batch["503"]["content"]["application/problem+json"]["schema"].is_object(),
+        "shared rejections keep their problem+json schema: {batch}"
+    );
     for schema in [
         "PacketInput",
         "StoredMessage",

@@ -84,6 +84,14 @@ mod tests {
         }
     }
 
+    fn error_names(r: &CollatedResource) -> Vec<String> {
+        r.validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+
     #[test]
     fn resource_ids_follow_the_packet_rule() {
         // "." and ".." are valid packet resource ids, so a delivery naming them validates too.
@@ -95,13 +103,7 @@ mod tests {
         for bad in ["", "a/b", "a\\b", "a b", "é", &"x".repeat(129)] {
             let mut r = sample();
             r.resource_id = bad.to_string();
-            let names: Vec<_> = r
-                .validate()
-                .unwrap_err()
-                .into_iter()
-                .map(|e| e.name)
-                .collect();
-            assert_eq!(names, vec!["resource_id"], "{bad:?}");
+            assert_eq!(error_names(&r), vec!["resource_id"], "{bad:?}");
         }
     }
 
@@ -111,13 +113,7 @@ mod tests {
         let mut r = sample();
         r.packets = 3;
         r.resource_id = "../x".into();
-        let fields: Vec<_> = r
-            .validate()
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
-        assert_eq!(fields, vec!["resource_id", "word_lengths"]);
+        assert_eq!(error_names(&r), vec!["resource_id", "word_lengths"]);
     }
 
     #[test]

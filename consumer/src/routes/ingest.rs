@@ -78,6 +78,42 @@ fn arrival(at: ReceivedAt) -> DateTime<Utc> {
     DateTime::<Utc>::from(at.0)
 }
 
+/// The problem+json answers both writes share: the body, the backlog gate and Redis.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // documentation only: never constructed
+pub enum WriteRejections {
+    #[response(
+        status = 400,
+        description = "Malformed JSON",
+        content_type = "application/problem+json"
+    )]
+    Malformed(Problem),
+    #[response(
+        status = 413,
+        description = "Body too large",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(Problem),
+    #[response(
+        status = 415,
+        description = "Not JSON",
+        content_type = "application/problem+json"
+    )]
+    NotJson(Problem),
+    #[response(
+        status = 429,
+        description = "Backlog over its limit (see Retry-After)",
+        content_type = "application/problem+json"
+    )]
+    Backlog(Problem),
+    #[response(
+        status = 503,
+        description = "Redis unavailable",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(Problem),
+}
+
 /// Enqueue one packet.
 #[utoipa::path(
     post, path = "/messages", tag = "ingest",
@@ -86,12 +122,8 @@ fn arrival(at: ReceivedAt) -> DateTime<Utc> {
     responses(
         (status = 202, description = "Enqueued", body = Accepted),
         (status = 200, description = "Processed (with `wait=true`)", body = StoredMessage),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Backlog over its limit (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        WriteRejections,
         (status = 504, description = "Not processed within timeout_ms (it still completes)", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -172,12 +204,8 @@ async fn enqueue_and_wait(
     request_body(content = Vec<PacketInput>, content_type = "application/json"),
     responses(
         (status = 202, description = "All enqueued", body = BatchAccepted),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid packets (errors named `[i].field`); none enqueued", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Backlog over its limit (see Retry-After)", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable", body = Problem, content_type = "application/problem+json"),
+        WriteRejections,
     )
 )]
 pub async fn post_batch(
