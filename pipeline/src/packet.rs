@@ -359,12 +359,22 @@ pub mod wire {
     impl TryFrom<PacketFields> for Packet {
         type Error = String;
         fn try_from(f: PacketFields) -> Result<Self, String> {
+            let PacketFields {
+                number,
+                sent_at,
+                producer,
+                resource_id,
+                seq,
+                total,
+                text,
+            } = f;
+            let part = ResourcePart::from_flat(resource_id, seq, total)?;
             Ok(Packet {
-                number: f.number,
-                sent_at: f.sent_at,
-                producer: f.producer,
-                part: ResourcePart::from_flat(f.resource_id, f.seq, f.total)?,
-                text: f.text,
+                number,
+                sent_at,
+                producer,
+                part,
+                text,
             })
         }
     }
@@ -425,7 +435,10 @@ pub mod wire {
     impl TryFrom<StoredMessageFields> for StoredMessage {
         type Error = String;
         fn try_from(f: StoredMessageFields) -> Result<Self, String> {
+            // Only the resource part is checked; every other field moves as it is.
+            let part = ResourcePart::from_flat(f.resource_id, f.seq, f.total)?;
             Ok(StoredMessage {
+                part,
                 producer: f.producer,
                 number: f.number,
                 sent_at: f.sent_at,
@@ -434,7 +447,6 @@ pub mod wire {
                 transit_ms: f.transit_ms,
                 word_lengths: f.word_lengths,
                 text: f.text,
-                part: ResourcePart::from_flat(f.resource_id, f.seq, f.total)?,
             })
         }
     }
