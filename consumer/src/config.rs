@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::Parser;
+use pipeline::packet::EdgeRules;
 use service_kit::config::ServiceArgs;
 
 /// `consumer --help`
@@ -41,6 +43,13 @@ pub struct Config {
     /// Most single `POST /messages` enqueues sent to Redis in one pipelined round trip
     #[arg(long, env = "ENQUEUE_BATCH_MAX", default_value_t = 512)]
     pub enqueue_batch_max: usize,
+    /// How far a packet's `sent_at` may lie after the moment the API received it (a producer
+    /// clock ahead of ours), e.g. `5s`; later ones answer 422
+    #[arg(long, env = "MAX_CLOCK_SKEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
+    /// How old a packet's `sent_at` may be when it arrives, e.g. `7d`; older ones answer 422
+    #[arg(long, env = "MAX_MESSAGE_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub max_message_age: Duration,
     /// Pipelined enqueue round trips in flight at once (requests arriving meanwhile go together
     /// in the next one)
     #[arg(long, env = "ENQUEUE_IN_FLIGHT", default_value_t = 2)]
@@ -50,6 +59,16 @@ pub struct Config {
 impl Config {
     pub fn backlog_cache(&self) -> Duration {
         Duration::from_millis(self.backlog_cache_ms)
+    }
+
+    /// The edge rules for a packet received at `received_at`.
+    pub fn edge_rules(&self, received_at: DateTime<Utc>) -> EdgeRules {
+        let delta = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        EdgeRules {
+            received_at,
+            max_clock_skew: delta(self.max_clock_skew),
+            max_age: delta(self.max_message_age),
+        }
     }
 
     pub fn dependency_timeout(&self) -> Duration {

@@ -5,6 +5,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use pipeline::packet::EdgeError;
 use pipeline::store::StoreError;
 use queue::QueueError;
 use service_kit::http::Rejection;
@@ -17,6 +18,12 @@ pub enum ApiError {
     Rejected(#[from] Rejection),
     #[error("invalid fields")]
     Validation(Vec<FieldError>),
+    /// Packets that broke the edge rules: the first errors and how many there were in all.
+    #[error("invalid packet fields")]
+    Invalid {
+        errors: Vec<FieldError>,
+        total: usize,
+    },
     #[error("not found: {0}")]
     NotFound(String),
     #[error("backlog over its limit ({waiting} waiting, limit {limit})")]
@@ -47,6 +54,17 @@ impl ApiError {
                 ),
                 errors,
             ),
+            ApiError::Invalid { errors, total } => {
+                let listed = if total > errors.len() {
+                    format!(" (the first {} are listed)", errors.len())
+                } else {
+                    String::new()
+                };
+                Problem::validation(
+                    format!("{total} field(s) failed validation{listed}; nothing was enqueued"),
+                    errors,
+                )
+            }
             ApiError::NotFound(what) => Problem::not_found(what),
             ApiError::Backpressure {
                 retry_after_secs,
@@ -98,5 +116,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.problem().into_response()
+    }
+}
+
+impl From<EdgeError> for ApiError {
+    fn from(e: EdgeError) -> Self {
+        match e {
+            EdgeError::Malformed(why) => ApiError::Rejected(Rejection::Malformed(why)),
+            EdgeError::Invalid { errors, total } => ApiError::Invalid { errors, total },
+        }
     }
 }

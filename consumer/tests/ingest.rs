@@ -13,7 +13,8 @@ async fn post_enqueues_exactly_one_stamped_job() {
     let env = TestEnv::new("consumer_post").await;
     let app = spawn(&env, &[]).await;
     let before = Utc::now();
-    let body = json!({"number": 42, "sent_at": 1_700_000_000_123_i64, "producer": "p1",
+    let sent_ms = before.timestamp_millis() - 1_500;
+    let body = json!({"number": 42, "sent_at": sent_ms, "producer": "p1",
         "resource_id": "r:1", "seq": 0, "total": 2, "text": "héllo wörld"});
     let resp = app.post_json("/messages", &body).await;
     assert_eq!(resp.status(), 202);
@@ -31,7 +32,7 @@ async fn post_enqueues_exactly_one_stamped_job() {
     assert_eq!(job.packet.producer, "p1");
     assert_eq!(
         job.packet.sent_at,
-        DateTime::from_timestamp_millis(1_700_000_000_123).unwrap()
+        DateTime::from_timestamp_millis(sent_ms).unwrap()
     );
     let part = job
         .packet
@@ -55,7 +56,7 @@ async fn batch_is_all_or_nothing() {
     let mut items: Vec<_> = (0..5)
         .map(|n| packet(n, json!({"producer": "b"})))
         .collect();
-    items[3] = json!({"number": "three", "sent_at": 0});
+    items[3] = json!({"number": "three", "sent_at": Utc::now().to_rfc3339()});
     items[4]["colour"] = json!("red");
     let v = assert_problem(app.post_json("/messages/batch", &json!(items)).await, 422).await;
     let names: Vec<&str> = v["errors"]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use elasticsearch::{Elasticsearch, SearchParts};
-use pipeline::store::{MessageStats, Store};
+use pipeline::store::{exact_number, MessageStats, Store};
 use serde_json::{json, Value};
 use service_kit::config::ElasticArgs;
 
@@ -75,12 +75,13 @@ pub fn query_body(messages: &str, resources: &str, now_ms: i64) -> Value {
     let chart_start = chart_start_ms(now_ms);
     let chart_end = chart_start + SECONDS_IN_CHART as i64 * 1000;
     json!({
-        "size": 1,
+        "size": 0,
         "track_total_hits": false,
-        "_source": ["number"],
-        "sort": [{ "number": { "order": "desc", "unmapped_type": "long", "missing": "_last" } }],
-        "post_filter": { "term": { "_index": messages } },
         "aggs": {
+            // Top level over a match-all query: Elasticsearch reads it from the index's points
+            // (constant cost however many documents), and exact since numbers are ≤ 2^53 − 1.
+            // Only messages have a `number`.
+            "max_number": { "max": { "field": "number" } },
             "messages": {
                 "filter": { "term": { "_index": messages } },
                 "aggs": {
@@ -125,15 +126,8 @@ pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, SourceError>
     if !body.is_object() || body.get("hits").is_none() {
         return Err(SourceError::EsDecode("no `hits` in search answer".into()));
     }
-    let max_number = body["hits"]["hits"]
-        .as_array()
-        .and_then(|hits| hits.first())
-        .and_then(|hit| {
-            hit["sort"][0]
-                .as_u64()
-                .or_else(|| hit["_source"]["number"].as_u64())
-        });
     let aggs = &body["aggregations"];
+    let max_number = exact_number(&aggs["max_number"]["value"]);
     let messages = &aggs["messages"];
     let window = &messages["last_10s"];
     let count_10s = count(window);
@@ -200,8 +194,9 @@ mod tests {
     fn buckets_land_in_their_second_and_outsiders_are_dropped() {
         let start = chart_start_ms(NOW);
         let body = json!({
-            "hits": {"hits": [{"_source": {"number": 5}, "sort": [9_007_199_254_740_993u64]}]},
-            "aggregations": {"messages": {"doc_count": 12,
+            "hits": {"hits": []},
+            "aggregations": {"max_number": {"value": 9_007_199_254_740_991.0_f64},
+                "messages": {"doc_count": 12,
                 "last_10s": {"doc_count": 2, "avg_transit": {"value": 1.5}},
                 "last_60s": {"per_second": {"buckets": [
                     {"key": start, "doc_count": 3},
@@ -214,8 +209,8 @@ mod tests {
         let f = parse_answer(&body, NOW).unwrap();
         assert_eq!(
             f.messages.max_number,
-            Some(9_007_199_254_740_993),
-            "the sort value is exact"
+            Some(9_007_199_254_740_991),
+            "2^53 - 1 comes back exact"
         );
         assert_eq!(f.messages.avg_transit_ms_10s, Some(1.5));
         assert_eq!(f.messages_per_second_60s[0], 3);
@@ -261,6 +256,7 @@ mod tests {
         let range = &body["aggs"]["messages"]["aggs"]["last_60s"]["filter"]["range"]["received_at"];
         assert_eq!(range["gte"], 1_700_000_000_000i64 - 60_000);
         assert_eq!(range["lt"], 1_700_000_000_000i64);
-        assert_eq!(body["sort"][0]["number"]["order"], "desc");
+        assert_eq!(body["aggs"]["max_number"]["max"]["field"], "number");
+        assert_eq!(body["size"], 0);
     }
 }

@@ -17,7 +17,7 @@ async fn figures_equal_what_elasticsearch_holds() {
     let recent = now - TimeDelta::milliseconds(1500);
     let older = now - TimeDelta::seconds(40);
     let ancient = now - TimeDelta::hours(2);
-    let big = (1u64 << 53) + 1; // not representable as a double: proves the max is not an aggregation
+    let big = (1u64 << 53) - 1; // the largest number the edge accepts: a double holds it exactly
     let mut docs = vec![
         message(1, recent, 1.0),
         message(2, recent, 2.0),

@@ -9,9 +9,11 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 9] = [
+pub const TUNABLES: [(&str, &str); 11] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
+    ("MAX_CLOCK_SKEW", "5s"),
+    ("MAX_MESSAGE_AGE", "7d"),
     ("WORKER_CONCURRENCY", "4"),
     ("WORKER_BATCH_SIZE", "500"),
     ("WORKER_BATCH_LINGER_MS", "0"),
@@ -146,7 +148,9 @@ impl StackConfig {
                 env.extend(common());
                 env.extend(logging());
                 env.push(("CONSUMER_ADDR", addr(self.consumer_port)));
-                env.push(("BACKLOG_LIMIT", t("BACKLOG_LIMIT")));
+                for name in ["BACKLOG_LIMIT", "MAX_CLOCK_SKEW", "MAX_MESSAGE_AGE"] {
+                    env.push((name, t(name)));
+                }
             }
             Service::Worker => {
                 env.extend(common());

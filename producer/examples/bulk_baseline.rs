@@ -13,7 +13,7 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
-use pipeline::packet::{MessageJob, Packet};
+use pipeline::packet::{EdgeRules, MessageJob, Packet};
 use producer::packets::Generator;
 
 #[tokio::main]
@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let mut ndjson = String::new();
     let mut in_body = 0;
     for planned in generator {
-        let packet = Packet::from_json_bytes(&planned.render())
+        let packet = Packet::from_slice(&planned.render(), &EdgeRules::at(Utc::now()))
             .map_err(|e| anyhow::anyhow!("generated packet invalid: {e:?}"))?;
         let job = MessageJob {
             packet,

@@ -162,7 +162,7 @@ async fn an_incomplete_resource_is_dead_lettered_with_its_missing_seqs() {
         .start()
         .await
         .unwrap();
-    let packet = |n: u64, seq: u64, total: u64, id: &str| json!({"number": n, "sent_at": 0, "producer": "to", "resource_id": id, "seq": seq, "total": total, "text": "a bc"});
+    let packet = |n: u64, seq: u64, total: u64, id: &str| json!({"number": n, "sent_at": chrono::Utc::now().to_rfc3339(), "producer": "to", "resource_id": id, "seq": seq, "total": total, "text": "a bc"});
     let batch = vec![
         packet(0, 0, 4, "gappy"),
         packet(1, 3, 4, "gappy"),
@@ -314,7 +314,7 @@ async fn dot_resource_ids_are_delivered_to_plain_files_in_output_dir() {
         .start()
         .await
         .unwrap();
-    let packet = |n: u64, id: &str, seq: u64, total: u64, text: &str| json!({"number": n, "sent_at": 0, "producer": "dots", "resource_id": id, "seq": seq, "total": total, "text": text});
+    let packet = |n: u64, id: &str, seq: u64, total: u64, text: &str| json!({"number": n, "sent_at": chrono::Utc::now().to_rfc3339(), "producer": "dots", "resource_id": id, "seq": seq, "total": total, "text": text});
     let batch = vec![
         packet(0, ".", 1, 2, "abc de"),
         packet(1, "..", 0, 1, "four"),

@@ -174,8 +174,9 @@ mod tests {
     use serde_json::json;
 
     fn stored() -> StoredMessage {
-        let packet = Packet::parse(&json!({
-            "number": 7, "sent_at": 1_700_000_000_000u64, "producer": "p", "text": "héllo wörld"
+        let packet: Packet = serde_json::from_value(json!({
+            "number": 7, "sent_at": "2023-11-14T22:13:20Z", "producer": "p", "text": "héllo wörld",
+            "resource_id": null, "seq": null, "total": null
         }))
         .unwrap();
         let job = MessageJob {

@@ -11,17 +11,18 @@ use axum::{Json, Router};
 
 use chrono::Utc;
 use clap::Parser;
-use pipeline::packet::{MessageJob, Packet, StoredMessage};
+use pipeline::packet::{EdgeRules, MessageJob, Packet, StoredMessage};
 use queue::{Queue, QueueConfig};
 use serde_json::{json, Value};
 use testkit::{TcpProxy, TestEnv};
 use tokio_util::sync::CancellationToken;
 
 fn job(number: u64, text: &str) -> MessageJob {
-    let packet = Packet::parse(&json!({
+    let body = json!({
         "number": number, "sent_at": Utc::now().to_rfc3339(), "producer": "wt", "text": text
-    }))
-    .unwrap();
+    });
+    let packet =
+        Packet::from_slice(body.to_string().as_bytes(), &EdgeRules::at(Utc::now())).unwrap();
     MessageJob {
         packet,
         received_at: Utc::now(),
@@ -155,11 +156,12 @@ async fn jobs_become_one_document_each_and_waiters_get_the_result() {
 
     // A resource's packets, out of order and one twice: exactly one delivery job is enqueued.
     let part = |number: u64, seq: u32| {
-        let packet = Packet::parse(&json!({
+        let body = json!({
             "number": number, "sent_at": Utc::now().to_rfc3339(), "producer": "wt",
             "resource_id": "wt-r900", "seq": seq, "total": 3, "text": "a bb"
-        }))
-        .unwrap();
+        });
+        let packet =
+            Packet::from_slice(body.to_string().as_bytes(), &EdgeRules::at(Utc::now())).unwrap();
         MessageJob {
             packet,
             received_at: Utc::now(),

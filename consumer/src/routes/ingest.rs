@@ -14,8 +14,7 @@ use chrono::{DateTime, Utc};
 use pipeline::packet::{FieldError, MessageJob, Packet, StoredMessage};
 use queue::{EnqueueOptions, QueueError};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use service_kit::http::{JsonBody, Query, ReceivedAt};
+use service_kit::http::{JsonBytes, JsonBytesUpTo, Query, ReceivedAt};
 use service_kit::problem::Problem;
 
 use crate::error::ApiError;
@@ -23,6 +22,10 @@ use crate::state::AppState;
 
 /// Most packets one batch request may carry.
 pub const MAX_BATCH: usize = 1000;
+/// Largest `POST /messages` body: one packet, its 64 KiB of text even written entirely in
+/// `\uXXXX` escapes (6 bytes per byte), and the other fields (the batch route keeps the
+/// service's `MAX_BODY_BYTES`).
+pub const MESSAGE_BODY_LIMIT: usize = 512 * 1024;
 
 /// Query of `POST /messages`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -53,23 +56,36 @@ pub struct BatchAccepted {
 
 /// A packet as sent (validated into `pipeline::packet::Packet`). Unknown fields are rejected
 /// with 422.
-#[derive(utoipa::ToSchema)]
+#[derive(utoipa::ToSchema, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // schema only: never constructed
 pub struct PacketInput {
-    /// Integer ≥ 0, counting up from 0 per producer.
+    /// Integer from 0 to 2^53 − 1, counting up from 0 per producer.
+    #[schema(minimum = 0, maximum = 9_007_199_254_740_991_i64)]
     number: u64,
-    /// RFC 3339 date-time string, or integer epoch milliseconds.
-    #[schema(value_type = String, example = "2024-05-01T12:00:00.250Z")]
+    /// RFC 3339 date-time string (no leap second), or integer epoch milliseconds; at most
+    /// `MAX_CLOCK_SKEW` (5 s) after the API receives the packet and at most `MAX_MESSAGE_AGE`
+    /// (7 days) before.
+    #[schema(value_type = String, format = DateTime, example = "2024-05-01T12:00:00.250Z")]
     sent_at: DateTime<Utc>,
-    /// `[A-Za-z0-9_.-]{1,64}`, default `"default"`.
+    /// Default `"default"`.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     producer: Option<String>,
-    /// `[A-Za-z0-9_.:-]{1,128}`; requires `seq` and `total`.
+    /// Requires `seq` and `total` (all three or none).
+    #[schema(
+        pattern = r"^[A-Za-z0-9_.:-]{1,128}$",
+        min_length = 1,
+        max_length = 128
+    )]
     resource_id: Option<String>,
     /// `0 ≤ seq < total`; only with `resource_id`.
+    #[schema(minimum = 0, maximum = 9_999)]
     seq: Option<u32>,
-    /// `≤ 10000`; only with `resource_id`.
+    /// Packets in the resource; only with `resource_id`.
+    #[schema(minimum = 1, maximum = 10_000)]
     total: Option<u32>,
-    /// Whitespace-separated words, at most 64 KiB.
+    /// Whitespace-separated words, at most 64 KiB of UTF-8 (16,384 characters always fit).
+    #[schema(max_length = 16_384)]
     text: Option<String>,
 }
 
@@ -131,11 +147,12 @@ pub async fn post_message(
     State(state): State<AppState>,
     Extension(at): Extension<ReceivedAt>,
     Query(params): Query<PostParams>,
-    JsonBody(value): JsonBody,
+    JsonBytesUpTo(body): JsonBytesUpTo<MESSAGE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
     let received_at = arrival(at);
     let wait = wait_timeout(&state, &params)?;
-    let packet = Packet::parse(&value).map_err(|e| ApiError::Validation(e.errors))?;
+    let packet = Packet::from_slice(&body, &state.config().edge_rules(received_at))?;
+    drop(body);
     state.check_backlog().await?;
     let job = MessageJob {
         packet,
@@ -211,10 +228,12 @@ async fn enqueue_and_wait(
 pub async fn post_batch(
     State(state): State<AppState>,
     Extension(at): Extension<ReceivedAt>,
-    JsonBody(value): JsonBody,
+    JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let received_at = arrival(at);
-    let items = parse_batch(&value)?;
+    let rules = state.config().edge_rules(received_at);
+    let items = Packet::batch_from_slice(&body, &rules, MAX_BATCH)?;
+    drop(body);
     state.check_backlog().await?;
     let jobs: Vec<(Option<String>, MessageJob)> = items
         .into_iter()
@@ -244,35 +263,6 @@ pub async fn post_batch(
         received_at,
     };
     Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
-}
-
-/// Every packet of a batch, or every error of every packet (named `[i].field`).
-fn parse_batch(value: &Value) -> Result<Vec<Packet>, ApiError> {
-    let Some(array) = value.as_array() else {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "$",
-            "must be a JSON array of packets",
-        )]));
-    };
-    if array.is_empty() || array.len() > MAX_BATCH {
-        return Err(ApiError::Validation(vec![FieldError::new(
-            "$",
-            format!("must hold 1 to {MAX_BATCH} packets, got {}", array.len()),
-        )]));
-    }
-    let mut packets = Vec::with_capacity(array.len());
-    let mut errors = Vec::new();
-    for (i, item) in array.iter().enumerate() {
-        match Packet::parse(item) {
-            Ok(p) => packets.push(p),
-            Err(e) => errors.extend(e.prefixed(&format!("[{i}]"))),
-        }
-    }
-    if errors.is_empty() {
-        Ok(packets)
-    } else {
-        Err(ApiError::Validation(errors))
-    }
 }
 
 /// The wait budget of a `?wait=true` request, None without waiting.

@@ -9,6 +9,7 @@
 
 mod bulk;
 mod query;
+pub use query::exact_number;
 
 use std::time::Duration;
 

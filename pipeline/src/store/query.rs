@@ -10,8 +10,18 @@ use serde_json::{json, Value};
 use super::{read_answer, rejected, MessageStats, Store, StoreError};
 use crate::ids::ProducerName;
 use crate::packet::StoredMessage;
+use crate::packet::MAX_NUMBER;
 
 use service_kit::http::body::MAX_PAGE;
+
+/// A `max` aggregation's value over `number` as the packet number it is: numbers are integers
+/// ≤ 2^53 − 1 ([`MAX_NUMBER`]), which a double holds exactly; `None` for no documents (`null`).
+pub fn exact_number(value: &Value) -> Option<u64> {
+    value
+        .as_f64()
+        .filter(|f| f.is_finite() && *f >= 0.0 && *f <= MAX_NUMBER as f64)
+        .map(|f| f as u64)
+}
 
 impl Store {
     /// The stored message `{producer}:{number}`, or None.
@@ -69,11 +79,13 @@ impl Store {
     /// `received_at >= now-10s`, and the total — one search request.
     pub async fn stats(&self) -> Result<MessageStats, StoreError> {
         let body = json!({
-            "size": 1,
+            "size": 0,
             "track_total_hits": true,
-            "_source": ["number"],
-            "sort": [{"number": "desc"}],
             "aggs": {
+                // Over a match-all query Elasticsearch answers a top-level max from the index's
+                // points: constant cost however many documents (a sort costs more as the index
+                // grows); exact because the edge keeps numbers ≤ 2^53 − 1.
+                "max_number": {"max": {"field": "number"}},
                 "recent": {
                     "filter": {"range": {"received_at": {"gte": "now-10s"}}},
                     "aggs": {"avg_transit": {"avg": {"field": "transit_ms"}}}
@@ -85,9 +97,7 @@ impl Store {
         };
         let total = required(&answer, "/hits/total/value", Value::as_u64)?;
         Ok(MessageStats {
-            max_number: answer
-                .pointer("/hits/hits/0/_source/number")
-                .and_then(Value::as_u64),
+            max_number: exact_number(&answer["aggregations"]["max_number"]["value"]),
             avg_transit_ms_10s: answer
                 .pointer("/aggregations/recent/avg_transit/value")
                 .and_then(Value::as_f64),

@@ -137,16 +137,48 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Rejection;
 
-    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let limit = limit_of(&request);
-        let (parts, body) = request.into_parts();
-        // The content type first: a body that is not JSON is not read at all.
-        if !is_json(&parts.headers) {
-            return Err(Rejection::UnsupportedMediaType);
-        }
-        let bytes = read_body(&parts.headers, body, limit).await?;
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
         decode_json(&bytes).map(JsonBody)
     }
+}
+
+/// A JSON request body as bytes, read under the service's body limit and not parsed: for
+/// handlers that parse straight into their own types (no `Value` tree of a hostile body).
+#[derive(Debug)]
+pub struct JsonBytes(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let limit = limit_of(&request);
+        json_bytes(request, limit).await.map(JsonBytes)
+    }
+}
+
+/// [`JsonBytes`] under a tighter limit than the service's (the smaller of the two), for a route
+/// whose bodies are small, e.g. one packet.
+#[derive(Debug)]
+pub struct JsonBytesUpTo<const LIMIT: usize>(pub Bytes);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBytesUpTo<LIMIT> {
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let limit = limit_of(&request).min(LIMIT);
+        json_bytes(request, limit).await.map(JsonBytesUpTo)
+    }
+}
+
+/// The body of a request that says it is JSON, read under `limit`.
+async fn json_bytes(request: Request, limit: usize) -> Result<Bytes, Rejection> {
+    let (parts, body) = request.into_parts();
+    // The content type first: a body that is not JSON is not read at all.
+    if !is_json(&parts.headers) {
+        return Err(Rejection::UnsupportedMediaType);
+    }
+    read_body(&parts.headers, body, limit).await
 }
 
 /// A request body as bytes, read under the service's body limit, whatever its content type
