@@ -124,7 +124,23 @@ async fn wait_returns_the_processed_message_and_reads_find_it() {
         .await
         .unwrap();
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
-    assert_eq!(page["messages"][0]["word_lengths"], json!([5, 5, 3, 2]));
+    let listed = page["messages"][0].as_object().unwrap();
+    assert!(
+        !listed.contains_key("word_lengths") && !listed.contains_key("text"),
+        "a listing leaves the large fields out unless asked: {page}"
+    );
+    assert!(page["next_from"].is_null(), "{page}");
+    let full: serde_json::Value = app
+        .http
+        .get(app.at("/messages?producer=waiter&size=5&fields=word_lengths,text"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full["messages"][0]["word_lengths"], json!([5, 5, 3, 2]));
+    assert_eq!(full["messages"][0]["text"], got.text.as_str());
     let stats: serde_json::Value = app
         .http
         .get(app.at("/stats"))

@@ -3,8 +3,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use pipeline::ids::{ProducerName, ResourceId, ResourcePart};
+use pipeline::packet::wire::StoredMessageFields;
 use pipeline::packet::StoredMessage;
-use pipeline::store::{Store, StoreError};
+use pipeline::store::{Fields, Store, StoreError, MAX_HEAVY_PAGE};
 use serde_json::json;
 use service_kit::config::ElasticArgs;
 use testkit::TestEnv;
@@ -67,16 +68,45 @@ async fn bulk_then_get_and_list() {
     assert_eq!(store.get_message(&name("nobody"), 1).await.unwrap(), None);
 
     env.refresh("messages").await;
-    let all = store.list_messages(None, 10, 0).await.unwrap();
-    assert_eq!(all, vec![b.clone(), a.clone()], "newest first");
-    assert_eq!(
-        store
-            .list_messages(Some(&name("alpha")), 10, 0)
-            .await
-            .unwrap(),
-        vec![a.clone()]
-    );
-    assert_eq!(store.list_messages(None, 1, 1).await.unwrap(), vec![a]);
+    let both = Fields {
+        text: true,
+        word_lengths: true,
+    };
+    let listed = |m: &StoredMessage| StoredMessageFields {
+        producer: m.producer.clone(),
+        number: m.number,
+        sent_at: m.sent_at,
+        received_at: m.received_at,
+        stored_at: m.stored_at,
+        transit_ms: m.transit_ms,
+        word_lengths: Some(m.word_lengths.clone()),
+        text: Some(m.text.clone()),
+        resource_id: m.part.as_ref().map(|p| p.id().clone()),
+        seq: m.part.as_ref().map(|p| p.seq()),
+        total: m.part.as_ref().map(|p| p.total()),
+    };
+    let all = store.list_messages(None, 10, 0, both).await.unwrap();
+    assert_eq!(all.messages, vec![listed(&b), listed(&a)], "newest first");
+    assert_eq!(all.next_from, None, "fewer than asked: the last page");
+    let alpha = store
+        .list_messages(Some(&name("alpha")), 10, 0, both)
+        .await
+        .unwrap();
+    assert_eq!(alpha.messages, vec![listed(&a)]);
+    let second = store.list_messages(None, 1, 1, both).await.unwrap();
+    assert_eq!(second.messages, vec![listed(&a)]);
+    assert_eq!(second.next_from, Some(2), "a full page may have a next one");
+    // Without `fields`, the large ones stay in Elasticsearch.
+    let light = store
+        .list_messages(None, 10, 0, Fields::default())
+        .await
+        .unwrap();
+    let mut expected = listed(&b);
+    expected.text = None;
+    expected.word_lengths = None;
+    assert_eq!(light.messages[0], expected);
+    // A page with the large fields holds at most MAX_HEAVY_PAGE messages.
+    assert_eq!(both.page_limit(), MAX_HEAVY_PAGE);
 }
 
 #[tokio::test]

@@ -170,34 +170,78 @@ impl ResourceStore {
         }
     }
 
-    /// Most recently delivered first; empty when nothing was delivered yet.
+    /// Most recently delivered first; empty when nothing was delivered yet. `word_lengths`
+    /// (up to `MAX_WORD_LENGTHS` numbers, megabytes) only when asked, and then one resource per
+    /// page; decoded straight into [`ListedResource`]s.
     pub async fn list(
         &self,
         size: usize,
         from: usize,
-    ) -> Result<Vec<DeliveredResource>, StoreError> {
+        with_word_lengths: bool,
+    ) -> Result<Vec<ListedResource>, StoreError> {
+        let (size, excludes) = if with_word_lengths {
+            (size.min(1), json!([]))
+        } else {
+            (size, json!(["word_lengths"]))
+        };
         let resp = self
             .store
             .client()
             .search(SearchParts::Index(&[&self.index]))
             .body(json!({
                 "from": from, "size": size,
+                "_source": { "excludes": excludes },
                 "sort": [{ "delivered_at": "desc" }, { "resource_id": "asc" }],
                 "query": { "match_all": {} }
             }))
             .send()
             .await
             .map_err(unavailable)?;
-        let body = match answer(resp).await {
-            Ok(body) => body,
-            Err(StoreError::Rejected { status: 404, .. }) => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        body["hits"]["hits"]
-            .as_array()
-            .map(|hits| hits.iter().map(|h| decode(&h["_source"])).collect())
-            .unwrap_or_else(|| Ok(Vec::new()))
+        let status = resp.status_code().as_u16();
+        let bytes = resp.bytes().await.map_err(unavailable)?;
+        match status {
+            404 => Ok(Vec::new()),
+            200..=299 => serde_json::from_slice::<Listing>(&bytes)
+                .map(|l| l.hits.hits.into_iter().map(|h| h.source).collect())
+                .map_err(|e| {
+                    StoreError::Decode(format!("a page of resources does not decode: {e}"))
+                }),
+            _ => Err(StoreError::Rejected {
+                status,
+                reason: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
+            }),
+        }
     }
+}
+
+/// A delivered resource as `GET /resources` lists it: `word_lengths` only when asked.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ListedResource {
+    pub resource_id: String,
+    pub packets: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_lengths: Option<Vec<Vec<u32>>>,
+    pub first_received_at: DateTime<Utc>,
+    pub last_received_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    pub delivered_at: DateTime<Utc>,
+    pub latency_ms: f64,
+}
+
+#[derive(Deserialize)]
+struct Listing {
+    hits: ListingHits,
+}
+
+#[derive(Deserialize)]
+struct ListingHits {
+    hits: Vec<ListingHit>,
+}
+
+#[derive(Deserialize)]
+struct ListingHit {
+    #[serde(rename = "_source")]
+    source: ListedResource,
 }
 
 fn decode(source: &Value) -> Result<DeliveredResource, StoreError> {

@@ -175,6 +175,29 @@ async fn stores_a_signed_delivery_once_in_index_and_file() {
         .unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["resource_id"], "order:1");
+    assert!(
+        list[0].get("word_lengths").is_none(),
+        "a listing leaves word_lengths out unless asked: {list:?}"
+    );
+    let full: Vec<Value> = svc
+        .http
+        .get(format!("{}/resources?size=10&fields=word_lengths", svc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(full.len(), 1);
+    assert_eq!(full[0]["word_lengths"], got["word_lengths"]);
+    let resp = svc
+        .http
+        .get(format!("{}/resources?fields=text", svc.url))
+        .send()
+        .await
+        .unwrap();
+    let v = testkit::assert_problem(resp, 422).await;
+    assert_eq!(v["errors"][0]["name"], "fields", "{v}");
     svc.shutdown.cancel();
 }
 

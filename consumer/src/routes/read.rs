@@ -6,7 +6,8 @@ use axum::extract::{Path, State};
 use axum::Json;
 use pipeline::ids::ProducerName;
 use pipeline::packet::{FieldError, StoredMessage};
-use serde::{Deserialize, Serialize};
+use pipeline::store::{Fields, MessagesPage};
+use serde::Deserialize;
 use service_kit::http::{PageParams, Query};
 use service_kit::problem::Problem;
 
@@ -25,12 +26,28 @@ pub struct ListParams {
     /// Offset; `from + size` ≤ 10000 (default 0).
     #[param(value_type = Option<usize>)]
     pub from: Option<String>,
+    /// Large fields to include, comma-separated: `text`, `word_lengths` (default none). A page
+    /// with either holds at most 8 messages; `next_from` says where the next page starts.
+    #[param(pattern = r"^((text|word_lengths)(,(text|word_lengths))*)?$")]
+    pub fields: Option<String>,
 }
 
-/// A page of stored messages, newest first.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct MessagesPage {
-    pub messages: Vec<StoredMessage>,
+/// The `fields` parameter, or the error naming it.
+fn parse_fields(raw: Option<&str>) -> Result<Fields, FieldError> {
+    let mut fields = Fields::default();
+    for name in raw.unwrap_or("").split(',').filter(|s| !s.is_empty()) {
+        match name {
+            "text" => fields.text = true,
+            "word_lengths" => fields.word_lengths = true,
+            _ => {
+                return Err(FieldError::new(
+                    "fields",
+                    "must list only text and word_lengths, comma-separated",
+                ))
+            }
+        }
+    }
+    Ok(fields)
 }
 
 /// Most recent stored messages, newest first (by `received_at`).
@@ -38,7 +55,7 @@ pub struct MessagesPage {
     get, path = "/messages", tag = "messages",
     params(ListParams),
     responses(
-        (status = 200, description = "A page of messages", body = MessagesPage),
+        (status = 200, description = "A page of messages (`text` and `word_lengths` only when `fields` asks)", body = MessagesPage),
         (status = 422, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Elasticsearch unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -55,6 +72,10 @@ pub async fn list_messages(
         Ok((size, from)) => (size, from, Vec::new()),
         Err(errors) => (0, 0, errors),
     };
+    let fields = parse_fields(params.fields.as_deref()).unwrap_or_else(|e| {
+        errors.push(e);
+        Fields::default()
+    });
     let producer = match params.producer.as_deref().map(ProducerName::parse) {
         None => None,
         Some(Some(p)) => Some(p),
@@ -67,15 +88,15 @@ pub async fn list_messages(
         return Err(ApiError::Validation(errors));
     }
     let store = state.store();
-    let messages = state
+    let page = state
         .bounded("Elasticsearch", async {
             store
-                .list_messages(producer.as_ref(), size, from)
+                .list_messages(producer.as_ref(), size, from, fields)
                 .await
                 .map_err(ApiError::from_store)
         })
         .await?;
-    Ok(Json(MessagesPage { messages }))
+    Ok(Json(page))
 }
 
 /// One stored message by its natural key.

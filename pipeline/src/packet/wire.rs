@@ -70,30 +70,33 @@ impl Serialize for Packet {
     }
 }
 
-/// A processed message as stored and answered.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// A processed message as stored and answered. A listing leaves the two large fields out unless
+/// asked (`GET /messages?fields=text,word_lengths`); a [`StoredMessage`] has both.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[schema(as = StoredMessage)]
 pub struct StoredMessageFields {
     /// `[A-Za-z0-9_.-]{1,64}`.
     #[schema(value_type = String)]
-    producer: ProducerName,
-    number: u64,
+    pub producer: ProducerName,
+    pub number: u64,
     #[schema(value_type = String, format = DateTime)]
-    sent_at: DateTime<Utc>,
+    pub sent_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
-    received_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
     #[schema(value_type = String, format = DateTime)]
-    stored_at: DateTime<Utc>,
+    pub stored_at: DateTime<Utc>,
     /// `received_at − sent_at` in fractional milliseconds.
-    transit_ms: f64,
+    pub transit_ms: f64,
     /// Length in characters of each whitespace-separated word of `text`.
-    word_lengths: Vec<u32>,
-    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub word_lengths: Option<Vec<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// `[A-Za-z0-9_.:-]{1,128}`, or null; `seq` and `total` are set exactly when it is.
     #[schema(value_type = Option<String>)]
-    resource_id: Option<ResourceId>,
-    seq: Option<u32>,
-    total: Option<u32>,
+    pub resource_id: Option<ResourceId>,
+    pub seq: Option<u32>,
+    pub total: Option<u32>,
 }
 
 impl TryFrom<StoredMessageFields> for StoredMessage {
@@ -109,8 +112,10 @@ impl TryFrom<StoredMessageFields> for StoredMessage {
             received_at: f.received_at,
             stored_at: f.stored_at,
             transit_ms: f.transit_ms,
-            word_lengths: f.word_lengths,
-            text: f.text,
+            word_lengths: f
+                .word_lengths
+                .ok_or("a stored message without word_lengths")?,
+            text: f.text.ok_or("a stored message without text")?,
         })
     }
 }

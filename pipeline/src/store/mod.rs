@@ -9,7 +9,7 @@
 
 mod bulk;
 mod query;
-pub use query::exact_number;
+pub use query::{exact_number, Fields, MessagesPage, MAX_HEAVY_PAGE};
 
 use std::time::Duration;
 
@@ -215,17 +215,25 @@ impl Store {
 async fn read_answer(
     response: elasticsearch::http::response::Response,
 ) -> Result<(u16, Value), StoreError> {
-    let status = response.status_code().as_u16();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let (status, bytes) = read_bytes(response).await?;
     if bytes.is_empty() {
         return Ok((status, Value::Null));
     }
     let value = serde_json::from_slice(&bytes)
         .map_err(|e| StoreError::Decode(format!("status {status}, body is not JSON: {e}")))?;
     Ok((status, value))
+}
+
+/// Status + body bytes of an answer, for callers that decode into their own types.
+async fn read_bytes(
+    response: elasticsearch::http::response::Response,
+) -> Result<(u16, bytes::Bytes), StoreError> {
+    let status = response.status_code().as_u16();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    Ok((status, bytes))
 }
 
 /// `error.type` of an Elasticsearch error answer.

@@ -7,12 +7,60 @@ use elasticsearch::GetParts;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{read_answer, rejected, MessageStats, Store, StoreError};
-use crate::ids::ProducerName;
-use crate::packet::StoredMessage;
-use crate::packet::MAX_NUMBER;
+use elasticsearch::http::headers::HeaderMap;
+use elasticsearch::http::request::JsonBody;
 
-use service_kit::http::body::MAX_PAGE;
+use super::{read_answer, read_bytes, rejected, MessageStats, Store, StoreError};
+use crate::ids::ProducerName;
+use crate::packet::wire::StoredMessageFields;
+use crate::packet::{StoredMessage, MAX_NUMBER};
+use service_kit::http::body::{MAX_PAGE, MAX_WINDOW};
+
+/// Most messages on a page that carries `text` or `word_lengths`.
+pub const MAX_HEAVY_PAGE: usize = 8;
+
+/// Which of a message's two large fields a listing carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fields {
+    pub text: bool,
+    pub word_lengths: bool,
+}
+
+impl Fields {
+    /// The largest page these fields allow.
+    pub fn page_limit(self) -> usize {
+        if self.text || self.word_lengths {
+            MAX_HEAVY_PAGE
+        } else {
+            MAX_PAGE
+        }
+    }
+}
+
+/// A page of messages and where the next one starts (`None` when this one was the last, or
+/// the window of 10000 is used up).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct MessagesPage {
+    pub messages: Vec<StoredMessageFields>,
+    /// `from` of the next page, when there may be one.
+    pub next_from: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct SearchAnswer {
+    hits: SearchHits,
+}
+
+#[derive(Deserialize)]
+struct SearchHits {
+    hits: Vec<SearchHit>,
+}
+
+#[derive(Deserialize)]
+struct SearchHit {
+    #[serde(rename = "_source")]
+    source: StoredMessageFields,
+}
 
 /// A `max` aggregation's value over `number` as the packet number it is: numbers are integers
 /// ≤ 2^53 − 1 ([`MAX_NUMBER`]), which a double holds exactly; `None` for no documents (`null`).
@@ -50,32 +98,59 @@ impl Store {
         decode_source(&answer).map(Some)
     }
 
-    /// Most recent messages first (by `received_at`), optionally of one producer. `size` is
-    /// capped at [`MAX_PAGE`]; `from + size` must stay within 10000 (Elasticsearch's window).
+    /// A page of the most recent messages (by `received_at`), optionally of one producer, with
+    /// `text` and `word_lengths` only when `fields` asks for them. Bounded by count and so by
+    /// bytes: at most [`MAX_PAGE`] light messages (~0.5 KB each) or [`MAX_HEAVY_PAGE`] with
+    /// the large fields (up to ~600 KB each in the worst case); `from + size` stays within
+    /// Elasticsearch's window of 10000. The answer is decoded straight into typed messages.
     pub async fn list_messages(
         &self,
         producer: Option<&ProducerName>,
         size: usize,
         from: usize,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+        fields: Fields,
+    ) -> Result<MessagesPage, StoreError> {
+        let size = size.min(fields.page_limit());
         let query = match producer {
             Some(p) => json!({"term": {"producer": p.as_str()}}),
             None => json!({"match_all": {}}),
         };
+        let mut excludes = Vec::new();
+        if !fields.text {
+            excludes.push("text");
+        }
+        if !fields.word_lengths {
+            excludes.push("word_lengths");
+        }
         let body = json!({
-            "size": size.min(MAX_PAGE),
+            "size": size,
             "from": from,
             "query": query,
+            "track_total_hits": false,
+            "_source": {"excludes": excludes},
             "sort": [{"received_at": "desc"}, {"number": "desc"}],
         });
-        let Some(answer) = self.search(body).await? else {
-            return Ok(Vec::new());
-        };
-        let hits = required(&answer, "/hits/hits", Value::as_array)?;
-        hits.iter().map(decode_source).collect()
+        let (status, bytes) = self.search_bytes(body).await?;
+        if status == 404 {
+            return Ok(MessagesPage::default());
+        }
+        if status != 200 {
+            let answer = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            return Err(rejected(status, &answer));
+        }
+        let answer: SearchAnswer = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Decode(format!("a page of messages does not decode: {e}")))?;
+        let messages: Vec<StoredMessageFields> =
+            answer.hits.hits.into_iter().map(|h| h.source).collect();
+        let next = from + messages.len();
+        let next_from = (messages.len() == size && next < MAX_WINDOW).then_some(next);
+        Ok(MessagesPage {
+            messages,
+            next_from,
+        })
     }
 
-    /// Max number (exact: sort desc, size 1), average transit and count over
+    /// Max number (a max aggregation, exact for numbers ≤ 2^53 − 1), average transit and count over
     /// `received_at >= now-10s`, and the total — one search request.
     pub async fn stats(&self) -> Result<MessageStats, StoreError> {
         let body = json!({
@@ -107,6 +182,23 @@ impl Store {
                 .unwrap_or(0),
             total,
         })
+    }
+
+    /// `_search` on the messages index, answered as bytes (404 when the index does not exist).
+    async fn search_bytes(&self, body: Value) -> Result<(u16, bytes::Bytes), StoreError> {
+        let response = self
+            .client
+            .send(
+                Method::Post,
+                &format!("/{}/_search", self.messages),
+                HeaderMap::new(),
+                None::<&()>,
+                Some(JsonBody::new(body)),
+                None,
+            )
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        read_bytes(response).await
     }
 
     /// `_search` on the messages index; None when the index does not exist.

@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use pipeline::ids::ResourceId;
+use serde::Deserialize;
 use service_kit::http::{PageParams, Query};
+use service_kit::problem::FieldError;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -29,11 +31,39 @@ pub async fn get_one(
     }
 }
 
-/// A page of delivered resources, newest first.
+/// Query of `GET /resources`: the page, and `fields=word_lengths` to include them.
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    size: Option<String>,
+    from: Option<String>,
+    fields: Option<String>,
+}
+
+/// A page of delivered resources, newest first; `word_lengths` (megabytes for a large
+/// resource) only with `fields=word_lengths`, and then one resource per page.
 pub async fn list(
     State(app): State<AppState>,
-    Query(page): Query<PageParams>,
+    Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let (size, from) = page.resolve().map_err(ApiError::Validation)?;
-    Ok(Json(app.store.list(size, from).await?).into_response())
+    let page = PageParams {
+        size: params.size,
+        from: params.from,
+    };
+    let (size, from, mut errors) = match page.resolve() {
+        Ok((size, from)) => (size, from, Vec::new()),
+        Err(errors) => (0, 0, errors),
+    };
+    let with_word_lengths = match params.fields.as_deref() {
+        None | Some("") => false,
+        Some("word_lengths") => true,
+        Some(_) => {
+            errors.push(FieldError::new("fields", "may only be word_lengths"));
+            false
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let page = app.store.list(size, from, with_word_lengths).await?;
+    Ok(Json(page).into_response())
 }
