@@ -105,6 +105,7 @@ start_redis() { # port dir aof(yes|no)
   log "starting Redis on 127.0.0.1:$port"
   redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly "$aof" --appendfsync always \
+    --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction \
     --protected-mode yes >/dev/null
   for _ in $(seq 1 50); do redis_up "$port" && return; sleep 0.1; done
   die "Redis did not start on $port (see $dir/redis.log)"

