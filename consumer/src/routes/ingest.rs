@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use pipeline::packet::{FieldError, MessageJob, Packet, StoredMessage};
 use queue::{EnqueueOptions, QueueError};
 use serde::{Deserialize, Serialize};
-use service_kit::http::{JsonBytes, JsonBytesUpTo, Query, ReceivedAt};
+use service_kit::http::{JsonBytes, Query, ReceivedAt};
 use service_kit::problem::Problem;
 
 use crate::error::ApiError;
@@ -147,7 +147,7 @@ pub async fn post_message(
     State(state): State<AppState>,
     Extension(at): Extension<ReceivedAt>,
     Query(params): Query<PostParams>,
-    JsonBytesUpTo(body): JsonBytesUpTo<MESSAGE_BODY_LIMIT>,
+    JsonBytes(body): JsonBytes<MESSAGE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
     let received_at = arrival(at);
     let wait = wait_timeout(&state, &params)?;

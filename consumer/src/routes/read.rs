@@ -64,14 +64,8 @@ pub async fn list_messages(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<MessagesPage>, ApiError> {
-    let page = PageParams {
-        size: params.size,
-        from: params.from,
-    };
-    let (size, from, mut errors) = match page.resolve() {
-        Ok((size, from)) => (size, from, Vec::new()),
-        Err(errors) => (0, 0, errors),
-    };
+    let mut errors = Vec::new();
+    let (size, from) = PageParams::of(params.size, params.from).resolve_noting(&mut errors);
     let fields = parse_fields(params.fields.as_deref()).unwrap_or_else(|e| {
         errors.push(e);
         Fields::default()

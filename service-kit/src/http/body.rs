@@ -138,47 +138,29 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = Rejection;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let JsonBytes(bytes) = JsonBytes::from_request(request, state).await?;
+        let JsonBytes(bytes) = JsonBytes::<{ usize::MAX }>::from_request(request, state).await?;
         decode_json(&bytes).map(JsonBody)
     }
 }
 
-/// A JSON request body as bytes, read under the service's body limit and not parsed: for
-/// handlers that parse straight into their own types (no `Value` tree of a hostile body).
+/// A JSON request body as bytes, read under the service's body limit — or `LIMIT` when that is
+/// smaller, for a route whose bodies are small (e.g. one packet) — and not parsed: for handlers
+/// that parse straight into their own types (no `Value` tree of a hostile body).
 #[derive(Debug)]
-pub struct JsonBytes(pub Bytes);
+pub struct JsonBytes<const LIMIT: usize = { usize::MAX }>(pub Bytes);
 
-impl<S: Send + Sync> FromRequest<S> for JsonBytes {
-    type Rejection = Rejection;
-
-    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
-        let limit = limit_of(&request);
-        json_bytes(request, limit).await.map(JsonBytes)
-    }
-}
-
-/// [`JsonBytes`] under a tighter limit than the service's (the smaller of the two), for a route
-/// whose bodies are small, e.g. one packet.
-#[derive(Debug)]
-pub struct JsonBytesUpTo<const LIMIT: usize>(pub Bytes);
-
-impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBytesUpTo<LIMIT> {
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBytes<LIMIT> {
     type Rejection = Rejection;
 
     async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
         let limit = limit_of(&request).min(LIMIT);
-        json_bytes(request, limit).await.map(JsonBytesUpTo)
+        let (parts, body) = request.into_parts();
+        // The content type first: a body that is not JSON is not read at all.
+        if !is_json(&parts.headers) {
+            return Err(Rejection::UnsupportedMediaType);
+        }
+        read_body(&parts.headers, body, limit).await.map(JsonBytes)
     }
-}
-
-/// The body of a request that says it is JSON, read under `limit`.
-async fn json_bytes(request: Request, limit: usize) -> Result<Bytes, Rejection> {
-    let (parts, body) = request.into_parts();
-    // The content type first: a body that is not JSON is not read at all.
-    if !is_json(&parts.headers) {
-        return Err(Rejection::UnsupportedMediaType);
-    }
-    read_body(&parts.headers, body, limit).await
 }
 
 /// A request body as bytes, read under the service's body limit, whatever its content type
@@ -249,6 +231,20 @@ fn count(value: Option<&str>, name: &str, default: usize) -> Result<usize, Field
 }
 
 impl PageParams {
+    /// A page from a handler's own query fields.
+    pub fn of(size: Option<String>, from: Option<String>) -> Self {
+        PageParams { size, from }
+    }
+
+    /// `(size, from)`, the errors noted in `errors` (then `(0, 0)`): for handlers that check
+    /// more query fields and answer every error at once.
+    pub fn resolve_noting(&self, errors: &mut Vec<FieldError>) -> (usize, usize) {
+        self.resolve().unwrap_or_else(|e| {
+            errors.extend(e);
+            (0, 0)
+        })
+    }
+
     /// `(size, from)` within the bounds, or the fields that break them.
     pub fn resolve(&self) -> Result<(usize, usize), Vec<FieldError>> {
         let size = count(self.size.as_deref(), "size", DEFAULT_PAGE);

@@ -19,8 +19,8 @@ mod layers;
 mod metrics;
 
 pub use body::{
-    is_json, parse_json, read_body, JsonBody, JsonBytes, JsonBytesUpTo, PageParams, Query, RawBody,
-    Rejection, DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT,
+    is_json, parse_json, read_body, JsonBody, JsonBytes, PageParams, Query, RawBody, Rejection,
+    DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use health::{Check, Health, Readiness};
 pub use kit::{bind, serve, HttpKit};

@@ -45,14 +45,8 @@ pub async fn list(
     State(app): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let page = PageParams {
-        size: params.size,
-        from: params.from,
-    };
-    let (size, from, mut errors) = match page.resolve() {
-        Ok((size, from)) => (size, from, Vec::new()),
-        Err(errors) => (0, 0, errors),
-    };
+    let mut errors = Vec::new();
+    let (size, from) = PageParams::of(params.size, params.from).resolve_noting(&mut errors);
     let with_word_lengths = match params.fields.as_deref() {
         None | Some("") => false,
         Some("word_lengths") => true,
