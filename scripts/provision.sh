@@ -153,7 +153,13 @@ transport.port: $tport
 path.data: $dir/data
 path.logs: $dir/logs
 xpack.security.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: false
+# Disk watermarks on, as absolute free space: shards stop being allocated below 2 GB free and
+# indices turn read-only below 500 MB (writes then fail loudly, and the workers retry), instead of
+# the disk filling up. Absolute values keep a small dev disk at 51% use from tripping them.
+cluster.routing.allocation.disk.threshold_enabled: true
+cluster.routing.allocation.disk.watermark.low: 2gb
+cluster.routing.allocation.disk.watermark.high: 1gb
+cluster.routing.allocation.disk.watermark.flood_stage: 500mb
 action.destructive_requires_name: false
 EOT
   chown -R "$ES_USER:$ES_USER" "$dir"
