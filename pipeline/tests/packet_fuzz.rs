@@ -111,9 +111,8 @@ proptest! {
             "resource_id": "r", "seq": seq, "total": total, "text": "a b",
         });
         let valid = number <= MAX_NUMBER
-            && offset_ms <= 5_000
-            && offset_ms >= -7 * 86_400_000
-            && total >= 1 && total <= 10_000 && seq < total
+            && (-7 * 86_400_000..=5_000).contains(&offset_ms)
+            && (1..=10_000).contains(&total) && seq < total
             && !producer.is_empty() && producer.len() <= 64 && !producer.contains(':');
         let got = Packet::from_slice(&serde_json::to_vec(&body).unwrap(), &r);
         prop_assert_eq!(got.is_ok(), valid, "{} -> {:?}", body, got);
