@@ -516,7 +516,7 @@ fn name<T>(value: Scalar<'_>, parse: fn(&str) -> Option<T>) -> Option<T> {
 
 fn small(value: Scalar<'_>, field: &str, sink: &mut Sink) -> Option<u32> {
     match value {
-        Scalar::Unsigned(n) if n <= u64::from(MAX_TOTAL) => u32::try_from(n).ok(),
+        Scalar::Unsigned(n) if n <= MAX_TOTAL => u32::try_from(n).ok(),
         _ => {
             sink.push(
                 field,
