@@ -10,8 +10,9 @@ use service_kit::http::{Check, HttpKit};
 
 use crate::state::AppState;
 
-/// Largest accepted delivery body.
-pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+/// Largest accepted delivery body: the largest resource the worker can deliver
+/// (`pipeline::resource::MAX_DELIVERY_BYTES`, 5.75 MiB, derived there from the collation limit).
+pub const BODY_LIMIT: usize = pipeline::resource::MAX_DELIVERY_BYTES;
 
 pub fn router(state: AppState) -> Router {
     let ready = state.clone();
