@@ -2,7 +2,8 @@
 //! that never completes (or never starts) is cut after the header timeout, a trickling body is
 //! answered 408 after the body timeout, an idle keep-alive connection is closed after the idle
 //! timeout while a slow request is not, and past the concurrency limit requests are shed at once
-//! with 503 + Retry-After while `/healthz` and `/metrics` still answer.
+//! with 503 + Retry-After while `/healthz` and `/metrics` still answer; an HTTP/1 connection
+//! waiting for its next request is under the header clock as well (hyper's rule, documented).
 
 mod support;
 
@@ -186,4 +187,21 @@ async fn past_the_concurrency_limit_requests_are_shed_at_once_with_503() {
         .unwrap();
     assert_eq!(after.status(), 200, "permits come back");
     assert_eq!(shed, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http1_connection_waiting_for_its_next_request_is_under_the_header_clock_too() {
+    // As documented for HTTP_IDLE_TIMEOUT: hyper starts the header clock as soon as an HTTP/1
+    // connection waits for its next request, so the shorter of the two closes it.
+    let mut limits = relaxed();
+    limits.http_header_timeout = Duration::from_secs(1);
+    let server = start(limits).await;
+    let mut s = send(server.addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let head = read_head(&mut s, Duration::from_secs(2)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let t0 = Instant::now();
+    let (_, at) = until_eof(&mut s, t0, Duration::from_secs(5))
+        .await
+        .expect("closed within 5 s although the idle timeout is a minute");
+    assert!(at >= Duration::from_millis(900), "closed after {at:?}");
 }
