@@ -10,9 +10,7 @@ use service_kit::http::{Check, HttpKit};
 
 use crate::state::AppState;
 
-/// Largest accepted delivery body: the largest resource the worker can deliver
-/// (`pipeline::resource::MAX_DELIVERY_BYTES`, 5.75 MiB, derived there from the collation limit).
-pub const BODY_LIMIT: usize = pipeline::resource::MAX_DELIVERY_BYTES;
+pub use receive::BODY_LIMIT;
 
 pub fn router(state: AppState) -> Router {
     let ready = state.clone();

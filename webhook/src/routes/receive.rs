@@ -19,9 +19,12 @@ use service_kit::problem::FieldError;
 
 use crate::error::ApiError;
 use crate::output::{self, Written};
-use crate::routes::BODY_LIMIT;
 use crate::state::AppState;
 use crate::store::{Created, DeliveredResource};
+
+/// Largest accepted delivery body: the largest resource the worker can deliver
+/// (`pipeline::resource::MAX_DELIVERY_BYTES`, 5.75 MiB, derived there from the collation limit).
+pub const BODY_LIMIT: usize = pipeline::resource::MAX_DELIVERY_BYTES;
 
 fn count(outcome: &'static str) {
     metrics::counter!("conveyor_webhook_deliveries_total", "outcome" => outcome).increment(1);
