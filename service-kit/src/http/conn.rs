@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,7 +31,6 @@ pub(super) struct Activity {
     idle_since_ms: AtomicU64,
     /// Whether a request head ever arrived on this connection.
     served: AtomicBool,
-    changed: Notify,
 }
 
 impl Activity {
@@ -42,7 +40,6 @@ impl Activity {
             in_flight: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(0),
             served: AtomicBool::new(false),
-            changed: Notify::new(),
         })
     }
 
@@ -50,13 +47,13 @@ impl Activity {
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.served.store(true, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.changed.notify_one();
         InFlight(self.clone())
     }
 
-    /// When the connection is to be closed if no request arrives before: `None` while a
-    /// request is in flight; `first` after the connection opened with no request yet, `idle`
-    /// after the last request finished.
+    /// When the connection is to be closed if it stays as it is: `None` while a request is in
+    /// flight; `first` after it opened when no request came yet, `idle` after the last request
+    /// finished. Nothing wakes the connection's task when a request begins or ends (that would
+    /// cost a wake-up per request): it looks at least once per idle period.
     pub fn deadline(&self, first: Duration, idle: Duration) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
@@ -67,11 +64,6 @@ impl Activity {
         } else {
             Some(since + first)
         }
-    }
-
-    /// Resolves when a request begins or ends (a missed wake-up is kept for the next call).
-    pub fn changed(&self) -> impl Future<Output = ()> + '_ {
-        self.changed.notified()
     }
 }
 
@@ -84,7 +76,6 @@ impl Drop for InFlight {
         let ms = u64::try_from(activity.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         activity.idle_since_ms.fetch_max(ms, Ordering::AcqRel);
         activity.in_flight.fetch_sub(1, Ordering::AcqRel);
-        activity.changed.notify_one();
     }
 }
 

@@ -178,11 +178,10 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, shutdown: Cancellati
     );
     let mut closing = false;
     loop {
-        let deadline = if closing {
-            None
-        } else {
-            activity.deadline(first, idle)
-        };
+        // The next look at the connection: its deadline, and at least once per idle period
+        // (a request may have come and gone since, bringing the deadline forward).
+        let soon = tokio::time::Instant::now() + idle;
+        let next = activity.deadline(first, idle).map_or(soon, |d| d.min(soon));
         tokio::select! {
             result = conn.as_mut() => {
                 if let Err(e) = result {
@@ -194,24 +193,18 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, shutdown: Cancellati
                 conn.as_mut().graceful_shutdown();
                 closing = true;
             }
-            () = sleep_until(deadline), if deadline.is_some() => {
-                if activity.deadline(first, idle).is_some_and(|d| d <= tokio::time::Instant::now()) {
-                    metrics::counter!("conveyor_http_connections_closed_total", "reason" => "idle").increment(1);
+            () = tokio::time::sleep_until(next), if !closing => {
+                let expired = activity.deadline(first, idle);
+                if expired.is_some_and(|d| d <= tokio::time::Instant::now()) {
+                    metrics::counter!("conveyor_http_connections_closed_total", "reason" => "idle")
+                        .increment(1);
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
             }
-            () = activity.changed(), if !closing => {}
         }
     }
     metrics::gauge!("conveyor_http_connections_open").decrement(1.0);
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Counts a connection hyper ended with an error (a header timeout among them).
