@@ -31,7 +31,7 @@ pub async fn run(
     tokio::spawn(ensure_indices(state.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
     tracing::info!(%addr, namespace = %config.common.redis.queue_namespace, "consumer listening");
-    service_kit::http::serve(listener, router(state), shutdown).await?;
+    service_kit::http::serve(listener, router(state), &config.common.http, shutdown).await?;
     tracing::info!("consumer stopped");
     Ok(())
 }

@@ -61,7 +61,7 @@ async fn openapi_documents_every_route_in_process() {
     );
     let post = &doc["paths"]["/messages"]["post"]["responses"];
     for status in [
-        "200", "202", "400", "413", "415", "422", "429", "503", "504",
+        "200", "202", "400", "408", "413", "415", "422", "429", "503", "504",
     ] {
         assert!(
             post[status].is_object(),
@@ -69,7 +69,7 @@ async fn openapi_documents_every_route_in_process() {
         );
     }
     let batch = &doc["paths"]["/messages/batch"]["post"]["responses"];
-    for status in ["202", "400", "413", "415", "422", "429", "503"] {
+    for status in ["202", "400", "408", "413", "415", "422", "429", "503"] {
         assert_eq!(
             batch[status]["content"].as_object().map(|c| c.len()),
             Some(1),
@@ -79,6 +79,21 @@ async fn openapi_documents_every_route_in_process() {
     assert!(
         batch["503"]["content"]["application/problem+json"]["schema"].is_object(),
         "shared rejections keep their problem+json schema: {batch}"
+    );
+    // Every route but the exempt /healthz and /metrics may be shed with 503 (the concurrency
+    // limit), and says so.
+    for (method, path) in ROUTES {
+        let shed = doc["paths"][path][method]["responses"]["503"].is_object();
+        let exempt = matches!(path, "/healthz" | "/metrics");
+        assert_eq!(
+            shed, !exempt,
+            "{method} {path} documents 503 iff it can be shed"
+        );
+    }
+    let readyz = &doc["paths"]["/readyz"]["get"]["responses"]["503"]["content"];
+    assert!(
+        readyz["application/json"].is_object() && readyz["application/problem+json"].is_object(),
+        "/readyz 503: a Readiness body or the overloaded problem: {readyz}"
     );
     for schema in [
         "PacketInput",

@@ -22,6 +22,10 @@ pub struct Config {
     /// How often the single background poller queries Elasticsearch and Redis (milliseconds)
     #[arg(long, env = "DASHBOARD_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
     pub poll_ms: u64,
+    /// Most `/events` streams open at once; one more answers 503 with Retry-After
+    #[arg(long, env = "MAX_SSE_CLIENTS", default_value_t = 256,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_sse_clients: u64,
     /// Time limit of one Elasticsearch or Redis round trip made by the poller (milliseconds)
     #[arg(long, env = "DASHBOARD_QUERY_TIMEOUT_MS", default_value_t = 2000, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     pub query_timeout_ms: u64,

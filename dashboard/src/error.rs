@@ -1,6 +1,7 @@
 //! Why the dashboard's figures could not be read: one error type for both sources. Its text is
-//! shown on the page (the source's status line), so it names no secrets. The dashboard answers
-//! no request with an error of its own: unknown paths and wrong methods are the kit's 404/405.
+//! shown on the page (the source's status line), so it names no secrets. The dashboard's only
+//! error answer of its own is the 503 of `/events` past `MAX_SSE_CLIENTS` (routes/events.rs);
+//! unknown paths and wrong methods are the kit's 404/405.
 
 /// A failed round trip of the poller to Elasticsearch or Redis.
 #[derive(Debug, thiserror::Error)]

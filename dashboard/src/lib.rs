@@ -58,13 +58,19 @@ pub async fn run(
         snapshots: rx,
         counters,
         sse_clients: Arc::new(AtomicU64::new(0)),
+        max_sse_clients: config.max_sse_clients,
         shutdown: shutdown.clone(),
     };
     let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, index_prefix = %config.common.elastic.es_index_prefix, "dashboard listening");
-    let served = service_kit::http::serve(listener, routes::router(state), shutdown.clone())
-        .await
-        .context("serving HTTP");
+    let served = service_kit::http::serve(
+        listener,
+        routes::router(state),
+        &config.common.http,
+        shutdown.clone(),
+    )
+    .await
+    .context("serving HTTP");
     shutdown.cancel();
     let _ = poll_task.await;
     served

@@ -1,5 +1,6 @@
 //! What every dashboard handler shares: the latest published snapshot (a `watch` receiver), the
-//! poller's counters, the number of open event streams and the shutdown token that ends them.
+//! poller's counters, the number of open event streams and their cap, and the shutdown token that
+//! ends them.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -15,5 +16,7 @@ pub struct AppState {
     pub snapshots: watch::Receiver<Arc<Published>>,
     pub counters: Arc<PollCounters>,
     pub sse_clients: Arc<AtomicU64>,
+    /// Most open event streams (`MAX_SSE_CLIENTS`).
+    pub max_sse_clients: u64,
     pub shutdown: CancellationToken,
 }

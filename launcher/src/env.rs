@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 11] = [
+pub const TUNABLES: [(&str, &str); 16] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("MAX_CLOCK_SKEW", "5s"),
@@ -21,6 +21,19 @@ pub const TUNABLES: [(&str, &str); 11] = [
     ("MAX_ATTEMPTS", "5"),
     ("RESOURCE_TIMEOUT_MS", "60000"),
     ("RUNTIME_THREADS", "1"),
+    ("HTTP_HEADER_TIMEOUT", "10s"),
+    ("HTTP_BODY_TIMEOUT", "20s"),
+    ("HTTP_IDLE_TIMEOUT", "5s"),
+    ("MAX_CONCURRENT_REQUESTS", "1024"),
+    ("MAX_SSE_CLIENTS", "256"),
+];
+
+/// The connection bounds every HTTP server of the stack takes (service-kit's `HttpArgs`).
+const HTTP_BOUNDS: [&str; 4] = [
+    "HTTP_HEADER_TIMEOUT",
+    "HTTP_BODY_TIMEOUT",
+    "HTTP_IDLE_TIMEOUT",
+    "MAX_CONCURRENT_REQUESTS",
 ];
 
 /// Values of the [`TUNABLES`].
@@ -141,12 +154,14 @@ impl StackConfig {
                 ("RUNTIME_THREADS", t("RUNTIME_THREADS")),
             ]
         };
+        let http = || HTTP_BOUNDS.map(|name| (name, t(name)));
         let addr = |port: u16| format!("127.0.0.1:{port}");
         let mut env = Vec::new();
         match service {
             Service::Consumer => {
                 env.extend(common());
                 env.extend(logging());
+                env.extend(http());
                 env.push(("CONSUMER_ADDR", addr(self.consumer_port)));
                 for name in ["BACKLOG_LIMIT", "MAX_CLOCK_SKEW", "MAX_MESSAGE_AGE"] {
                     env.push((name, t(name)));
@@ -155,6 +170,7 @@ impl StackConfig {
             Service::Worker => {
                 env.extend(common());
                 env.extend(logging());
+                env.extend(http());
                 for name in ["WORKER_CONCURRENCY", "WORKER_BATCH_SIZE"] {
                     env.push((name, t(name)));
                 }
@@ -172,6 +188,7 @@ impl StackConfig {
                 env.push(("ELASTICSEARCH_URL", self.elasticsearch_url.clone()));
                 env.push(("ES_INDEX_PREFIX", self.index_prefix.clone()));
                 env.extend(logging());
+                env.extend(http());
                 env.push(("WEBHOOK_ADDR", addr(self.webhook_port)));
                 env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
                 let dir = self.output_dir.display().to_string();
@@ -180,7 +197,9 @@ impl StackConfig {
             Service::Dashboard => {
                 env.extend(common());
                 env.extend(logging());
+                env.extend(http());
                 env.push(("DASHBOARD_ADDR", addr(self.dashboard_port)));
+                env.push(("MAX_SSE_CLIENTS", t("MAX_SSE_CLIENTS")));
             }
             Service::Producer => {
                 env.extend(logging());

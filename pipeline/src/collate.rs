@@ -41,9 +41,7 @@ static COLLATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("scripts/collate.lua")));
 static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/sweep.lua")));
 
-/// Most word lengths one resource may collate (all packets together). At most ~6 bytes each in
-/// the parts JSON and 4 bytes in the worker, so a resource stays within a few MB everywhere.
-pub const MAX_WORD_LENGTHS: u64 = 1_000_000;
+pub use crate::resource::MAX_WORD_LENGTHS;
 /// How long the `done` tombstone and completed-but-undelivered data are kept: 7 days.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Most missing seqs spelled out in a timed-out resource's dead-letter reason.

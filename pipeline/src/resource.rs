@@ -5,8 +5,34 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::ResourceId;
-use crate::packet::FieldError;
+use crate::ids::{ResourceId, MAX_TOTAL};
+use crate::packet::{FieldError, MAX_TEXT_BYTES};
+
+/// Most word lengths one resource may collate (all packets together; `collate` enforces it). At
+/// most ~6 bytes each in the parts JSON and 4 bytes in the worker, so a resource stays within a
+/// few MB everywhere.
+pub const MAX_WORD_LENGTHS: u64 = 1_000_000;
+
+/// Largest body a delivery of a [`CollatedResource`] can have (`serde_json::to_vec`, as the
+/// worker sends it), so a receiver can refuse anything bigger: 6,031,024 bytes (5.75 MiB).
+/// - word lengths: at most [`MAX_WORD_LENGTHS`] numbers; a word lies within one packet's text
+///   (at most [`MAX_TEXT_BYTES`] = 65,536 bytes, so at most 65,536 chars), so each number has at
+///   most 5 digits, plus one `,` → 6 bytes each;
+/// - the per-packet lists: at most [`MAX_TOTAL`] of them, `[`, `]` and a `,` → 3 bytes each;
+/// - the rest (field names, a resource id of at most 128 bytes, `packets`, three RFC 3339
+///   timestamps of at most 35 bytes each): under 1 KiB.
+pub const MAX_DELIVERY_BYTES: usize =
+    MAX_WORD_LENGTHS as usize * (digits(MAX_TEXT_BYTES) + 1) + MAX_TOTAL as usize * 3 + 1024;
+
+/// Decimal digits of `n`.
+const fn digits(mut n: usize) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
 
 /// The payload of a job on queue "webhooks", XADDed atomically by `collate.lua`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -114,6 +140,38 @@ mod tests {
         r.packets = 3;
         r.resource_id = "../x".into();
         assert_eq!(error_names(&r), vec!["resource_id", "word_lengths"]);
+    }
+
+    #[test]
+    fn the_largest_collatable_resource_fits_the_delivery_limit() {
+        assert_eq!(MAX_DELIVERY_BYTES, 6_031_024);
+        // Every packet of the largest resource, every word as long as a packet's text allows,
+        // the longest id and timestamps with nanoseconds.
+        let per_packet = MAX_WORD_LENGTHS as usize / MAX_TOTAL as usize;
+        let t = DateTime::parse_from_rfc3339("2024-05-01T12:00:00.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let r = CollatedResource {
+            resource_id: "x".repeat(128),
+            packets: MAX_TOTAL,
+            word_lengths: vec![vec![MAX_TEXT_BYTES as u32; per_packet]; MAX_TOTAL as usize],
+            first_received_at: t,
+            last_received_at: t,
+            completed_at: t,
+        };
+        assert!(r.validate().is_ok());
+        let body = serde_json::to_vec(&r).unwrap();
+        assert!(
+            body.len() <= MAX_DELIVERY_BYTES,
+            "{} > {MAX_DELIVERY_BYTES}",
+            body.len()
+        );
+        // Tight: the bound is within 1 % of the real worst case.
+        assert!(
+            body.len() * 101 / 100 > MAX_DELIVERY_BYTES,
+            "{}",
+            body.len()
+        );
     }
 
     #[test]

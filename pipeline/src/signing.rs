@@ -69,9 +69,85 @@ pub fn sign(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
     format!("t={unix_secs},v1={}", hex::encode(tag))
 }
 
+/// A parsed signature header: its timestamp and the `v1` MACs it offers. Parsing and the
+/// freshness check need no body, so a receiver refuses a missing, garbled or stale signature
+/// before it reads (or buffers) a byte of the body; [`Signature::matches`] then checks the MAC.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Signature {
+    timestamp: i64,
+    candidates: Vec<[u8; 32]>,
+}
+
+impl Signature {
+    /// Parses `t=<unix secs>,v1=<hex>[,v1=<hex>…]`; unknown schemes are ignored.
+    pub fn parse(header: &str) -> Result<Signature, SignatureError> {
+        let mut timestamp: Option<i64> = None;
+        let mut candidates = Vec::new();
+        for part in header.split(',') {
+            let (key, value) = part
+                .trim()
+                .split_once('=')
+                .ok_or(SignatureError::Malformed)?;
+            match key {
+                "t" => {
+                    if timestamp.is_some() {
+                        return Err(SignatureError::Malformed);
+                    }
+                    let t = value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::Malformed)?;
+                    timestamp = Some(t);
+                }
+                "v1" => {
+                    let bytes = hex::decode(value).map_err(|_| SignatureError::Malformed)?;
+                    let tag: [u8; 32] = bytes.try_into().map_err(|_| SignatureError::Malformed)?;
+                    candidates.push(tag);
+                }
+                _ => {} // unknown schemes are ignored, as signature headers usually allow
+            }
+        }
+        let timestamp = timestamp.ok_or(SignatureError::Malformed)?;
+        if candidates.is_empty() {
+            return Err(SignatureError::Malformed);
+        }
+        Ok(Signature {
+            timestamp,
+            candidates,
+        })
+    }
+
+    /// The signing time (unix seconds) the header claims.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// Whether the timestamp lies within `tolerance_secs` of `now_unix`, either direction.
+    pub fn check_fresh(&self, now_unix: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
+        if now_unix.saturating_sub(self.timestamp).abs() > tolerance_secs {
+            Err(SignatureError::Stale)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether one of the offered MACs is that of `body` under `secret` (constant time).
+    pub fn matches(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
+        let expected = mac(secret, self.timestamp, body);
+        let matched = self
+            .candidates
+            .iter()
+            .any(|c| expected.clone().verify_slice(c).is_ok());
+        if matched {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
+    }
+}
+
 /// Checks a header value against `body`: well-formed, fresh within `tolerance_secs` of `now_unix`
 /// (either direction), and a matching MAC compared in constant time. Several `v1=` entries are
-/// allowed (secret rotation); one match suffices.
+/// allowed (secret rotation); one match suffices. [`Signature`] does the same in steps.
 pub fn verify(
     secret: &[u8],
     header: &str,
@@ -79,49 +155,9 @@ pub fn verify(
     now_unix: i64,
     tolerance_secs: i64,
 ) -> Result<(), SignatureError> {
-    let mut timestamp: Option<i64> = None;
-    let mut candidates: Vec<Vec<u8>> = Vec::new();
-    for part in header.split(',') {
-        let (key, value) = part
-            .trim()
-            .split_once('=')
-            .ok_or(SignatureError::Malformed)?;
-        match key {
-            "t" => {
-                if timestamp.is_some() {
-                    return Err(SignatureError::Malformed);
-                }
-                let t = value
-                    .parse::<i64>()
-                    .map_err(|_| SignatureError::Malformed)?;
-                timestamp = Some(t);
-            }
-            "v1" => {
-                let bytes = hex::decode(value).map_err(|_| SignatureError::Malformed)?;
-                if bytes.len() != 32 {
-                    return Err(SignatureError::Malformed);
-                }
-                candidates.push(bytes);
-            }
-            _ => {} // unknown schemes are ignored, as signature headers usually allow
-        }
-    }
-    let t = timestamp.ok_or(SignatureError::Malformed)?;
-    if candidates.is_empty() {
-        return Err(SignatureError::Malformed);
-    }
-    if now_unix.saturating_sub(t).abs() > tolerance_secs {
-        return Err(SignatureError::Stale);
-    }
-    let expected = mac(secret, t, body);
-    let matched = candidates
-        .iter()
-        .any(|c| expected.clone().verify_slice(c).is_ok());
-    if matched {
-        Ok(())
-    } else {
-        Err(SignatureError::Mismatch)
-    }
+    let signature = Signature::parse(header)?;
+    signature.check_fresh(now_unix, tolerance_secs)?;
+    signature.matches(secret, body)
 }
 
 #[cfg(test)]
@@ -249,6 +285,24 @@ mod tests {
             let err = parse_secret(blank).unwrap_err();
             assert!(err.contains("export WEBHOOK_SECRET="), "{err}");
         }
+    }
+
+    #[test]
+    fn the_header_is_judged_without_the_body() {
+        let h = sign(SECRET, NOW, b"body");
+        let parsed = Signature::parse(&h).unwrap();
+        assert_eq!(parsed.timestamp(), NOW);
+        assert_eq!(parsed.check_fresh(NOW + 300, 300), Ok(()));
+        assert_eq!(
+            parsed.check_fresh(NOW + 301, 300),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(parsed.matches(SECRET, b"body"), Ok(()));
+        assert_eq!(
+            parsed.matches(SECRET, b"other"),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(Signature::parse("t=1"), Err(SignatureError::Malformed));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use clap::Args;
 
+pub use crate::http::HttpArgs;
 pub use crate::process::ProcessArgs;
 pub use crate::runtime::RuntimeArgs;
 pub use crate::telemetry::LogArgs;
@@ -56,7 +57,7 @@ impl ElasticArgs {
 }
 
 /// The groups of a service that uses both Redis and Elasticsearch (consumer, worker,
-/// dashboard), flattened into its `Config` as one field.
+/// dashboard), flattened into its `Config` as one field; `http` bounds its HTTP server.
 #[derive(Args, Clone, Debug)]
 pub struct ServiceArgs {
     #[command(flatten)]
@@ -65,4 +66,6 @@ pub struct ServiceArgs {
     pub elastic: ElasticArgs,
     #[command(flatten)]
     pub process: ProcessArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }

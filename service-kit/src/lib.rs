@@ -3,7 +3,7 @@
 //! The plumbing the four services (consumer, worker, webhook, dashboard) and the producer share,
 //! so each service's own code is only its routes, its state and its domain calls:
 //!
-//! - [`config`]: the configuration groups (Redis, Elasticsearch, runtime, logging) flattened
+//! - [`config`]: the configuration groups (Redis, Elasticsearch, runtime, logging, HTTP bounds) flattened
 //!   into each binary's clap `Config`;
 //! - [`process`]: the settings every binary has and the body of each `main`;
 //! - [`runtime`]: the tokio runtime sized by `RUNTIME_THREADS`;
@@ -11,7 +11,8 @@
 //! - [`telemetry`]: the log subscriber and the Prometheus recorder;
 //! - [`problem`]: `application/problem+json`, the one shape of every error answer;
 //! - [`http`]: the one HTTP layer stack (health, readiness, metrics, request id, tracing, panic
-//!   catching, time limit, body limit, 404/405 fallbacks) and the body/query extractors;
+//!   catching, time limit, body limit, 404/405 fallbacks), the body/query extractors and `serve`,
+//!   whose connections are bounded (header, body and idle timeouts, a concurrency limit);
 //! - [`Backoff`]: the one retry pause (re-exported from the queue, where it was born).
 //!
 //! It knows nothing about packets, resources or Elasticsearch documents (that is `pipeline`),

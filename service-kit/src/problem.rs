@@ -112,6 +112,18 @@ impl Problem {
         .retry_after(1)
     }
 
+    /// 503 for a service that sheds load (too many requests or streams at once), with
+    /// `Retry-After: 1`.
+    pub fn overloaded(detail: impl Into<String>) -> Problem {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "Overloaded",
+            detail,
+        )
+        .retry_after(1)
+    }
+
     /// 500 that says nothing about the cause (it is logged where it happened).
     pub fn internal() -> Problem {
         Problem::new(

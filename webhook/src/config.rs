@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use service_kit::config::{ElasticArgs, ProcessArgs};
+use service_kit::config::{ElasticArgs, HttpArgs, ProcessArgs};
 
 /// `webhook --help`
 #[derive(Parser, Clone, Debug)]
@@ -18,6 +18,8 @@ pub struct Config {
     pub elastic: ElasticArgs,
     #[command(flatten)]
     pub process: ProcessArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Address to listen on
     #[arg(long, env = "WEBHOOK_ADDR", default_value = "0.0.0.0:8001")]
     pub addr: SocketAddr,

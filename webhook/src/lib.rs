@@ -39,6 +39,6 @@ pub async fn run(
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, output_dir = %config.output_dir.display(), index = state.store.index(), "webhook service listening");
-    service_kit::http::serve(listener, router(state), shutdown).await?;
+    service_kit::http::serve(listener, router(state), &config.http, shutdown).await?;
     Ok(())
 }

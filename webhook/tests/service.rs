@@ -1,87 +1,16 @@
 //! The webhook service in-process on port 0 against the real Elasticsearch: signature checks,
 //! store-once semantics (document + file), duplicates, validation and the read routes.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::Duration;
 
 use chrono::Utc;
-use clap::Parser;
 use pipeline::resource::CollatedResource;
 use pipeline::signing::sign;
 use serde_json::Value;
+use support::{Service, SECRET};
 use testkit::TestEnv;
-use tokio_util::sync::CancellationToken;
-
-const SECRET: &str = "test-secret";
-
-struct Service {
-    url: String,
-    output: tempfile::TempDir,
-    shutdown: CancellationToken,
-    http: reqwest::Client,
-}
-
-impl Service {
-    async fn start(env: &TestEnv) -> Service {
-        Self::start_with(env, &env.elasticsearch_url).await
-    }
-
-    async fn start_with(env: &TestEnv, elasticsearch_url: &str) -> Service {
-        let output = tempfile::tempdir().unwrap();
-        let config = webhook::Config::parse_from([
-            "webhook",
-            "--elasticsearch-url",
-            elasticsearch_url,
-            "--es-index-prefix",
-            &env.index_prefix,
-            "--secret",
-            SECRET,
-            "--output-dir",
-            output.path().to_str().unwrap(),
-        ]);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let shutdown = CancellationToken::new();
-        tokio::spawn(webhook::run(config, listener, shutdown.clone()));
-        testkit::wait_for_http(&format!("{url}/readyz"), Duration::from_secs(30))
-            .await
-            .unwrap();
-        Service {
-            url,
-            output,
-            shutdown,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn deliver(&self, body: &[u8], signature: &str, key: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/webhooks/resources", self.url))
-            .header("content-type", "application/json")
-            .header("X-Conveyor-Signature", signature)
-            .header("Idempotency-Key", key)
-            .body(body.to_vec())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    fn file(&self, id: &str) -> PathBuf {
-        self.output.path().join(format!("{id}.json"))
-    }
-
-    fn files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.output.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        names
-    }
-}
 
 fn resource(id: &str) -> CollatedResource {
     let t0 = Utc::now() - chrono::Duration::milliseconds(250);
@@ -296,7 +225,7 @@ async fn signed_but_invalid_bodies_are_rejected_without_effects() {
     let (status, p) = svc.deliver(body, &signed(body), "x").await;
     assert_eq!(status, 422, "{p}");
 
-    let huge = vec![b' '; 33 * 1024 * 1024];
+    let huge = vec![b' '; webhook::routes::BODY_LIMIT + 1];
     let (status, p) = svc.deliver(&huge, &signed(&huge), "x").await;
     assert_eq!(status, 413, "{p}");
     assert_eq!(p["status"], 413);

@@ -38,8 +38,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             .with_context(|| format!("binding WORKER_METRICS_ADDR {addr}"))?;
         let app = routes::router(ready.clone());
         let stop = shutdown.clone();
+        let limits = config.common.http.clone();
         tokio::spawn(async move {
-            let served = service_kit::http::serve(listener, app, stop).await;
+            let served = service_kit::http::serve(listener, app, &limits, stop).await;
             if let Err(e) = served {
                 tracing::error!(error = %e, "metrics listener failed");
             }

@@ -94,7 +94,8 @@ fn arrival(at: ReceivedAt) -> DateTime<Utc> {
     DateTime::<Utc>::from(at.0)
 }
 
-/// The problem+json answers both writes share: the body, the backlog gate and Redis.
+/// The problem+json answers both writes share: the body, the backlog gate, Redis and the
+/// concurrency limit.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // documentation only: never constructed
 pub enum WriteRejections {
@@ -104,6 +105,12 @@ pub enum WriteRejections {
         content_type = "application/problem+json"
     )]
     Malformed(Problem),
+    #[response(
+        status = 408,
+        description = "The body did not arrive in full within HTTP_BODY_TIMEOUT of the head",
+        content_type = "application/problem+json"
+    )]
+    BodyTimeout(Problem),
     #[response(
         status = 413,
         description = "Body too large",
@@ -124,7 +131,7 @@ pub enum WriteRejections {
     Backlog(Problem),
     #[response(
         status = 503,
-        description = "Redis unavailable",
+        description = "Redis unavailable, or the API over MAX_CONCURRENT_REQUESTS (`overloaded`); see Retry-After",
         content_type = "application/problem+json"
     )]
     Unavailable(Problem),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::{Extension, Json, Router};
 use service_kit::http::{Check, HttpKit};
+use service_kit::problem::Problem;
 use utoipa::openapi::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -30,7 +31,10 @@ use crate::state::AppState;
 struct ApiDoc;
 
 /// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3 document", body = Object)))]
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses(
+    (status = 200, description = "OpenAPI 3 document", body = Object),
+    (status = 503, description = "The API over MAX_CONCURRENT_REQUESTS (`overloaded`); see Retry-After", body = Problem, content_type = "application/problem+json"),
+))]
 async fn openapi_json(Extension(doc): Extension<Arc<OpenApi>>) -> Json<OpenApi> {
     Json(doc.as_ref().clone())
 }

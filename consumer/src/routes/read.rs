@@ -57,7 +57,7 @@ fn parse_fields(raw: Option<&str>) -> Result<Fields, FieldError> {
     responses(
         (status = 200, description = "A page of messages (`text` and `word_lengths` only when `fields` asks)", body = MessagesPage),
         (status = 422, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Elasticsearch unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Elasticsearch unavailable, or the API over MAX_CONCURRENT_REQUESTS (`overloaded`); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_messages(
@@ -103,7 +103,7 @@ pub async fn list_messages(
     responses(
         (status = 200, description = "The stored message", body = StoredMessage),
         (status = 404, description = "No such message", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Elasticsearch unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Elasticsearch unavailable, or the API over MAX_CONCURRENT_REQUESTS (`overloaded`); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_message(

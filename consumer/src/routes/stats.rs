@@ -25,7 +25,7 @@ pub struct StatsAnswer {
     get, path = "/stats", tag = "ops",
     responses(
         (status = 200, description = "Current stats", body = StatsAnswer),
-        (status = 503, description = "Redis or Elasticsearch unavailable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or Elasticsearch unavailable, or the API over MAX_CONCURRENT_REQUESTS (`overloaded`); see Retry-After", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn stats(State(state): State<AppState>) -> Result<Json<StatsAnswer>, ApiError> {

@@ -1,5 +1,6 @@
 //! `GET /events`: Server-Sent Events, one `stats` event with the latest snapshot at once, then
-//! one per published snapshot; the stream ends at shutdown. Open streams are counted.
+//! one per published snapshot; the stream ends at shutdown. Open streams are counted and capped:
+//! past `MAX_SSE_CLIENTS` the answer is 503 problem+json (`overloaded`) with `Retry-After`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::stream::{self, Stream, StreamExt};
+use axum::response::{IntoResponse, Response};
+use futures::stream::{self, StreamExt};
+use service_kit::problem::Problem;
 
 use crate::state::AppState;
 
@@ -16,11 +19,17 @@ use crate::state::AppState;
 struct ClientGuard(Arc<AtomicU64>);
 
 impl ClientGuard {
-    fn new(counter: Arc<AtomicU64>) -> ClientGuard {
-        counter.fetch_add(1, Ordering::Relaxed);
-        ClientGuard(counter)
+    /// Counts one more stream, unless `max` are open already.
+    fn admit(counter: Arc<AtomicU64>, max: u64) -> Option<ClientGuard> {
+        let admitted = counter.fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+            (open < max).then_some(open + 1)
+        });
+        admitted.ok().map(|_| ClientGuard(counter))
     }
 }
+
+/// Seconds a refused viewer is asked to wait (the page retries by itself).
+const RETRY_AFTER_SECS: u64 = 5;
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
@@ -28,11 +37,19 @@ impl Drop for ClientGuard {
     }
 }
 
-/// One `stats` event with the latest snapshot at once, then one per published snapshot.
-pub async fn events(
-    State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let guard = ClientGuard::new(state.sse_clients.clone());
+/// One `stats` event with the latest snapshot at once, then one per published snapshot; 503
+/// when `MAX_SSE_CLIENTS` streams are open.
+pub async fn events(State(state): State<AppState>) -> Response {
+    let Some(guard) = ClientGuard::admit(state.sse_clients.clone(), state.max_sse_clients) else {
+        let max = state.max_sse_clients;
+        tracing::debug!(max, "event stream refused: MAX_SSE_CLIENTS open");
+        return Problem::overloaded(format!(
+            "{max} event streams are open, the most this dashboard serves (MAX_SSE_CLIENTS); \
+             retry later"
+        ))
+        .retry_after(RETRY_AFTER_SECS)
+        .into_response();
+    };
     let rx = state.snapshots.clone();
     let updates = stream::unfold((rx, true, guard), |(mut rx, first, guard)| async move {
         if !first && rx.changed().await.is_err() {
@@ -43,8 +60,10 @@ pub async fn events(
         if first {
             event = event.retry(Duration::from_secs(1));
         }
-        Some((Ok(event), (rx, false, guard)))
+        Some((Ok::<_, Infallible>(event), (rx, false, guard)))
     });
     let until_shutdown = updates.take_until(state.shutdown.cancelled_owned());
-    Sse::new(until_shutdown).keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+    Sse::new(until_shutdown)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
+        .into_response()
 }

@@ -82,6 +82,7 @@ mod tests {
             snapshots: rx,
             counters: Arc::new(PollCounters::default()),
             sse_clients: Arc::new(AtomicU64::new(0)),
+            max_sse_clients: 8,
             shutdown: shutdown.clone(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

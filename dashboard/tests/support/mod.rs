@@ -77,24 +77,37 @@ impl Running {
 
 /// Starts the dashboard against `elasticsearch_url` (the real one or a proxy) for `env`.
 pub async fn start_dashboard(env: &TestEnv, elasticsearch_url: &str) -> Running {
+    start_dashboard_with(env, elasticsearch_url, &[]).await
+}
+
+/// [`start_dashboard`] with `extra` flags appended.
+pub async fn start_dashboard_with(
+    env: &TestEnv,
+    elasticsearch_url: &str,
+    extra: &[&str],
+) -> Running {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let config = dashboard::Config::from_args([
-        "--redis-url",
-        &env.redis_url,
-        "--queue-namespace",
-        &env.namespace,
-        "--elasticsearch-url",
-        elasticsearch_url,
-        "--es-index-prefix",
-        &env.index_prefix,
-        "--dashboard-addr",
-        "127.0.0.1:0",
-        "--query-timeout-ms",
-        "1000",
-    ])
+    let config = dashboard::Config::from_args(
+        [
+            "--redis-url",
+            &env.redis_url,
+            "--queue-namespace",
+            &env.namespace,
+            "--elasticsearch-url",
+            elasticsearch_url,
+            "--es-index-prefix",
+            &env.index_prefix,
+            "--dashboard-addr",
+            "127.0.0.1:0",
+            "--query-timeout-ms",
+            "1000",
+        ]
+        .into_iter()
+        .chain(extra.iter().copied()),
+    )
     .expect("dashboard config");
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(dashboard::run(config, listener, shutdown.clone()));

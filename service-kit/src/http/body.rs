@@ -1,5 +1,6 @@
 //! Reading requests so that every rejection is our problem+json: [`JsonBody`] (415 for a body
-//! that is not JSON, 413 past the body limit — declared or streamed —, 400 for malformed JSON),
+//! that is not JSON, 413 past the body limit — declared or streamed —, 400 for malformed JSON,
+//! 408 for a body that did not arrive within the body timeout of [`serve`](super::serve)),
 //! [`read_body`] for handlers that need the raw bytes first (a signature check), and [`Query`]
 //! (422 naming `query`). Only shapes are checked here; field rules belong to the domain.
 
@@ -15,6 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::conn::{timed_out, BodyTimedOut};
 use crate::problem::{FieldError, Problem};
 
 /// Default largest request body: 8 MiB.
@@ -35,6 +37,9 @@ pub enum Rejection {
     TooLarge { limit: usize },
     #[error("malformed body: {0}")]
     Malformed(String),
+    /// The body did not arrive in full within the body timeout (`HTTP_BODY_TIMEOUT`).
+    #[error("body not received within {} ms", .limit.as_millis())]
+    BodyTimeout { limit: Duration },
     #[error("invalid query: {0}")]
     Query(String),
 }
@@ -59,6 +64,15 @@ impl Rejection {
                 "malformed-json",
                 "Malformed JSON",
                 why.clone(),
+            ),
+            Rejection::BodyTimeout { limit } => Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body-timeout",
+                "Request body timed out",
+                format!(
+                    "the request body did not arrive in full within {} ms of its head",
+                    limit.as_millis()
+                ),
             ),
             Rejection::Query(why) => Problem::validation(
                 "the query string is invalid",
@@ -109,6 +123,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             Err(Rejection::TooLarge { limit })
         }
         Err(e) => {
+            if let Some(BodyTimedOut(limit)) = timed_out(&*e) {
+                return Err(Rejection::BodyTimeout { limit });
+            }
             tracing::debug!(error = %e, "reading request body failed");
             Err(Rejection::Malformed(
                 "the request body could not be read".into(),

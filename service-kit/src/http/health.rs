@@ -84,7 +84,12 @@ async fn healthz(State(kit): State<Ops>) -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses(
         (status = 200, description = "Every dependency reachable", body = Readiness),
-        (status = 503, description = "A dependency is down", body = Readiness),
+        (status = 503, description = "A dependency is down (a Readiness body), or the service is over \
+            MAX_CONCURRENT_REQUESTS (problem+json `overloaded`, with Retry-After)",
+            content(
+                (Readiness = "application/json"),
+                (crate::problem::Problem = "application/problem+json"),
+            )),
     ))]
 async fn readyz(State(kit): State<Ops>) -> Response {
     let checks: Vec<Check> = match &kit.readiness {

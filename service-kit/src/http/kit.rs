@@ -1,4 +1,4 @@
-//! [`HttpKit`]: one service's configuration of the shared HTTP surface, and [`serve`].
+//! [`HttpKit`]: one service's configuration of the shared HTTP surface.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -86,26 +86,4 @@ impl HttpKit {
         let (ops, _) = self.routes().split_for_parts();
         self.wrap(app.merge(ops))
     }
-}
-
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight requests
-/// finish (open streams end with the shutdown token the service passes them).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: tokio_util::sync::CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
-}
-
-/// Binds the service's listener; the error names the setting and the address.
-pub async fn bind(
-    setting: &str,
-    addr: impl tokio::net::ToSocketAddrs + std::fmt::Display,
-) -> anyhow::Result<tokio::net::TcpListener> {
-    use anyhow::Context;
-    let described = format!("binding {setting} {addr}");
-    tokio::net::TcpListener::bind(addr).await.context(described)
 }

@@ -10,8 +10,7 @@ use service_kit::http::{Check, HttpKit};
 
 use crate::state::AppState;
 
-/// Largest accepted delivery body.
-pub const BODY_LIMIT: usize = 32 * 1024 * 1024;
+pub use receive::BODY_LIMIT;
 
 pub fn router(state: AppState) -> Router {
     let ready = state.clone();

@@ -1,7 +1,10 @@
-//! `POST /webhooks/resources`: checks the signature before anything else, then the shape, then
+//! `POST /webhooks/resources`: checks the signature header and its timestamp before reading a
+//! byte of the body (a missing, garbled or stale one answers 401 at once, whatever the body's
+//! size), then reads the body under [`BODY_LIMIT`] and checks its MAC, then the shape, then
 //! stores the resource once (document first, then file); a repeat delivery answers 200 and
 //! changes nothing (it only restores a missing file from the stored document).
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -9,9 +12,9 @@ use axum::Json;
 use chrono::Utc;
 use pipeline::ids::ResourceId;
 use pipeline::resource::CollatedResource;
-use pipeline::signing::{self, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
+use pipeline::signing::{Signature, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use serde_json::json;
-use service_kit::http::{parse_json, RawBody, Rejection};
+use service_kit::http::{parse_json, read_body};
 use service_kit::problem::FieldError;
 
 use crate::error::ApiError;
@@ -19,22 +22,23 @@ use crate::output::{self, Written};
 use crate::state::AppState;
 use crate::store::{Created, DeliveredResource};
 
+/// Largest accepted delivery body: the largest resource the worker can deliver
+/// (`pipeline::resource::MAX_DELIVERY_BYTES`, 5.75 MiB, derived there from the collation limit).
+pub const BODY_LIMIT: usize = pipeline::resource::MAX_DELIVERY_BYTES;
+
 fn count(outcome: &'static str) {
     metrics::counter!("conveyor_webhook_deliveries_total", "outcome" => outcome).increment(1);
 }
 
-/// Receives one signed delivery (the body is read under the kit's limit, as raw bytes: the
+/// Receives one signed delivery (the body is read as raw bytes, after the header passed: the
 /// signature covers them exactly).
 pub async fn receive(
     State(app): State<AppState>,
     headers: HeaderMap,
-    body: Result<RawBody, Rejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let delivered_at = Utc::now();
-    let result = match body {
-        Ok(RawBody(body)) => accept(&app, &headers, &body, delivered_at).await,
-        Err(rejection) => Err(rejection.into()),
-    };
+    let result = accept(&app, &headers, body, delivered_at).await;
     match &result {
         Ok(_) => {}
         Err(ApiError::Unauthorized(reason)) => {
@@ -47,25 +51,38 @@ pub async fn receive(
     result
 }
 
+/// The signature header, well-formed and fresh; judged before the body is read.
+fn signature(
+    app: &AppState,
+    headers: &HeaderMap,
+    delivered_at: chrono::DateTime<Utc>,
+) -> Result<Signature, ApiError> {
+    let header = headers
+        .get(SIGNATURE_HEADER)
+        .ok_or_else(|| ApiError::Unauthorized(format!("missing {SIGNATURE_HEADER} header")))?;
+    let unauthorized = |e: pipeline::signing::SignatureError| ApiError::Unauthorized(e.to_string());
+    let text = header
+        .to_str()
+        .map_err(|_| unauthorized(pipeline::signing::SignatureError::Malformed))?;
+    let signature = Signature::parse(text).map_err(unauthorized)?;
+    signature
+        .check_fresh(delivered_at.timestamp(), app.tolerance_secs)
+        .map_err(unauthorized)?;
+    Ok(signature)
+}
+
 async fn accept(
     app: &AppState,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
     delivered_at: chrono::DateTime<Utc>,
 ) -> Result<Response, ApiError> {
-    let signature = headers
-        .get(SIGNATURE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::Unauthorized(format!("missing {SIGNATURE_HEADER} header")))?;
-    signing::verify(
-        &app.secret,
-        signature,
-        body,
-        delivered_at.timestamp(),
-        app.tolerance_secs,
-    )
-    .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
-    let value = parse_json(headers, body)?;
+    let signature = signature(app, headers, delivered_at)?;
+    let body = read_body(headers, body, BODY_LIMIT).await?;
+    signature
+        .matches(&app.secret, &body)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let value = parse_json(headers, &body)?;
     let resource: CollatedResource = serde_json::from_value(value)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("$", e.to_string())]))?;
     let (id, mut errors) = match resource.validate() {
