@@ -114,15 +114,7 @@ async fn wait_returns_the_processed_message_and_reads_find_it() {
         .unwrap();
     assert_eq!(got, stored);
     env.refresh("messages").await;
-    let page: serde_json::Value = app
-        .http
-        .get(app.at("/messages?producer=waiter&size=5"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = app.get_json("/messages?producer=waiter&size=5").await;
     assert_eq!(page["messages"].as_array().unwrap().len(), 1);
     let listed = page["messages"][0].as_object().unwrap();
     assert!(
@@ -130,26 +122,12 @@ async fn wait_returns_the_processed_message_and_reads_find_it() {
         "a listing leaves the large fields out unless asked: {page}"
     );
     assert!(page["next_from"].is_null(), "{page}");
-    let full: serde_json::Value = app
-        .http
-        .get(app.at("/messages?producer=waiter&size=5&fields=word_lengths,text"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let full = app
+        .get_json("/messages?producer=waiter&size=5&fields=word_lengths,text")
+        .await;
     assert_eq!(full["messages"][0]["word_lengths"], json!([5, 5, 3, 2]));
     assert_eq!(full["messages"][0]["text"], got.text.as_str());
-    let stats: serde_json::Value = app
-        .http
-        .get(app.at("/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = app.get_json("/stats").await;
     assert_eq!(stats["max_number"], 7);
     assert_eq!(stats["total"], 1);
     assert_eq!(stats["count_10s"], 1);

@@ -6,7 +6,7 @@ use chrono::{DateTime, Timelike, Utc};
 use super::visit::Scalar;
 use super::{EdgeRules, Sink, MAX_NUMBER};
 use crate::ids::{PartError, ProducerName, ResourceId, ResourcePart};
-use crate::packet::{Packet, DEFAULT_PRODUCER, MAX_TEXT_BYTES, MAX_TOTAL};
+use crate::packet::{Packet, MAX_TEXT_BYTES, MAX_TOTAL};
 
 /// The fields a packet may carry, in [`super::FIELDS`] order.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -95,7 +95,7 @@ impl Read {
         }
         let part = self.part(sink);
         let producer = match self.producer {
-            None => Some(ProducerName::parse(DEFAULT_PRODUCER).expect("the default is valid")),
+            None => Some(ProducerName::default_producer()),
             Some(p) => p,
         };
         let text = match self.text {
