@@ -25,6 +25,11 @@ pub struct Config {
     /// Jobs waiting in the `messages` queue above which POSTs answer 429
     #[arg(long, env = "BACKLOG_LIMIT", default_value_t = 100_000)]
     pub backlog_limit: u64,
+    /// Bytes the `messages` queue's jobs may hold in Redis (stream + delayed set, as Redis
+    /// estimates them) above which POSTs answer 429, whatever their count; keep it well under
+    /// Redis's maxmemory (0 = no byte budget)
+    #[arg(long, env = "BACKLOG_LIMIT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub backlog_limit_bytes: u64,
     /// How long a backlog reading is reused before Redis is asked again, in ms
     #[arg(long, env = "BACKLOG_CACHE_MS", default_value_t = 200)]
     pub backlog_cache_ms: u64,

@@ -34,6 +34,14 @@ pub enum ApiError {
         /// `BACKLOG_LIMIT`.
         limit: u64,
     },
+    #[error("backlog over its byte budget ({bytes} bytes, limit {limit})")]
+    BackpressureBytes {
+        retry_after_secs: u64,
+        /// Bytes the queue's jobs held in Redis at the last reading.
+        bytes: u64,
+        /// `BACKLOG_LIMIT_BYTES`.
+        limit: u64,
+    },
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
     /// Redis is at `maxmemory` and refuses writes.
@@ -80,6 +88,20 @@ impl ApiError {
                 format!(
                     "{waiting} jobs are waiting for a worker, over the limit of {limit} \
                      (BACKLOG_LIMIT); nothing was enqueued; retry after {retry_after_secs} s"
+                ),
+            )
+            .retry_after(retry_after_secs),
+            ApiError::BackpressureBytes {
+                retry_after_secs,
+                bytes,
+                limit,
+            } => Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "backpressure",
+                "Backlog over its limit",
+                format!(
+                    "the queued jobs hold {bytes} bytes in Redis, over the budget of {limit} \
+                     (BACKLOG_LIMIT_BYTES); nothing was enqueued; retry after {retry_after_secs} s"
                 ),
             )
             .retry_after(retry_after_secs),

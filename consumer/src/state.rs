@@ -33,8 +33,10 @@ struct Inner {
     pool: Pool,
     /// Start of the process: the backlog reading's age is measured from it.
     epoch: Instant,
-    /// The last backlog reading and when it was taken (µs since `epoch`, 0 = never).
+    /// The last backlog reading (jobs waiting, bytes held) and when it was taken (µs since
+    /// `epoch`, 0 = never).
     backlog: AtomicU64,
+    backlog_bytes: AtomicU64,
     backlog_at_us: AtomicU64,
     /// Held while one request refreshes the reading; the others wait for it.
     refresh: Mutex<()>,
@@ -65,6 +67,7 @@ impl AppState {
                 pool,
                 epoch: Instant::now(),
                 backlog: AtomicU64::new(0),
+                backlog_bytes: AtomicU64::new(0),
                 backlog_at_us: AtomicU64::new(0),
                 refresh: Mutex::new(()),
             }),
@@ -116,10 +119,11 @@ impl AppState {
         }
     }
 
-    /// Err(Backpressure) when the queue's backlog is over `BACKLOG_LIMIT`. The reading is reused
-    /// for `BACKLOG_CACHE_MS` (read without locking); concurrent requests share one refresh.
+    /// Err(Backpressure) when the queue's backlog is over `BACKLOG_LIMIT` jobs or its jobs hold
+    /// more than `BACKLOG_LIMIT_BYTES`. The reading is reused for `BACKLOG_CACHE_MS` (read
+    /// without locking); concurrent requests share one refresh.
     pub async fn check_backlog(&self) -> Result<(), ApiError> {
-        let backlog = match self.fresh_backlog() {
+        let (backlog, bytes) = match self.fresh_backlog() {
             Some(value) => value,
             None => {
                 let _refreshing = self.inner.refresh.lock().await;
@@ -138,32 +142,48 @@ impl AppState {
                 limit,
             });
         }
+        let limit = self.config().backlog_limit_bytes;
+        if limit > 0 && bytes > limit {
+            metrics::counter!("conveyor_http_backpressure_total").increment(1);
+            return Err(ApiError::BackpressureBytes {
+                retry_after_secs: RETRY_AFTER.as_secs(),
+                bytes,
+                limit,
+            });
+        }
         Ok(())
     }
 
-    /// The cached backlog reading if it is younger than `BACKLOG_CACHE_MS`.
-    fn fresh_backlog(&self) -> Option<u64> {
+    /// The cached backlog reading (jobs, bytes) if it is younger than `BACKLOG_CACHE_MS`.
+    fn fresh_backlog(&self) -> Option<(u64, u64)> {
         let at = self.inner.backlog_at_us.load(Ordering::Acquire);
         if at == 0 {
             return None;
         }
         let age_us = self.micros_now().saturating_sub(at);
-        (u128::from(age_us) < self.config().backlog_cache().as_micros())
-            .then(|| self.inner.backlog.load(Ordering::Acquire))
+        (u128::from(age_us) < self.config().backlog_cache().as_micros()).then(|| {
+            (
+                self.inner.backlog.load(Ordering::Acquire),
+                self.inner.backlog_bytes.load(Ordering::Acquire),
+            )
+        })
     }
 
-    async fn refresh_backlog(&self) -> Result<u64, ApiError> {
+    async fn refresh_backlog(&self) -> Result<(u64, u64), ApiError> {
         let stats = self
             .bounded("Redis", async {
                 self.queue().stats().await.map_err(ApiError::from_queue)
             })
             .await?;
         self.inner.backlog.store(stats.backlog, Ordering::Release);
+        self.inner
+            .backlog_bytes
+            .store(stats.bytes, Ordering::Release);
         // `max(1)`: 0 means "never read".
         self.inner
             .backlog_at_us
             .store(self.micros_now().max(1), Ordering::Release);
-        Ok(stats.backlog)
+        Ok((stats.backlog, stats.bytes))
     }
 
     fn micros_now(&self) -> u64 {

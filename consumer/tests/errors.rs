@@ -203,6 +203,53 @@ async fn backlog_over_limit_is_429_with_retry_after() {
     app.stop().await;
 }
 
+/// A few large messages pass the byte budget long before the job count limit: 429 too, and
+/// nothing of the refused one is enqueued.
+#[tokio::test]
+async fn backlog_over_its_byte_budget_is_429_whatever_the_count() {
+    let env = TestEnv::new("consumer_429_bytes").await;
+    let app = spawn(
+        &env,
+        &[
+            "--backlog-limit-bytes",
+            "1000000",
+            "--backlog-cache-ms",
+            "0",
+        ],
+    )
+    .await;
+    let text = "word ".repeat(12_000); // 60 kB, near the 64 KiB text limit
+    let mut accepted = 0u64;
+    let refusal = loop {
+        let resp = app
+            .post_json("/messages", &packet(accepted, json!({ "text": text })))
+            .await;
+        if resp.status() != 202 {
+            break resp;
+        }
+        accepted += 1;
+        assert!(accepted < 40, "no refusal past twice the budget");
+    };
+    // 1 MB of 60 kB jobs: refused once about 17 are stored, far below BACKLOG_LIMIT.
+    assert!((14..=18).contains(&accepted), "{accepted} accepted");
+    let stats = app.stats().await;
+    assert_eq!(stats.backlog, accepted);
+    assert!(stats.bytes > 1_000_000, "{stats:?}");
+    assert!(refusal.headers().contains_key("retry-after"));
+    let v = assert_problem(refusal, 429).await;
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("BACKLOG_LIMIT_BYTES") && detail.contains("budget of 1000000"),
+        "{detail}"
+    );
+    assert_eq!(
+        app.jobs().await.len() as u64,
+        accepted,
+        "429 enqueued nothing"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn no_input_panics_or_breaks_the_server() {
     let env = TestEnv::new("consumer_fuzz").await;

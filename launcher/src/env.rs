@@ -9,9 +9,10 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 16] = [
+pub const TUNABLES: [(&str, &str); 19] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
+    ("BACKLOG_LIMIT_BYTES", "268435456"),
     ("MAX_CLOCK_SKEW", "5s"),
     ("MAX_MESSAGE_AGE", "7d"),
     ("WORKER_CONCURRENCY", "4"),
@@ -20,6 +21,8 @@ pub const TUNABLES: [(&str, &str); 16] = [
     ("LEASE_MS", "5000"),
     ("MAX_ATTEMPTS", "5"),
     ("RESOURCE_TIMEOUT_MS", "60000"),
+    ("RESOURCE_RETENTION", "7d"),
+    ("DEAD_LETTER_MAX", "10000"),
     ("RUNTIME_THREADS", "1"),
     ("HTTP_HEADER_TIMEOUT", "10s"),
     ("HTTP_BODY_TIMEOUT", "20s"),
@@ -163,7 +166,12 @@ impl StackConfig {
                 env.extend(logging());
                 env.extend(http());
                 env.push(("CONSUMER_ADDR", addr(self.consumer_port)));
-                for name in ["BACKLOG_LIMIT", "MAX_CLOCK_SKEW", "MAX_MESSAGE_AGE"] {
+                for name in [
+                    "BACKLOG_LIMIT",
+                    "BACKLOG_LIMIT_BYTES",
+                    "MAX_CLOCK_SKEW",
+                    "MAX_MESSAGE_AGE",
+                ] {
                     env.push((name, t(name)));
                 }
             }
@@ -181,7 +189,13 @@ impl StackConfig {
                 let url = format!("{}/webhooks/resources", self.webhook_url());
                 env.push(("WEBHOOK_URL", url));
                 env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
-                env.push(("RESOURCE_TIMEOUT_MS", t("RESOURCE_TIMEOUT_MS")));
+                for name in [
+                    "RESOURCE_TIMEOUT_MS",
+                    "RESOURCE_RETENTION",
+                    "DEAD_LETTER_MAX",
+                ] {
+                    env.push((name, t(name)));
+                }
             }
             Service::Webhook => {
                 // the webhook service talks to Elasticsearch only (no Redis)

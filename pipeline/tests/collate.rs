@@ -87,16 +87,48 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     };
     let prefix = format!("{stream}:collate:res:res:1:");
     let retention = RETENTION.as_secs() as i64;
-    for k in ["parts", "meta", "done"] {
+    for k in ["parts", "meta"] {
         let ttl = ttl_of(format!("{prefix}{k}")).await;
         assert!(ttl > retention - 60 && ttl <= retention, "{k} ttl {ttl}");
     }
+    // The tombstone is a field of a bucket hash that lives at least the retention.
+    let tombstone = || {
+        let pool = env.redis.clone();
+        let pattern = format!("{stream}:collate:done:*");
+        async move {
+            let mut c = pool.get().await.unwrap();
+            let buckets: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let mut found = Vec::new();
+            for b in buckets {
+                let state: Option<String> = redis::cmd("HGET")
+                    .arg(&b)
+                    .arg("res:1")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                let ttl: i64 = redis::cmd("TTL").arg(&b).query_async(&mut c).await.unwrap();
+                found.extend(state.map(|s| (s, ttl)));
+            }
+            found
+        }
+    };
+    let found = tombstone().await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "complete");
+    assert!(found[0].1 >= retention, "bucket ttl {}", found[0].1);
     c.release("res:1").await.unwrap();
     for k in ["parts", "meta"] {
         let ttl = ttl_of(format!("{prefix}{k}")).await;
         assert!(ttl > 0 && ttl <= 60, "released {k} ttl {ttl}");
     }
-    assert!(ttl_of(format!("{prefix}done")).await > retention - 60);
+    let found = tombstone().await;
+    assert_eq!(found.len(), 1, "same bucket, state overwritten: {found:?}");
+    assert_eq!(found[0].0, "delivered");
+    assert!(found[0].1 >= retention);
     assert_eq!(c.fetch("res:1").await.unwrap(), Fetched::Delivered);
     drop(conn);
 }

@@ -21,7 +21,14 @@ pub struct QueueConfig {
     pub backoff_max: Duration,
     /// How long a reply-wanted result is kept for late waiters (default 300 s).
     pub result_ttl: Duration,
+    /// Dead letters kept per partition (default 10,000; 0 keeps all). Redis trims whole stream
+    /// nodes, so a stream may hold up to about a hundred more; the oldest go first and are
+    /// counted ([`QueueStats::dead_trimmed`](crate::QueueStats::dead_trimmed)).
+    pub dead_letter_max: u64,
 }
+
+/// Dead letters kept per partition unless configured otherwise.
+pub const DEFAULT_DEAD_LETTER_MAX: u64 = 10_000;
 
 impl QueueConfig {
     /// A queue with the defaults above.
@@ -34,6 +41,7 @@ impl QueueConfig {
             backoff_base: Duration::from_millis(100),
             backoff_max: Duration::from_secs(30),
             result_ttl: Duration::from_secs(300),
+            dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
         }
     }
 

@@ -120,6 +120,14 @@ pub struct QueueStats {
     pub delayed: u64,
     /// Jobs in the dead-letter streams (failed for good).
     pub dead: u64,
+    /// Dead letters trimmed away (oldest first) to keep the dead-letter streams near their
+    /// length limit, since the queue began; not counted in `dead`.
+    #[serde(default)]
+    pub dead_trimmed: u64,
+    /// Redis memory held by the jobs not yet settled (the streams and the delayed sets), in
+    /// bytes, as Redis estimates it (`MEMORY USAGE`, sampled).
+    #[serde(default)]
+    pub bytes: u64,
     /// Workers that sent a heartbeat in the last 15 seconds.
     pub workers: u64,
 }

@@ -8,7 +8,8 @@
 //! ```text
 //! <ns>:{<queue>:<p>}              stream of ready jobs (consumer group `workers`)
 //! <ns>:{<queue>:<p>}:delayed      ZSET member = job fields (JSON), score = run-at unix ms
-//! <ns>:{<queue>:<p>}:dead         dead-letter stream
+//! <ns>:{<queue>:<p>}:dead         dead-letter stream (kept near `dead_letter_max` entries)
+//! <ns>:{<queue>:<p>}:dead:trimmed  STRING count of dead letters trimmed away
 //! <ns>:{<queue>:<p>}:result:<id>  a reply-wanted job's result (with TTL)
 //! <ns>:{<queue>:<p>}:recurring:<name>:<n>   occurrence marker of a recurring job
 //! <ns>:{<queue>}:workers          ZSET member = consumer, score = last heartbeat unix ms
@@ -74,6 +75,12 @@ impl Keys {
         self.in_partition(p, "dead")
     }
 
+    /// Counter of the dead letters trimmed from partition `p`'s dead-letter stream (oldest first)
+    /// to keep it near [`QueueConfig::dead_letter_max`](crate::QueueConfig::dead_letter_max).
+    pub fn dead_trimmed(&self, p: u16) -> String {
+        self.in_partition(p, "dead:trimmed")
+    }
+
     /// Stored result of a reply-wanted job enqueued to partition `p`.
     pub fn result(&self, p: u16, job_id: &str) -> String {
         format!("{}:result:{}", self.stream_ref(p), job_id)
@@ -129,6 +136,7 @@ mod tests {
         assert_eq!(k.stream(2), "ns:{q:2}");
         assert_eq!(k.delayed(2), "ns:{q:2}:delayed");
         assert_eq!(k.dead(2), "ns:{q:2}:dead");
+        assert_eq!(k.dead_trimmed(2), "ns:{q:2}:dead:trimmed");
         assert_eq!(k.result(2, "j"), "ns:{q:2}:result:j");
         assert_eq!(k.occurrence(2, "tick", 7), "ns:{q:2}:recurring:tick:7");
         assert_eq!(k.in_partition(2, "collate:open"), "ns:{q:2}:collate:open");

@@ -92,7 +92,7 @@ pub use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use coalesce::Coalescer;
-pub use config::{EnqueueOptions, QueueConfig, WorkerConfig};
+pub use config::{EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX};
 pub use error::QueueError;
 pub use job::{wire, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
 pub use keys::{Keys, GROUP};

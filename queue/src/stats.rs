@@ -27,10 +27,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let mut pipe = redis::pipe();
         for p in 0..keys.partitions() {
             let (stream, delayed, dead) = (keys.stream(p), keys.delayed(p), keys.dead(p));
+            let trimmed = keys.dead_trimmed(p);
             scripts::push(
                 &mut pipe,
                 &scripts::STATS,
-                &[&stream, &delayed, &dead],
+                &[&stream, &delayed, &dead, &trimmed],
                 &[GROUP.to_string()],
             );
         }
@@ -52,7 +53,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             workers,
             ..QueueStats::default()
         };
-        for (p, [length, pending, delayed, dead]) in partitions.into_iter().enumerate() {
+        for (p, [length, pending, delayed, dead, trimmed, bytes]) in
+            partitions.into_iter().enumerate()
+        {
             if length < pending {
                 // Pending entries missing from the stream: something outside the queue deleted
                 // or trimmed them (the scripts never do). Say so rather than hide it.
@@ -68,6 +71,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             stats.pending += pending;
             stats.delayed += delayed;
             stats.dead += dead;
+            stats.dead_trimmed += trimmed;
+            stats.bytes += bytes;
         }
         Ok(stats)
     }
@@ -96,16 +101,28 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         Ok(letters)
     }
 
-    /// Puts a job straight into the dead-letter stream with a reason.
+    /// Puts a job straight into the dead-letter stream with a reason (trimmed like every
+    /// dead-letter write, see [`QueueConfig::dead_letter_max`](crate::QueueConfig)).
     pub async fn dead_letter(&self, payload: &T, reason: &str) -> Result<JobId, QueueError> {
         let mut entry = Entry::new(serde_json::to_string(payload)?, false);
         entry.attempt = 0;
+        let keys = self.keys();
+        let mut args = vec![
+            GROUP.to_string(),
+            String::new(),
+            self.config().dead_letter_max.to_string(),
+        ];
+        for (k, v) in entry.dead_fields(reason) {
+            args.push(k.to_string());
+            args.push(v);
+        }
         let mut conn = self.conn().await?;
-        let _: () = redis::cmd("XADD")
-            .arg(self.keys().dead(0))
-            .arg("*")
-            .arg(entry.dead_fields(reason))
-            .query_async(&mut conn)
+        let _: i64 = scripts::DEAD
+            .key(keys.stream(0))
+            .key(keys.dead(0))
+            .key(keys.dead_trimmed(0))
+            .arg(args)
+            .invoke_async(&mut conn)
             .await?;
         metrics::counter!("conveyor_jobs_processed_total", "queue" => self.name().to_string(), "outcome" => "dead")
             .increment(1);
@@ -113,12 +130,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     }
 }
 
-/// Sends the stats pipeline: per partition `[length, pending, delayed, dead]`, then the count of
+/// Sends the stats pipeline: per partition `[length, pending, delayed, dead, trimmed, bytes]`, then the count of
 /// live workers. A reply of another shape is an error, never read as zeros.
 async fn query_stats<C: redis::aio::ConnectionLike + Send>(
     pipe: &redis::Pipeline,
     conn: &mut C,
-) -> redis::RedisResult<(Vec<[u64; 4]>, u64)> {
+) -> redis::RedisResult<(Vec<[u64; 6]>, u64)> {
     let mut replies: Vec<redis::Value> = pipe.query_async(conn).await?;
     let workers = match replies.pop() {
         Some(v) => redis::from_redis_value(v)?,
@@ -127,10 +144,10 @@ async fn query_stats<C: redis::aio::ConnectionLike + Send>(
     let mut partitions = Vec::with_capacity(replies.len());
     for reply in replies {
         let counts: Vec<u64> = redis::from_redis_value(reply)?;
-        let counts: [u64; 4] = counts.try_into().map_err(|got: Vec<u64>| {
+        let counts: [u64; 6] = counts.try_into().map_err(|got: Vec<u64>| {
             redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
-                "stats.lua answered with another number of counts than 4",
+                "stats.lua answered with another number of counts than 6",
                 format!("{got:?}"),
             ))
         })?;

@@ -92,6 +92,7 @@ async fn settle(
     Script::new(source)
         .key(stream)
         .key(format!("{stream}:{suffix}"))
+        .key(format!("{stream}:{suffix}:trimmed")) // dead.lua's trim counter; retry.lua ignores it
         .arg(queue::GROUP)
         .arg(id)
         .arg(args)
@@ -271,6 +272,7 @@ async fn run_sequence(seed: u64) {
                     let stream = key(&name, *p);
                     let mut pairs = fields(&mut conn, &stream, id).await;
                     pairs.extend(["error".to_string(), "boom".to_string()]);
+                    pairs.insert(0, "0".to_string()); // dead letters kept: all
                     let moved = settle(&mut conn, DEAD, &stream, "dead", id, pairs).await;
                     assert_eq!(moved, 1, "seed {seed} step {step}: dead");
                 }

@@ -70,6 +70,7 @@ impl Config {
     pub fn messages_queue(&self) -> queue::QueueConfig {
         let mut q = pipeline::queues::messages(&self.common.redis.queue_namespace);
         q.max_attempts = self.max_attempts;
+        q.dead_letter_max = self.delivery.dead_letter_max;
         q
     }
 }
@@ -114,6 +115,16 @@ pub struct DeliveryArgs {
     /// Linger of the webhooks worker after the first job of a batch, in ms (0 = deliver at once)
     #[arg(long, env = "WEBHOOK_BATCH_LINGER_MS", default_value_t = 0)]
     pub webhook_batch_linger_ms: u64,
+    /// How long a finished resource's tombstone (which keeps late duplicates from reopening it)
+    /// and a completed, undelivered resource's data are kept in Redis, e.g. `7d`; keep it at
+    /// least the consumer's MAX_MESSAGE_AGE
+    #[arg(long, env = "RESOURCE_RETENTION", default_value = "7d",
+          value_parser = humantime::parse_duration)]
+    pub resource_retention: Duration,
+    /// Dead letters kept per partition of each queue (`messages` and `webhooks`); the oldest
+    /// are trimmed beyond it (and counted: `dead_trimmed` in the stats). 0 keeps all
+    #[arg(long, env = "DEAD_LETTER_MAX", default_value_t = queue::DEFAULT_DEAD_LETTER_MAX)]
+    pub dead_letter_max: u64,
 }
 
 impl DeliveryArgs {
@@ -130,6 +141,7 @@ impl DeliveryArgs {
     ) -> Queue<DeliveryJob> {
         let mut config = pipeline::queues::webhooks(namespace);
         config.max_attempts = self.webhook_max_attempts;
+        config.dead_letter_max = self.dead_letter_max;
         config.backoff_max = Duration::from_millis(self.webhook_backoff_max_ms);
         Queue::new(pool, config)
     }
@@ -144,6 +156,7 @@ impl DeliveryArgs {
             &queue,
             Duration::from_secs(self.resource_ttl_secs),
         )
+        .with_retention(self.resource_retention)
     }
 }
 

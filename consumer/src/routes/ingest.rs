@@ -125,7 +125,7 @@ pub enum WriteRejections {
     NotJson(Problem),
     #[response(
         status = 429,
-        description = "Backlog over its limit (see Retry-After)",
+        description = "Backlog over its limit: BACKLOG_LIMIT jobs waiting or BACKLOG_LIMIT_BYTES held in Redis (see Retry-After)",
         content_type = "application/problem+json"
     )]
     Backlog(Problem),

@@ -59,6 +59,23 @@ fn own_metrics(state: &AppState) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     }
+    // Read from Redis by the poller (the count lives there: every worker's scripts trim).
+    let published = state.snapshots.borrow().clone();
+    let queues = [
+        ("messages", &published.snapshot.queue),
+        ("webhooks", &published.snapshot.webhooks_queue),
+    ];
+    let name = "conveyor_dead_letters_trimmed_total";
+    text.push_str(&format!(
+        "# HELP {name} Dead letters trimmed away (oldest first) to keep each dead-letter stream \
+         near DEAD_LETTER_MAX, as last read from Redis\n# TYPE {name} counter\n"
+    ));
+    for (queue, stats) in queues {
+        text.push_str(&format!(
+            "{name}{{queue=\"{queue}\"}} {}\n",
+            stats.dead_trimmed
+        ));
+    }
     text
 }
 
@@ -94,6 +111,25 @@ mod tests {
                 .await
         });
         (url, shutdown)
+    }
+
+    #[test]
+    fn trimmed_dead_letters_are_exported_per_queue() {
+        let mut snapshot = Snapshot::initial(chrono::Utc::now());
+        snapshot.queue.dead_trimmed = 300;
+        snapshot.webhooks_queue.dead_trimmed = 7;
+        let (_tx, rx) = watch::channel(Published::new(snapshot));
+        let state = AppState {
+            snapshots: rx,
+            counters: Arc::new(PollCounters::default()),
+            sse_clients: Arc::new(AtomicU64::new(0)),
+            max_sse_clients: 8,
+            shutdown: CancellationToken::new(),
+        };
+        let text = own_metrics(&state);
+        assert!(text.contains("# TYPE conveyor_dead_letters_trimmed_total counter\n"));
+        assert!(text.contains("conveyor_dead_letters_trimmed_total{queue=\"messages\"} 300\n"));
+        assert!(text.contains("conveyor_dead_letters_trimmed_total{queue=\"webhooks\"} 7\n"));
     }
 
     #[tokio::test]

@@ -2,13 +2,14 @@
 -- and enqueue its delivery job in the same atomic step. A resource whose collated size passes the
 -- limit is dead-lettered here instead, and its parts dropped.
 -- Every key shares the hash tag of the webhooks stream partition the resource maps to, so the
--- script touches one slot (Redis Cluster safe).
+-- script touches one slot (Redis Cluster safe). The tombstone bucket keys are derived from ARGV[9]
+-- (see collate/tombstone.rs): HASH id -> complete | delivered | timed_out | too_large.
 -- KEYS[1] = parts hash of the resource     (field = seq, value = packet JSON)
 -- KEYS[2] = meta hash of the resource      (total, first_seen_ms, words, done = completed_at)
 -- KEYS[3] = open-resources ZSET of the partition (member = resource id, score = first-seen ms)
 -- KEYS[4] = webhooks stream of the partition
--- KEYS[5] = tombstone of the resource      (STRING: complete | delivered | timed_out | too_large)
--- KEYS[6] = dead-letter stream of the partition
+-- KEYS[5] = dead-letter stream of the partition
+-- KEYS[6] = counter of trimmed dead letters of the partition
 -- ARGV[1]  = resource id
 -- ARGV[2]  = seq
 -- ARGV[3]  = total
@@ -17,47 +18,66 @@
 -- ARGV[6]  = now, unix ms
 -- ARGV[7]  = job id (of the delivery job, or of the dead letter when the resource is too large)
 -- ARGV[8]  = completed_at (RFC 3339)
--- ARGV[9]  = retention in seconds: TTL of the tombstone and of completed, undelivered data
--- ARGV[10] = delivery job payload JSON (also the dead letter's payload)
--- ARGV[11] = largest number of word lengths a resource may hold
--- ARGV[12..15] = job entry field names: id, payload, attempt, enqueued_at (queue::wire)
--- ARGV[16..21] = dead-letter field names: id, payload, error, attempts, history, dead_at
+-- ARGV[9]  = tombstone bucket key prefix of the partition
+-- ARGV[10] = current tombstone bucket number
+-- ARGV[11] = tombstone buckets to read
+-- ARGV[12] = TTL in seconds of a new tombstone bucket
+-- ARGV[13] = retention in seconds of completed, undelivered data
+-- ARGV[14] = delivery job payload JSON (also the dead letter's payload)
+-- ARGV[15] = largest number of word lengths a resource may hold
+-- ARGV[16] = most dead letters kept in the partition's dead-letter stream (0 = all)
+-- ARGV[17..20] = job entry field names: id, payload, attempt, enqueued_at (queue::wire)
+-- ARGV[21..26] = dead-letter field names: id, payload, error, attempts, history, dead_at
 -- Returns 1 when this call completed the resource (job enqueued), 0 when recorded, duplicate or
 -- ignored (the resource is finished), -1 when the packet's total disagrees with the resource's
 -- first-seen total (ignored), -2 when this packet made the resource too large (dead-lettered).
-if redis.call('EXISTS', KEYS[5]) == 1 or redis.call('HEXISTS', KEYS[2], 'done') == 1 then
-  return 0
+local id = ARGV[1]
+local function bury(state)
+  local bucket = ARGV[9] .. ARGV[10]
+  redis.call('HSET', bucket, id, state)
+  redis.call('EXPIRE', bucket, ARGV[12], 'NX')
 end
 local total = redis.call('HGET', KEYS[2], 'total')
-if not total then
+if total then
+  if redis.call('HEXISTS', KEYS[2], 'done') == 1 then return 0 end
+  if total ~= ARGV[3] then return -1 end
+else
+  -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
+  local current = tonumber(ARGV[10])
+  for back = 0, math.min(tonumber(ARGV[11]) - 1, current) do
+    if redis.call('HEXISTS', ARGV[9] .. (current - back), id) == 1 then return 0 end
+  end
   redis.call('HSET', KEYS[2], 'total', ARGV[3], 'first_seen_ms', ARGV[6], 'words', 0)
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[6], ARGV[1])
+  redis.call('ZADD', KEYS[3], 'NX', ARGV[6], id)
   total = ARGV[3]
-elseif total ~= ARGV[3] then
-  return -1
 end
 if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[4]) == 0 then
   return 0
 end
 local words = redis.call('HINCRBY', KEYS[2], 'words', tonumber(ARGV[5]))
-if words > tonumber(ARGV[11]) then
-  local reason = 'resource ' .. ARGV[1] .. ' too large: ' .. words .. ' word lengths after ' ..
-    redis.call('HLEN', KEYS[1]) .. ' of ' .. total .. ' packets, over the limit of ' .. ARGV[11]
+if words > tonumber(ARGV[15]) then
+  local reason = 'resource ' .. id .. ' too large: ' .. words .. ' word lengths after ' ..
+    redis.call('HLEN', KEYS[1]) .. ' of ' .. total .. ' packets, over the limit of ' .. ARGV[15]
   redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-  redis.call('SET', KEYS[5], 'too_large', 'EX', ARGV[9])
-  redis.call('XADD', KEYS[6], '*', ARGV[16], ARGV[7], ARGV[17], ARGV[10], ARGV[18], reason,
-    ARGV[19], '0', ARGV[20], cjson.encode({reason}), ARGV[21], ARGV[6])
+  redis.call('ZREM', KEYS[3], id)
+  bury('too_large')
+  redis.call('XADD', KEYS[5], '*', ARGV[21], ARGV[7], ARGV[22], ARGV[14], ARGV[23], reason,
+    ARGV[24], '0', ARGV[25], cjson.encode({reason}), ARGV[26], ARGV[6])
+  local keep = tonumber(ARGV[16])
+  if keep > 0 then
+    local trimmed = redis.call('XTRIM', KEYS[5], 'MAXLEN', '~', keep)
+    if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
+  end
   return -2
 end
 if redis.call('HLEN', KEYS[1]) < tonumber(total) then
   return 0
 end
 redis.call('HSET', KEYS[2], 'done', ARGV[8])
-redis.call('ZREM', KEYS[3], ARGV[1])
-redis.call('XADD', KEYS[4], '*', ARGV[12], ARGV[7], ARGV[13], ARGV[10], ARGV[14], '1', ARGV[15], ARGV[6])
+redis.call('ZREM', KEYS[3], id)
+redis.call('XADD', KEYS[4], '*', ARGV[17], ARGV[7], ARGV[18], ARGV[14], ARGV[19], '1', ARGV[20], ARGV[6])
 -- Undelivered data is kept for the whole retention; delivery shortens it (Collator::release).
-redis.call('SET', KEYS[5], 'complete', 'EX', ARGV[9])
-redis.call('EXPIRE', KEYS[1], ARGV[9])
-redis.call('EXPIRE', KEYS[2], ARGV[9])
+bury('complete')
+redis.call('EXPIRE', KEYS[1], ARGV[13])
+redis.call('EXPIRE', KEYS[2], ARGV[13])
 return 1

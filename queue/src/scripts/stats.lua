@@ -2,8 +2,11 @@
 -- KEYS[1] = partition stream
 -- KEYS[2] = partition delayed set
 -- KEYS[3] = partition dead-letter stream
+-- KEYS[4] = partition counter of dead letters trimmed away (dead.lua keeps the stream bounded)
 -- ARGV[1] = consumer group
--- Returns { length, pending, delayed, dead }; the caller takes waiting = length - pending.
+-- Returns { length, pending, delayed, dead, trimmed, bytes }; the caller takes
+-- waiting = length - pending. `bytes` is what the stream and the delayed set hold in memory,
+-- as MEMORY USAGE estimates it (a few stream nodes sampled: cheap at any length).
 --
 -- Why that is exact: an entry leaves the group's pending list only through ack.lua, retry.lua or
 -- dead.lua, and each deletes it from the stream in the same step; so the stream holds exactly the
@@ -24,4 +27,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     if name == ARGV[1] then pending = count or 0 end
   end
 end
-return { len, pending, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3]) }
+local bytes = (redis.call('MEMORY', 'USAGE', KEYS[1]) or 0) +
+  (redis.call('MEMORY', 'USAGE', KEYS[2]) or 0)
+return { len, pending, redis.call('ZCARD', KEYS[2]), redis.call('XLEN', KEYS[3]),
+  tonumber(redis.call('GET', KEYS[4]) or '0'), bytes }

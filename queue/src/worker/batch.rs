@@ -205,15 +205,17 @@ where
             Outcome::Retry { error, .. } => error,
             Outcome::Dead { reason } => reason,
         };
-        let mut args = vec![GROUP.to_string(), s.entry_id];
+        let keep = shared.queue.config().dead_letter_max.to_string();
+        let mut args = vec![GROUP.to_string(), s.entry_id, keep];
         for (k, v) in s.entry.dead_fields(&final_error) {
             args.push(k.to_string());
             args.push(v);
         }
+        let (dead_key, trimmed) = (keys.dead(s.partition), keys.dead_trimmed(s.partition));
         scripts::push(
             &mut pipe,
             &scripts::DEAD,
-            &[&stream, &keys.dead(s.partition)],
+            &[&stream, &dead_key, &trimmed],
             &args,
         );
         pipe.ignore();

@@ -8,7 +8,8 @@
 //! ```text
 //! <stream>:collate:res:<id>:parts   HASH seq -> {"w":[word lengths],"r":"<received_at>"}
 //! <stream>:collate:res:<id>:meta    HASH total, first_seen_ms, words, done (= completed_at)
-//! <stream>:collate:res:<id>:done    STRING complete | delivered | timed_out | too_large
+//! <stream>:collate:done:<bucket>   HASH id -> complete | delivered | timed_out | too_large
+//!                                   (tombstones, one hash per time bucket: see `tombstone`)
 //! <stream>:collate:open             ZSET id -> first-seen unix ms (incomplete resources)
 //! <stream>:dead                     the webhooks queue's dead letters of that partition
 //! ```
@@ -16,9 +17,11 @@
 //! built by `queue::Keys` (`stream`, `dead`, `in_partition`), the one place keys are spelled.
 //!
 //! Lifetimes: an incomplete resource lives until it completes or the sweep claims it. Completed,
-//! undelivered data is kept for [`RETENTION`] (a webhook outage may be long); after delivery it
-//! expires after `completed_ttl`. The small `done` tombstone lives for [`RETENTION`] from its last
-//! change and is checked first, so a late duplicate never reopens a finished resource.
+//! undelivered data is kept for the retention ([`RETENTION`] unless configured; a webhook outage
+//! may be long); after delivery it expires after `completed_ttl`. A finished resource's
+//! tombstone (a field in an hourly-ish bucket hash, see [`Tombstones`]) lives at least the
+//! retention from its last change and is checked whenever a packet finds no live data, so a late
+//! duplicate never reopens a finished resource.
 //!
 //! Memory bound: a resource may hold at most [`MAX_WORD_LENGTHS`] word lengths in total (a few MB
 //! in Redis and in the worker); past it the resource is dead-lettered ("resource … too large"),
@@ -38,14 +41,19 @@ use crate::packet::StoredMessage;
 use crate::resource::{CollatedResource, DeliveryJob};
 
 static COLLATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/collate.lua")));
-static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("scripts/sweep.lua")));
+    LazyLock::new(|| Script::new(include_str!("../scripts/collate.lua")));
+
+mod sweep;
+mod tombstone;
+
+pub use sweep::{Swept, TimedOut};
+pub use tombstone::Tombstones;
 
 pub use crate::resource::MAX_WORD_LENGTHS;
-/// How long the `done` tombstone and completed-but-undelivered data are kept: 7 days.
+/// How long tombstones and completed-but-undelivered data are kept unless configured otherwise
+/// ([`Collator::with_retention`]): 7 days, the edge's `MAX_MESSAGE_AGE`, so a late packet the
+/// API still accepts finds its finished resource's tombstone.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Most missing seqs spelled out in a timed-out resource's dead-letter reason.
-const LISTED_MISSING: usize = 50;
 /// Job entry fields of a delivery job, in the order `collate.lua` expects them.
 const JOB_FIELDS: [&str; 4] = wire::ENTRY_FIELDS;
 /// Dead-letter fields as the queue writes them, in the order the scripts expect them.
@@ -68,25 +76,6 @@ struct Part {
     r: DateTime<Utc>,
 }
 
-/// A resource claimed (and already dead-lettered) by [`Collator::sweep`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TimedOut {
-    pub resource_id: String,
-    pub total: u32,
-    pub first_seen_ms: u64,
-    /// Seqs that did arrive, ascending.
-    pub received: Vec<u32>,
-}
-
-impl TimedOut {
-    /// Seqs in `0..total` that never arrived, ascending.
-    pub fn missing(&self) -> Vec<u32> {
-        (0..self.total)
-            .filter(|s| self.received.binary_search(s).is_err())
-            .collect()
-    }
-}
-
 /// What [`Collator::fetch`] found for a delivery job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fetched {
@@ -105,6 +94,7 @@ pub struct Collator {
     webhooks: Queue<DeliveryJob>,
     completed_ttl: Duration,
     max_word_lengths: u64,
+    retention: Duration,
 }
 
 fn now_ms() -> u64 {
@@ -129,7 +119,19 @@ impl Collator {
             webhooks: webhooks.clone(),
             completed_ttl,
             max_word_lengths: MAX_WORD_LENGTHS,
+            retention: RETENTION,
         }
+    }
+
+    /// Overrides [`RETENTION`]: how long tombstones and completed, undelivered data are kept
+    /// (at least a second).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = retention.max(Duration::from_secs(1));
+        self
+    }
+
+    fn tombstones(&self) -> Tombstones {
+        Tombstones::new(self.retention)
     }
 
     /// Overrides [`MAX_WORD_LENGTHS`] (at least 1).
@@ -158,10 +160,18 @@ impl Collator {
     /// Records every message that has a resource id, seq and total (others are ignored) in one
     /// pipelined round trip; returns how many resources this call completed. Idempotent.
     pub async fn record(&self, messages: &[StoredMessage]) -> Result<usize, CollateError> {
-        let now = now_ms().to_string();
+        let now_ms = now_ms();
+        let now = now_ms.to_string();
         let completed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-        let retention = RETENTION.as_secs().to_string();
+        let tombstones = self.tombstones();
+        let (bucket, bucket_ttl) = (
+            tombstones.current(now_ms).to_string(),
+            tombstones.bucket_ttl_secs().to_string(),
+        );
+        let buckets = tombstone::BUCKETS.to_string();
+        let retention = self.retention.as_secs().max(1).to_string();
         let max = self.max_word_lengths.to_string();
+        let keep = self.webhooks.config().dead_letter_max.to_string();
         let mut pipe = redis::pipe();
         let mut n = 0usize;
         for m in messages {
@@ -185,8 +195,8 @@ impl Collator {
                 .arg(format!("{prefix}meta"))
                 .arg(keys.in_partition(p, "collate:open"))
                 .arg(keys.stream_ref(p))
-                .arg(format!("{prefix}done"))
                 .arg(keys.dead(p))
+                .arg(keys.dead_trimmed(p))
                 .arg(id.as_str())
                 .arg(seq)
                 .arg(total)
@@ -195,9 +205,14 @@ impl Collator {
                 .arg(&now)
                 .arg(uuid::Uuid::now_v7().to_string())
                 .arg(&completed_at)
+                .arg(Tombstones::prefix(keys, p))
+                .arg(&bucket)
+                .arg(&buckets)
+                .arg(&bucket_ttl)
                 .arg(&retention)
                 .arg(payload)
                 .arg(&max)
+                .arg(&keep)
                 .arg(&JOB_FIELDS[..])
                 .arg(&DEAD_FIELDS[..]);
             n += 1;
@@ -211,7 +226,7 @@ impl Collator {
             Err(e) if is_noscript(&e) => {
                 let _: String = redis::cmd("SCRIPT")
                     .arg("LOAD")
-                    .arg(include_str!("scripts/collate.lua"))
+                    .arg(include_str!("../scripts/collate.lua"))
                     .query_async(&mut conn)
                     .await?;
                 pipe.query_async(&mut conn).await?
@@ -252,24 +267,30 @@ impl Collator {
     /// What a delivery job of `resource_id` finds in Redis. The parts hash is bounded by the
     /// size limit enforced in `collate.lua`, so reading it whole is safe.
     pub async fn fetch(&self, resource_id: &str) -> Result<Fetched, CollateError> {
-        let (prefix, _) = self.prefix(resource_id);
+        let (prefix, p) = self.prefix(resource_id);
         let mut conn = self.conn().await?;
-        type Reply = (
-            BTreeMap<u32, String>,
-            (Option<u32>, Option<String>),
-            Option<String>,
-        );
-        let (parts, (total, done), state): Reply = redis::pipe()
-            .cmd("HGETALL")
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL")
             .arg(format!("{prefix}parts"))
             .cmd("HMGET")
             .arg(format!("{prefix}meta"))
             .arg("total")
-            .arg("done")
-            .cmd("GET")
-            .arg(format!("{prefix}done"))
-            .query_async(&mut conn)
-            .await?;
+            .arg("done");
+        // The tombstone buckets, newest first: the newest state written wins.
+        for bucket in self.tombstones().lookup(self.webhooks.keys(), p, now_ms()) {
+            pipe.cmd("HGET").arg(bucket).arg(resource_id);
+        }
+        let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let mut states = replies.split_off(2.min(replies.len())).into_iter();
+        let mut replies = replies.into_iter();
+        let parts: BTreeMap<u32, String> =
+            redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
+                .map_err(redis::RedisError::from)?;
+        let (total, done): (Option<u32>, Option<String>) =
+            redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
+                .map_err(redis::RedisError::from)?;
+        let state =
+            states.find_map(|v| redis::from_redis_value::<Option<String>>(v).ok().flatten());
         let missing = |what: &str| Ok(Fetched::Missing(what.to_string()));
         match state.as_deref() {
             Some("delivered") => return Ok(Fetched::Delivered),
@@ -313,18 +334,28 @@ impl Collator {
     }
 
     /// Marks a resource delivered: a re-run of its job then finds [`Fetched::Delivered`], its data
-    /// expires after `completed_ttl` and the tombstone lives [`RETENTION`] more.
+    /// expires after `completed_ttl` and the tombstone lives the retention more.
     pub async fn release(&self, resource_id: &str) -> Result<(), CollateError> {
-        let (prefix, _) = self.prefix(resource_id);
+        let (prefix, p) = self.prefix(resource_id);
         let ttl = self.completed_ttl.as_secs().max(1);
+        let tombstones = self.tombstones();
+        let bucket = format!(
+            "{}{}",
+            Tombstones::prefix(self.webhooks.keys(), p),
+            tombstones.current(now_ms())
+        );
         let mut conn = self.conn().await?;
         let _: () = redis::pipe()
             .atomic()
-            .cmd("SET")
-            .arg(format!("{prefix}done"))
+            .cmd("HSET")
+            .arg(&bucket)
+            .arg(resource_id)
             .arg("delivered")
-            .arg("EX")
-            .arg(RETENTION.as_secs())
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&bucket)
+            .arg(tombstones.bucket_ttl_secs())
+            .arg("NX")
             .ignore()
             .cmd("EXPIRE")
             .arg(format!("{prefix}parts"))
@@ -337,58 +368,5 @@ impl Collator {
             .query_async(&mut conn)
             .await?;
         Ok(())
-    }
-
-    /// Claims (at most `limit` per partition) resources first seen more than `timeout` ago and
-    /// still incomplete, and dead-letters each in the same script, with a reason naming the
-    /// missing seqs; each is claimed by exactly one of concurrent sweepers, and later packets of
-    /// it are ignored. Returns what was claimed (already reported).
-    pub async fn sweep(
-        &self,
-        timeout: Duration,
-        limit: usize,
-    ) -> Result<Vec<TimedOut>, CollateError> {
-        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let now = now_ms();
-        let cutoff = now.saturating_sub(timeout_ms);
-        let limit = limit.max(1);
-        let template = format!(
-            "resource {{id}} timed out after {timeout_ms} ms: received {{received}} of {{total}} \
-             packets; missing seqs [{{missing}}]"
-        );
-        let mut conn = self.conn().await?;
-        let mut claimed = Vec::new();
-        let keys = self.webhooks.keys();
-        for p in 0..keys.partitions() {
-            let job_ids: Vec<String> = (0..limit)
-                .map(|_| uuid::Uuid::now_v7().to_string())
-                .collect();
-            let flat: Vec<String> = SWEEP
-                .key(keys.in_partition(p, "collate:open"))
-                .key(keys.dead(p))
-                .arg(cutoff)
-                .arg(limit)
-                .arg(keys.in_partition(p, "collate:res:"))
-                .arg(RETENTION.as_secs())
-                .arg(now)
-                .arg(&template)
-                .arg(LISTED_MISSING)
-                .arg(&DEAD_FIELDS[..])
-                .arg(job_ids)
-                .invoke_async(&mut conn)
-                .await?;
-            for chunk in flat.chunks_exact(4) {
-                let mut received: Vec<u32> =
-                    chunk[3].split(',').filter_map(|s| s.parse().ok()).collect();
-                received.sort_unstable();
-                claimed.push(TimedOut {
-                    resource_id: chunk[0].clone(),
-                    total: chunk[1].parse().unwrap_or(0),
-                    first_seen_ms: chunk[2].parse().unwrap_or(0),
-                    received,
-                });
-            }
-        }
-        Ok(claimed)
     }
 }
