@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 16] = [
+pub const TUNABLES: [(&str, &str); 17] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("MAX_CLOCK_SKEW", "5s"),
@@ -20,6 +20,7 @@ pub const TUNABLES: [(&str, &str); 16] = [
     ("LEASE_MS", "5000"),
     ("MAX_ATTEMPTS", "5"),
     ("RESOURCE_TIMEOUT_MS", "60000"),
+    ("MESSAGE_RETENTION_DAYS", "30"),
     ("RUNTIME_THREADS", "1"),
     ("HTTP_HEADER_TIMEOUT", "10s"),
     ("HTTP_BODY_TIMEOUT", "20s"),
@@ -182,6 +183,10 @@ impl StackConfig {
                 env.push(("WEBHOOK_URL", url));
                 env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
                 env.push(("RESOURCE_TIMEOUT_MS", t("RESOURCE_TIMEOUT_MS")));
+                // The retention is checked against the consumer's MAX_MESSAGE_AGE.
+                for name in ["MESSAGE_RETENTION_DAYS", "MAX_MESSAGE_AGE"] {
+                    env.push((name, t(name)));
+                }
             }
             Service::Webhook => {
                 // the webhook service talks to Elasticsearch only (no Redis)
