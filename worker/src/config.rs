@@ -73,8 +73,8 @@ impl Config {
         let age_days = self.max_message_age.as_secs().div_ceil(DAY_SECS);
         if u64::from(self.message_retention_days) <= age_days {
             anyhow::bail!(
-                "MESSAGE_RETENTION_DAYS={} must be greater than MAX_MESSAGE_AGE ({}, {age_days} \
-                 days): the API accepts messages sent up to {age_days} days ago, and they would \
+                "MESSAGE_RETENTION_DAYS={} must be greater than MAX_MESSAGE_AGE={} counted in \
+                 whole days ({age_days}): the API accepts messages sent up to {age_days} days ago, and they would \
                  be stored into daily indices the retention deletes. Set MESSAGE_RETENTION_DAYS \
                  to {} or more, or lower MAX_MESSAGE_AGE",
                 self.message_retention_days,
@@ -234,7 +234,7 @@ mod tests {
             .to_string();
         assert!(
             err.contains(
-                "MESSAGE_RETENTION_DAYS=7 must be greater than MAX_MESSAGE_AGE (7days, 7 days)"
+                "MESSAGE_RETENTION_DAYS=7 must be greater than MAX_MESSAGE_AGE=7days counted in whole days (7)"
             ) && err.contains("to 8 or more"),
             "{err}"
         );
