@@ -66,7 +66,10 @@ async fn main() -> Result<()> {
         start: Utc::now() - span - chrono::Duration::minutes(1),
     };
     let result = bench.run().await;
-    bench.cleanup().await;
+    // KEEP=1 leaves the indices for a closer look (delete them by hand afterwards).
+    if std::env::var_os("KEEP").is_none() {
+        bench.cleanup().await;
+    }
     result
 }
 
@@ -238,6 +241,7 @@ async fn live_writer(store: Store, stop: Arc<AtomicBool>) -> Result<()> {
         let now = Utc::now();
         let doc = StoredMessage {
             producer: ProducerName::parse("bench-live").expect("valid name"),
+            number: n, // a new id each time: no overwrites (deleted documents) in the indices
             ..synthetic(n, now - chrono::Duration::milliseconds(2), 2.0)
         };
         store.index_messages(&[doc]).await?;
