@@ -12,7 +12,8 @@
 # template at the end (also after a failure). Code: dashboard/examples/stats_query.rs.
 #
 # Knobs (env): SIZES (default 10000,1000000,5000000; cumulative), RUNS (50), DAYS (3),
-# BIN=<dir> runs a prebuilt examples/stats_query from <dir> instead of building it.
+# BIN=<dir> runs a prebuilt examples/stats_query from <dir> instead of building it; KEEP=1 leaves
+# the indices (and the prefix's template) for a closer look.
 # Disk: about 100 bytes of index per message here (5M ≈ 0.5 GB); the script refuses to start with
 # less than 2 GB free where it runs (the dev Elasticsearch's data lives on the same disk).
 set -euo pipefail
