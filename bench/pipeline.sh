@@ -66,6 +66,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
   curl -s -XDELETE "$ES/${PREFIX}*" >/dev/null || true
+  curl -s -XDELETE "$ES/_index_template/${PREFIX}*" >/dev/null || true # the daily indices' template
   rm -rf "$DIR"
 }
 trap cleanup EXIT

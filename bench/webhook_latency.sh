@@ -34,6 +34,7 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   curl -s -XDELETE "$ES/${PREFIX}*" >/dev/null || true
+  curl -s -XDELETE "$ES/_index_template/${PREFIX}*" >/dev/null || true # the daily indices' template
   rm -rf "$DIR"
 }
 trap cleanup EXIT

@@ -12,6 +12,7 @@ stop_notebook_stack() { # stops the notebook's stack and drops its Redis keys an
   redis-cli -p "$TEST_REDIS_PORT" --scan --pattern "$NB_NAMESPACE:*" 2>/dev/null \
     | xargs -r -n 500 redis-cli -p "$TEST_REDIS_PORT" unlink >/dev/null 2>&1 || true
   curl -fsS -X DELETE "$ELASTICSEARCH_URL/$NB_NAMESPACE-*" >/dev/null 2>&1 || true
+  curl -fsS -X DELETE "$ELASTICSEARCH_URL/_index_template/$NB_NAMESPACE-*" >/dev/null 2>&1 || true
   NB_STACK_DIR=""
 }
 

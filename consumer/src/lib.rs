@@ -19,8 +19,9 @@ pub use routes::{openapi, router};
 pub use state::AppState;
 
 /// Serves the API on `listener` until `shutdown` is cancelled, then drains in-flight requests.
-/// The `messages` index is created in the background (retried while Elasticsearch is down), so
-/// the API starts — and `/readyz` reports — even when a dependency is missing.
+/// The messages' daily indices and alias are set up in the background (retried while
+/// Elasticsearch is down), so the API starts — and `/readyz` reports — even when a dependency
+/// is missing.
 pub async fn run(
     config: Config,
     listener: tokio::net::TcpListener,
@@ -36,10 +37,8 @@ pub async fn run(
     Ok(())
 }
 
+/// The messages' indices, template and alias (and the move of an earlier release's index
+/// behind the alias), as the worker sets them up: whichever starts first does it.
 async fn ensure_indices(state: AppState, shutdown: CancellationToken) {
-    let store = state.store();
-    let body = pipeline::store::messages_index_body();
-    store
-        .ensure_until(store.messages_index(), body, &shutdown)
-        .await;
+    state.store().ensure_messages_until(&shutdown).await;
 }

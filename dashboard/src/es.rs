@@ -70,7 +70,13 @@ fn chart_start_ms(now_ms: i64) -> i64 {
     now_ms.div_euclid(1000) * 1000 - (SECONDS_IN_CHART as i64) * 1000
 }
 
-/// The search body: newest `number` by sort (exact for longs), and per-index filter aggregations.
+/// The search body. Every aggregation is top level, so its cost follows the documents it
+/// covers, not the size of the indices: the max is read from the index's points, a filter
+/// without sub-aggregations is counted per segment without visiting documents, and a filter
+/// with sub-aggregations visits only the documents its range matches (Elasticsearch's
+/// filter-by-filter execution — which a filter NESTED in another filter does not get: it would
+/// test every message of the indices, once a second). The time-window filters need no `_index`
+/// term: only messages have `received_at`, only resources `delivered_at`.
 pub fn query_body(messages: &str, resources: &str, now_ms: i64) -> Value {
     let chart_start = chart_start_ms(now_ms);
     let chart_end = chart_start + SECONDS_IN_CHART as i64 * 1000;
@@ -78,36 +84,27 @@ pub fn query_body(messages: &str, resources: &str, now_ms: i64) -> Value {
         "size": 0,
         "track_total_hits": false,
         "aggs": {
-            // Top level over a match-all query: Elasticsearch reads it from the index's points
-            // (constant cost however many documents), and exact since numbers are ≤ 2^53 − 1.
-            // Only messages have a `number`.
+            // Exact since numbers are ≤ 2^53 − 1. Only messages have a `number`.
             "max_number": { "max": { "field": "number" } },
-            "messages": {
-                "filter": { "term": { "_index": messages } },
-                "aggs": {
-                    "last_10s": {
-                        "filter": { "range": { "received_at": {
-                            "gte": now_ms - 10_000, "lte": now_ms, "format": "epoch_millis" } } },
-                        "aggs": { "avg_transit": { "avg": { "field": "transit_ms" } } }
-                    },
-                    "last_60s": {
-                        "filter": { "range": { "received_at": {
-                            "gte": chart_start, "lt": chart_end, "format": "epoch_millis" } } },
-                        "aggs": { "per_second": { "date_histogram": {
-                            "field": "received_at", "fixed_interval": "1s", "min_doc_count": 1 } } }
-                    }
-                }
+            // `messages` is the alias: a term on `_index` matches the indices behind it.
+            "messages": { "filter": { "term": { "_index": messages } } },
+            "messages_10s": {
+                "filter": { "range": { "received_at": {
+                    "gte": now_ms - 10_000, "lte": now_ms, "format": "epoch_millis" } } },
+                "aggs": { "avg_transit": { "avg": { "field": "transit_ms" } } }
             },
-            "resources": {
-                "filter": { "term": { "_index": resources } },
-                "aggs": {
-                    "last_60s": {
-                        "filter": { "range": { "delivered_at": {
-                            "gte": now_ms - 60_000, "lte": now_ms, "format": "epoch_millis" } } },
-                        "aggs": { "latency": { "percentiles": {
-                            "field": "latency_ms", "percents": [50, 99] } } }
-                    }
-                }
+            "messages_60s": {
+                "filter": { "range": { "received_at": {
+                    "gte": chart_start, "lt": chart_end, "format": "epoch_millis" } } },
+                "aggs": { "per_second": { "date_histogram": {
+                    "field": "received_at", "fixed_interval": "1s", "min_doc_count": 1 } } }
+            },
+            "resources": { "filter": { "term": { "_index": resources } } },
+            "resources_60s": {
+                "filter": { "range": { "delivered_at": {
+                    "gte": now_ms - 60_000, "lte": now_ms, "format": "epoch_millis" } } },
+                "aggs": { "latency": { "percentiles": {
+                    "field": "latency_ms", "percents": [50, 99] } } }
             }
         }
     })
@@ -128,8 +125,7 @@ pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, SourceError>
     }
     let aggs = &body["aggregations"];
     let max_number = exact_number(&aggs["max_number"]["value"]);
-    let messages = &aggs["messages"];
-    let window = &messages["last_10s"];
+    let window = &aggs["messages_10s"];
     let count_10s = count(window);
     let avg_transit_ms_10s = if count_10s == 0 {
         None
@@ -138,7 +134,7 @@ pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, SourceError>
     };
     let start = chart_start_ms(now_ms);
     let mut per_second = vec![0u64; SECONDS_IN_CHART];
-    if let Some(buckets) = messages["last_60s"]["per_second"]["buckets"].as_array() {
+    if let Some(buckets) = aggs["messages_60s"]["per_second"]["buckets"].as_array() {
         for bucket in buckets {
             let key = bucket["key"].as_i64().unwrap_or(i64::MIN);
             let slot = (key - start).div_euclid(1000);
@@ -149,17 +145,16 @@ pub fn parse_answer(body: &Value, now_ms: i64) -> Result<EsFigures, SourceError>
             }
         }
     }
-    let resources = &aggs["resources"];
-    let values = &resources["last_60s"]["latency"]["values"];
+    let values = &aggs["resources_60s"]["latency"]["values"];
     Ok(EsFigures {
         messages: MessageStats {
             max_number,
             avg_transit_ms_10s,
             count_10s,
-            total: count(messages),
+            total: count(&aggs["messages"]),
         },
         messages_per_second_60s: per_second,
-        resources_completed: count(resources),
+        resources_completed: count(&aggs["resources"]),
         webhook_latency_ms: Latency {
             p50: finite(&values["50.0"]),
             p99: finite(&values["99.0"]),
@@ -196,15 +191,16 @@ mod tests {
         let body = json!({
             "hits": {"hits": []},
             "aggregations": {"max_number": {"value": 9_007_199_254_740_991.0_f64},
-                "messages": {"doc_count": 12,
-                "last_10s": {"doc_count": 2, "avg_transit": {"value": 1.5}},
-                "last_60s": {"per_second": {"buckets": [
+                "messages": {"doc_count": 12},
+                "messages_10s": {"doc_count": 2, "avg_transit": {"value": 1.5}},
+                "messages_60s": {"per_second": {"buckets": [
                     {"key": start, "doc_count": 3},
                     {"key": start + 59_000, "doc_count": 4},
                     {"key": start + 60_000, "doc_count": 9},
                     {"key": start - 1_000, "doc_count": 9}
-                ]}}},
-                "resources": {"doc_count": 2, "last_60s": {"latency": {"values": {"50.0": 10.0, "99.0": null}}}}}
+                ]}},
+                "resources": {"doc_count": 2},
+                "resources_60s": {"latency": {"values": {"50.0": 10.0, "99.0": null}}}}
         });
         let f = parse_answer(&body, NOW).unwrap();
         assert_eq!(
@@ -227,8 +223,8 @@ mod tests {
 
     #[test]
     fn an_empty_window_is_none_even_if_an_average_is_reported() {
-        let body = json!({"hits": {"hits": []}, "aggregations": {"messages": {"doc_count": 1,
-            "last_10s": {"doc_count": 0, "avg_transit": {"value": 0.0}}}}});
+        let body = json!({"hits": {"hits": []}, "aggregations": {"messages": {"doc_count": 1},
+            "messages_10s": {"doc_count": 0, "avg_transit": {"value": 0.0}}}});
         assert_eq!(
             parse_answer(&body, NOW)
                 .unwrap()
@@ -253,10 +249,19 @@ mod tests {
     #[test]
     fn the_chart_covers_the_sixty_whole_seconds_before_now() {
         let body = query_body("m", "r", NOW);
-        let range = &body["aggs"]["messages"]["aggs"]["last_60s"]["filter"]["range"]["received_at"];
+        let range = &body["aggs"]["messages_60s"]["filter"]["range"]["received_at"];
         assert_eq!(range["gte"], 1_700_000_000_000i64 - 60_000);
         assert_eq!(range["lt"], 1_700_000_000_000i64);
         assert_eq!(body["aggs"]["max_number"]["max"]["field"], "number");
         assert_eq!(body["size"], 0);
+        // Flat cost: no aggregation is nested in a filter that matches every message.
+        for (name, agg) in body["aggs"].as_object().unwrap() {
+            if agg["filter"].get("term").is_some() {
+                assert!(
+                    agg.get("aggs").is_none(),
+                    "{name} nests aggregations under a term"
+                );
+            }
+        }
     }
 }

@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 19] = [
+pub const TUNABLES: [(&str, &str); 20] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -23,6 +23,7 @@ pub const TUNABLES: [(&str, &str); 19] = [
     ("RESOURCE_TIMEOUT_MS", "60000"),
     ("RESOURCE_RETENTION", "7d"),
     ("DEAD_LETTER_MAX", "10000"),
+    ("MESSAGE_RETENTION_DAYS", "30"),
     ("RUNTIME_THREADS", "1"),
     ("HTTP_HEADER_TIMEOUT", "10s"),
     ("HTTP_BODY_TIMEOUT", "20s"),
@@ -189,10 +190,13 @@ impl StackConfig {
                 let url = format!("{}/webhooks/resources", self.webhook_url());
                 env.push(("WEBHOOK_URL", url));
                 env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
+                // The message retention is checked against the consumer's MAX_MESSAGE_AGE.
                 for name in [
                     "RESOURCE_TIMEOUT_MS",
                     "RESOURCE_RETENTION",
                     "DEAD_LETTER_MAX",
+                    "MESSAGE_RETENTION_DAYS",
+                    "MAX_MESSAGE_AGE",
                 ] {
                     env.push((name, t(name)));
                 }

@@ -207,6 +207,8 @@ async fn mapping_is_strict_and_creation_is_race_safe() {
     c.unwrap();
     store.ensure_indices().await.unwrap();
 
+    // The alias's settings are keyed by the daily index behind it (today's, made at start-up).
+    let today = store.daily_index(Utc::now().date_naive());
     let url = format!(
         "{}/{}/_settings",
         env.elasticsearch_url,
@@ -221,13 +223,13 @@ async fn mapping_is_strict_and_creation_is_race_safe() {
         .json()
         .await
         .unwrap();
-    let idx = &settings[store.messages_index()]["settings"]["index"];
+    let idx = &settings[&today]["settings"]["index"];
     assert_eq!(idx["refresh_interval"], "1s");
     assert_eq!(idx["number_of_replicas"], "0");
 
     let err = store
         .index_docs(
-            store.messages_index(),
+            &today,
             &[(
                 "x:1".into(),
                 json!({"producer": "x", "number": 1, "colour": "red"}),

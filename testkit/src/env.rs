@@ -275,19 +275,23 @@ where
 }
 
 /// Deletes every index named `<prefix>*` (the servers run with
-/// `action.destructive_requires_name: false`, see `scripts/provision.sh`).
+/// `action.destructive_requires_name: false`, see `scripts/provision.sh`), then every index
+/// template named `<prefix>*` (the messages' daily indices have one).
 async fn delete_indices(
     http: &reqwest::Client,
     elasticsearch_url: &str,
     prefix: &str,
 ) -> Result<()> {
-    let resp = http
-        .delete(format!("{elasticsearch_url}/{prefix}*"))
-        .send()
-        .await
-        .context("DELETE of the test's indices")?;
-    if !resp.status().is_success() {
-        bail!("DELETE {prefix}* answered {}", resp.status());
+    for what in [format!("{prefix}*"), format!("_index_template/{prefix}*")] {
+        let resp = http
+            .delete(format!("{elasticsearch_url}/{what}"))
+            .send()
+            .await
+            .with_context(|| format!("DELETE {what}"))?;
+        // No template of the test: 404, nothing to clean.
+        if !resp.status().is_success() && resp.status() != reqwest::StatusCode::NOT_FOUND {
+            bail!("DELETE {what} answered {}", resp.status());
+        }
     }
     Ok(())
 }

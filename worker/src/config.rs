@@ -51,9 +51,40 @@ pub struct Config {
     /// On SIGTERM, in-flight batches get this many ms to finish
     #[arg(long, env = "WORKER_SHUTDOWN_MS", default_value_t = 10_000)]
     pub shutdown_ms: u64,
+    /// Days a stored message is kept: roughly hourly, every worker deletes the daily message
+    /// indices of days (UTC, of `sent_at`) older than this. Must be greater than
+    /// MAX_MESSAGE_AGE in days, so no message the API still accepts lands in a deleted day
+    #[arg(long, env = "MESSAGE_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub message_retention_days: u32,
+    /// The consumer's MAX_MESSAGE_AGE (the oldest `sent_at` it accepts), e.g. `7d`: the worker
+    /// only checks MESSAGE_RETENTION_DAYS against it
+    #[arg(long, env = "MAX_MESSAGE_AGE", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub max_message_age: Duration,
 }
 
+/// Seconds in a day.
+const DAY_SECS: u64 = 86_400;
+
 impl Config {
+    /// Refuses settings that contradict each other (checked at start-up, before anything runs).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        // MAX_MESSAGE_AGE in whole days, rounded up: 7d → 7, 7d1h → 8.
+        let age_days = self.max_message_age.as_secs().div_ceil(DAY_SECS);
+        if u64::from(self.message_retention_days) <= age_days {
+            anyhow::bail!(
+                "MESSAGE_RETENTION_DAYS={} must be greater than MAX_MESSAGE_AGE={} counted in \
+                 whole days ({age_days}): the API accepts messages sent up to {age_days} days ago, and they would \
+                 be stored into daily indices the retention deletes. Set MESSAGE_RETENTION_DAYS \
+                 to {} or more, or lower MAX_MESSAGE_AGE",
+                self.message_retention_days,
+                humantime::format_duration(self.max_message_age),
+                age_days + 1
+            );
+        }
+        Ok(())
+    }
+
     /// The queue worker settings these flags describe.
     pub fn worker_config(&self) -> queue::WorkerConfig {
         queue::WorkerConfig {
@@ -199,5 +230,41 @@ mod tests {
         );
         assert!(c.metrics_addr.is_none());
         assert!(Config::try_parse_from(["worker", "--batch-size", "0"]).is_err());
+        assert_eq!(c.message_retention_days, 30);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn a_retention_not_longer_than_the_message_age_is_refused() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["worker", "--webhook-secret", "s"];
+            all.extend_from_slice(args);
+            Config::try_parse_from(all).unwrap()
+        };
+        let err = parse(&["--message-retention-days", "7"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "MESSAGE_RETENTION_DAYS=7 must be greater than MAX_MESSAGE_AGE=7days counted in whole days (7)"
+            ) && err.contains("to 8 or more"),
+            "{err}"
+        );
+        parse(&["--message-retention-days", "8"])
+            .validate()
+            .unwrap();
+        // A partial day counts as a whole one.
+        let c = parse(&[
+            "--message-retention-days",
+            "8",
+            "--max-message-age",
+            "7d 1h",
+        ]);
+        assert!(c.validate().is_err());
+        parse(&["--message-retention-days", "2", "--max-message-age", "1d"])
+            .validate()
+            .unwrap();
+        assert!(Config::try_parse_from(["worker", "--message-retention-days", "0"]).is_err());
     }
 }

@@ -3,16 +3,18 @@
 //!
 //! [`run`] ensures the indices (waiting for Elasticsearch as long as it takes), then runs the
 //! queue worker until the shutdown token fires; in-flight batches finish within the deadline.
-//! Next to it, [`delivery`] (the webhook side) runs `webhooks` jobs. The worker owns no HTTP
-//! API beyond health and metrics ([`routes`]); message reads are the consumer's.
+//! Next to it, [`delivery`] (the webhook side) runs `webhooks` jobs and [`retention`] deletes
+//! expired daily message indices. The worker owns no HTTP API beyond health and metrics
+//! ([`routes`]); message reads are the consumer's.
 //!
 //! Reading order: [`config`] → [`state`] → [`error`] (how failures become outcomes) →
-//! [`routes`] → [`messages`] (the message job handler) → [`delivery`] → [`run`].
+//! [`routes`] → [`messages`] (the message job handler) → [`delivery`] → [`retention`] → [`run`].
 
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod messages;
+pub mod retention;
 pub mod routes;
 pub mod state;
 
@@ -29,6 +31,7 @@ pub use messages::MessageHandler;
 
 /// Runs the worker until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    config.validate()?;
     let pool = config.common.redis.pool()?;
     let store = Store::new(&config.common.elastic)?;
     let ready = state::Readiness::default();
@@ -47,13 +50,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
         tracing::info!(%addr, "health and metrics listening");
     }
-    let messages = store.messages_index().to_string();
-    if !store
-        .ensure_until(&messages, pipeline::store::messages_index_body(), &shutdown)
-        .await
-    {
+    if !store.ensure_messages_until(&shutdown).await {
         return Ok(());
     }
+    let retention = tokio::spawn(retention::run(
+        store.clone(),
+        config.message_retention_days,
+        shutdown.clone(),
+    ));
     let queue: Queue<MessageJob> = Queue::new(pool.clone(), config.messages_queue());
     let namespace = config.common.redis.queue_namespace.clone();
     let collator = config.delivery.collator(pool.clone(), &namespace);
@@ -78,6 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         concurrency = worker_config.concurrency,
         namespace = %config.common.redis.queue_namespace,
         index = %config.common.elastic.index(pipeline::store::MESSAGES_INDEX),
+        retention_days = config.message_retention_days,
         "worker started"
     );
     ready.set(true);
@@ -87,6 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     ready.set(false);
     shutdown.cancel(); // if the message worker failed, stop the delivery side too
     let delivered = deliveries.await.context("webhook delivery task")?;
+    retention.await.context("retention task")?;
     result.context("message worker")?;
     delivered.context("webhook delivery")?;
     tracing::info!("worker stopped");

@@ -2,20 +2,27 @@
 //! mean success), only 429/5xx items retried with backoff, anything else is an error. Fixed
 //! `_id`s make every retry idempotent. No refresh is requested.
 //!
+//! Messages go to the daily index of their `sent_at` day (`daily.rs`), named in each action
+//! line; a day this process has not written yet is created first. Two item errors are retried
+//! as well: a daily index deleted meanwhile (`index_not_found_exception`: created again) and a
+//! write block (`cluster_block_exception`: an operator's block, or one a legacy migration put
+//! for a moment) — neither says anything about the document, so neither may dead-letter it.
+//!
 //! This is the worker's hot path, so the body is written straight from the typed documents into
-//! one byte buffer (no `serde_json::Value` per document), the index goes in the URL (short
-//! action lines), and Elasticsearch is asked to answer only `errors` and each item's `status` /
-//! `error` (`filter_path`); the items are only read when `errors` is true.
+//! one byte buffer (no `serde_json::Value` per document), each day's action prefix is encoded
+//! once per request, and Elasticsearch is asked to answer only `errors` and each item's
+//! `status` / `error` (`filter_path`); the items are only read when `errors` is true.
 
 use std::io::Write;
 use std::time::Duration;
 
+use chrono::NaiveDate;
 use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use elasticsearch::http::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{rejected, Store, StoreError};
+use super::{error_type, rejected, Store, StoreError};
 use crate::packet::StoredMessage;
 
 /// Attempts per item for 429/5xx answers (the first try included).
@@ -33,6 +40,27 @@ trait BulkDoc {
     fn write_source(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error>;
     /// The `_id`, for logs and errors.
     fn id(&self) -> String;
+    /// The day whose daily index holds the document, for documents written by day.
+    fn day(&self) -> Option<NaiveDate> {
+        None
+    }
+}
+
+/// Where a bulk request writes.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    /// One named index (in the URL).
+    Index(&'a str),
+    /// The daily index of each document's day under this alias (in each action line).
+    Daily(&'a str),
+}
+
+impl Target<'_> {
+    fn name(&self) -> &str {
+        match self {
+            Target::Index(name) | Target::Daily(name) => name,
+        }
+    }
 }
 
 impl BulkDoc for StoredMessage {
@@ -47,6 +75,10 @@ impl BulkDoc for StoredMessage {
 
     fn id(&self) -> String {
         self.doc_id()
+    }
+
+    fn day(&self) -> Option<NaiveDate> {
+        Some(self.sent_at.date_naive())
     }
 }
 
@@ -71,10 +103,10 @@ struct BulkSummary {
 }
 
 impl Store {
-    /// Indexes processed messages (`_id = "{producer}:{number}"`) in one `_bulk` request; Ok only
-    /// when every item succeeded.
+    /// Indexes processed messages (`_id = "{producer}:{number}"`) into the daily index of their
+    /// `sent_at` day in one `_bulk` request; Ok only when every item succeeded.
     pub async fn index_messages(&self, docs: &[StoredMessage]) -> Result<(), StoreError> {
-        self.index_bulk(&self.messages, docs).await
+        self.index_bulk(Target::Daily(&self.messages), docs).await
     }
 
     /// Indexes `(_id, document)` pairs into `index`; retries 429/5xx items (and whole-request
@@ -84,10 +116,15 @@ impl Store {
         index: &str,
         docs: &[(String, Value)],
     ) -> Result<(), StoreError> {
-        self.index_bulk(index, docs).await
+        self.index_bulk(Target::Index(index), docs).await
     }
 
-    async fn index_bulk<D: BulkDoc>(&self, index: &str, docs: &[D]) -> Result<(), StoreError> {
+    async fn index_bulk<D: BulkDoc>(
+        &self,
+        target: Target<'_>,
+        docs: &[D],
+    ) -> Result<(), StoreError> {
+        let index = target.name();
         let mut pending: Vec<usize> = (0..docs.len()).collect();
         let mut last = StoreError::Unavailable("no attempt made".into());
         for attempt in 0..ATTEMPTS {
@@ -97,7 +134,7 @@ impl Store {
             if attempt > 0 {
                 tokio::time::sleep(BACKOFF * 2u32.pow(attempt - 1)).await;
             }
-            match self.bulk_once(index, docs, &pending).await {
+            match self.bulk_once(target, docs, &pending).await {
                 Ok(retry) => {
                     if !retry.is_empty() {
                         tracing::warn!(index, items = retry.len(), attempt, "bulk items to retry");
@@ -125,11 +162,23 @@ impl Store {
     /// One `_bulk` request for `docs[pending]`; returns the indices that should be retried.
     async fn bulk_once<D: BulkDoc>(
         &self,
-        index: &str,
+        target: Target<'_>,
         docs: &[D],
         pending: &[usize],
     ) -> Result<Vec<usize>, StoreError> {
-        let body = ndjson(docs, pending)?;
+        let (path, daily) = match target {
+            Target::Index(index) => (format!("/{index}/_bulk"), None),
+            Target::Daily(alias) => {
+                let mut days: Vec<NaiveDate> =
+                    pending.iter().filter_map(|&i| docs[i].day()).collect();
+                days.sort_unstable();
+                days.dedup();
+                self.ensure_days(days).await?;
+                ("/_bulk".to_string(), Some(alias))
+            }
+        };
+        let index = target.name();
+        let body = ndjson(docs, pending, daily)?;
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
@@ -139,7 +188,7 @@ impl Store {
             .client
             .send(
                 Method::Post,
-                &format!("/{index}/_bulk"),
+                &path,
                 headers,
                 Some(&[("filter_path", FILTER_PATH)]),
                 Some(body),
@@ -166,18 +215,37 @@ impl Store {
             return Ok(Vec::new());
         }
         let answer: Value = serde_json::from_slice(&bytes).map_err(decode)?;
-        item_failures(index, docs, pending, &answer)
+        let failures = item_failures(index, docs, pending, &answer)?;
+        for day in failures.missing_days {
+            self.days.forget(day);
+        }
+        Ok(failures.retry)
     }
 }
 
-/// The NDJSON body for `docs[pending]`: `{"index":{"_id":…}}` then the source, per document.
-fn ndjson<D: BulkDoc>(docs: &[D], pending: &[usize]) -> Result<Vec<u8>, StoreError> {
+/// The NDJSON body for `docs[pending]`: `{"index":{"_id":…}}` then the source, per document;
+/// with `daily` (the alias), each action also names the document's daily index.
+fn ndjson<D: BulkDoc>(
+    docs: &[D],
+    pending: &[usize],
+    daily: Option<&str>,
+) -> Result<Vec<u8>, StoreError> {
     let mut body = Vec::with_capacity(pending.len() * 512);
+    // The action prefix of each day, encoded once: a batch spans one day, rarely two.
+    let mut prefixes: Vec<(Option<NaiveDate>, Vec<u8>)> = Vec::new();
     for &i in pending {
         let doc = &docs[i];
         let encode =
             |e: serde_json::Error| StoreError::Decode(format!("encoding {}: {e}", doc.id()));
-        body.extend_from_slice(b"{\"index\":{\"_id\":");
+        let day = daily.and(doc.day());
+        let at = match prefixes.iter().position(|(d, _)| *d == day) {
+            Some(at) => at,
+            None => {
+                prefixes.push((day, action_prefix(daily, day).map_err(encode)?));
+                prefixes.len() - 1
+            }
+        };
+        body.extend_from_slice(&prefixes[at].1);
         doc.write_id(&mut body).map_err(encode)?;
         body.extend_from_slice(b"}}\n");
         doc.write_source(&mut body).map_err(encode)?;
@@ -186,26 +254,56 @@ fn ndjson<D: BulkDoc>(docs: &[D], pending: &[usize]) -> Result<Vec<u8>, StoreErr
     Ok(body)
 }
 
-/// Reads the items of an answer with `errors: true`: the indices to retry (429/5xx), or the
-/// first permanent rejection as an error.
+/// `{"index":{"_id":` or, for a document of `day` under the alias `daily`,
+/// `{"index":{"_index":"<alias>-<day>","_id":`.
+fn action_prefix(
+    daily: Option<&str>,
+    day: Option<NaiveDate>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = b"{\"index\":{".to_vec();
+    if let (Some(alias), Some(day)) = (daily, day) {
+        out.extend_from_slice(b"\"_index\":");
+        let name = format!("{alias}-{}", day.format(super::DAY_FORMAT));
+        serde_json::to_writer(&mut out, &name)?;
+        out.push(b',');
+    }
+    out.extend_from_slice(b"\"_id\":");
+    Ok(out)
+}
+
+/// What the items of an answer with `errors: true` ask for.
+#[derive(Debug, Default, PartialEq)]
+struct ItemFailures {
+    /// Documents to send again (429/5xx, a missing daily index, a write block).
+    retry: Vec<usize>,
+    /// Days whose index was missing: created again before the retry.
+    missing_days: Vec<NaiveDate>,
+}
+
+/// Reads the items of an answer with `errors: true`: what to retry, or the first permanent
+/// rejection as an error.
 fn item_failures<D: BulkDoc>(
     index: &str,
     docs: &[D],
     pending: &[usize],
     answer: &Value,
-) -> Result<Vec<usize>, StoreError> {
+) -> Result<ItemFailures, StoreError> {
     let items = answer
         .get("items")
         .and_then(Value::as_array)
         .filter(|items| items.len() == pending.len())
         .ok_or_else(|| StoreError::Decode("bulk answer without one item per document".into()))?;
-    let mut retry = Vec::new();
+    let mut failures = ItemFailures::default();
     for (item, &i) in items.iter().zip(pending) {
         let result = item.get("index").unwrap_or(item);
         let item_status = result.get("status").and_then(Value::as_u64).unwrap_or(0) as u16;
-        match item_status {
-            200..=299 => {}
-            429 | 500..=599 => retry.push(i),
+        match (item_status, error_type(result)) {
+            (200..=299, _) => {}
+            (429 | 500..=599, _) | (_, Some("cluster_block_exception")) => failures.retry.push(i),
+            (_, Some("index_not_found_exception")) => {
+                failures.retry.push(i);
+                failures.missing_days.extend(docs[i].day());
+            }
             _ => {
                 let err = rejected(item_status, result);
                 tracing::error!(index, id = %docs[i].id(), error = %err, "bulk item rejected");
@@ -213,77 +311,8 @@ fn item_failures<D: BulkDoc>(
             }
         }
     }
-    Ok(retry)
+    Ok(failures)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::ids::{ProducerName, ResourceId, ResourcePart};
-    use chrono::{TimeZone, Utc};
-
-    fn message(producer: &str, number: u64) -> StoredMessage {
-        let t = Utc.timestamp_millis_opt(1_700_000_000_000).unwrap();
-        StoredMessage {
-            producer: ProducerName::parse(producer).unwrap(),
-            number,
-            sent_at: t,
-            received_at: t,
-            stored_at: t,
-            transit_ms: 1.5,
-            word_lengths: vec![1, 3],
-            text: "a \"b\"".into(),
-            part: Some(ResourcePart::new(ResourceId::parse("r1").unwrap(), 0, 1).unwrap()),
-        }
-    }
-
-    #[test]
-    fn body_lines_are_the_action_then_the_typed_document() {
-        let docs = [message("p-1", 7), message("p_2.x-y", 8)];
-        let body = ndjson(&docs, &[0, 1]).unwrap();
-        let text = String::from_utf8(body).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(lines.len(), 4);
-        assert!(text.ends_with('\n'));
-        assert_eq!(lines[0], serde_json::json!({"index": {"_id": "p-1:7"}}));
-        assert_eq!(lines[1], serde_json::to_value(&docs[0]).unwrap());
-        assert_eq!(lines[2], serde_json::json!({"index": {"_id": "p_2.x-y:8"}}));
-        assert_eq!(lines[3]["text"], "a \"b\"");
-    }
-
-    #[test]
-    fn only_pending_documents_are_written() {
-        let docs = [message("p", 1), message("p", 2), message("p", 3)];
-        let text = String::from_utf8(ndjson(&docs, &[2]).unwrap()).unwrap();
-        assert_eq!(text.lines().next(), Some(r#"{"index":{"_id":"p:3"}}"#));
-        assert_eq!(text.lines().count(), 2);
-    }
-
-    #[test]
-    fn items_split_into_retries_and_rejections() {
-        let docs = [message("p", 1), message("p", 2), message("p", 3)];
-        let answer = serde_json::json!({"errors": true, "items": [
-            {"index": {"status": 201}},
-            {"index": {"status": 429, "error": {"type": "es_rejected_execution_exception"}}},
-            {"index": {"status": 503}}
-        ]});
-        assert_eq!(
-            item_failures("i", &docs, &[0, 1, 2], &answer).unwrap(),
-            vec![1, 2]
-        );
-        let answer = serde_json::json!({"errors": true, "items": [
-            {"index": {"status": 400, "error": {"type": "document_parsing_exception", "reason": "bad"}}}
-        ]});
-        let err = item_failures("i", &docs, &[2], &answer).unwrap_err();
-        assert!(!err.is_transient());
-        assert!(
-            err.to_string().contains("document_parsing_exception"),
-            "{err}"
-        );
-        let short = serde_json::json!({"errors": true, "items": []});
-        assert!(item_failures("i", &docs, &[0], &short).is_err());
-    }
-}
+mod tests;

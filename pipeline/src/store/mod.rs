@@ -1,14 +1,23 @@
-//! The Elasticsearch store: one client built from `ELASTICSEARCH_URL`, the `{prefix}messages`
-//! index (strict mapping, created at start-up, race-safe), idempotent bulk indexing
-//! (`_id = "{producer}:{number}"`) and the reads the consumer serves (one message, recent
-//! messages, stats in one search).
+//! The Elasticsearch store: one client built from `ELASTICSEARCH_URL`, the messages' daily
+//! indices `{prefix}messages-YYYY.MM.DD` behind the alias `{prefix}messages` (strict mapping
+//! through an index template, set up at start-up, race-safe), idempotent bulk indexing
+//! (`_id = "{producer}:{number}"`, into the index of the message's `sent_at` day) and the reads
+//! the consumer serves (one message, recent messages, stats in one search) through the alias.
 //!
 //! It owns index names and mappings of `messages` only; other indices (e.g. `resources`) bring
 //! their own mapping through [`Store::ensure_index`]. It never refreshes per write and never
 //! retries a rejected document (only 429/5xx items, a few times).
+//!
+//! Modules: [`daily`] (the layout: names, template, start-up), `legacy` (the upgrade from a
+//! single `messages` index), [`retention`] (which daily indices are past the retention), `bulk`
+//! (writes), `query` (reads).
 
 mod bulk;
+pub mod daily;
+mod legacy;
 mod query;
+pub mod retention;
+pub use daily::DAY_FORMAT;
 pub use query::{exact_number, Fields, MessagesPage, MAX_HEAVY_PAGE};
 
 use std::time::Duration;
@@ -26,7 +35,8 @@ use service_kit::config::ElasticArgs;
 /// Largest page a list read returns.
 pub use service_kit::http::body::MAX_PAGE;
 
-/// Base name of the index of stored messages (prefixed with `ES_INDEX_PREFIX`).
+/// Base name of the alias over the stored messages' daily indices (prefixed with
+/// `ES_INDEX_PREFIX`); the daily indices are `{alias}-YYYY.MM.DD`.
 pub const MESSAGES_INDEX: &str = "messages";
 /// Base name of the index of delivered resources (written by the webhook service).
 pub const RESOURCES_INDEX: &str = "resources";
@@ -71,6 +81,8 @@ pub struct Store {
     client: Elasticsearch,
     messages: String,
     resources: String,
+    /// Daily indices this process created or saw created (so a write does not ask again).
+    days: daily::KnownDays,
 }
 
 impl Store {
@@ -87,6 +99,7 @@ impl Store {
             client: Elasticsearch::new(transport),
             messages: args.index(MESSAGES_INDEX),
             resources: args.index(RESOURCES_INDEX),
+            days: daily::KnownDays::default(),
         })
     }
 
@@ -95,6 +108,7 @@ impl Store {
         &self.client
     }
 
+    /// The alias every reader uses (`{prefix}messages`); writes go to the daily indices.
     pub fn messages_index(&self) -> &str {
         &self.messages
     }
@@ -103,10 +117,11 @@ impl Store {
         &self.resources
     }
 
-    /// Creates the `messages` index with its strict mapping if it does not exist.
+    /// Sets up the messages' layout: migrates a `messages` index of an earlier release, puts the
+    /// index template, and creates today's daily index (so the alias exists for readers). Safe
+    /// when several processes run it at once.
     pub async fn ensure_indices(&self) -> Result<(), StoreError> {
-        self.ensure_index(&self.messages, messages_index_body())
-            .await
+        self.ensure_messages().await
     }
 
     /// Creates index `name` with `body` (settings + mappings) unless it exists. Safe when several
@@ -139,20 +154,15 @@ impl Store {
         body: Value,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> bool {
-        let mut backoff = queue::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-        loop {
-            let attempt = tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                result = self.ensure_index(name, body.clone()) => result,
-            };
-            match attempt {
-                Ok(()) => return true,
-                Err(e) => tracing::warn!(index = name, error = %e, "creating the index; retrying"),
-            }
-            if !backoff.wait(shutdown).await {
-                return false;
-            }
-        }
+        retry_until(name, shutdown, || self.ensure_index(name, body.clone())).await
+    }
+
+    /// [`Store::ensure_indices`] (the messages' layout), retried like [`Store::ensure_until`].
+    pub async fn ensure_messages_until(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        retry_until(&self.messages, shutdown, || self.ensure_messages()).await
     }
 
     /// Answers Ok when `_cluster/health` answers and the cluster is not red.
@@ -208,6 +218,33 @@ impl Store {
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         read_answer(response).await
+    }
+}
+
+/// Runs `attempt` until it succeeds (true) or `shutdown` is cancelled (false), pausing 200 ms
+/// doubling to 5 s after each failure, which is logged with `index`.
+async fn retry_until<F, Fut>(
+    index: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+    attempt: F,
+) -> bool
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), StoreError>>,
+{
+    let mut backoff = queue::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let result = tokio::select! {
+            _ = shutdown.cancelled() => return false,
+            result = attempt() => result,
+        };
+        match result {
+            Ok(()) => return true,
+            Err(e) => tracing::warn!(index, error = %e, "setting up the index; retrying"),
+        }
+        if !backoff.wait(shutdown).await {
+            return false;
+        }
     }
 }
 

@@ -1,16 +1,20 @@
-//! Reads of the `messages` index: one message by natural key, a page of recent messages, and
-//! the stats (exact max number, 10 s transit average and count, total) in ONE search request.
-//! A missing index reads as empty, not as an error.
+//! Reads of the messages through their alias: one message by natural key, a page of recent
+//! messages, and the stats (exact max number, 10 s transit average and count, total) in ONE
+//! search request. A missing alias reads as empty, not as an error.
+//!
+//! One message by id: Elasticsearch refuses a GET through an alias of several indices, and a
+//! search is only near-real-time (a message stored a moment ago would read as 404 until the
+//! next refresh). So the read lists the indices behind the alias and asks each of them for the
+//! id in one real-time `_mget` (one small get per day of retention).
 
 use elasticsearch::http::Method;
-use elasticsearch::GetParts;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::request::JsonBody;
 
-use super::{read_answer, read_bytes, rejected, MessageStats, Store, StoreError};
+use super::{read_bytes, rejected, MessageStats, Store, StoreError};
 use crate::ids::ProducerName;
 use crate::packet::wire::StoredMessageFields;
 use crate::packet::{StoredMessage, MAX_NUMBER};
@@ -72,30 +76,56 @@ pub fn exact_number(value: &Value) -> Option<u64> {
 }
 
 impl Store {
-    /// The stored message `{producer}:{number}`, or None.
+    /// The stored message `{producer}:{number}`, or None (real-time: see the module doc).
     pub async fn get_message(
         &self,
         producer: &ProducerName,
         number: u64,
     ) -> Result<Option<StoredMessage>, StoreError> {
         let id = format!("{producer}:{number}");
-        let response = self
-            .client
-            .get(GetParts::IndexId(&self.messages, &id))
-            .send()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let (status, answer) = read_answer(response).await?;
-        if status == 404 {
+        let indices = self.indices_behind_alias().await?;
+        if indices.is_empty() {
             return Ok(None);
         }
+        let docs: Vec<Value> = indices
+            .iter()
+            .map(|index| json!({"_index": index, "_id": id}))
+            .collect();
+        let (status, answer) = self
+            .send(Method::Post, "/_mget", None, Some(json!({ "docs": docs })))
+            .await?;
         if status != 200 {
             return Err(rejected(status, &answer));
         }
-        if answer.get("found").and_then(Value::as_bool) != Some(true) {
-            return Ok(None);
+        let found = answer
+            .get("docs")
+            .and_then(Value::as_array)
+            .ok_or_else(|| StoreError::Decode("_mget answer without docs".into()))?
+            .iter()
+            // An index deleted since it was listed answers an error item: not found there.
+            .find(|doc| doc.get("found").and_then(Value::as_bool) == Some(true));
+        found.map(decode_source).transpose()
+    }
+
+    /// The concrete indices the messages alias points at (the alias's own name when it is still
+    /// a concrete index of an earlier release); empty when it does not exist yet.
+    async fn indices_behind_alias(&self) -> Result<Vec<String>, StoreError> {
+        let (status, answer) = self
+            .send(
+                Method::Get,
+                &format!("/{}/_alias", self.messages),
+                None,
+                None,
+            )
+            .await?;
+        match status {
+            404 => Ok(Vec::new()),
+            200 => Ok(answer
+                .as_object()
+                .map(|indices| indices.keys().cloned().collect())
+                .unwrap_or_default()),
+            _ => Err(rejected(status, &answer)),
         }
-        decode_source(&answer).map(Some)
     }
 
     /// A page of the most recent messages (by `received_at`), optionally of one producer, with
