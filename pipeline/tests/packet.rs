@@ -373,6 +373,14 @@ fn a_batch_is_all_valid_or_every_error_named_by_item() {
         }
         other => panic!("{other:?}"),
     }
+    // Every item invalid: the items are named, not the batch's length.
+    match batch(json!([{"number": -1, "sent_at": "2024-05-01T12:00:00Z"}, [1]])) {
+        Err(EdgeError::Invalid { errors, total: 2 }) => {
+            let names: Vec<_> = errors.iter().map(|e| e.name.as_str()).collect();
+            assert_eq!(names, ["[0].number", "[1]"]);
+        }
+        other => panic!("{other:?}"),
+    }
     for (v, why) in [
         (json!([]), "empty"),
         (json!([good(1), good(2), good(3), good(4)]), "one too many"),
