@@ -126,11 +126,14 @@ fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// One service's poll: answers, and what went wrong otherwise.
+type Polled = tokio::task::JoinHandle<(u64, Vec<String>)>;
+
 /// Polls `GET /healthz` of every named service until stopped, counting answers and failures
 /// (anything but a 200 within 2 s).
 pub struct HealthPoller {
     stop: Arc<AtomicBool>,
-    tasks: Vec<(String, tokio::task::JoinHandle<(u64, Vec<String>)>)>,
+    tasks: Vec<(String, Polled)>,
 }
 
 impl HealthPoller {
