@@ -1,7 +1,8 @@
 # The test suite (sourced by setup.sh): `./setup.sh test` installs what is missing, starts a
 # private Redis + Elasticsearch, runs cargo fmt --check, clippy (warnings are errors), builds the
 # release binaries (the launcher among them) once, runs every test with CONVEYOR_BIN_DIR pointing
-# at them, then executes the notebook against a private stack started by the launcher; it prints
+# at them, runs schemathesis (every check) against the consumer's /openapi.json on a private stack,
+# then executes the notebook against a private stack started by the launcher; it prints
 # how long each part took and stops everything it started. Exit code = verdict.
 # shellcheck shell=bash
 
@@ -38,6 +39,55 @@ run_notebook() { # execute notebooks/producer_consumer.ipynb against a fresh pri
   return $rc
 }
 
+# schemathesis (PyPI, pinned) against the consumer's /openapi.json: every check, a bounded number
+# of examples per operation and a time bound; hooks.py + schemathesis.toml in scripts/schemathesis
+# say why (the rules JSON Schema cannot state, the documented 504 of ?wait=true).
+SCHEMATHESIS_VERSION="4.32.5"
+ensure_schemathesis_venv() { # sets ST_VENV: a venv with schemathesis, cached by its version
+  ST_VENV="$CONVEYOR_HOME/venv-schemathesis-$SCHEMATHESIS_VERSION"
+  if [ -f "$ST_VENV/.complete" ]; then log "reusing the schemathesis venv $ST_VENV"; return; fi
+  apt_install python3-venv
+  log "creating the schemathesis venv $ST_VENV (pip install schemathesis==$SCHEMATHESIS_VERSION)"
+  rm -rf "$ST_VENV"; mkdir -p "$CONVEYOR_HOME"
+  python3 -m venv "$ST_VENV" || die "python3 -m venv failed"
+  "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+    || die "pip install schemathesis failed"
+  touch "$ST_VENV/.complete"
+}
+
+stop_schemathesis_stack() { # stops the fuzzed stack and drops its Redis keys and indices
+  [ "${ST_STACK_DIR:-}" ] || return 0
+  log "stopping the schemathesis stack"
+  conveyor_stack stop --dir "$ST_STACK_DIR" || true
+  redis-cli -p "$TEST_REDIS_PORT" --scan --pattern "$ST_NAMESPACE:*" 2>/dev/null \
+    | xargs -r -n 500 redis-cli -p "$TEST_REDIS_PORT" unlink >/dev/null 2>&1 || true
+  curl -fsS -X DELETE "$ELASTICSEARCH_URL/$ST_NAMESPACE-*" >/dev/null 2>&1 || true
+  ST_STACK_DIR=""
+}
+
+run_schemathesis() { # schemathesis run --checks all against a fresh private consumer (+ 1 worker)
+  local rc=0 id
+  ensure_schemathesis_venv
+  id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
+  ST_NAMESPACE="st-$id" ST_STACK_DIR="$TEST_STATE/st-stack"
+  log "starting a private stack for schemathesis (free ports, 1 worker, namespace $ST_NAMESPACE)"
+  WEBHOOK_SECRET="st-secret-$id" conveyor_stack up --dir "$ST_STACK_DIR" --bin-dir "$BIN_DIR" \
+    --free-ports --workers 1 --without producer,dashboard \
+    --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
+    --namespace "$ST_NAMESPACE" --index-prefix "$ST_NAMESPACE-" --log-format json || return 1
+  local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
+  eval "$(conveyor_stack urls --dir "$ST_STACK_DIR")"
+  log "schemathesis run --checks all against $CONSUMER_URL/openapi.json" \
+    "(${SCHEMATHESIS_EXAMPLES:-100} examples per operation, at most ${SCHEMATHESIS_SECONDS:-300} s)"
+  (cd "$ROOT/scripts/schemathesis" && SCHEMATHESIS_HOOKS=hooks PYTHONPATH=. \
+    timeout "${SCHEMATHESIS_SECONDS:-300}" "$ST_VENV/bin/schemathesis" --config-file schemathesis.toml \
+    run "$CONSUMER_URL/openapi.json" --checks all --max-examples "${SCHEMATHESIS_EXAMPLES:-100}" \
+    --generation-database none --no-color) \
+    || rc=$?
+  stop_schemathesis_stack
+  return $rc
+}
+
 install_test_needs() { ensure_test_tools; ensure_redis; ensure_java; ensure_elasticsearch; }
 
 start_test_servers() {
@@ -53,6 +103,7 @@ cmd_test() {
   stop_test_services() {
     print_timings # when a part failed under set -e, before the summary line
     stop_notebook_stack
+    stop_schemathesis_stack
     log "stopping the test Redis and Elasticsearch"
     stop_pidfile "$TEST_STATE/redis/redis.pid" "$REDIS_PATTERN"
     stop_pidfile "$TEST_STATE/es/es.pid" "$ES_PATTERN"
@@ -76,7 +127,12 @@ cmd_test() {
   log "cargo test (Redis $REDIS_URL, Elasticsearch $ELASTICSEARCH_URL, binaries $CONVEYOR_BIN_DIR)"
   local rc=0
   timed "cargo test" cargo test --workspace --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || rc=$?
-  [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the notebook step anyway"
+  [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the remaining steps anyway"
+  log "schemathesis: every check against the consumer's /openapi.json on a private stack"
+  local st_rc=0
+  timed "schemathesis (venv, private stack, run)" run_schemathesis || st_rc=$?
+  if [ $st_rc -eq 0 ]; then log "schemathesis passed"; else warn "schemathesis failed (exit code $st_rc)"; fi
+  [ $rc -ne 0 ] || rc=$st_rc
   log "notebook: notebooks/producer_consumer.ipynb against a private stack"
   local nb_rc=0
   timed "notebook (venv, private stack, execution)" run_notebook || nb_rc=$?

@@ -123,7 +123,9 @@ impl Signature {
 
     /// Whether the timestamp lies within `tolerance_secs` of `now_unix`, either direction.
     pub fn check_fresh(&self, now_unix: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
-        if now_unix.saturating_sub(self.timestamp).abs() > tolerance_secs {
+        // `abs_diff`: no overflow whatever the two instants (a subtraction saturating at
+        // `i64::MIN` has no absolute value).
+        if now_unix.abs_diff(self.timestamp) > tolerance_secs.max(0).unsigned_abs() {
             Err(SignatureError::Stale)
         } else {
             Ok(())

@@ -27,13 +27,16 @@ pub const MAX_BATCH: usize = 1000;
 /// service's `MAX_BODY_BYTES`).
 pub const MESSAGE_BODY_LIMIT: usize = 512 * 1024;
 
-/// Query of `POST /messages`.
+/// Query of `POST /messages`; any other parameter answers 422.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PostParams {
     /// Wait for the processed result (200) instead of answering 202 at once.
     pub wait: Option<bool>,
-    /// How long to wait with `wait=true`, 1..=WAIT_MAX_MS (default WAIT_DEFAULT_MS).
+    /// How long to wait with `wait=true`, 1..=WAIT_MAX_MS (default 30000; default timeout
+    /// WAIT_DEFAULT_MS, 5000).
+    #[param(minimum = 1, maximum = 30_000)]
     pub timeout_ms: Option<u64>,
 }
 
@@ -66,7 +69,7 @@ pub struct PacketInput {
     /// RFC 3339 date-time string (no leap second), or integer epoch milliseconds; at most
     /// `MAX_CLOCK_SKEW` (5 s) after the API receives the packet and at most `MAX_MESSAGE_AGE`
     /// (7 days) before.
-    #[schema(value_type = String, format = DateTime, example = "2024-05-01T12:00:00.250Z")]
+    #[schema(schema_with = super::contract::sent_at_schema)]
     sent_at: DateTime<Utc>,
     /// Default `"default"`.
     #[schema(pattern = r"^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
@@ -84,8 +87,9 @@ pub struct PacketInput {
     /// Packets in the resource; only with `resource_id`.
     #[schema(minimum = 1, maximum = 10_000)]
     total: Option<u32>,
-    /// Whitespace-separated words, at most 64 KiB of UTF-8 (16,384 characters always fit).
-    #[schema(max_length = 16_384)]
+    /// Whitespace-separated words, at most 64 KiB of UTF-8: 65,536 characters of ASCII, fewer
+    /// when some take several bytes (16,384 characters always fit); longer is 422.
+    #[schema(max_length = 65_536)]
     text: Option<String>,
 }
 
@@ -274,18 +278,19 @@ pub async fn post_batch(
 
 /// The wait budget of a `?wait=true` request, None without waiting.
 fn wait_timeout(state: &AppState, params: &PostParams) -> Result<Option<Duration>, ApiError> {
-    if params.wait != Some(true) {
-        return Ok(None);
-    }
     let max = state.config().wait_max_ms;
-    let ms = params
-        .timeout_ms
-        .unwrap_or(state.config().wait_default_ms.min(max));
-    if ms == 0 || ms > max {
+    // Checked with or without `wait=true`: a value out of range is refused, never ignored.
+    if params.timeout_ms.is_some_and(|ms| ms == 0 || ms > max) {
         return Err(ApiError::Validation(vec![FieldError::new(
             "timeout_ms",
             format!("must be between 1 and {max}"),
         )]));
     }
+    if params.wait != Some(true) {
+        return Ok(None);
+    }
+    let ms = params
+        .timeout_ms
+        .unwrap_or(state.config().wait_default_ms.min(max));
     Ok(Some(Duration::from_millis(ms)))
 }

@@ -4,6 +4,7 @@
 //! (POST), [`read`] (stored messages) and [`stats`]. Health, readiness and metrics are the
 //! kit's, merged in here so the document covers them too.
 
+mod contract;
 pub mod ingest;
 pub mod read;
 pub mod stats;
@@ -63,7 +64,7 @@ fn kit(state: &AppState) -> HttpKit {
 
 /// The routes and their document.
 fn api(state: AppState, kit: &HttpKit) -> (Router, OpenApi) {
-    OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
+    let (router, doc) = OpenApiRouter::with_openapi(<ApiDoc as utoipa::OpenApi>::openapi())
         .routes(routes!(ingest::post_message))
         .routes(routes!(read::list_messages))
         .routes(routes!(ingest::post_batch))
@@ -72,7 +73,10 @@ fn api(state: AppState, kit: &HttpKit) -> (Router, OpenApi) {
         .routes(routes!(openapi_json))
         .with_state(state)
         .merge(kit.routes())
-        .split_for_parts()
+        .split_for_parts();
+    let mut doc = doc;
+    utoipa::Modify::modify(&contract::EdgeContract, &mut doc);
+    (router, doc)
 }
 
 /// The OpenAPI document served at `/openapi.json`.

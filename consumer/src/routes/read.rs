@@ -2,6 +2,7 @@
 //! `GET /messages/{producer}/{number}` (404 when absent). Elasticsearch answers; this module
 //! only checks parameters and shapes answers.
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::Json;
 use pipeline::ids::ProducerName;
@@ -14,17 +15,19 @@ use service_kit::problem::Problem;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Query of `GET /messages`.
+/// Query of `GET /messages`; any other parameter answers 422.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only this producer's messages.
+    #[param(pattern = r"^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64)]
     pub producer: Option<String>,
     /// Page size, 1..=1000 (default 20).
-    #[param(value_type = Option<usize>)]
+    #[param(value_type = Option<usize>, minimum = 1, maximum = 1000)]
     pub size: Option<String>,
-    /// Offset; `from + size` ≤ 10000 (default 0).
-    #[param(value_type = Option<usize>)]
+    /// Offset; `from + size` ≤ 10000 (default 0), else 422.
+    #[param(value_type = Option<usize>, minimum = 0, maximum = 9999)]
     pub from: Option<String>,
     /// Large fields to include, comma-separated: `text`, `word_lengths` (default none). A page
     /// with either holds at most 8 messages; `next_from` says where the next page starts.
@@ -97,8 +100,8 @@ pub async fn list_messages(
 #[utoipa::path(
     get, path = "/messages/{producer}/{number}", tag = "messages",
     params(
-        ("producer" = String, Path, description = "Producer name"),
-        ("number" = u64, Path, description = "Packet number"),
+        ("producer" = String, Path, description = "Producer name", pattern = r"^[A-Za-z0-9_.-]{1,64}$", min_length = 1, max_length = 64),
+        ("number" = u64, Path, description = "Packet number", minimum = 0, maximum = 9_007_199_254_740_991_i64),
     ),
     responses(
         (status = 200, description = "The stored message", body = StoredMessage),
@@ -108,14 +111,17 @@ pub async fn list_messages(
 )]
 pub async fn get_message(
     State(state): State<AppState>,
-    Path((producer, number)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<StoredMessage>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no stored message {producer}:{number}"));
-    let Ok(n) = number.parse::<u64>() else {
-        return Err(not_found());
-    };
-    let Some(name) = ProducerName::parse(&producer) else {
-        return Err(not_found());
+    // A path that does not even decode (e.g. `%FF`), a producer that breaks its rule or a number
+    // that is not one names no message; the answer does not echo such input back.
+    let parsed = path.ok().and_then(|Path((producer, number))| {
+        Some((ProducerName::parse(&producer)?, number.parse::<u64>().ok()?))
+    });
+    let Some((name, n)) = parsed else {
+        return Err(ApiError::NotFound(
+            "no stored message has that producer and number".into(),
+        ));
     };
     let store = state.store();
     let found = state
@@ -126,5 +132,7 @@ pub async fn get_message(
                 .map_err(ApiError::from_store)
         })
         .await?;
-    found.map(Json).ok_or_else(not_found)
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no stored message {name}:{n}")))
 }

@@ -23,6 +23,7 @@ mod kit;
 mod layers;
 mod metrics;
 mod serve;
+mod unparsed;
 
 pub use body::{
     is_json, parse_json, read_body, JsonBody, JsonBytes, PageParams, Query, RawBody, Rejection,

@@ -13,6 +13,10 @@
 //!   problem+json (`overloaded`, `Retry-After: 1`), never queued. `/healthz` and `/metrics`
 //!   are exempt, so probes and scrapes see a busy process as alive.
 //!
+//! A request hyper cannot parse (a garbled request line or header: 400; a URI over its limit:
+//! 414; a head over its limit: 431) is answered by hyper itself; that answer leaves as
+//! problem+json too (see `unparsed`).
+//!
 //! On shutdown it stops accepting, asks every connection to finish its in-flight requests and
 //! waits for them (open streams end with the service's own shutdown token).
 
@@ -35,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use super::conn::{Activity, DeadlineBody, TrackedBody};
+use super::unparsed::ProblemOnParseError;
 use crate::problem::Problem;
 
 /// Default `HTTP_HEADER_TIMEOUT`.
@@ -170,7 +175,7 @@ async fn connection(shared: Arc<Shared>, stream: TcpStream, shutdown: Cancellati
     };
     let conn = shared
         .builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        .serve_connection_with_upgrades(TokioIo::new(ProblemOnParseError::new(stream)), service);
     tokio::pin!(conn);
     let (first, idle) = (
         shared.limits.http_header_timeout,

@@ -31,8 +31,10 @@ pub async fn get_one(
     }
 }
 
-/// Query of `GET /resources`: the page, and `fields=word_lengths` to include them.
+/// Query of `GET /resources`: the page, and `fields=word_lengths` to include them; any other
+/// parameter answers 422.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListParams {
     size: Option<String>,
     from: Option<String>,

@@ -109,13 +109,15 @@ impl Packet {
             },
         );
         let length_rule = || EdgeError::single("$", format!("must hold 1 to {max} packets"));
+        // Items that broke rules are not collected: a batch whose every item is invalid names
+        // those items, not its length.
         match result {
             Err(_) if too_long => Err(length_rule()),
             Err(e) => Err(e),
+            Ok(_) if sink.total > 0 => Err(sink.into_error()),
             Ok(None) => Err(sink.into_error()),
             Ok(Some(packets)) if packets.is_empty() => Err(length_rule()),
-            Ok(Some(packets)) if sink.total == 0 => Ok(packets),
-            Ok(Some(_)) => Err(sink.into_error()),
+            Ok(Some(packets)) => Ok(packets),
         }
     }
 }

@@ -42,8 +42,15 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_i64<E>(self, n: i64) -> Result<Scalar<'de>, E> {
         Ok(u64::try_from(n).map_or(Scalar::Negative, Scalar::Unsigned))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
-        Ok(Scalar::Float)
+    fn visit_f64<E>(self, f: f64) -> Result<Scalar<'de>, E> {
+        // A number with a zero fraction is an integer, as JSON Schema (and so the OpenAPI
+        // document) counts: `415.0` is `415`, within the range where every integer is exact.
+        const EXACT: f64 = 9_007_199_254_740_991.0;
+        Ok(match f {
+            f if f.fract() != 0.0 || f.abs() > EXACT => Scalar::Float,
+            f if f < 0.0 => Scalar::Negative,
+            f => Scalar::Unsigned(f as u64),
+        })
     }
     fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Scalar<'de>, E> {
         Ok(Scalar::Str(Cow::Borrowed(s)))
