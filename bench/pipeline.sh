@@ -163,7 +163,7 @@ for round in $(seq 1 "$ROUNDS"); do
   echo "== 3a. whole pipeline, round $round: $PIPELINE_MESSAGES messages, $WORKERS workers (batch $WORKER_BATCH, concurrency $WORKER_CONC)"
   redis-cli -p "$REDIS_PORT" flushall >/dev/null
   # the workers of this round (their webhook URL points at a free port: resources are off)
-  WEBHOOK_SECRET=bench-unused stack_up "$DIR/round$round" "${PREFIX}r$round-" \
+  WEBHOOK_SECRET=bench-unused-secret-of-at-least-32-bytes stack_up "$DIR/round$round" "${PREFIX}r$round-" \
     --workers "$WORKERS" --without consumer,webhook,dashboard,producer
   WORKER_PIDS=(); for i in $(seq 1 "$WORKERS"); do WORKER_PIDS+=("$(cat "$DIR/round$round/pids/worker-$i.pid")"); done
   unset WORKER_PORTS; eval "$("$STACK" urls --dir "$DIR/round$round")"

@@ -47,7 +47,7 @@ for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && bre
 # Worker settings (WORKER_BATCH_LINGER_MS, ...) reach the workers from this environment; `up`
 # returns once every process answers /healthz with its own pid and the consumer and workers
 # answer /readyz (indices ensured, groups joined).
-WEBHOOK_SECRET="bench-secret" RUST_LOG=warn "$STACK" up --dir "$DIR/stack" --bin-dir "$BIN" \
+WEBHOOK_SECRET="bench-webhook-secret-of-at-least-32-bytes" RUST_LOG=warn "$STACK" up --dir "$DIR/stack" --bin-dir "$BIN" \
   --free-ports --workers 2 --without dashboard,producer \
   --redis-url "redis://127.0.0.1:$REDIS_PORT" --elasticsearch-url "$ES" \
   --namespace "$NS" --index-prefix "$PREFIX" >"$DIR/stack.log" \

@@ -23,7 +23,7 @@ run_notebook() { # execute notebooks/producer_consumer.ipynb against a fresh pri
   id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
   NB_NAMESPACE="nb-$id" NB_STACK_DIR="$TEST_STATE/stack"
   log "starting a private stack for the notebook (free ports, 2 workers, namespace $NB_NAMESPACE)"
-  WEBHOOK_SECRET="nb-secret-$id" conveyor_stack up --dir "$NB_STACK_DIR" --bin-dir "$BIN_DIR" \
+  WEBHOOK_SECRET="notebook-stack-secret-of-32-bytes-$id" conveyor_stack up --dir "$NB_STACK_DIR" --bin-dir "$BIN_DIR" \
     --free-ports --workers 2 --without producer \
     --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
     --namespace "$NB_NAMESPACE" --index-prefix "$NB_NAMESPACE-" --log-format json || return 1
@@ -71,7 +71,7 @@ run_schemathesis() { # schemathesis run --checks all against a fresh private con
   id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
   ST_NAMESPACE="st-$id" ST_STACK_DIR="$TEST_STATE/st-stack"
   log "starting a private stack for schemathesis (free ports, 1 worker, namespace $ST_NAMESPACE)"
-  WEBHOOK_SECRET="st-secret-$id" conveyor_stack up --dir "$ST_STACK_DIR" --bin-dir "$BIN_DIR" \
+  WEBHOOK_SECRET="schemathesis-stack-secret-32-bytes-$id" conveyor_stack up --dir "$ST_STACK_DIR" --bin-dir "$BIN_DIR" \
     --free-ports --workers 1 --without producer,dashboard \
     --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
     --namespace "$ST_NAMESPACE" --index-prefix "$ST_NAMESPACE-" --log-format json || return 1

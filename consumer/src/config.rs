@@ -20,7 +20,7 @@ pub struct Config {
     #[command(flatten)]
     pub common: ServiceArgs,
     /// Address the HTTP API listens on
-    #[arg(long, env = "CONSUMER_ADDR", default_value = "0.0.0.0:8000")]
+    #[arg(long, env = "CONSUMER_ADDR", default_value = "127.0.0.1:8000")]
     pub addr: SocketAddr,
     /// Jobs waiting in the `messages` queue above which POSTs answer 429
     #[arg(long, env = "BACKLOG_LIMIT", default_value_t = 100_000)]

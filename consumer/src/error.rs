@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use pipeline::packet::EdgeError;
 use pipeline::store::StoreError;
 use queue::QueueError;
-use service_kit::http::Rejection;
+use service_kit::http::{Denied, Rejection};
 use service_kit::problem::{FieldError, Problem};
 
 /// Every way a request can fail.
@@ -16,6 +16,9 @@ use service_kit::problem::{FieldError, Problem};
 pub enum ApiError {
     #[error(transparent)]
     Rejected(#[from] Rejection),
+    /// No, a wrong, or an insufficient API key (401 / 403 with `WWW-Authenticate`).
+    #[error(transparent)]
+    Denied(#[from] Denied),
     #[error("invalid fields")]
     Validation(Vec<FieldError>),
     /// Packets that broke the edge rules: the first errors and how many there were in all.
@@ -58,6 +61,7 @@ impl ApiError {
     pub fn problem(self) -> Problem {
         match self {
             ApiError::Rejected(rejection) => rejection.problem(),
+            ApiError::Denied(denied) => denied.problem(),
             ApiError::Validation(errors) => Problem::validation(
                 format!(
                     "{} field(s) failed validation; nothing was enqueued",
@@ -153,7 +157,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.problem().into_response()
+        match self {
+            // Carries its WWW-Authenticate challenges.
+            ApiError::Denied(denied) => denied.into_response(),
+            other => other.problem().into_response(),
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use anyhow::Context;
 use pipeline::packet::MessageJob;
 use pipeline::store::Store;
 use queue::{Coalescer, JobId, Pool, Queue};
+use service_kit::http::Access;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
@@ -27,6 +28,8 @@ pub struct AppState {
 
 struct Inner {
     config: Config,
+    /// API keys: who may post packets of which producer, and who may read.
+    access: Access,
     queue: Queue<MessageJob>,
     coalescer: Coalescer<MessageJob>,
     store: Store,
@@ -44,7 +47,10 @@ struct Inner {
 
 impl AppState {
     /// Builds the pool, queue and store from `config` (connections open lazily).
+    /// Refuses a configuration that would take writes from anyone beyond loopback.
     pub fn new(config: &Config) -> anyhow::Result<AppState> {
+        let access = config.common.http.access.load(config.addr)?;
+        access.require_keys_unless_loopback(config.addr, "CONSUMER_ADDR")?;
         let pool = config.common.redis.pool()?;
         // One partition, like the worker: the partition key (resource id) is still passed, so
         // raising the count later only needs both sides to agree.
@@ -61,6 +67,7 @@ impl AppState {
         Ok(AppState {
             inner: Arc::new(Inner {
                 config: config.clone(),
+                access,
                 queue,
                 coalescer,
                 store,
@@ -76,6 +83,10 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.inner.access
     }
 
     pub fn queue(&self) -> &Queue<MessageJob> {

@@ -17,7 +17,7 @@ pub struct Config {
     #[command(flatten)]
     pub common: ServiceArgs,
     /// Address the dashboard listens on
-    #[arg(long, env = "DASHBOARD_ADDR", default_value = "0.0.0.0:5000")]
+    #[arg(long, env = "DASHBOARD_ADDR", default_value = "127.0.0.1:5000")]
     pub dashboard_addr: String,
     /// How often the single background poller queries Elasticsearch and Redis (milliseconds)
     #[arg(long, env = "DASHBOARD_POLL_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(100..=60_000))]

@@ -54,14 +54,15 @@ pub async fn run(
         tx,
     };
     let poll_task = tokio::spawn(poller.run(shutdown.clone()));
+    let addr = listener.local_addr().context("listener address")?;
     let state = AppState {
         snapshots: rx,
         counters,
         sse_clients: Arc::new(AtomicU64::new(0)),
         max_sse_clients: config.max_sse_clients,
         shutdown: shutdown.clone(),
+        access: config.common.http.access.load(addr)?,
     };
-    let addr = listener.local_addr().context("listener address")?;
     tracing::info!(%addr, index_prefix = %config.common.elastic.es_index_prefix, "dashboard listening");
     let served = service_kit::http::serve(
         listener,

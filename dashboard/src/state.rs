@@ -19,4 +19,6 @@ pub struct AppState {
     /// Most open event streams (`MAX_SSE_CLIENTS`).
     pub max_sse_clients: u64,
     pub shutdown: CancellationToken,
+    /// Who may read the page, its events, stats and metrics (the kit's read gate).
+    pub access: service_kit::http::Access,
 }

@@ -124,6 +124,81 @@ impl ProducerName {
     pub fn default_producer() -> Self {
         ProducerName(crate::packet::DEFAULT_PRODUCER.to_string())
     }
+
+    /// Whether this is the producer a packet without `producer` gets.
+    pub fn is_default(&self) -> bool {
+        self.0 == crate::packet::DEFAULT_PRODUCER
+    }
+}
+
+/// A resource's identity: the producer that sends its packets and its resource id, so no
+/// producer can add a part to (or complete, or pre-empt) another producer's resource. Spelled
+/// `<resource_id>` for the default producer (the form before producers had keys, so existing
+/// deliveries, documents and files keep their names) and `<producer>@<resource_id>` otherwise;
+/// `@` is in neither rule, so the spelling is unambiguous. It is the webhook's `Idempotency-Key`
+/// and `webhook-id`, the `_id` in `resources`, the output file's stem and the collation key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceKey {
+    producer: ProducerName,
+    id: ResourceId,
+}
+
+impl ResourceKey {
+    /// Longest spelling: a producer, `@`, a resource id.
+    pub const MAX_LEN: usize = ProducerName::MAX_LEN + 1 + ResourceId::MAX_LEN;
+
+    pub fn new(producer: ProducerName, id: ResourceId) -> Self {
+        ResourceKey { producer, id }
+    }
+
+    /// Parses either spelling (`default@<id>` is the same key as `<id>`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.split_once('@') {
+            Some((producer, id)) => Some(ResourceKey {
+                producer: ProducerName::parse(producer)?,
+                id: ResourceId::parse(id)?,
+            }),
+            None => Some(ResourceKey {
+                producer: ProducerName::default_producer(),
+                id: ResourceId::parse(s)?,
+            }),
+        }
+    }
+
+    pub fn producer(&self) -> &ProducerName {
+        &self.producer
+    }
+
+    pub fn id(&self) -> &ResourceId {
+        &self.id
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.producer.is_default() {
+            f.write_str(&self.id)
+        } else {
+            write!(f, "{}@{}", self.producer, self.id)
+        }
+    }
+}
+
+impl Serialize for ResourceKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ResourceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ResourceKey::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "resource key {s:?} must be <resource_id> or <producer>@<resource_id>"
+            ))
+        })
+    }
 }
 
 /// Which part of which resource a packet is: `0 ≤ seq < total ≤ MAX_TOTAL`. A packet has all
@@ -197,6 +272,32 @@ impl ResourcePart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_keys_spell_the_producer_unless_it_is_the_default() {
+        let key = |p: &str, id: &str| {
+            ResourceKey::new(
+                ProducerName::parse(p).unwrap(),
+                ResourceId::parse(id).unwrap(),
+            )
+        };
+        assert_eq!(key("default", "r:1").to_string(), "r:1");
+        assert_eq!(key("a.b", "c:1").to_string(), "a.b@c:1");
+        assert_ne!(key("a", "b.c").to_string(), key("a.b", "c").to_string());
+        for k in [
+            key("default", "r:1"),
+            key("a.b", "c:1"),
+            key("p", &"x".repeat(128)),
+        ] {
+            assert_eq!(ResourceKey::parse(&k.to_string()), Some(k.clone()));
+            let json = serde_json::to_string(&k).unwrap();
+            assert_eq!(serde_json::from_str::<ResourceKey>(&json).unwrap(), k);
+        }
+        assert_eq!(ResourceKey::parse("default@r"), Some(key("default", "r")));
+        for bad in ["", "@r", "p@", "p@q@r", "p:q@r", "a/b", "p@r/1"] {
+            assert_eq!(ResourceKey::parse(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn names_follow_their_rules() {

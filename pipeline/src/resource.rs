@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ResourceId, MAX_TOTAL};
+use crate::ids::{ProducerName, ResourceId, ResourceKey, MAX_TOTAL};
 use crate::packet::{FieldError, MAX_TEXT_BYTES};
 
 /// Most word lengths one resource may collate (all packets together; `collate` enforces it). At
@@ -19,7 +19,8 @@ pub const MAX_WORD_LENGTHS: u64 = 1_000_000;
 ///   (at most [`MAX_TEXT_BYTES`] = 65,536 bytes, so at most 65,536 chars), so each number has at
 ///   most 5 digits, plus one `,` → 6 bytes each;
 /// - the per-packet lists: at most [`MAX_TOTAL`] of them, `[`, `]` and a `,` → 3 bytes each;
-/// - the rest (field names, a resource id of at most 128 bytes, `packets`, three RFC 3339
+/// - the rest (field names, a resource id of at most 128 bytes, a producer of at most 64,
+///   `packets`, three RFC 3339
 ///   timestamps of at most 35 bytes each): under 1 KiB.
 pub const MAX_DELIVERY_BYTES: usize =
     MAX_WORD_LENGTHS as usize * (digits(MAX_TEXT_BYTES) + 1) + MAX_TOTAL as usize * 3 + 1024;
@@ -34,16 +35,26 @@ const fn digits(mut n: usize) -> usize {
     d
 }
 
-/// The payload of a job on queue "webhooks", XADDed atomically by `collate.lua`.
+/// The payload of a job on queue "webhooks", XADDed atomically by `collate.lua`: the resource's
+/// key under its historical field name (a payload from before producer keys, a bare id, reads as
+/// the default producer's resource, which is what it was).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DeliveryJob {
-    pub resource_id: ResourceId,
+    #[serde(rename = "resource_id")]
+    pub key: ResourceKey,
 }
 
 /// The collated resource: word lengths of every packet ordered by `seq`, plus timing.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CollatedResource {
     pub resource_id: String,
+    /// The producer whose packets these are; absent for the default producer (so its resources
+    /// keep the body they had before producers had keys).
+    #[serde(
+        default = "ProducerName::default_producer",
+        skip_serializing_if = "ProducerName::is_default"
+    )]
+    pub producer: ProducerName,
     /// Number of packets (`total`); equals `word_lengths.len()`.
     pub packets: u32,
     /// `word_lengths[seq]` is the word-length list of packet `seq`.
@@ -57,9 +68,14 @@ pub struct CollatedResource {
 }
 
 impl CollatedResource {
-    /// Checks a received body: its resource id, parsed (it follows the packet rule, so whatever
-    /// the consumer accepted is accepted here too), or every problem, one per field.
-    pub fn validate(&self) -> Result<ResourceId, Vec<FieldError>> {
+    /// The key of this resource (for a body that passed [`CollatedResource::validate`]).
+    pub fn key(&self) -> Option<ResourceKey> {
+        ResourceId::parse(&self.resource_id).map(|id| ResourceKey::new(self.producer.clone(), id))
+    }
+
+    /// Checks a received body: its resource key, parsed (the id follows the packet rule, so
+    /// whatever the consumer accepted is accepted here too), or every problem, one per field.
+    pub fn validate(&self) -> Result<ResourceKey, Vec<FieldError>> {
         let mut errors = Vec::new();
         let id = ResourceId::parse(&self.resource_id);
         if id.is_none() {
@@ -88,7 +104,7 @@ impl CollatedResource {
             ));
         }
         match id {
-            Some(id) if errors.is_empty() => Ok(id),
+            Some(id) if errors.is_empty() => Ok(ResourceKey::new(self.producer.clone(), id)),
             _ => Err(errors),
         }
     }
@@ -102,6 +118,7 @@ mod tests {
         let t = Utc::now();
         CollatedResource {
             resource_id: "r-1".into(),
+            producer: ProducerName::default_producer(),
             packets: 2,
             word_lengths: vec![vec![1, 2], vec![]],
             first_received_at: t,
@@ -124,7 +141,7 @@ mod tests {
         for good in ["order:42_a.b-c", ".", "..", &"x".repeat(128)] {
             let mut r = sample();
             r.resource_id = good.to_string();
-            assert_eq!(r.validate().unwrap().as_str(), good);
+            assert_eq!(r.validate().unwrap().to_string(), good);
         }
         for bad in ["", "a/b", "a\\b", "a b", "é", &"x".repeat(129)] {
             let mut r = sample();
@@ -153,6 +170,7 @@ mod tests {
             .with_timezone(&Utc);
         let r = CollatedResource {
             resource_id: "x".repeat(128),
+            producer: ProducerName::parse(&"p".repeat(64)).unwrap(),
             packets: MAX_TOTAL,
             word_lengths: vec![vec![MAX_TEXT_BYTES as u32; per_packet]; MAX_TOTAL as usize],
             first_received_at: t,
@@ -188,6 +206,26 @@ mod tests {
         ] {
             assert!(v.get(f).is_some(), "{f}");
         }
+        assert!(
+            v.get("producer").is_none(),
+            "the default producer is not spelled"
+        );
         assert_eq!(serde_json::from_value::<CollatedResource>(v).unwrap(), r);
+        let mut named = sample();
+        named.producer = ProducerName::parse("p1").unwrap();
+        let v = serde_json::to_value(&named).unwrap();
+        assert_eq!(v["producer"], "p1");
+        assert_eq!(named.validate().unwrap().to_string(), "p1@r-1");
+    }
+
+    #[test]
+    fn delivery_jobs_from_before_producer_keys_read_as_the_default_producer() {
+        let old: DeliveryJob = serde_json::from_str(r#"{"resource_id":"r:1"}"#).unwrap();
+        assert!(old.key.producer().is_default());
+        assert_eq!(old.key.id().as_str(), "r:1");
+        let new = serde_json::to_string(&DeliveryJob {
+            key: ResourceKey::parse("p@r").unwrap(),
+        });
+        assert_eq!(new.unwrap(), r#"{"resource_id":"p@r"}"#);
     }
 }

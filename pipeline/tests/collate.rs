@@ -13,7 +13,7 @@ use chrono::Utc;
 use pipeline::collate::{Fetched, RETENTION};
 use pipeline::resource::DeliveryJob;
 use queue::{CancellationToken, Handler, Job, Outcome, Worker, WorkerConfig};
-use support::{collator, packet};
+use support::{collator, key, packet};
 use testkit::{xlen, TestEnv};
 
 #[tokio::test]
@@ -28,10 +28,10 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     assert_eq!(c.record(&[p(2), p(0), p(0)]).await.unwrap(), 0);
     assert_eq!(c.record(&[p(3)]).await.unwrap(), 0);
     assert!(
-        c.load("res:1").await.unwrap().is_none(),
+        c.load(&key("res:1")).await.unwrap().is_none(),
         "incomplete resources are not loadable"
     );
-    let stream = q.stream_key(Some("res:1"));
+    let stream = q.stream_key(Some("p@res:1"));
     assert_eq!(xlen(&env.redis, &stream).await, 0);
     assert_eq!(c.record(&[p(1), p(1)]).await.unwrap(), 1);
     assert_eq!(c.record(&[p(0), p(1), p(2), p(3)]).await.unwrap(), 0);
@@ -41,7 +41,7 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
         "exactly one delivery job"
     );
 
-    let r = c.load("res:1").await.unwrap().expect("complete");
+    let r = c.load(&key("res:1")).await.unwrap().expect("complete");
     assert_eq!(r.packets, 4);
     assert_eq!(
         r.word_lengths,
@@ -63,11 +63,10 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     let fields = &entries.ids[0].map;
     let payload: String = redis::from_redis_value(fields[queue::wire::PAYLOAD].clone()).unwrap();
     assert_eq!(
-        serde_json::from_str::<DeliveryJob>(&payload)
-            .unwrap()
-            .resource_id,
-        "res:1"
+        serde_json::from_str::<DeliveryJob>(&payload).unwrap().key,
+        key("res:1")
     );
+    assert_eq!(payload, r#"{"resource_id":"p@res:1"}"#);
     let attempt: String = redis::from_redis_value(fields[queue::wire::ATTEMPT].clone()).unwrap();
     assert_eq!(attempt, "1");
     assert!(fields.contains_key(queue::wire::ID) && fields.contains_key(queue::wire::ENQUEUED_AT));
@@ -85,7 +84,7 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
                 .unwrap()
         }
     };
-    let prefix = format!("{stream}:collate:res:res:1:");
+    let prefix = format!("{stream}:collate:res:p@res:1:");
     let retention = RETENTION.as_secs() as i64;
     for k in ["parts", "meta"] {
         let ttl = ttl_of(format!("{prefix}{k}")).await;
@@ -106,7 +105,7 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
             for b in buckets {
                 let state: Option<String> = redis::cmd("HGET")
                     .arg(&b)
-                    .arg("res:1")
+                    .arg("p@res:1")
                     .query_async(&mut c)
                     .await
                     .unwrap();
@@ -120,7 +119,7 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].0, "complete");
     assert!(found[0].1 >= retention, "bucket ttl {}", found[0].1);
-    c.release("res:1").await.unwrap();
+    c.release(&key("res:1")).await.unwrap();
     for k in ["parts", "meta"] {
         let ttl = ttl_of(format!("{prefix}{k}")).await;
         assert!(ttl > 0 && ttl <= 60, "released {k} ttl {ttl}");
@@ -129,7 +128,7 @@ async fn out_of_order_and_duplicate_packets_complete_once_in_seq_order() {
     assert_eq!(found.len(), 1, "same bucket, state overwritten: {found:?}");
     assert_eq!(found[0].0, "delivered");
     assert!(found[0].1 >= retention);
-    assert_eq!(c.fetch("res:1").await.unwrap(), Fetched::Delivered);
+    assert_eq!(c.fetch(&key("res:1")).await.unwrap(), Fetched::Delivered);
     drop(conn);
 }
 
@@ -203,7 +202,7 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
         2,
         "each resource claimed by one sweeper: {claimed:?}"
     );
-    assert_eq!(claimed[1].resource_id, "slow");
+    assert_eq!(claimed[1].resource_id, "p@slow");
     assert_eq!(claimed[1].received, vec![0, 3]);
     assert_eq!(claimed[1].missing(), vec![1, 2, 4]);
     assert_eq!(claimed[0].missing(), vec![1]);
@@ -213,27 +212,30 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
         .map(|s| packet("slow", *s, 5, "c", now))
         .collect();
     assert_eq!(c.record(&late).await.unwrap(), 0);
-    assert_eq!(xlen(&env.redis, &q.stream_key(Some("slow"))).await, 0);
-    assert!(c.load("slow").await.unwrap().is_none());
+    assert_eq!(xlen(&env.redis, &q.stream_key(Some("p@slow"))).await, 0);
+    assert!(c.load(&key("slow")).await.unwrap().is_none());
 
     // The sweep script itself wrote each dead letter, in the resource's own partition, in the
     // queue's format; no separate step could lose it.
-    let dead_key = format!("{}:dead", q.stream_key(Some("slow")));
+    let dead_key = format!("{}:dead", q.stream_key(Some("p@slow")));
     assert!(xlen(&env.redis, &dead_key).await >= 1);
     let mut dead = q.dead_letters(10).await.unwrap();
     dead.sort_by(|x, y| x.error.cmp(&y.error));
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert_eq!(
         dead[1].error,
-        "resource slow timed out after 10 ms: received 2 of 5 packets; missing seqs [1, 2, 4]"
+        "resource p@slow timed out after 10 ms: received 2 of 5 packets; missing seqs [1, 2, 4]"
     );
-    assert_eq!(dead[1].payload, serde_json::json!({"resource_id": "slow"}));
+    assert_eq!(
+        dead[1].payload,
+        serde_json::json!({"resource_id": "p@slow"})
+    );
     assert_eq!(dead[1].history, vec![dead[1].error.clone()]);
     assert_eq!(dead[1].attempts, 0);
     assert!(dead[1].dead_at_ms >= u64::try_from(now.timestamp_millis()).unwrap());
     assert_eq!(
         dead[0].error,
-        "resource fresh timed out after 10 ms: received 1 of 2 packets; missing seqs [1]"
+        "resource p@fresh timed out after 10 ms: received 1 of 2 packets; missing seqs [1]"
     );
 
     // Long lists of missing seqs are cut after 50.
@@ -246,7 +248,7 @@ async fn timed_out_resources_are_claimed_once_and_late_packets_ignored() {
     let dead = q.dead_letters(1).await.unwrap();
     assert!(
         dead[0].error.starts_with(
-            "resource many timed out after 10 ms: received 1 of 200 packets; missing seqs [1, 2, "
+            "resource p@many timed out after 10 ms: received 1 of 200 packets; missing seqs [1, 2, "
         ) && dead[0].error.ends_with(", 49, 50, … (149 more)]"),
         "{}",
         dead[0].error
@@ -266,7 +268,7 @@ async fn works_on_a_fresh_server_with_an_empty_script_cache() {
         1
     );
     assert_eq!(
-        c.load("x").await.unwrap().unwrap().word_lengths,
+        c.load(&key("x")).await.unwrap().unwrap().word_lengths,
         vec![vec![5, 5]]
     );
 }
@@ -279,7 +281,7 @@ impl Handler<DeliveryJob> for Collect {
         let mut seen = self.0.lock().unwrap();
         jobs.iter()
             .map(|j| {
-                seen.push((j.payload.resource_id.to_string(), j.attempt));
+                seen.push((j.payload.key.id().to_string(), j.attempt));
                 Outcome::Done(serde_json::Value::Null)
             })
             .collect()

@@ -10,7 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use pipeline::collate::{Collator, Fetched, MAX_WORD_LENGTHS};
 use queue::{Queue, QueueConfig};
-use support::{collator, packet};
+use support::{collator, key, packet};
 use testkit::{xlen, TestEnv};
 
 #[tokio::test]
@@ -34,14 +34,14 @@ async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
     assert_eq!(
         dead[0].error,
         format!(
-            "resource big too large: 1015808 word lengths after 31 of 40 packets, over the \
+            "resource p@big too large: 1015808 word lengths after 31 of 40 packets, over the \
              limit of {MAX_WORD_LENGTHS}"
         )
     );
-    assert_eq!(dead[0].payload, serde_json::json!({"resource_id": "big"}));
+    assert_eq!(dead[0].payload, serde_json::json!({"resource_id": "p@big"}));
     let res_keys = |keys: Vec<String>| -> Vec<String> {
         keys.into_iter()
-            .filter(|k| k.contains(":res:big:"))
+            .filter(|k| k.contains(":res:p@big:"))
             .collect()
     };
     assert!(res_keys(env.redis_keys().await).is_empty(), "parts dropped");
@@ -52,10 +52,10 @@ async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
         res_keys(env.redis_keys().await).is_empty(),
         "nothing recreated"
     );
-    assert_eq!(xlen(&env.redis, &q.stream_key(Some("big"))).await, 0);
+    assert_eq!(xlen(&env.redis, &q.stream_key(Some("p@big"))).await, 0);
     assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
     assert_eq!(
-        c.fetch("big").await.unwrap(),
+        c.fetch(&key("big")).await.unwrap(),
         Fetched::Missing("resource is too_large".into())
     );
 }
@@ -79,12 +79,16 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
     assert_eq!(c.record(&[one(), two(0), two(1)]).await.unwrap(), 2);
     // A webhook outage longer than the TTL: the completed data is still there.
     tokio::time::sleep(Duration::from_millis(2_200)).await;
-    let r = c.load("one").await.unwrap().expect("undelivered data kept");
+    let r = c
+        .load(&key("one"))
+        .await
+        .unwrap()
+        .expect("undelivered data kept");
     assert_eq!(r.word_lengths, vec![vec![2, 5]]);
-    assert!(c.load("two").await.unwrap().is_some());
+    assert!(c.load(&key("two")).await.unwrap().is_some());
     // Delivered: the data expires after the TTL; the tombstone stays.
-    c.release("one").await.unwrap();
-    c.release("two").await.unwrap();
+    c.release(&key("one")).await.unwrap();
+    c.release(&key("two")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let left: Vec<String> = env
         .redis_keys()
@@ -96,7 +100,7 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
         left.is_empty(),
         "only tombstones stay, in their buckets: {left:?}"
     );
-    assert_eq!(c.fetch("one").await.unwrap(), Fetched::Delivered);
+    assert_eq!(c.fetch(&key("one")).await.unwrap(), Fetched::Delivered);
     // Late duplicates: no second job, no reopened resource, no false timeout report.
     assert_eq!(c.record(&[one(), two(0)]).await.unwrap(), 0);
     let stream = q.stream_key(None);
@@ -112,7 +116,7 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
     assert!(q.dead_letters(10).await.unwrap().is_empty());
     // A job whose data is gone without a tombstone (Redis lost data) is reported as missing.
     assert!(matches!(
-        c.fetch("never-seen").await.unwrap(),
+        c.fetch(&key("never-seen")).await.unwrap(),
         Fetched::Missing(_)
     ));
 }

@@ -85,7 +85,7 @@ async fn a_finished_resource_leaves_a_compact_tombstone_and_a_job_costs_its_byte
 
     // Delivered: the data expires after the (1 s) TTL, the tombstones stay.
     for id in &ids {
-        collator.release(id).await.unwrap();
+        collator.release(&support::key(id)).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Expired keys are reclaimed lazily or by the active cycle; touch them all to be sure.

@@ -83,6 +83,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         Duration::from_millis(config.timeout_ms),
         config.max_retries,
         config.concurrency as usize,
+        config.authorization()?,
     )?;
     let generator = Arc::new(Mutex::new(Generator::new(
         &config.producer,

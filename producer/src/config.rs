@@ -1,8 +1,26 @@
 //! The producer's settings: flags with environment fallbacks (`producer --help`). This module only
 //! describes settings and derives limits from them; it sends nothing.
 
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
 use clap::Parser;
+use reqwest::header::HeaderValue;
 use service_kit::config::ProcessArgs;
+
+/// An API key as given, redacted in `Debug` (and never parsed by clap, which would print it).
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+fn keep(value: &str) -> Result<ApiKey, std::convert::Infallible> {
+    Ok(ApiKey(value.to_string()))
+}
 
 /// Load generator for the Conveyor consumer API.
 #[derive(Parser, Clone, Debug)]
@@ -56,6 +74,13 @@ pub struct Config {
     #[arg(long, env = "PRODUCER_BATCH", default_value_t = 0,
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub batch: u32,
+    /// API key sent as `Authorization: Bearer <key>` (needed when the API has API_KEYS; its
+    /// grants must name PRODUCER_NAME)
+    #[arg(long, env = "API_KEY", hide_env_values = true, value_parser = keep)]
+    pub api_key: Option<ApiKey>,
+    /// A file holding API_KEY (./setup.sh writes one: .run/secrets/producer_api_key)
+    #[arg(long, env = "API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub process: ProcessArgs,
 }
@@ -69,6 +94,27 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 }
 
 impl Config {
+    /// The `Authorization` header value, if a key is configured (marked sensitive: never logged).
+    pub fn authorization(&self) -> anyhow::Result<Option<HeaderValue>> {
+        let key = match (&self.api_key, &self.api_key_file) {
+            (Some(k), Some(_)) if !k.0.trim().is_empty() => {
+                bail!("both API_KEY and API_KEY_FILE are set: keep one")
+            }
+            (_, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("reading API_KEY_FILE {}", path.display()))?,
+            (Some(k), None) => k.0.clone(),
+            (None, None) => return Ok(None),
+        };
+        let key = key.trim();
+        if key.is_empty() {
+            return Ok(None);
+        }
+        let mut value = HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| anyhow::anyhow!("API_KEY holds characters a header cannot carry"))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
+    }
+
     /// How many messages this run sends: `None` means until shut down.
     pub fn limit(&self) -> Option<u64> {
         let by_duration = if self.bench {

@@ -47,6 +47,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         Duration::from_millis(config.timeout_ms),
         config.max_retries,
         config.rate as usize,
+        config.authorization()?,
     )?;
     let url = Arc::new(reqwest::Url::parse(&config.messages_url())?);
     let counters = Arc::new(Counters {

@@ -28,8 +28,19 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(timeout: Duration, max_retries: u32, pool: usize) -> anyhow::Result<Sender> {
+    /// `authorization` goes with every request (the API key, when the API needs one).
+    pub fn new(
+        timeout: Duration,
+        max_retries: u32,
+        pool: usize,
+        authorization: Option<HeaderValue>,
+    ) -> anyhow::Result<Sender> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let client = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(2))
             .pool_max_idle_per_host(pool)

@@ -18,7 +18,7 @@ use testkit::{bin_path, free_port, ChildGuard, TestEnv};
 pub use conveyor_stack::Service;
 
 /// Secret the stack's worker and webhook share for signatures.
-pub const WEBHOOK_SECRET: &str = "stack-test-secret";
+pub const WEBHOOK_SECRET: &str = "stack-test-secret-of-at-least-32-bytes";
 
 /// What to start. Build with [`Stack::builder`], finish with [`StackBuilder::start`].
 pub struct StackBuilder {

@@ -326,7 +326,8 @@ async fn a_refused_signature_is_retried_until_the_secret_is_fixed() {
     std::fs::create_dir_all(&output).unwrap();
     let port = free_port();
     let health = format!("http://127.0.0.1:{port}/healthz");
-    let mut webhook = spawn_webhook_with_secret(&env, port, &output, "a-rotated-secret");
+    let mut webhook =
+        spawn_webhook_with_secret(&env, port, &output, "a-rotated-secret-of-at-least-32-bytes");
     testkit::wait_for_http(&health, Duration::from_secs(30))
         .await
         .unwrap();

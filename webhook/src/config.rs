@@ -21,15 +21,10 @@ pub struct Config {
     #[command(flatten)]
     pub http: HttpArgs,
     /// Address to listen on
-    #[arg(long, env = "WEBHOOK_ADDR", default_value = "0.0.0.0:8001")]
+    #[arg(long, env = "WEBHOOK_ADDR", default_value = "127.0.0.1:8001")]
     pub addr: SocketAddr,
-    /// Shared HMAC secret (required, no default): the same value the worker signs with
-    // The empty default is never accepted: `parse_secret` refuses it with instructions, so a missing
-    // secret stops start-up with an error that says how to set it (clap's own "required" error
-    // would not name the environment variable).
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, default_value = "",
-          hide_default_value = true, value_parser = pipeline::signing::parse_secret)]
-    pub secret: String,
+    #[command(flatten)]
+    pub secrets: pipeline::signing::SecretArgs,
     /// Directory receiving one `<resource_id>.json` per delivered resource
     #[arg(long, env = "OUTPUT_DIR", default_value = "./.run/output")]
     pub output_dir: PathBuf,
@@ -44,24 +39,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_missing_or_empty_secret_stops_start_up_with_instructions() {
+    fn a_missing_or_weak_secret_stops_start_up_with_instructions() {
         // Runs without WEBHOOK_SECRET in the environment (the test harness does not set it).
-        if std::env::var_os("WEBHOOK_SECRET").is_some() {
+        if std::env::vars().any(|(k, _)| k.starts_with("WEBHOOK_SECRET")) {
             return;
         }
-        for args in [vec!["webhook"], vec!["webhook", "--secret", ""]] {
-            let err = Config::try_parse_from(&args).unwrap_err().to_string();
+        for args in [vec!["webhook"], vec!["webhook", "--webhook-secret", ""]] {
+            let err = Config::try_parse_from(&args)
+                .unwrap()
+                .secrets
+                .load()
+                .unwrap_err()
+                .to_string();
             assert!(
                 err.contains("WEBHOOK_SECRET is required"),
                 "{args:?}: {err}"
             );
             assert!(err.contains("export WEBHOOK_SECRET="), "{err}");
         }
-        let c = Config::try_parse_from(["webhook", "--secret", "s"]).unwrap();
-        assert_eq!(c.secret, "s");
+        let weak = Config::try_parse_from(["webhook", "--webhook-secret", "s"]).unwrap();
+        assert!(weak
+            .secrets
+            .load()
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
+        let c = Config::try_parse_from(["webhook", "--webhook-secret", &"s".repeat(32)]).unwrap();
+        assert_eq!(c.secrets.load().unwrap().iter().count(), 1);
         assert_eq!(c.output_dir, PathBuf::from("./.run/output"));
-        assert!(
-            Config::try_parse_from(["webhook", "--secret", "s", "--tolerance-secs", "0"]).is_err()
-        );
+        assert!(Config::try_parse_from(["webhook", "--tolerance-secs", "0"]).is_err());
     }
 }

@@ -3,15 +3,16 @@
 //! (which fails if the name exists), the temp name removed and the directory fsynced, so the name
 //! survives a power loss once the 201 is answered. Readers never see partial files.
 //!
-//! The file name is `<resource_id>.json`, for a [`ResourceId`] only: its rule has no `/` or `\`,
-//! and the `.json` suffix makes even "." and ".." plain names ("..json", "...json"). Nothing here
-//! decides validity; the name is still checked to be one plain component, as a second guard.
+//! The file name is `<resource key>.json` (`<resource_id>.json` for the default producer,
+//! `<producer>@<resource_id>.json` otherwise), for a [`ResourceKey`] only: neither rule has `/` or
+//! `\`, and the `.json` suffix makes even "." and ".." plain names ("..json", "...json"). Nothing
+//! here decides validity; the name is still checked to be one plain component, as a second guard.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Component, Path, PathBuf};
 
-use pipeline::ids::ResourceId;
+use pipeline::ids::ResourceKey;
 
 /// What [`write_once`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,10 +21,10 @@ pub enum Written {
     AlreadyThere,
 }
 
-/// `<dir>/<resource_id>.json`, or `None` for a name that would not be one plain file directly
+/// `<dir>/<resource key>.json`, or `None` for a name that would not be one plain file directly
 /// inside `dir`.
-pub fn path_for(dir: &Path, resource_id: &ResourceId) -> Option<PathBuf> {
-    let name = format!("{resource_id}.json");
+pub fn path_for(dir: &Path, key: &ResourceKey) -> Option<PathBuf> {
+    let name = format!("{key}.json");
     let mut components = Path::new(&name).components();
     match (components.next(), components.next()) {
         (Some(Component::Normal(n)), None) if n == name.as_str() => Some(dir.join(name)),
@@ -31,13 +32,9 @@ pub fn path_for(dir: &Path, resource_id: &ResourceId) -> Option<PathBuf> {
     }
 }
 
-/// Writes `content` to `<dir>/<resource_id>.json` unless that file already exists.
-pub fn write_once(
-    dir: &Path,
-    resource_id: &ResourceId,
-    content: &[u8],
-) -> std::io::Result<Written> {
-    let target = path_for(dir, resource_id).ok_or_else(|| {
+/// Writes `content` to `<dir>/<resource key>.json` unless that file already exists.
+pub fn write_once(dir: &Path, key: &ResourceKey, content: &[u8]) -> std::io::Result<Written> {
+    let target = path_for(dir, key).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsafe resource id")
     })?;
     if target.exists() {
@@ -86,8 +83,8 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
 mod tests {
     use super::*;
 
-    fn rid(s: &str) -> ResourceId {
-        ResourceId::parse(s).unwrap()
+    fn rid(s: &str) -> ResourceKey {
+        ResourceKey::parse(s).unwrap()
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -142,9 +139,16 @@ mod tests {
     }
 
     #[test]
-    fn no_path_escaping_id_is_a_resource_id() {
-        for bad in ["../x", "a/b", "", "a\\b", "/abs", "a b", "x\0"] {
-            assert!(ResourceId::parse(bad).is_none(), "{bad:?}");
+    fn no_path_escaping_id_is_a_resource_key() {
+        for bad in [
+            "../x", "a/b", "", "a\\b", "/abs", "a b", "x\0", "p@../x", "../p@x", "p@a/b",
+        ] {
+            assert!(ResourceKey::parse(bad).is_none(), "{bad:?}");
         }
+        let named = rid("p.1@..");
+        assert_eq!(
+            path_for(Path::new("/out"), &named).unwrap(),
+            Path::new("/out/p.1@...json")
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! What every handler of the webhook service shares: the resources store, the secret, the
+//! What every handler of the webhook service shares: the resources store, the secrets, the
 //! output directory and whether the index is known to exist. Built without I/O.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,9 +13,11 @@ use crate::store::ResourceStore;
 #[derive(Clone)]
 pub struct AppState {
     pub store: ResourceStore,
-    pub secret: Arc<Vec<u8>>,
+    pub secrets: Arc<pipeline::signing::Secrets>,
     pub output_dir: Arc<std::path::PathBuf>,
     pub tolerance_secs: i64,
+    /// Who may read the stored resources and metrics (the kit's read gate).
+    pub access: service_kit::http::Access,
     index_ready: Arc<AtomicBool>,
 }
 
@@ -24,9 +26,10 @@ impl AppState {
         let store = ResourceStore::new(Store::new(&config.elastic)?);
         Ok(AppState {
             store,
-            secret: Arc::new(config.secret.as_bytes().to_vec()),
+            secrets: Arc::new(config.secrets.load()?),
             output_dir: Arc::new(config.output_dir.clone()),
             tolerance_secs: config.tolerance_secs,
+            access: config.http.access.load(config.addr)?,
             index_ready: Arc::new(AtomicBool::new(false)),
         })
     }

@@ -3,13 +3,16 @@
 //! resource is a conflict, i.e. a duplicate) and the reads of the GET routes. Owns no HTTP routing
 //! and no files.
 //!
+//! Documents are keyed by the resource key (`<resource_id>` for the default producer,
+//! `<producer>@<resource_id>` otherwise: `pipeline::ids::ResourceKey`).
+//!
 //! Resource ids never go into a URL path: "." and ".." are valid ids, and URL normalisation would
 //! turn `/_create/..` into another path. Writes use `_bulk` (id in the body), reads `_mget`.
 
 use chrono::{DateTime, Utc};
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::{BulkParts, MgetParts, SearchParts};
-use pipeline::ids::ResourceId;
+use pipeline::ids::{ProducerName, ResourceKey};
 use pipeline::resource::CollatedResource;
 use pipeline::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -87,6 +90,7 @@ impl ResourceStore {
                 "dynamic": "strict",
                 "properties": {
                     "resource_id": { "type": "keyword" },
+                    "producer": { "type": "keyword" },
                     "packets": { "type": "integer" },
                     "word_lengths": { "type": "integer" },
                     "first_received_at": { "type": "date" },
@@ -99,16 +103,53 @@ impl ResourceStore {
         })
     }
 
-    /// Creates the index with [`Self::mapping`] unless it already exists.
+    /// Creates the index with [`Self::mapping`] unless it already exists, and adds the fields
+    /// later versions introduced (`producer`) to an index an older version created.
     pub async fn ensure_index(&self) -> Result<(), StoreError> {
-        self.store.ensure_index(&self.index, Self::mapping()).await
+        self.store
+            .ensure_index(&self.index, Self::mapping())
+            .await?;
+        self.add_new_fields().await
+    }
+
+    async fn add_new_fields(&self) -> Result<(), StoreError> {
+        let resp = self
+            .store
+            .client()
+            .indices()
+            .put_mapping(elasticsearch::indices::IndicesPutMappingParts::Index(&[
+                &self.index,
+            ]))
+            .body(json!({ "properties": { "producer": { "type": "keyword" } } }))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        answer(resp).await.map(|_| ())
     }
 
     /// Creates the index, retrying with backoff until it exists (true) or `shutdown` (false).
     pub async fn ensure_until(&self, shutdown: &tokio_util::sync::CancellationToken) -> bool {
-        self.store
+        if !self
+            .store
             .ensure_until(&self.index, Self::mapping(), shutdown)
             .await
+        {
+            return false;
+        }
+        let mut backoff = service_kit::Backoff::new(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(5),
+        );
+        loop {
+            match self.add_new_fields().await {
+                Ok(()) => return true,
+                Err(e) => tracing::warn!(error = %e, "updating the resources mapping; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+            }
+        }
     }
 
     /// Elasticsearch answers and the cluster is not red.
@@ -116,9 +157,13 @@ impl ResourceStore {
         self.store.ping().await
     }
 
-    /// Create-only write: `Duplicate` when a document with this resource id already exists.
-    pub async fn create(&self, doc: &DeliveredResource) -> Result<Created, StoreError> {
-        let action = json!({ "create": { "_index": self.index, "_id": doc.resource.resource_id } });
+    /// Create-only write: `Duplicate` when a document with this resource key already exists.
+    pub async fn create(
+        &self,
+        key: &ResourceKey,
+        doc: &DeliveredResource,
+    ) -> Result<Created, StoreError> {
+        let action = json!({ "create": { "_index": self.index, "_id": key.to_string() } });
         let source = serde_json::to_value(doc)
             .map_err(|e| StoreError::Decode(format!("encoding the resource: {e}")))?;
         let resp = self
@@ -145,15 +190,12 @@ impl ResourceStore {
     }
 
     /// The stored resource, `None` when absent (or when nothing was ever delivered).
-    pub async fn get(
-        &self,
-        resource_id: &ResourceId,
-    ) -> Result<Option<DeliveredResource>, StoreError> {
+    pub async fn get(&self, key: &ResourceKey) -> Result<Option<DeliveredResource>, StoreError> {
         let resp = self
             .store
             .client()
             .mget(MgetParts::Index(&self.index))
-            .body(json!({ "ids": [resource_id.as_str()] }))
+            .body(json!({ "ids": [key.to_string()] }))
             .send()
             .await
             .map_err(unavailable)?;
@@ -218,6 +260,11 @@ impl ResourceStore {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ListedResource {
     pub resource_id: String,
+    #[serde(
+        default = "ProducerName::default_producer",
+        skip_serializing_if = "ProducerName::is_default"
+    )]
+    pub producer: ProducerName,
     pub packets: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub word_lengths: Option<Vec<Vec<u32>>>,

@@ -16,6 +16,7 @@ fn resource(id: &str) -> CollatedResource {
     let t0 = Utc::now() - chrono::Duration::milliseconds(250);
     CollatedResource {
         resource_id: id.to_string(),
+        producer: pipeline::ids::ProducerName::default_producer(),
         packets: 3,
         word_lengths: vec![vec![5, 5], vec![], vec![1, 2, 3]],
         first_received_at: t0,

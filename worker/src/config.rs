@@ -113,16 +113,12 @@ pub struct DeliveryArgs {
     #[arg(
         long,
         env = "WEBHOOK_URL",
-        default_value = "http://127.0.0.1:8001/webhooks/resources"
+        default_value = "http://127.0.0.1:8001/webhooks/resources",
+        value_parser = parse_webhook_url
     )]
     pub webhook_url: String,
-    /// Shared HMAC secret deliveries are signed with (required, no default): the webhook
-    /// service's value
-    // The empty default is never accepted: `parse_secret` refuses it with instructions, so a missing
-    // secret stops start-up with an error that says how to set it.
-    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true, default_value = "",
-          hide_default_value = true, value_parser = pipeline::signing::parse_secret)]
-    pub webhook_secret: String,
+    #[command(flatten)]
+    pub secrets: pipeline::signing::SecretArgs,
     /// A resource still incomplete this many ms after its first packet is dead-lettered
     #[arg(long, env = "RESOURCE_TIMEOUT_MS", default_value_t = 60_000,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -158,10 +154,29 @@ pub struct DeliveryArgs {
     pub dead_letter_max: u64,
 }
 
+/// Accepts only absolute `http://` or `https://` URLs with a host and without credentials (a
+/// password in the URL would be logged with every failed delivery).
+fn parse_webhook_url(value: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(value).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("the URL has no host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("the URL must not carry credentials (deliveries are signed instead)".into());
+    }
+    Ok(value.to_string())
+}
+
 impl DeliveryArgs {
-    /// The secret bytes (never empty: the flag's parser refuses that).
-    pub fn secret(&self) -> Vec<u8> {
-        self.webhook_secret.as_bytes().to_vec()
+    /// The signing secrets (current first), or an error saying how to set them.
+    pub fn secrets(&self) -> anyhow::Result<pipeline::signing::Secrets> {
+        self.secrets.load()
     }
 
     /// The `webhooks` queue of a namespace with these attempts and backoff (opens nothing).
@@ -195,6 +210,28 @@ impl DeliveryArgs {
 mod tests {
     use super::*;
 
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes";
+
+    #[test]
+    fn webhook_urls_are_absolute_http_without_credentials() {
+        for good in [
+            "http://127.0.0.1:8001/webhooks/resources",
+            "https://hooks.example/x?y=1",
+        ] {
+            assert_eq!(parse_webhook_url(good).as_deref(), Ok(good));
+        }
+        for bad in [
+            "ftp://h/x",
+            "file:///etc/passwd",
+            "/relative",
+            "http://user:pw@h/x",
+            "unix:/x",
+        ] {
+            let err = parse_webhook_url(bad).unwrap_err();
+            assert!(!err.contains("pw@"), "{err}");
+        }
+    }
+
     #[test]
     fn flags_reach_the_queue_settings() {
         let c = Config::try_parse_from([
@@ -208,7 +245,7 @@ mod tests {
             "--queue-namespace",
             "ns1",
             "--webhook-secret",
-            "s",
+            SECRET,
         ])
         .unwrap();
         let w = c.worker_config();
@@ -237,7 +274,7 @@ mod tests {
     #[test]
     fn a_retention_not_longer_than_the_message_age_is_refused() {
         let parse = |args: &[&str]| {
-            let mut all = vec!["worker", "--webhook-secret", "s"];
+            let mut all = vec!["worker", "--webhook-secret", SECRET];
             all.extend_from_slice(args);
             Config::try_parse_from(all).unwrap()
         };

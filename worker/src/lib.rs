@@ -39,7 +39,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding WORKER_METRICS_ADDR {addr}"))?;
-        let app = routes::router(ready.clone());
+        let app = routes::router(ready.clone(), config.common.http.access.load(addr)?);
         let stop = shutdown.clone();
         let limits = config.common.http.clone();
         tokio::spawn(async move {

@@ -17,7 +17,7 @@ fn config(env: &TestEnv, extra: &[&str]) -> worker::Config {
     let base = [
         "worker",
         "--webhook-secret",
-        "retention-secret",
+        "retention-test-secret-of-at-least-32-bytes",
         "--redis-url",
         &env.redis_url,
         "--queue-namespace",

@@ -59,7 +59,7 @@ fn config_with(env: &TestEnv, es_url: &str, hook_url: &str, extra: &[&str]) -> w
         "--webhook-url",
         hook_url,
         "--webhook-secret",
-        "store-batches-secret",
+        "store-batches-secret-of-at-least-32-bytes",
         "--redis-url",
         &env.redis_url,
         "--queue-namespace",

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use service_kit::http::{JsonBytes, Query, ReceivedAt};
 use service_kit::problem::Problem;
 
+use super::auth::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -98,11 +99,23 @@ fn arrival(at: ReceivedAt) -> DateTime<Utc> {
     DateTime::<Utc>::from(at.0)
 }
 
-/// The problem+json answers both writes share: the body, the backlog gate, Redis and the
-/// concurrency limit.
+/// The problem+json answers both writes share: the key, the body, the backlog gate, Redis and
+/// the concurrency limit.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)] // documentation only: never constructed
 pub enum WriteRejections {
+    #[response(
+        status = 401,
+        description = "API keys are configured and the request has no known key (`unauthorized`; see WWW-Authenticate)",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(Problem),
+    #[response(
+        status = 403,
+        description = "The key may not post packets of a packet's producer (`forbidden`); nothing enqueued",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(Problem),
     #[response(
         status = 400,
         description = "Malformed JSON",
@@ -145,6 +158,7 @@ pub enum WriteRejections {
 #[utoipa::path(
     post, path = "/messages", tag = "ingest",
     params(PostParams),
+    security(("api_key" = [])),
     request_body(content = PacketInput, content_type = "application/json"),
     responses(
         (status = 202, description = "Enqueued", body = Accepted),
@@ -157,6 +171,7 @@ pub enum WriteRejections {
 pub async fn post_message(
     State(state): State<AppState>,
     Extension(at): Extension<ReceivedAt>,
+    Authenticated(writer): Authenticated,
     Query(params): Query<PostParams>,
     JsonBytes(body): JsonBytes<MESSAGE_BODY_LIMIT>,
 ) -> Result<Response, ApiError> {
@@ -164,6 +179,7 @@ pub async fn post_message(
     let wait = wait_timeout(&state, &params)?;
     let packet = Packet::from_slice(&body, &state.config().edge_rules(received_at))?;
     drop(body);
+    writer.check([packet.producer.as_str()])?;
     state.check_backlog().await?;
     let job = MessageJob {
         packet,
@@ -229,6 +245,7 @@ async fn enqueue_and_wait(
 /// Enqueue up to 1000 packets: all valid, or none enqueued.
 #[utoipa::path(
     post, path = "/messages/batch", tag = "ingest",
+    security(("api_key" = [])),
     request_body(content = Vec<PacketInput>, content_type = "application/json"),
     responses(
         (status = 202, description = "All enqueued", body = BatchAccepted),
@@ -239,12 +256,14 @@ async fn enqueue_and_wait(
 pub async fn post_batch(
     State(state): State<AppState>,
     Extension(at): Extension<ReceivedAt>,
+    Authenticated(writer): Authenticated,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, ApiError> {
     let received_at = arrival(at);
     let rules = state.config().edge_rules(received_at);
     let items = Packet::batch_from_slice(&body, &rules, MAX_BATCH)?;
     drop(body);
+    writer.check(items.iter().map(|p| p.producer.as_str()))?;
     state.check_backlog().await?;
     let jobs: Vec<(Option<String>, MessageJob)> = items
         .into_iter()

@@ -4,6 +4,7 @@
 //! (POST), [`read`] (stored messages) and [`stats`]. Health, readiness and metrics are the
 //! kit's, merged in here so the document covers them too.
 
+mod auth;
 mod contract;
 pub mod ingest;
 pub mod read;
@@ -46,6 +47,7 @@ fn kit(state: &AppState) -> HttpKit {
     let config = state.config();
     let ready = state.clone();
     HttpKit::new("consumer")
+        .access(state.access().clone())
         .body_limit(config.max_body_bytes)
         .request_timeout(
             Duration::from_millis(config.wait_max_ms) + config.dependency_timeout() * 2,
@@ -76,6 +78,7 @@ fn api(state: AppState, kit: &HttpKit) -> (Router, OpenApi) {
         .split_for_parts();
     let mut doc = doc;
     utoipa::Modify::modify(&contract::EdgeContract, &mut doc);
+    utoipa::Modify::modify(&auth::SecurityScheme_, &mut doc);
     (router, doc)
 }
 

@@ -15,7 +15,9 @@ use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let counters = state.clone();
-    let kit = HttpKit::new("dashboard").extra_metrics(move || own_metrics(&counters));
+    let kit = HttpKit::new("dashboard")
+        .access(state.access.clone())
+        .extra_metrics(move || own_metrics(&counters));
     let app = Router::new()
         .route("/", get(page::page))
         .route("/events", get(events::events))
@@ -101,6 +103,7 @@ mod tests {
             sse_clients: Arc::new(AtomicU64::new(0)),
             max_sse_clients: 8,
             shutdown: shutdown.clone(),
+            access: service_kit::http::Access::open(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -125,6 +128,7 @@ mod tests {
             sse_clients: Arc::new(AtomicU64::new(0)),
             max_sse_clients: 8,
             shutdown: CancellationToken::new(),
+            access: service_kit::http::Access::open(),
         };
         let text = own_metrics(&state);
         assert!(text.contains("# TYPE conveyor_dead_letters_trimmed_total counter\n"));

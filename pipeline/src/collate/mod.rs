@@ -6,14 +6,16 @@
 //!
 //! Key schema (all keys of a resource share the hash tag of its webhooks stream partition):
 //! ```text
-//! <stream>:collate:res:<id>:parts   HASH seq -> {"w":[word lengths],"r":"<received_at>"}
-//! <stream>:collate:res:<id>:meta    HASH total, first_seen_ms, words, done (= completed_at)
-//! <stream>:collate:done:<bucket>   HASH id -> complete | delivered | timed_out | too_large
+//! <stream>:collate:res:<key>:parts  HASH seq -> {"w":[word lengths],"r":"<received_at>"}
+//! <stream>:collate:res:<key>:meta   HASH total, first_seen_ms, words, done (= completed_at)
+//! <stream>:collate:done:<bucket>   HASH key -> complete | delivered | timed_out | too_large
 //!                                   (tombstones, one hash per time bucket: see `tombstone`)
-//! <stream>:collate:open             ZSET id -> first-seen unix ms (incomplete resources)
+//! <stream>:collate:open             ZSET key -> first-seen unix ms (incomplete resources)
 //! <stream>:dead                     the webhooks queue's dead letters of that partition
 //! ```
-//! where `<stream>` is the webhooks queue's stream of the partition `id` maps to; every key is
+//! where `<key>` is the [`ResourceKey`] (producer and resource id: a producer never touches
+//! another's resource) and `<stream>` the webhooks queue's stream of the partition the key maps
+//! to; every key is
 //! built by `queue::Keys` (`stream`, `dead`, `in_partition`), the one place keys are spelled.
 //!
 //! Lifetimes: an incomplete resource lives until it completes or the sweep claims it. Completed,
@@ -37,6 +39,7 @@ use queue::{wire, Queue};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::ResourceKey;
 use crate::packet::StoredMessage;
 use crate::resource::{CollatedResource, DeliveryJob};
 
@@ -141,13 +144,10 @@ impl Collator {
     }
 
     /// The key prefix of a resource's own keys and the partition holding them.
-    fn prefix(&self, resource_id: &str) -> (String, u16) {
+    fn prefix(&self, key: &str) -> (String, u16) {
         let keys = self.webhooks.keys();
-        let p = keys.partition_of(resource_id);
-        (
-            keys.in_partition(p, &format!("collate:res:{resource_id}:")),
-            p,
-        )
+        let p = keys.partition_of(key);
+        (keys.in_partition(p, &format!("collate:res:{key}:")), p)
     }
 
     async fn conn(&self) -> Result<deadpool_redis::Connection, CollateError> {
@@ -178,16 +178,15 @@ impl Collator {
             let Some(part) = &m.part else {
                 continue;
             };
-            let (id, seq, total) = (part.id(), part.seq(), part.total());
-            let (prefix, p) = self.prefix(id);
+            let key = ResourceKey::new(m.producer.clone(), part.id().clone());
+            let (id, seq, total) = (key.to_string(), part.seq(), part.total());
+            let (prefix, p) = self.prefix(&id);
             let keys = self.webhooks.keys();
             let part = serde_json::to_string(&Part {
                 w: m.word_lengths.clone(),
                 r: m.received_at,
             })?;
-            let payload = serde_json::to_string(&DeliveryJob {
-                resource_id: id.clone(),
-            })?;
+            let payload = serde_json::to_string(&DeliveryJob { key })?;
             pipe.cmd("EVALSHA")
                 .arg(COLLATE.get_hash())
                 .arg(6)
@@ -197,7 +196,7 @@ impl Collator {
                 .arg(keys.stream_ref(p))
                 .arg(keys.dead(p))
                 .arg(keys.dead_trimmed(p))
-                .arg(id.as_str())
+                .arg(&id)
                 .arg(seq)
                 .arg(total)
                 .arg(part)
@@ -235,9 +234,10 @@ impl Collator {
         };
         let conflicts = results.iter().filter(|r| **r == -1).count();
         if conflicts > 0 {
+            metrics::counter!("conveyor_resource_conflicts_total").increment(conflicts as u64);
             tracing::warn!(
                 conflicts,
-                "packets whose total disagrees with their resource were ignored"
+                "packets whose total disagrees with their resource were dead-lettered"
             );
         }
         let too_large = results.iter().filter(|r| **r == -2).count();
@@ -257,17 +257,18 @@ impl Collator {
     }
 
     /// The completed, undelivered resource, or `None` (unknown, incomplete, finished otherwise).
-    pub async fn load(&self, resource_id: &str) -> Result<Option<CollatedResource>, CollateError> {
-        Ok(match self.fetch(resource_id).await? {
+    pub async fn load(&self, key: &ResourceKey) -> Result<Option<CollatedResource>, CollateError> {
+        Ok(match self.fetch(key).await? {
             Fetched::Ready(r) => Some(r),
             Fetched::Delivered | Fetched::Missing(_) => None,
         })
     }
 
-    /// What a delivery job of `resource_id` finds in Redis. The parts hash is bounded by the
+    /// What a delivery job of resource `key` finds in Redis. The parts hash is bounded by the
     /// size limit enforced in `collate.lua`, so reading it whole is safe.
-    pub async fn fetch(&self, resource_id: &str) -> Result<Fetched, CollateError> {
-        let (prefix, p) = self.prefix(resource_id);
+    pub async fn fetch(&self, key: &ResourceKey) -> Result<Fetched, CollateError> {
+        let resource_id = key.to_string();
+        let (prefix, p) = self.prefix(&resource_id);
         let mut conn = self.conn().await?;
         let mut pipe = redis::pipe();
         pipe.cmd("HGETALL")
@@ -278,7 +279,7 @@ impl Collator {
             .arg("done");
         // The tombstone buckets, newest first: the newest state written wins.
         for bucket in self.tombstones().lookup(self.webhooks.keys(), p, now_ms()) {
-            pipe.cmd("HGET").arg(bucket).arg(resource_id);
+            pipe.cmd("HGET").arg(bucket).arg(&resource_id);
         }
         let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
         let mut states = replies.split_off(2.min(replies.len())).into_iter();
@@ -324,7 +325,8 @@ impl Collator {
             return missing("no parts");
         };
         Ok(Fetched::Ready(CollatedResource {
-            resource_id: resource_id.to_string(),
+            resource_id: key.id().to_string(),
+            producer: key.producer().clone(),
             packets: total,
             word_lengths,
             first_received_at: first,
@@ -335,8 +337,9 @@ impl Collator {
 
     /// Marks a resource delivered: a re-run of its job then finds [`Fetched::Delivered`], its data
     /// expires after `completed_ttl` and the tombstone lives the retention more.
-    pub async fn release(&self, resource_id: &str) -> Result<(), CollateError> {
-        let (prefix, p) = self.prefix(resource_id);
+    pub async fn release(&self, key: &ResourceKey) -> Result<(), CollateError> {
+        let resource_id = key.to_string();
+        let (prefix, p) = self.prefix(&resource_id);
         let ttl = self.completed_ttl.as_secs().max(1);
         let tombstones = self.tombstones();
         let bucket = format!(
@@ -349,7 +352,7 @@ impl Collator {
             .atomic()
             .cmd("HSET")
             .arg(&bucket)
-            .arg(resource_id)
+            .arg(&resource_id)
             .arg("delivered")
             .ignore()
             .cmd("EXPIRE")

@@ -10,13 +10,13 @@
 -- KEYS[4] = webhooks stream of the partition
 -- KEYS[5] = dead-letter stream of the partition
 -- KEYS[6] = counter of trimmed dead letters of the partition
--- ARGV[1]  = resource id
+-- ARGV[1]  = resource key (collate/mod.rs: producer and resource id)
 -- ARGV[2]  = seq
 -- ARGV[3]  = total
 -- ARGV[4]  = packet JSON {"w":[word lengths],"r":"<received_at RFC 3339>"}
 -- ARGV[5]  = number of word lengths in this packet
 -- ARGV[6]  = now, unix ms
--- ARGV[7]  = job id (of the delivery job, or of the dead letter when the resource is too large)
+-- ARGV[7]  = job id (of the delivery job, or of the dead letter: too large, or a conflicting total)
 -- ARGV[8]  = completed_at (RFC 3339)
 -- ARGV[9]  = tombstone bucket key prefix of the partition
 -- ARGV[10] = current tombstone bucket number
@@ -30,17 +30,31 @@
 -- ARGV[21..26] = dead-letter field names: id, payload, error, attempts, history, dead_at
 -- Returns 1 when this call completed the resource (job enqueued), 0 when recorded, duplicate or
 -- ignored (the resource is finished), -1 when the packet's total disagrees with the resource's
--- first-seen total (ignored), -2 when this packet made the resource too large (dead-lettered).
+-- first-seen total (the packet is dead-lettered with the reason, the resource unchanged), -2 when
+-- this packet made the resource too large (the resource is dead-lettered).
 local id = ARGV[1]
 local function bury(state)
   local bucket = ARGV[9] .. ARGV[10]
   redis.call('HSET', bucket, id, state)
   redis.call('EXPIRE', bucket, ARGV[12], 'NX')
 end
+local function dead_letter(reason)
+  redis.call('XADD', KEYS[5], '*', ARGV[21], ARGV[7], ARGV[22], ARGV[14], ARGV[23], reason,
+    ARGV[24], '0', ARGV[25], cjson.encode({reason}), ARGV[26], ARGV[6])
+  local keep = tonumber(ARGV[16])
+  if keep > 0 then
+    local trimmed = redis.call('XTRIM', KEYS[5], 'MAXLEN', '~', keep)
+    if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
+  end
+end
 local total = redis.call('HGET', KEYS[2], 'total')
 if total then
   if redis.call('HEXISTS', KEYS[2], 'done') == 1 then return 0 end
-  if total ~= ARGV[3] then return -1 end
+  if total ~= ARGV[3] then
+    dead_letter('resource ' .. id .. ': packet seq ' .. ARGV[2] .. ' says total ' .. ARGV[3] ..
+      ' but the resource has total ' .. total .. ' (from its first packet); the packet was not collated')
+    return -1
+  end
 else
   -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
   local current = tonumber(ARGV[10])
@@ -61,13 +75,7 @@ if words > tonumber(ARGV[15]) then
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('ZREM', KEYS[3], id)
   bury('too_large')
-  redis.call('XADD', KEYS[5], '*', ARGV[21], ARGV[7], ARGV[22], ARGV[14], ARGV[23], reason,
-    ARGV[24], '0', ARGV[25], cjson.encode({reason}), ARGV[26], ARGV[6])
-  local keep = tonumber(ARGV[16])
-  if keep > 0 then
-    local trimmed = redis.call('XTRIM', KEYS[5], 'MAXLEN', '~', keep)
-    if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
-  end
+  dead_letter(reason)
   return -2
 end
 if redis.call('HLEN', KEYS[1]) < tonumber(total) then

@@ -26,6 +26,11 @@ pub fn collator(
     )
 }
 
+/// The key of resource `id` of producer `p`, the producer of every [`packet`].
+pub fn key(id: &str) -> pipeline::ids::ResourceKey {
+    pipeline::ids::ResourceKey::parse(&format!("p@{id}")).unwrap()
+}
+
 pub fn packet(
     resource: &str,
     seq: u32,

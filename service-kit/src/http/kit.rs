@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use utoipa_axum::router::OpenApiRouter;
 
+use super::access::Access;
 use super::body::{DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT};
 use super::health::{self, Check, ExtraMetricsFn, ReadyFn};
 use super::layers;
@@ -19,6 +20,7 @@ pub struct HttpKit {
     request_timeout: Duration,
     readiness: Option<ReadyFn>,
     extra_metrics: Option<ExtraMetricsFn>,
+    access: Access,
 }
 
 impl HttpKit {
@@ -31,7 +33,14 @@ impl HttpKit {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             readiness: None,
             extra_metrics: None,
+            access: Access::open(),
         }
+    }
+
+    /// Who may read (every GET but `/healthz` and `/readyz`); open by default.
+    pub fn access(mut self, access: Access) -> HttpKit {
+        self.access = access;
+        self
     }
 
     /// Largest accepted request body in bytes (413 problem+json above).
@@ -78,7 +87,12 @@ impl HttpKit {
 
     /// Fallbacks and layers around `app` (which already holds its state).
     pub fn wrap(&self, app: Router) -> Router {
-        layers::wrap(app, self.body_limit, self.request_timeout)
+        layers::wrap(
+            app,
+            self.body_limit,
+            self.request_timeout,
+            self.access.clone(),
+        )
     }
 
     /// `app` with the kit's routes, fallbacks and layers: the whole service router.

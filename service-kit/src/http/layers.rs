@@ -19,13 +19,22 @@ use crate::problem::Problem;
 /// Header carrying the request id (taken from the client when sent, generated otherwise).
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub(super) fn wrap(app: Router, body_limit: usize, request_timeout: Duration) -> Router {
+pub(super) fn wrap(
+    app: Router,
+    body_limit: usize,
+    request_timeout: Duration,
+    access: super::access::Access,
+) -> Router {
     app.fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async { Problem::method_not_allowed() })
         // Innermost: sees the matched route template.
         .layer(middleware::from_fn(metrics::record))
         .layer(Extension(BodyLimit(body_limit)))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            access,
+            super::access::read_gate,
+        ))
         .layer(middleware::from_fn_with_state(request_timeout, time_limit))
         .layer(CatchPanicLayer::custom(panic_answer))
         .layer(TraceLayer::new_for_http().make_span_with(span))

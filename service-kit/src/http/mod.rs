@@ -16,6 +16,7 @@
 //! with an OpenAPI document merge [`HttpKit::routes`] into their `OpenApiRouter` first and
 //! [`HttpKit::wrap`] the result. Bodies are read with [`JsonBody`] / [`read_body`] ([`body`]).
 
+pub mod access;
 pub mod body;
 mod conn;
 mod health;
@@ -25,6 +26,7 @@ mod metrics;
 mod serve;
 mod unparsed;
 
+pub use access::{Access, AccessArgs, Denied, Grants, Writer};
 pub use body::{
     is_json, parse_json, read_body, JsonBody, JsonBytes, PageParams, Query, RawBody, Rejection,
     DEFAULT_BODY_LIMIT, DEFAULT_REQUEST_TIMEOUT,

@@ -82,6 +82,9 @@ pub struct HttpArgs {
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = DEFAULT_MAX_CONCURRENT_REQUESTS,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_concurrent_requests: u32,
+    /// API keys and the read policy (`super::access`)
+    #[command(flatten)]
+    pub access: super::access::AccessArgs,
 }
 
 impl Default for HttpArgs {
@@ -91,6 +94,7 @@ impl Default for HttpArgs {
             http_body_timeout: DEFAULT_BODY_TIMEOUT,
             http_idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+            access: super::access::AccessArgs::default(),
         }
     }
 }

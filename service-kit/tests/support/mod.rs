@@ -73,6 +73,7 @@ pub fn relaxed() -> HttpArgs {
         http_body_timeout: Duration::from_secs(60),
         http_idle_timeout: Duration::from_secs(60),
         max_concurrent_requests: 1000,
+        ..HttpArgs::default()
     }
 }
 

@@ -15,6 +15,7 @@ pub use receive::BODY_LIMIT;
 pub fn router(state: AppState) -> Router {
     let ready = state.clone();
     let kit = HttpKit::new("webhook")
+        .access(state.access.clone())
         .body_limit(BODY_LIMIT)
         .readiness(move || {
             let state = ready.clone();

@@ -1,11 +1,12 @@
-//! Reads of delivered resources: `GET /resources/{id}` (404 when absent) and
+//! Reads of delivered resources: `GET /resources/{key}` (the resource key: `<resource_id>` for the
+//! default producer, `<producer>@<resource_id>` otherwise; 404 when absent) and
 //! `GET /resources?size=&from=` (most recently delivered first).
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pipeline::ids::ResourceId;
+use pipeline::ids::ResourceKey;
 use serde::Deserialize;
 use service_kit::http::{PageParams, Query};
 use service_kit::problem::FieldError;
@@ -22,7 +23,7 @@ pub async fn get_one(
     let Ok(Path(id)) = path else {
         return Err(ApiError::NotFound);
     };
-    let Some(id) = ResourceId::parse(&id) else {
+    let Some(id) = ResourceKey::parse(&id) else {
         return Err(ApiError::NotFound);
     };
     match app.store.get(&id).await? {

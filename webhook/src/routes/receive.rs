@@ -1,8 +1,12 @@
-//! `POST /webhooks/resources`: checks the signature header and its timestamp before reading a
+//! `POST /webhooks/resources`: checks the signature headers and their timestamps before reading a
 //! byte of the body (a missing, garbled or stale one answers 401 at once, whatever the body's
-//! size), then reads the body under [`BODY_LIMIT`] and checks its MAC, then the shape, then
+//! size), then reads the body under [`BODY_LIMIT`] and checks its MACs, then the shape, then
 //! stores the resource once (document first, then file); a repeat delivery answers 200 and
 //! changes nothing (it only restores a missing file from the stored document).
+//!
+//! Two signature schemes are accepted: `X-Conveyor-Signature` and the Standard Webhooks headers
+//! (`webhook-id`, `webhook-timestamp`, `webhook-signature`); at least one must be present and every
+//! one present must verify, under the current or (during a rotation) the previous secret.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -10,9 +14,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use pipeline::ids::ResourceId;
+use pipeline::ids::ResourceKey;
 use pipeline::resource::CollatedResource;
-use pipeline::signing::{Signature, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
+use pipeline::signing::standard::{self, StandardSignature};
+use pipeline::signing::{Signature, SignatureError, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use serde_json::json;
 use service_kit::http::{parse_json, read_body};
 use service_kit::problem::FieldError;
@@ -51,24 +56,80 @@ pub async fn receive(
     result
 }
 
-/// The signature header, well-formed and fresh; judged before the body is read.
-fn signature(
+/// The signatures a delivery carries: at least one scheme, each well-formed and fresh.
+struct Signatures {
+    conveyor: Option<Signature>,
+    standard: Option<StandardSignature>,
+}
+
+fn unauthorized(scheme: &str) -> impl Fn(SignatureError) -> ApiError + '_ {
+    move |e| ApiError::Unauthorized(format!("{scheme}: {e}"))
+}
+
+/// A header as text; a value that is not visible ASCII is a malformed signature.
+fn text<'h>(headers: &'h HeaderMap, name: &str, scheme: &str) -> Result<Option<&'h str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| unauthorized(scheme)(SignatureError::Malformed))
+        })
+        .transpose()
+}
+
+/// The signature headers, judged before the body is read.
+fn signatures(
     app: &AppState,
     headers: &HeaderMap,
     delivered_at: chrono::DateTime<Utc>,
-) -> Result<Signature, ApiError> {
-    let header = headers
-        .get(SIGNATURE_HEADER)
-        .ok_or_else(|| ApiError::Unauthorized(format!("missing {SIGNATURE_HEADER} header")))?;
-    let unauthorized = |e: pipeline::signing::SignatureError| ApiError::Unauthorized(e.to_string());
-    let text = header
-        .to_str()
-        .map_err(|_| unauthorized(pipeline::signing::SignatureError::Malformed))?;
-    let signature = Signature::parse(text).map_err(unauthorized)?;
-    signature
-        .check_fresh(delivered_at.timestamp(), app.tolerance_secs)
-        .map_err(unauthorized)?;
-    Ok(signature)
+) -> Result<Signatures, ApiError> {
+    let now = delivered_at.timestamp();
+    let conveyor = match text(headers, SIGNATURE_HEADER, SIGNATURE_HEADER)? {
+        Some(value) => {
+            let signature = Signature::parse(value).map_err(unauthorized(SIGNATURE_HEADER))?;
+            signature
+                .check_fresh(now, app.tolerance_secs)
+                .map_err(unauthorized(SIGNATURE_HEADER))?;
+            Some(signature)
+        }
+        None => None,
+    };
+    let scheme = standard::SIGNATURE_HEADER;
+    let standard = match text(headers, scheme, scheme)? {
+        Some(value) => {
+            let id = text(headers, standard::ID_HEADER, scheme)?.unwrap_or("");
+            let timestamp = text(headers, standard::TIMESTAMP_HEADER, scheme)?.unwrap_or("");
+            let signature =
+                StandardSignature::parse(id, timestamp, value).map_err(unauthorized(scheme))?;
+            signature
+                .check_fresh(now, app.tolerance_secs)
+                .map_err(unauthorized(scheme))?;
+            Some(signature)
+        }
+        None => None,
+    };
+    if conveyor.is_none() && standard.is_none() {
+        return Err(ApiError::Unauthorized(format!(
+            "missing {SIGNATURE_HEADER} or {} header",
+            standard::SIGNATURE_HEADER
+        )));
+    }
+    Ok(Signatures { conveyor, standard })
+}
+
+impl Signatures {
+    /// Every scheme present must match the body under one of the secrets.
+    fn check(&self, app: &AppState, body: &[u8]) -> Result<(), ApiError> {
+        if let Some(s) = &self.conveyor {
+            s.matches_any(&app.secrets, body)
+                .map_err(unauthorized(SIGNATURE_HEADER))?;
+        }
+        if let Some(s) = &self.standard {
+            s.matches_any(&app.secrets, body)
+                .map_err(unauthorized(standard::SIGNATURE_HEADER))?;
+        }
+        Ok(())
+    }
 }
 
 async fn accept(
@@ -77,11 +138,9 @@ async fn accept(
     body: Body,
     delivered_at: chrono::DateTime<Utc>,
 ) -> Result<Response, ApiError> {
-    let signature = signature(app, headers, delivered_at)?;
+    let signatures = signatures(app, headers, delivered_at)?;
     let body = read_body(headers, body, BODY_LIMIT).await?;
-    signature
-        .matches(&app.secret, &body)
-        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    signatures.check(app, &body)?;
     let value = parse_json(headers, &body)?;
     let resource: CollatedResource = serde_json::from_value(value)
         .map_err(|e| ApiError::Validation(vec![FieldError::new("$", e.to_string())]))?;
@@ -89,11 +148,21 @@ async fn accept(
         Ok(id) => (Some(id), Vec::new()),
         Err(errors) => (None, errors),
     };
-    if let Some(key) = headers.get(IDEMPOTENCY_HEADER) {
-        if key.to_str().ok() != Some(resource.resource_id.as_str()) {
+    // The delivery's own names for it must be this resource's key.
+    let key = resource.key().map(|k| k.to_string());
+    if let Some(value) = headers.get(IDEMPOTENCY_HEADER) {
+        if key.is_some() && value.to_str().ok() != key.as_deref() {
             errors.push(FieldError::new(
                 IDEMPOTENCY_HEADER,
-                "must equal resource_id",
+                "must equal the resource key (resource_id, or producer@resource_id)",
+            ));
+        }
+    }
+    if let Some(s) = &signatures.standard {
+        if key.is_some() && Some(s.id()) != key.as_deref() {
+            errors.push(FieldError::new(
+                standard::ID_HEADER,
+                "must equal the resource key (resource_id, or producer@resource_id)",
             ));
         }
     }
@@ -104,7 +173,7 @@ async fn accept(
 
     app.ensure_index().await?;
     let doc = DeliveredResource::new(resource, delivered_at);
-    match app.store.create(&doc).await? {
+    match app.store.create(&id, &doc).await? {
         Created::New => {
             write_file(app, &id, &doc).await?;
             count("stored");
@@ -136,7 +205,7 @@ async fn accept(
 
 async fn write_file(
     app: &AppState,
-    id: &ResourceId,
+    id: &ResourceKey,
     doc: &DeliveredResource,
 ) -> Result<Written, ApiError> {
     let content = serde_json::to_vec_pretty(doc)

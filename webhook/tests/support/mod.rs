@@ -11,7 +11,9 @@ use serde_json::Value;
 use testkit::TestEnv;
 use tokio_util::sync::CancellationToken;
 
-pub const SECRET: &str = "test-secret";
+pub const SECRET: &str = "webhook-test-secret-of-32-bytes-or-more";
+/// Accepted too: the secret before a rotation (`WEBHOOK_SECRET_PREVIOUS`).
+pub const PREVIOUS_SECRET: &str = "the-previous-secret-still-accepted-in-a-rotation";
 
 pub struct Service {
     pub url: String,
@@ -33,8 +35,10 @@ impl Service {
             elasticsearch_url,
             "--es-index-prefix",
             &env.index_prefix,
-            "--secret",
+            "--webhook-secret",
             SECRET,
+            "--webhook-secret-previous",
+            PREVIOUS_SECRET,
             "--output-dir",
             output.path().to_str().unwrap(),
         ]);
@@ -64,6 +68,20 @@ impl Service {
             .send()
             .await
             .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A delivery with exactly these headers (besides the JSON content type).
+    pub async fn deliver_with(&self, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/resources", self.url))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let resp = req.body(body.to_vec()).send().await.unwrap();
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }

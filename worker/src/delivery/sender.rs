@@ -1,5 +1,5 @@
 //! [`DeliveryHandler`]: one `webhooks` job = read the collated resource from Redis, POST it signed
-//! with `Idempotency-Key: <resource_id>`, and turn the answer into an outcome: 2xx → release the
+//! with `Idempotency-Key: <resource key>` (and the Standard Webhooks headers), and turn the answer into an outcome: 2xx → release the
 //! resource's data (it expires) and Done; a target that is down (refused connection, timeout,
 //! 502/503/504) → Wait, without using up an attempt; 401/403 (a secret rotation or clock skew),
 //! 408, 429 and other 5xx → Retry with the queue's backoff; any other 4xx → Dead. A job whose
@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use pipeline::collate::{Collator, Fetched};
 use pipeline::resource::DeliveryJob;
-use pipeline::signing::{sign, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
+use pipeline::signing::{sign_all, standard, Secrets, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use queue::{Handler, Job, Outcome};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -23,7 +23,7 @@ use crate::config::DeliveryArgs;
 pub struct DeliveryHandler {
     client: reqwest::Client,
     url: String,
-    secret: Vec<u8>,
+    secrets: Secrets,
     collator: Collator,
 }
 
@@ -37,19 +37,22 @@ impl DeliveryHandler {
             .timeout(Duration::from_millis(args.webhook_timeout_ms))
             .connect_timeout(Duration::from_millis(args.webhook_timeout_ms.min(2_000)))
             .tcp_nodelay(true)
+            // A redirect would re-send a signed body to wherever the target points: never follow
+            // one (a 3xx is then an answer like any other: dead-lettered as a refusal).
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .context("building the webhook HTTP client")?;
         Ok(DeliveryHandler {
             client,
             url: args.webhook_url.clone(),
-            secret: args.secret(),
+            secrets: args.secrets()?,
             collator,
         })
     }
 
     async fn deliver(&self, job: &Job<DeliveryJob>) -> Outcome {
-        let id = &job.payload.resource_id;
+        let id = &job.payload.key;
         let resource = match self.collator.fetch(id).await {
             Ok(Fetched::Ready(r)) => r,
             Ok(Fetched::Delivered) => {
@@ -83,13 +86,22 @@ impl DeliveryHandler {
                 }
             }
         };
-        let signature = sign(&self.secret, chrono::Utc::now().timestamp(), &body);
+        // Both schemes over the same instant and body: the Conveyor header, and the Standard
+        // Webhooks headers (the id is the resource key, the same on every retry).
+        let now = chrono::Utc::now().timestamp();
+        let key = id.to_string();
         let sent = self
             .client
             .post(&self.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(SIGNATURE_HEADER, signature)
-            .header(IDEMPOTENCY_HEADER, id.as_str())
+            .header(SIGNATURE_HEADER, sign_all(&self.secrets, now, &body))
+            .header(standard::ID_HEADER, &key)
+            .header(standard::TIMESTAMP_HEADER, now.to_string())
+            .header(
+                standard::SIGNATURE_HEADER,
+                standard::sign(&self.secrets, &key, now, &body),
+            )
+            .header(IDEMPOTENCY_HEADER, &key)
             .body(body)
             .send()
             .await;
@@ -115,7 +127,7 @@ impl DeliveryHandler {
             }
         };
         let status = resp.status();
-        let outcome = outcome_for(status, retry_after(&resp), id, job.attempt);
+        let outcome = outcome_for(status, retry_after(&resp), &key, job.attempt);
         if matches!(outcome, Outcome::Done(_)) {
             // Delivered: the data may now expire. If this fails the data still expires after
             // the retention, and a re-run of the job only re-POSTs (an idempotent duplicate).
@@ -168,6 +180,15 @@ pub fn outcome_for(status: StatusCode, after: Option<Duration>, id: &str, attemp
         Outcome::Wait {
             reason: format!("webhook answered {status}"),
             after: after.unwrap_or(UNREACHABLE_WAIT),
+        }
+    } else if status.is_redirection() {
+        count("dead");
+        tracing::error!(resource_id = %id, status = status.as_u16(),
+            "webhook answered a redirect, which is never followed (a signed body goes only to WEBHOOK_URL)");
+        Outcome::Dead {
+            reason: format!(
+                "webhook answered {status}: redirects are not followed; set WEBHOOK_URL to the final address"
+            ),
         }
     } else if status.is_client_error() && !retryable_client_error(status) {
         count("dead");
@@ -249,11 +270,13 @@ mod redis_tests {
 
     use chrono::Utc;
     use clap::Parser;
-    use pipeline::ids::{ProducerName, ResourceId, ResourcePart};
+    use pipeline::ids::{ProducerName, ResourceId, ResourceKey, ResourcePart};
     use pipeline::packet::StoredMessage;
     use queue::JobId;
 
     use super::*;
+
+    const SECRET: &str = "a-test-secret-of-at-least-32-bytes";
 
     #[derive(Parser)]
     struct Cli {
@@ -276,12 +299,18 @@ mod redis_tests {
         format!("http://{addr}/hook")
     }
 
+    /// The key of resource `id` of producer `p` (the producer of [`packet`]).
+    fn key(id: &str) -> ResourceKey {
+        ResourceKey::new(
+            ProducerName::parse("p").unwrap(),
+            ResourceId::parse(id).unwrap(),
+        )
+    }
+
     fn job(id: &str) -> Job<DeliveryJob> {
         Job {
             id: JobId(format!("job-{id}")),
-            payload: DeliveryJob {
-                resource_id: ResourceId::parse(id).unwrap(),
-            },
+            payload: DeliveryJob { key: key(id) },
             attempt: 1,
             enqueued_at: SystemTime::now(),
             partition: 0,
@@ -315,7 +344,7 @@ mod redis_tests {
             "--webhook-url",
             &url,
             "--webhook-secret",
-            "s3cret",
+            SECRET,
             "--resource-ttl-secs",
             "30",
         ])
@@ -335,14 +364,14 @@ mod redis_tests {
             status.store(code, Ordering::SeqCst);
             let out = handler.handle(vec![job("r")]).await;
             assert!(matches!(&out[0], Outcome::Retry { .. }), "{code}: {out:?}");
-            assert!(collator.load("r").await.unwrap().is_some());
+            assert!(collator.load(&key("r")).await.unwrap().is_some());
         }
         // Delivered: Done, and a re-run of the job finds it delivered without POSTing again.
         status.store(200, Ordering::SeqCst);
         let out = handler.handle(vec![job("r")]).await;
         assert!(matches!(&out[0], Outcome::Done(_)), "{out:?}");
         assert_eq!(hits.load(Ordering::SeqCst), 3);
-        assert_eq!(collator.fetch("r").await.unwrap(), Fetched::Delivered);
+        assert_eq!(collator.fetch(&key("r")).await.unwrap(), Fetched::Delivered);
         let out = handler.handle(vec![job("r")]).await;
         assert!(matches!(&out[0], Outcome::Done(_)), "{out:?}");
         assert_eq!(hits.load(Ordering::SeqCst), 3, "no second POST");
@@ -351,13 +380,13 @@ mod redis_tests {
         status.store(422, Ordering::SeqCst);
         let out = handler.handle(vec![job("bad")]).await;
         assert!(matches!(&out[0], Outcome::Dead { .. }), "{out:?}");
-        assert!(collator.load("bad").await.unwrap().is_some());
+        assert!(collator.load(&key("bad")).await.unwrap().is_some());
 
         // A job whose resource data is gone is dead with a reason saying so, without a POST.
         let out = handler.handle(vec![job("ghost")]).await;
         match &out[0] {
             Outcome::Dead { reason } => assert!(
-                reason.starts_with("resource ghost: collated data missing in Redis"),
+                reason.starts_with("resource p@ghost: collated data missing in Redis"),
                 "{reason}"
             ),
             other => panic!("{other:?}"),
@@ -367,12 +396,44 @@ mod redis_tests {
     }
 
     #[tokio::test]
+    async fn a_redirect_is_never_followed_so_a_signed_body_never_goes_elsewhere() {
+        let env = testkit::TestEnv::new("delivery_redirect").await;
+        let elsewhere_hits = Arc::new(AtomicUsize::new(0));
+        let elsewhere = target(Arc::new(AtomicU16::new(200)), elsewhere_hits.clone()).await;
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let to = elsewhere.clone();
+                async move { axum::response::Redirect::temporary(&to) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let args =
+            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", SECRET]).delivery;
+        let collator = args.collator(env.redis.clone(), &env.namespace);
+        let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
+        collator.record(&[packet("moved")]).await.unwrap();
+        let out = handler.handle(vec![job("moved")]).await;
+        match &out[0] {
+            Outcome::Dead { reason } => assert!(reason.contains("307"), "{reason}"),
+            other => panic!("expected Dead for a redirect, got {other:?}"),
+        }
+        assert_eq!(
+            elsewhere_hits.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
+    }
+
+    #[tokio::test]
     async fn a_target_that_is_down_makes_the_delivery_wait_without_using_an_attempt() {
         let env = testkit::TestEnv::new("delivery_down").await;
         // A port nobody listens on: connection refused, like a stopped webhook service.
         let url = format!("http://127.0.0.1:{}/hook", testkit::free_port());
         let args =
-            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", "s3cret"]).delivery;
+            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", SECRET]).delivery;
         let collator = args.collator(env.redis.clone(), &env.namespace);
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         collator.record(&[packet("down")]).await.unwrap();
@@ -385,7 +446,7 @@ mod redis_tests {
             other => panic!("expected Wait, got {other:?}"),
         }
         assert!(
-            collator.load("down").await.unwrap().is_some(),
+            collator.load(&key("down")).await.unwrap().is_some(),
             "data kept for the next try"
         );
 
@@ -393,7 +454,7 @@ mod redis_tests {
         let status = Arc::new(AtomicU16::new(503));
         let url = target(status, Arc::new(AtomicUsize::new(0))).await;
         let args =
-            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", "s3cret"]).delivery;
+            Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", SECRET]).delivery;
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         let out = handler.handle(vec![job("down")]).await;
         assert!(matches!(&out[0], Outcome::Wait { .. }), "{out:?}");

@@ -1,5 +1,8 @@
 //! Webhook request signing: the `X-Conveyor-Signature` header value `t=<unix secs>,v1=<hex HMAC>`
-//! where the HMAC-SHA256 covers `"<t>.<body>"` under the shared `WEBHOOK_SECRET`.
+//! where the HMAC-SHA256 covers `"<t>.<body>"` under the shared `WEBHOOK_SECRET`, and beside it the
+//! Standard Webhooks headers ([`standard`]) a receiver can check with an off-the-shelf library.
+//! [`WebhookSecret`] is the key (≥ 32 bytes, raw or `whsec_<base64>`); during a rotation a side
+//! holds two ([`Secrets`]): deliveries carry one MAC per secret, receivers accept any.
 //! Owns only the header format, the MAC and the freshness window; it never reads clocks or config
 //! (callers pass `now` and the secret) and never logs secrets or bodies.
 
@@ -11,23 +14,18 @@ use sha2::{Digest, Sha256};
 
 type HmacSha256 = Hmac<Sha256>;
 
+mod config;
+mod secret;
+pub mod standard;
+
+pub use config::SecretArgs;
+
+pub use secret::{parse_secret, Secrets, WebhookSecret, MIN_SECRET_BYTES};
+
 /// Name of the HTTP header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "X-Conveyor-Signature";
 /// Name of the HTTP header carrying the idempotency key (the resource id).
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
-/// What a binary started without `WEBHOOK_SECRET` says (there is no built-in fallback secret).
-pub const MISSING_SECRET_HELP: &str = "WEBHOOK_SECRET is required: set the same value for the \
-worker and the webhook service, e.g. `export WEBHOOK_SECRET=$(openssl rand -hex 32)` (./setup.sh \
-keeps one in .run/webhook_secret; with Docker, put WEBHOOK_SECRET in .env)";
-
-/// Parses a `WEBHOOK_SECRET` value for clap: refuses an empty (or all-blank) secret.
-pub fn parse_secret(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err(MISSING_SECRET_HELP.to_string())
-    } else {
-        Ok(value.to_string())
-    }
-}
 /// Default freshness window: signatures older (or further in the future) than this are refused.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 
@@ -43,10 +41,15 @@ pub enum SignatureError {
 }
 
 fn mac(secret: &[u8], unix_secs: i64, body: &[u8]) -> HmacSha256 {
+    mac_of(secret, &[unix_secs.to_string().as_bytes(), b".", body])
+}
+
+/// HMAC-SHA256 under `secret` over the concatenation of `parts`.
+fn mac_of(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     let mut m = <HmacSha256 as KeyInit>::new(&block_key(secret));
-    m.update(unix_secs.to_string().as_bytes());
-    m.update(b".");
-    m.update(body);
+    for part in parts {
+        m.update(part);
+    }
     m
 }
 
@@ -67,6 +70,18 @@ fn block_key(secret: &[u8]) -> GenericArray<u8, U64> {
 pub fn sign(secret: &[u8], unix_secs: i64, body: &[u8]) -> String {
     let tag = mac(secret, unix_secs, body).finalize().into_bytes();
     format!("t={unix_secs},v1={}", hex::encode(tag))
+}
+
+/// The header value for `body` signed at `unix_secs` under every secret (one `v1` each, the
+/// current secret first), so a receiver holding either side of a rotation verifies it.
+pub fn sign_all(secrets: &Secrets, unix_secs: i64, body: &[u8]) -> String {
+    let mut header = format!("t={unix_secs}");
+    for secret in secrets.iter() {
+        let tag = mac(secret.key(), unix_secs, body).finalize().into_bytes();
+        header.push_str(",v1=");
+        header.push_str(&hex::encode(tag));
+    }
+    header
 }
 
 /// A parsed signature header: its timestamp and the `v1` MACs it offers. Parsing and the
@@ -133,6 +148,15 @@ impl Signature {
     }
 
     /// Whether one of the offered MACs is that of `body` under `secret` (constant time).
+    /// Checks the MACs against each of `secrets` (a rotation holds two): any match verifies.
+    pub fn matches_any(&self, secrets: &Secrets, body: &[u8]) -> Result<(), SignatureError> {
+        if secrets.iter().any(|s| self.matches(s.key(), body).is_ok()) {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
+    }
+
     pub fn matches(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
         let expected = mac(secret, self.timestamp, body);
         let matched = self
@@ -278,15 +302,6 @@ mod tests {
             verify(SECRET, "garbage", b"b", NOW, 300),
             Err(SignatureError::Malformed)
         );
-    }
-
-    #[test]
-    fn empty_secrets_are_refused_with_instructions() {
-        assert_eq!(parse_secret("s"), Ok("s".to_string()));
-        for blank in ["", "  "] {
-            let err = parse_secret(blank).unwrap_err();
-            assert!(err.contains("export WEBHOOK_SECRET="), "{err}");
-        }
     }
 
     #[test]
