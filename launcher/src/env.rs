@@ -96,6 +96,10 @@ pub struct StackConfig {
     pub webhook_port: u16,
     pub dashboard_port: u16,
     pub output_dir: PathBuf,
+    /// The consumer's key table (`API_KEYS_FILE`); none = writes open (loopback only).
+    pub api_keys_file: Option<PathBuf>,
+    /// The producer's key (`API_KEY_FILE`).
+    pub api_key_file: Option<PathBuf>,
     pub tunables: Tunables,
 }
 
@@ -113,6 +117,8 @@ impl StackConfig {
             webhook_port: 8001,
             dashboard_port: 5000,
             output_dir: PathBuf::from(".run/output"),
+            api_keys_file: Some(PathBuf::from(".run/secrets/api_keys")),
+            api_key_file: Some(PathBuf::from(".run/secrets/api_key")),
             tunables: Tunables::defaults(),
         }
     }
@@ -167,6 +173,9 @@ impl StackConfig {
                 env.extend(logging());
                 env.extend(http());
                 env.push(("CONSUMER_ADDR", addr(self.consumer_port)));
+                if let Some(file) = &self.api_keys_file {
+                    env.push(("API_KEYS_FILE", file.display().to_string()));
+                }
                 for name in [
                     "BACKLOG_LIMIT",
                     "BACKLOG_LIMIT_BYTES",
@@ -222,6 +231,9 @@ impl StackConfig {
             Service::Producer => {
                 env.extend(logging());
                 env.push(("CONSUMER_URL", self.consumer_url()));
+                if let Some(file) = &self.api_key_file {
+                    env.push(("API_KEY_FILE", file.display().to_string()));
+                }
             }
         }
         env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()

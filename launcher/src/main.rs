@@ -82,6 +82,12 @@ struct ConfigArgs {
     /// The webhook service's OUTPUT_DIR (default: <dir>/output)
     #[arg(long)]
     output_dir: Option<PathBuf>,
+    /// The consumer's API key table (API_KEYS_FILE; without it writes are open, loopback only)
+    #[arg(long)]
+    api_keys_file: Option<PathBuf>,
+    /// The producer's API key (API_KEY_FILE)
+    #[arg(long)]
+    api_key_file: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -111,6 +117,16 @@ impl ConfigArgs {
             webhook_port: self.webhook_port,
             dashboard_port: self.dashboard_port,
             output_dir: std::path::absolute(output_dir)?,
+            api_keys_file: self
+                .api_keys_file
+                .as_deref()
+                .map(std::path::absolute)
+                .transpose()?,
+            api_key_file: self
+                .api_key_file
+                .as_deref()
+                .map(std::path::absolute)
+                .transpose()?,
             tunables: Tunables::from_env(),
         })
     }

@@ -91,6 +91,8 @@ impl StackBuilder {
             webhook_port: free_port(),
             dashboard_port: free_port(),
             output_dir: output_dir.clone(),
+            api_keys_file: None,
+            api_key_file: None,
             tunables: Tunables::defaults(),
         };
         let mut stack = Stack {
