@@ -87,6 +87,9 @@ impl Tunables {
 #[derive(Clone, Debug)]
 pub struct StackConfig {
     pub redis_url: String,
+    /// `REDIS_PASSWORD_FILE` of the services that talk to Redis (native mode: the generated
+    /// `<run dir>/secrets/redis_password`); `None` sets no such variable.
+    pub redis_password_file: Option<PathBuf>,
     pub elasticsearch_url: String,
     pub namespace: String,
     pub index_prefix: String,
@@ -104,6 +107,7 @@ impl StackConfig {
     pub fn native_defaults() -> StackConfig {
         StackConfig {
             redis_url: "redis://127.0.0.1:6379".into(),
+            redis_password_file: Some(PathBuf::from(".run/secrets/redis_password")),
             elasticsearch_url: "http://127.0.0.1:9200".into(),
             namespace: "conveyor".into(),
             index_prefix: String::new(),
@@ -144,12 +148,16 @@ impl StackConfig {
     pub fn env(&self, service: Service, worker_port: u16) -> Vec<(String, String)> {
         let t = |name: &str| self.tunables.get(name).to_string();
         let common = || {
-            vec![
-                ("REDIS_URL", self.redis_url.clone()),
+            let mut vars = vec![("REDIS_URL", self.redis_url.clone())];
+            if let Some(file) = &self.redis_password_file {
+                vars.push(("REDIS_PASSWORD_FILE", file.display().to_string()));
+            }
+            vars.extend([
                 ("ELASTICSEARCH_URL", self.elasticsearch_url.clone()),
                 ("QUEUE_NAMESPACE", self.namespace.clone()),
                 ("ES_INDEX_PREFIX", self.index_prefix.clone()),
-            ]
+            ]);
+            vars
         };
         let logging = || {
             vec![
@@ -278,5 +286,23 @@ mod tests {
         )));
         let producer = cfg.env(Service::Producer, 0);
         assert!(producer.contains(&("CONSUMER_URL".into(), "http://127.0.0.1:18000".into())));
+    }
+
+    #[test]
+    fn the_redis_password_file_reaches_exactly_the_redis_clients() {
+        let mut cfg = StackConfig::native_defaults();
+        cfg.redis_password_file = Some(PathBuf::from("/run/x/secrets/redis_password"));
+        for svc in Service::ALL {
+            let env = cfg.env(svc, 9101);
+            let file = env.iter().find(|(k, _)| k == "REDIS_PASSWORD_FILE");
+            let redis = env.iter().any(|(k, _)| k == "REDIS_URL");
+            assert_eq!(file.is_some(), redis, "{svc}");
+            if let Some((_, v)) = file {
+                assert_eq!(v, "/run/x/secrets/redis_password");
+            }
+        }
+        cfg.redis_password_file = None;
+        let consumer = cfg.env(Service::Consumer, 0);
+        assert!(!consumer.iter().any(|(k, _)| k == "REDIS_PASSWORD_FILE"));
     }
 }

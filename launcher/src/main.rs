@@ -51,6 +51,10 @@ struct DirArgs {
 struct ConfigArgs {
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// File holding the Redis password, passed on as REDIS_PASSWORD_FILE (native mode: the
+    /// generated <dir>/secrets/redis_password)
+    #[arg(long, env = "REDIS_PASSWORD_FILE")]
+    redis_password_file: Option<PathBuf>,
     #[arg(
         long,
         env = "ELASTICSEARCH_URL",
@@ -102,6 +106,10 @@ impl ConfigArgs {
             .unwrap_or_else(|| dir.join("output"));
         Ok(StackConfig {
             redis_url: self.redis_url.clone(),
+            redis_password_file: match &self.redis_password_file {
+                Some(file) => Some(std::path::absolute(file)?),
+                None => None,
+            },
             elasticsearch_url: self.elasticsearch_url.clone(),
             namespace: self.namespace.clone(),
             index_prefix: self.index_prefix.clone(),

@@ -82,6 +82,7 @@ impl StackBuilder {
         std::fs::create_dir_all(&output_dir)?;
         let launch = StackConfig {
             redis_url: self.redis_url.clone(),
+            redis_password_file: None,
             elasticsearch_url: self.elasticsearch_url.clone(),
             namespace: self.namespace.clone(),
             index_prefix: self.index_prefix.clone(),
