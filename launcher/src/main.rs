@@ -107,8 +107,9 @@ impl ConfigArgs {
         Ok(StackConfig {
             redis_url: self.redis_url.clone(),
             redis_password_file: match &self.redis_password_file {
-                Some(file) => Some(std::path::absolute(file)?),
-                None => None,
+                // REDIS_PASSWORD_FILE= (as in .env.example) means none
+                Some(file) if !file.as_os_str().is_empty() => Some(std::path::absolute(file)?),
+                _ => None,
             },
             elasticsearch_url: self.elasticsearch_url.clone(),
             namespace: self.namespace.clone(),

@@ -44,6 +44,11 @@ fn is_conveyor(svc: &Value) -> bool {
     svc.get("build").is_some()
 }
 
+/// A service that runs once and exits (`restart: "no"`, no healthcheck): an init step.
+fn is_one_shot(svc: &Value) -> bool {
+    svc.get("restart").and_then(Value::as_str) == Some("no") && svc.get("healthcheck").is_none()
+}
+
 fn name_of(key: &Value) -> String {
     key.as_str().expect("service name").to_string()
 }
@@ -101,8 +106,8 @@ fn dockerfile_binaries(dockerfile: &str) -> BTreeSet<String> {
 fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
     let dockerfile = read("Dockerfile");
     assert!(
-        dockerfile.contains("cargo build --release --bins"),
-        "the builder stage builds every binary once"
+        dockerfile.contains("cargo build --release --locked --bins"),
+        "the builder stage builds every binary once, with the versions of Cargo.lock"
     );
     assert!(
         dockerfile
@@ -179,6 +184,7 @@ fn every_variable_compose_sets_is_read_by_that_binary() {
 /// (the process is killed after a second). So the binary reads `RUST_LOG`, whatever its `--help`.
 fn assert_rust_log_is_read(bin: &str, path: &std::path::Path) {
     use std::io::{BufRead, BufReader};
+    let output = tempfile::tempdir().expect("a temp dir");
     let run = |level: &str| -> Vec<String> {
         let mut child = Command::new(path)
             .env_clear()
@@ -189,10 +195,7 @@ fn assert_rust_log_is_read(bin: &str, path: &std::path::Path) {
             .env("CONSUMER_URL", "http://127.0.0.1:1")
             .env("WEBHOOK_URL", "http://127.0.0.1:1/webhooks/resources")
             .env("WEBHOOK_SECRET", "a-secret-of-at-least-32-characters-long")
-            .env(
-                "OUTPUT_DIR",
-                std::env::temp_dir().join("conveyor-rust-log-check"),
-            )
+            .env("OUTPUT_DIR", output.path())
             .env("RATE", "1")
             .env("COUNT", "1")
             .env("CONSUMER_ADDR", "127.0.0.1:0")
@@ -312,6 +315,16 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
             .as_mapping()
             .unwrap_or_else(|| panic!("{} depends_on uses the long form", name_of(key)));
         for (dep, how) in deps {
+            if is_one_shot(&svcs[dep]) {
+                assert_eq!(
+                    how["condition"].as_str(),
+                    Some("service_completed_successfully"),
+                    "{} waits for the one-shot {} to finish",
+                    name_of(key),
+                    name_of(dep)
+                );
+                continue;
+            }
             assert_eq!(
                 how["condition"].as_str(),
                 Some("service_healthy"),
@@ -355,8 +368,12 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         redis.contains("--appendfsync") && redis.contains("always"),
         "compose Redis fsyncs every write: {redis}"
     );
+    let provision = read("scripts/provision.sh");
+    let native = &provision[provision
+        .find("start_native_redis() {")
+        .expect("start_native_redis in scripts/provision.sh")..];
     assert!(
-        read("scripts/provision.sh").contains("--appendfsync always"),
+        native.contains("\nappendfsync always\n"),
         "native Redis fsyncs every write"
     );
     let es = &svcs["elasticsearch"];
@@ -456,6 +473,117 @@ fn env_example_documents_every_variable() {
             assert!(
                 at > 0 && lines[at - 1].starts_with('#'),
                 ".env.example explains {var} in a comment above it"
+            );
+        }
+    }
+}
+
+/// `name[:tag]@sha256:<64 hex>`
+fn pinned_by_digest(image: &str) -> bool {
+    image.split_once("@sha256:").is_some_and(|(_, d)| {
+        d.len() == 64
+            && d.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    })
+}
+
+#[test]
+fn images_are_pinned_by_digest_or_say_why_not() {
+    let dockerfile = read("Dockerfile");
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FROM "))
+        .collect();
+    assert_eq!(froms.len(), 2, "builder and runtime stages");
+    for from in froms {
+        let image = from.split_whitespace().next().unwrap_or_default();
+        assert!(
+            pinned_by_digest(image),
+            "Dockerfile: {image} is pinned by digest"
+        );
+    }
+    let text = read("docker-compose.yml");
+    let doc = compose();
+    for (key, svc) in services(&doc) {
+        let name = name_of(key);
+        let image = svc["image"].as_str().unwrap_or_default();
+        if is_conveyor(svc) {
+            assert_eq!(image, "conveyor:local", "{name} runs the image built here");
+        } else if image.starts_with("docker.elastic.co/") {
+            // no digest could be verified: the exact version, and the reason next to it
+            let at = text.find(image).expect("the image line");
+            let before = &text[text[..at].rfind("elasticsearch:").unwrap_or(0)..at];
+            assert!(
+                before.contains("not by digest"),
+                "{name}: an image without a digest says why"
+            );
+            assert!(image
+                .rsplit(':')
+                .next()
+                .is_some_and(|v| v.split('.').count() == 3));
+        } else {
+            assert!(
+                pinned_by_digest(image),
+                "{name}: {image} is pinned by digest"
+            );
+        }
+    }
+}
+
+#[test]
+fn redis_has_a_generated_password_that_only_its_clients_see() {
+    let doc = compose();
+    let svcs = services(&doc);
+    let init = &svcs["secrets"];
+    assert!(
+        is_one_shot(init),
+        "the secret is made by a one-shot service"
+    );
+    let script = format!("{:?}", init["command"]);
+    assert!(script.contains("umask 077") && script.contains("/dev/urandom"));
+    let redis = &svcs["redis"];
+    assert_eq!(
+        redis["user"].as_str(),
+        Some("10001:10001"),
+        "Redis runs unprivileged"
+    );
+    let command = format!("{:?}", redis["command"]);
+    assert!(
+        command.contains("redis-server -") && command.contains("requirepass $$(cat "),
+        "Redis reads its password from the secret, as configuration on stdin: {command}"
+    );
+    let health = format!("{:?}", redis["healthcheck"]["test"]);
+    assert!(
+        health.contains("REDISCLI_AUTH"),
+        "the healthcheck authenticates"
+    );
+    let mounts = |svc: &Value| -> Vec<String> {
+        svc.get("volumes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let env = env_names(svc);
+        let secret_mounts: Vec<String> = mounts(svc)
+            .into_iter()
+            .filter(|m| m.starts_with("secrets:"))
+            .collect();
+        if env.contains("REDIS_URL") {
+            let file = svc["environment"]["REDIS_PASSWORD_FILE"].as_str();
+            assert_eq!(file, Some("/run/secrets/conveyor/redis_password"), "{name}");
+            assert_eq!(
+                secret_mounts,
+                ["secrets:/run/secrets/conveyor:ro"],
+                "{name} mounts the secrets read-only"
+            );
+        } else {
+            assert!(
+                secret_mounts.is_empty(),
+                "{name} does not see Redis's password"
             );
         }
     }
