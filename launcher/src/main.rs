@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use conveyor_stack::detached::{self, UpOptions};
-use conveyor_stack::{Service, StackConfig, Tunables};
+use conveyor_stack::{Service, StackConfig, Transport, Tunables};
 
 /// Start, check and stop the Conveyor services (consumer, workers, webhook, dashboard, producer)
 /// as detached processes, each with only its own environment; pids and logs in --dir.
@@ -49,12 +49,22 @@ struct DirArgs {
 
 #[derive(Args)]
 struct ConfigArgs {
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    /// The services' REDIS_URL (REDIS_USERNAME, REDIS_PASSWORD(_FILE) and REDIS_CA_FILE are
+    /// passed on from this environment when set)
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     redis_url: String,
+    /// The services' ELASTICSEARCH_URL (ELASTICSEARCH_CA_FILE, ELASTICSEARCH_API_KEY(_FILE),
+    /// ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD(_FILE) are passed on when set)
     #[arg(
         long,
         env = "ELASTICSEARCH_URL",
-        default_value = "http://127.0.0.1:9200"
+        default_value = "http://127.0.0.1:9200",
+        hide_env_values = true
     )]
     elasticsearch_url: String,
     #[arg(long, env = "QUEUE_NAMESPACE", default_value = "conveyor")]
@@ -112,6 +122,7 @@ impl ConfigArgs {
             dashboard_port: self.dashboard_port,
             output_dir: std::path::absolute(output_dir)?,
             tunables: Tunables::from_env(),
+            transport: Transport::from_env(),
         })
     }
 }
