@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use conveyor_stack::{StackConfig, Tunables};
+use conveyor_stack::{StackConfig, Transport, Tunables};
 use testkit::{bin_path, free_port, ChildGuard, TestEnv};
 
 pub use conveyor_stack::Service;
@@ -82,7 +82,6 @@ impl StackBuilder {
         std::fs::create_dir_all(&output_dir)?;
         let launch = StackConfig {
             redis_url: self.redis_url.clone(),
-            redis_password_file: None,
             elasticsearch_url: self.elasticsearch_url.clone(),
             namespace: self.namespace.clone(),
             index_prefix: self.index_prefix.clone(),
@@ -93,6 +92,9 @@ impl StackBuilder {
             dashboard_port: free_port(),
             output_dir: output_dir.clone(),
             tunables: Tunables::defaults(),
+            // TLS, credentials and CA files as the suite's own environment sets them (the
+            // secured step of scripts/test.sh), so the services reach the servers the test does.
+            transport: Transport::from_env(),
         };
         let mut stack = Stack {
             launch,
