@@ -101,7 +101,7 @@ ensure_cargo_deny() { # sets CARGO_DENY
 }
 run_cargo_deny() {
   ensure_cargo_deny
-  "$CARGO_DENY" --log-level warn deny check --config "$ROOT/deny.toml" licenses bans sources
+  (cd "$ROOT" && "$CARGO_DENY" --log-level warn check licenses bans sources) # ./deny.toml
 }
 
 install_test_needs() { ensure_test_tools; ensure_redis; ensure_java; ensure_elasticsearch; }

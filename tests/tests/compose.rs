@@ -29,9 +29,35 @@ fn read(rel: &str) -> String {
 
 /// docker-compose.yml with YAML merge keys (`<<: *anchor`) applied, as compose applies them.
 fn compose() -> Value {
-    let mut doc: Value = serde_yaml::from_str(&read("docker-compose.yml")).expect("valid YAML");
+    compose_file("docker-compose.yml")
+}
+
+fn compose_file(rel: &str) -> Value {
+    let mut doc: Value = serde_yaml::from_str(&read(rel)).expect("valid YAML");
     doc.apply_merge().expect("merge keys apply");
     doc
+}
+
+/// `over` laid over `base` as `docker compose -f base -f over` does: mappings merge key by key,
+/// `volumes` and `ports` lists add up, anything else is replaced.
+fn overlay(base: &mut Value, over: &Value, key: &str) {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                let name = k.as_str().unwrap_or_default().to_string();
+                match b.get_mut(k) {
+                    Some(slot) => overlay(slot, v, &name),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Sequence(b), Value::Sequence(o)) if key == "volumes" || key == "ports" => {
+            b.extend(o.iter().cloned());
+        }
+        (b, o) => *b = o.clone(),
+    }
 }
 
 fn services(doc: &Value) -> &serde_yaml::Mapping {
@@ -151,8 +177,11 @@ fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
 
 #[test]
 fn every_variable_compose_sets_is_read_by_that_binary() {
-    let doc = compose();
-    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+    assert_every_variable_is_read(&compose());
+}
+
+fn assert_every_variable_is_read(doc: &Value) {
+    for (key, svc) in services(doc).iter().filter(|(_, s)| is_conveyor(s)) {
         let name = name_of(key);
         let bin = command_of(&name, svc);
         let path = testkit::bin_path(&bin);
@@ -584,6 +613,123 @@ fn redis_has_a_generated_password_that_only_its_clients_see() {
             assert!(
                 secret_mounts.is_empty(),
                 "{name} does not see Redis's password"
+            );
+        }
+    }
+}
+
+/// docker-compose.yml with docker-compose.secured.yml laid over it.
+fn secured() -> Value {
+    let mut doc = compose();
+    overlay(&mut doc, &compose_file("docker-compose.secured.yml"), "");
+    doc
+}
+
+#[test]
+fn the_secured_variant_uses_tls_credentials_from_files_and_binaries_that_read_them() {
+    let doc = secured();
+    let svcs = services(&doc);
+    assert_every_variable_is_read(&doc);
+    let mounts_secrets = |svc: &Value| {
+        svc["volumes"].as_sequence().is_some_and(|v| {
+            v.iter()
+                .any(|m| m.as_str() == Some("secrets:/run/secrets/conveyor:ro"))
+        })
+    };
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let env = &svc["environment"];
+        let get = |var: &str| env[var].as_str().unwrap_or_default().to_string();
+        for var in env_names(svc) {
+            // secrets only as files: no password or key value in the environment
+            let secret = ["PASSWORD", "API_KEY", "SECRET"]
+                .iter()
+                .any(|s| var.ends_with(s));
+            assert!(
+                !secret || var == "WEBHOOK_SECRET",
+                "{name} gets {var} as a value, not a file"
+            );
+            if var.ends_with("_FILE") && var != "OUTPUT_DIR" {
+                assert!(
+                    get(&var).starts_with("/run/secrets/conveyor/"),
+                    "{name} {var}"
+                );
+                assert!(
+                    mounts_secrets(svc),
+                    "{name} mounts the secrets volume read-only"
+                );
+            }
+        }
+        if env_names(svc).contains("REDIS_URL") {
+            assert!(
+                get("REDIS_URL").starts_with("rediss://"),
+                "{name}: TLS to Redis"
+            );
+            assert_eq!(get("REDIS_USERNAME"), "conveyor", "{name}: the ACL user");
+            assert!(!get("REDIS_PASSWORD_FILE").is_empty(), "{name}");
+            assert!(!get("REDIS_CA_FILE").is_empty(), "{name}");
+        }
+        if env_names(svc).contains("ELASTICSEARCH_URL") {
+            assert!(
+                get("ELASTICSEARCH_URL").starts_with("https://"),
+                "{name}: HTTPS"
+            );
+            assert!(!get("ELASTICSEARCH_CA_FILE").is_empty(), "{name}");
+            assert!(
+                !get("ELASTICSEARCH_API_KEY_FILE").is_empty(),
+                "{name}: an API key"
+            );
+            let deps = svc["depends_on"].as_mapping().expect("depends_on");
+            assert!(deps.contains_key("api-key"), "{name} waits for its API key");
+        }
+    }
+    let redis = format!("{:?}", svcs["redis"]["command"]);
+    for line in [
+        "port 0",
+        "tls-port 6379",
+        "user default off",
+        "user conveyor on >$$(cat ",
+    ] {
+        assert!(redis.contains(line), "Redis config has `{line}`: {redis}");
+    }
+    assert!(
+        !redis.contains("requirepass"),
+        "the ACL user, not the default one"
+    );
+    assert!(format!("{:?}", svcs["redis"]["healthcheck"]).contains("--tls"));
+    let es = &svcs["elasticsearch"]["environment"];
+    for key in ["xpack.security.enabled", "xpack.security.http.ssl.enabled"] {
+        assert_eq!(es[key].as_str(), Some("true"), "{key}");
+    }
+    assert!(
+        es["ELASTIC_PASSWORD_FILE"].as_str().is_some(),
+        "a generated elastic password"
+    );
+    assert!(format!("{:?}", svcs["elasticsearch"]["healthcheck"]).contains("https://"));
+    for one_shot in ["secrets", "api-key"] {
+        assert!(is_one_shot(&svcs[one_shot]), "{one_shot} runs once");
+    }
+    let api_key = format!("{:?}", svcs["api-key"]["command"]);
+    assert!(
+        api_key.contains("role_descriptors"),
+        "the API key has its own, narrower role"
+    );
+    // every dependency names a service of the two files, with a condition fit for it
+    for (key, svc) in svcs {
+        for (dep, how) in svc["depends_on"].as_mapping().into_iter().flatten() {
+            let target = &svcs[dep];
+            assert!(target.is_mapping(), "{} -> {:?} exists", name_of(key), dep);
+            let want = if is_one_shot(target) {
+                "service_completed_successfully"
+            } else {
+                "service_healthy"
+            };
+            assert_eq!(
+                how["condition"].as_str(),
+                Some(want),
+                "{} -> {:?}",
+                name_of(key),
+                dep
             );
         }
     }
