@@ -2,8 +2,12 @@
 # Conveyor: one image with every binary (consumer, worker, webhook, dashboard, producer).
 # docker-compose.yml runs each service from this image with its own command.
 
+# Base images are pinned by digest (the multi-platform index digests of the official images, as
+# docker-library/repo-info records them: rust 1.97.1-slim-bookworm and debian bookworm-slim share
+# the same Debian layer), so a rebuild gets the same bytes; the tag beside each says what it is.
+
 # ---- build: every workspace binary, once, in release mode ---------------------------------------
-FROM rust:1.95-slim-bookworm AS builder
+FROM rust:1.97.1-slim-bookworm@sha256:158b745f1b82dbeec7ea06e6b1617d6b005723bb66e6141cd2ddfee40d079ec3 AS builder
 # cmake + pkg-config: native build helpers some TLS crates fall back to
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake pkg-config \
@@ -14,13 +18,13 @@ COPY . .
 # what changed. The binaries are copied out of the cache mount in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --bins \
+    cargo build --release --locked --bins \
  && mkdir -p /out \
  && cp target/release/consumer target/release/worker target/release/webhook \
        target/release/dashboard target/release/producer /out/
 
 # ---- runtime: slim Debian, non-root, curl for the healthchecks -----------------------------------
-FROM debian:bookworm-slim AS runtime
+FROM debian:bookworm-slim@sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241 AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \

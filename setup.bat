@@ -49,12 +49,14 @@ docker compose version >nul 2>nul || (echo xx "docker compose" is missing: updat
 exit /b 0
 
 :secret
-rem A WEBHOOK_SECRET generated once and kept in .run\webhook_secret (docker-compose.yml requires it).
-if not exist ".run" mkdir ".run"
-if not exist ".run\webhook_secret" (
-  powershell -NoProfile -Command "$b = New-Object byte[] 32; [Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($b); [IO.File]::WriteAllText('.run\webhook_secret', -join ($b | ForEach-Object { $_.ToString('x2') }))" || exit /b 1
+rem A WEBHOOK_SECRET generated once and kept in .run\secrets\webhook_secret, as setup.sh keeps it
+rem (docker-compose.yml requires it; the Redis password compose generates itself, in its volume).
+if not exist ".run\secrets" mkdir ".run\secrets"
+if exist ".run\webhook_secret" if not exist ".run\secrets\webhook_secret" move ".run\webhook_secret" ".run\secrets\webhook_secret" >nul
+if not exist ".run\secrets\webhook_secret" (
+  powershell -NoProfile -Command "$b = New-Object byte[] 32; [Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($b); [IO.File]::WriteAllText('.run\secrets\webhook_secret', -join ($b | ForEach-Object { $_.ToString('x2') }))" || exit /b 1
 )
-set /p WEBHOOK_SECRET=<".run\webhook_secret"
+set /p WEBHOOK_SECRET=<".run\secrets\webhook_secret"
 exit /b 0
 
 :run

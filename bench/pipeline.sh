@@ -17,7 +17,8 @@
 # Knobs (env): REQUESTS CONCURRENCY BATCH_PACKETS BATCH_SIZE PIPELINE_MESSAGES WORKER_BATCH WORKER_CONC
 # ROUNDS (phase 3 alternates pipeline and baseline ROUNDS times and keeps the best of each)
 # CHART=<file.svg> receives a chart of the CPU per process and the rates (default: a full run with
-# the script's own build refreshes bench/results/pipeline.svg, other runs write to /tmp);
+# the script's own build refreshes bench/results/pipeline.svg, other runs write a new file of
+# their own, named by mktemp, in $TMPDIR or /tmp);
 # ONLY_PIPELINE=1 skips phases 1, 2 and 5 (API and redis-benchmark figures);
 # BIN=<dir> runs prebuilt binaries from <dir> (with examples/bulk_baseline) instead of building,
 # e.g. to compare two versions of the code on the same machine state (its conveyor-stack, or
@@ -262,9 +263,10 @@ printf '%-44s %14s %12s %10s\n' "redis-benchmark XADD/s (-c $CONCURRENCY)" "$RB1
 printf '%-44s %14s %12s %10s\n' "redis-benchmark XADD/s (-P 100)" "$RB100" "" ""
 
 # The chart: CPU per process of an average round, and the two rates (bench/chart.py). A full
-# default run refreshes the committed bench/results/pipeline.svg; partial runs write to /tmp.
+# default run refreshes the committed bench/results/pipeline.svg; partial runs write a fresh file
+# (mktemp: no fixed name another user could have planted).
 if [ "$ONLY_PIPELINE" = 1 ] || [ -n "${BIN_GIVEN:-}" ]; then
-  CHART="${CHART:-/tmp/$RUN-pipeline.svg}"
+  CHART="${CHART:-$(mktemp -t "$RUN-pipeline.XXXXXX.svg")}"
 else
   CHART="${CHART:-bench/results/pipeline.svg}"
 fi

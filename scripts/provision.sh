@@ -7,7 +7,16 @@
 
 # Pinned versions. Elasticsearch comes from Maven Central's integration-test distribution
 # (a real, stripped Elasticsearch). 9.3.0 is not published there; 9.2.4 is the newest 9.x that is.
+# The zip is checked against ES_ZIP_SHA512 before anything is unpacked. The pin was computed once
+# from the artifact as fetched on 2026-12-02 (trust on first use: the repository reached from here
+# serves no checksum files for it, so Maven could not check it, and --strict-checksums fails);
+# another version needs its own digest: ES_ZIP_SHA512=<sha512 of elasticsearch-<version>.zip>.
 ES_VERSION="${ES_VERSION:-9.2.4}"
+case "$ES_VERSION" in
+  9.2.4) ES_ZIP_SHA512_PINNED="5da6465950f7d26ca293794ead3d840f0698ce99bb15b5db7d10c19199e3431dba21c83c737f4befa4fc282e12e5f215343a4cb7da52ac85e52b0c488e7b7057" ;;
+  *) ES_ZIP_SHA512_PINNED="" ;;
+esac
+ES_ZIP_SHA512="${ES_ZIP_SHA512:-$ES_ZIP_SHA512_PINNED}"
 ES_JAVA_HOME_DEFAULT="/usr/lib/jvm/temurin-25-jdk-amd64"
 ES_USER="conveyor-es"
 CONVEYOR_HOME="${CONVEYOR_HOME:-/opt/conveyor}"     # unpacked Elasticsearch (outside /root: ES user must read it)
@@ -18,7 +27,7 @@ DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 TEST_REDIS_PORT="${TEST_REDIS_PORT:-16379}"
 TEST_ES_PORT="${TEST_ES_PORT:-19200}"
 TEST_ES_TRANSPORT_PORT="${TEST_ES_TRANSPORT_PORT:-19300}"
-DEV_DIR="${CONVEYOR_DEV_DIR:-/tmp/conveyor-dev}"
+DEV_DIR="${CONVEYOR_DEV_DIR:-$STATE_HOME/dev}"    # pids, data and logs of `./setup.sh dev`
 
 # ---------------------------------------------------------------------------------------------
 # Installation
@@ -53,22 +62,39 @@ ensure_elasticsearch() {
   if [ ! -x "$ES_HOME/bin/elasticsearch" ]; then
     command -v mvn >/dev/null || apt_install maven
     command -v unzip >/dev/null || apt_install unzip
+    [ -n "$ES_ZIP_SHA512" ] || die "no pinned SHA-512 for Elasticsearch $ES_VERSION: set ES_ZIP_SHA512"
     log "fetching Elasticsearch $ES_VERSION (Maven Central integ-test-zip, ~95 MB, cached in ~/.m2)"
     local tmp; tmp="$(mktemp -d)"
     mvn -B -q "$DEP_PLUGIN:copy" \
       -Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip" \
       -DoutputDirectory="$tmp" -Dmdep.stripVersion=false >/dev/null \
-      || die "could not fetch Elasticsearch $ES_VERSION from Maven Central"
+      || { rm -rf "$tmp"; die "could not fetch Elasticsearch $ES_VERSION from Maven Central"; }
     mkdir -p "$CONVEYOR_HOME"
-    unzip -q "$tmp/elasticsearch-$ES_VERSION.zip" -d "$CONVEYOR_HOME"
+    unpack_verified_zip "$tmp/elasticsearch-$ES_VERSION.zip" "$ES_ZIP_SHA512" "$CONVEYOR_HOME" \
+      || { rm -rf "$tmp"; die "Elasticsearch $ES_VERSION not installed: its zip failed the SHA-512 check"; }
     rm -rf "$tmp"
   fi
-  if ! id "$ES_USER" >/dev/null 2>&1; then
-    log "creating system user $ES_USER (Elasticsearch refuses to run as root)"
-    useradd --system --user-group --no-create-home --shell /usr/sbin/nologin "$ES_USER"
-  fi
+  ensure_system_user "$ES_USER" "Elasticsearch refuses to run as root"
   chown -R "$ES_USER:$ES_USER" "$ES_HOME"
-  mkdir -p "$STATE_HOME"
+  mkdir -p "$STATE_HOME"; chmod 755 "$STATE_HOME" # the ES and service users enter their dirs in it
+}
+
+# unpack_verified_zip ZIP SHA512 DEST: unzip ZIP into DEST only if its SHA-512 is SHA512;
+# otherwise say so and return 1 with nothing unpacked (a test flips a byte and checks both).
+unpack_verified_zip() {
+  local zip=$1 want=$2 dest=$3 got
+  got=$(sha512sum "$zip" | cut -d' ' -f1) || return 1
+  if [ -z "$want" ] || [ "$got" != "$want" ]; then
+    warn "refusing $(basename "$zip"): SHA-512 $got, pinned ${want:-(none)}"
+    return 1
+  fi
+  unzip -q "$zip" -d "$dest"
+}
+
+ensure_system_user() { # NAME WHY: a system user + group without home or login shell
+  id "$1" >/dev/null 2>&1 && return 0
+  log "creating system user $1 ($2)"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$1"
 }
 
 ensure_test_tools() { # what `./setup.sh test` needs besides Redis and Elasticsearch
@@ -97,6 +123,12 @@ ensure_notebook_venv() { # sets NB_VENV: a venv with notebooks/requirements.txt,
 # Redis and Elasticsearch on loopback, each in its own state dir
 # ---------------------------------------------------------------------------------------------
 redis_up() { redis-cli -p "$1" ping 2>/dev/null | grep -q PONG; }
+# redis_answers PORT: a Redis answers there, password or not (NOAUTH counts)
+redis_answers() { redis-cli -p "$1" ping 2>/dev/null | grep -Eq 'PONG|NOAUTH'; }
+# redis_up_auth PORT PASSWORD_FILE: PONG with that password (REDISCLI_AUTH: not on a command line)
+redis_up_auth() {
+  REDISCLI_AUTH="$(cat "$2" 2>/dev/null)" redis-cli --no-auth-warning -p "$1" ping 2>/dev/null | grep -q PONG
+}
 
 start_redis() { # port dir aof(yes|no)
   local port=$1 dir=$2 aof=${3:-no}
@@ -111,30 +143,66 @@ start_redis() { # port dir aof(yes|no)
   die "Redis did not start on $port (see $dir/redis.log)"
 }
 
-# owned_pid PIDFILE PATTERN: the pid in PIDFILE if that process is alive and its command line
-# matches PATTERN (pids are reused; a pidfile alone proves nothing).
+# start_native_redis PORT DATA_DIR CONF PASSWORD_FILE PIDFILE LOGFILE: native mode's Redis, run as
+# $SERVICE_USER (as_service) with AOF fsynced on every write (appendfsync always) and a password:
+# requirepass is written into CONF (created private, 0600) from PASSWORD_FILE, never on a command
+# line, where ps would show it to every user.
+start_native_redis() {
+  local port=$1 dir=$2 conf=$3 pwfile=$4 pidfile=$5 logfile=$6
+  if redis_answers "$port"; then log "Redis already answers on 127.0.0.1:$port"; return; fi
+  mkdir -p "$dir"; chmod 700 "$dir"
+  [ "$(id -u)" -ne 0 ] || chown -R "$SERVICE_USER:$SERVICE_USER" "$dir" # data of a Redis run as root before
+  (umask 077; : >"$conf")
+  cat >"$conf" <<EOT
+port $port
+bind 127.0.0.1
+protected-mode yes
+dir $dir
+daemonize yes
+pidfile $pidfile
+logfile $logfile
+save ""
+appendonly yes
+appendfsync always
+maxmemory ${REDIS_MAXMEMORY:-1gb}
+maxmemory-policy noeviction
+requirepass $(cat "$pwfile")
+EOT
+  [ "$(id -u)" -ne 0 ] || chown "$SERVICE_USER:$SERVICE_USER" "$conf"
+  log "starting Redis on 127.0.0.1:$port as $(as_service id -un), with a password ($pwfile)"
+  (umask 077; as_service redis-server "$conf" >/dev/null) # its pidfile and log private too
+  for _ in $(seq 1 50); do redis_up_auth "$port" "$pwfile" && return; sleep 0.1; done
+  die "Redis did not start on $port (see $logfile)"
+}
+
+# owned_pid PIDFILE PATTERN [USER]: the pid in PIDFILE if that process is alive, its command line
+# contains PATTERN (a fixed string) and, given USER, it runs as USER (pids are reused; a pidfile
+# alone proves nothing).
 owned_pid() {
-  local pf=$1 pattern=$2 pid
+  local pf=$1 pattern=$2 user=${3:-} pid
   [ -s "$pf" ] || return 1
   pid=$(cat "$pf" 2>/dev/null) || return 1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$pattern" || return 1
+  [[ "$pid" =~ ^[1-9][0-9]*$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$pattern" || return 1
+  [ -z "$user" ] || [ "$(stat -c %U "/proc/$pid")" = "$user" ] || return 1
   echo "$pid"
 }
 
-stop_pidfile() { # pidfile pattern [name]: TERM, wait, then KILL, if the pid is ours; drop the pidfile
-  local pf=$1 pattern=$2 name=${3:-} pid
+stop_pidfile() { # pidfile pattern [name [user]]: TERM, wait, then KILL, if the pid is ours; drop the pidfile
+  local pf=$1 pattern=$2 name=${3:-} user=${4:-} pid
   [ -f "$pf" ] || return 0
-  if pid=$(owned_pid "$pf" "$pattern"); then
+  if pid=$(owned_pid "$pf" "$pattern" "$user"); then
     [ -z "$name" ] || log "stopping $name (pid $pid)"
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -9 "$pid" 2>/dev/null || true
+  elif [ -n "$name" ] && [ -s "$pf" ]; then
+    log "$name: pid $(head -c 20 "$pf") is not ours (command line, user); left alone"
   fi
   rm -f "$pf"
 }
 REDIS_PATTERN="redis-server"
-ES_PATTERN="org.elasticsearch"
+ES_PATTERN="org.elasticsearch.bootstrap.Elasticsearch"
 
 es_up() { curl -fsS "http://127.0.0.1:$1/_cluster/health?wait_for_status=yellow&timeout=1s" >/dev/null 2>&1; }
 

@@ -17,14 +17,65 @@ load_dotenv() { # ./.env (optional) overrides the defaults, as docker compose re
   if [ -f "$ROOT/.env" ]; then log "reading $ROOT/.env"; set -a; . "$ROOT/.env"; set +a; fi
 }
 
-webhook_secret() { # generated once, kept in the run dir (mode 600)
-  mkdir -p "$RUN_DIR"
-  if [ ! -s "$RUN_DIR/webhook_secret" ]; then
-    if [ -n "${WEBHOOK_SECRET:-}" ]; then printf '%s' "$WEBHOOK_SECRET" >"$RUN_DIR/webhook_secret"
-    else od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$RUN_DIR/webhook_secret"; fi
-    chmod 600 "$RUN_DIR/webhook_secret"
+# ensure_secret NAME [VALUE]: the path of <run dir>/secrets/NAME, created once and kept: VALUE if
+# given, else 32 random bytes as hex. The directory (0700) and the file (0600) are created private
+# under umask 077 before anything is written, and belong to the service user, which reads them
+# (REDIS_PASSWORD_FILE=…); no other user can read or replace them. Used for the Redis password and
+# the webhook secret; meant for any further secret (e.g. an API key).
+ensure_secret() {
+  local dir="$RUN_DIR/secrets" file="$RUN_DIR/secrets/$1"
+  [[ "$1" =~ ^[a-z0-9_]+$ ]] || die "ensure_secret: bad secret name '$1'"
+  (umask 077; mkdir -p "$dir")
+  chmod 700 "$dir"
+  if [ ! -s "$file" ]; then
+    (
+      umask 077
+      if [ $# -ge 2 ] && [ -n "$2" ]; then printf '%s' "$2" >"$file.new"
+      else od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file.new"; fi
+      mv -f "$file.new" "$file"
+    )
   fi
-  cat "$RUN_DIR/webhook_secret"
+  chmod 600 "$file"
+  if [ "$(id -u)" -eq 0 ] && id "$SERVICE_USER" >/dev/null 2>&1; then
+    chown -R "$SERVICE_USER:$SERVICE_USER" "$dir"
+  fi
+  printf '%s\n' "$file"
+}
+
+webhook_secret() { # the webhook secret (WEBHOOK_SECRET if set on the first run), kept in the run dir
+  # a run dir from before secrets/ kept it in .run/webhook_secret: carry it over once
+  local old="$RUN_DIR/webhook_secret" value="${WEBHOOK_SECRET:-}"
+  if [ -s "$old" ] && [ ! -s "$RUN_DIR/secrets/webhook_secret" ]; then value=$(cat "$old"); fi
+  cat "$(ensure_secret webhook_secret "$value")"
+  rm -f "$old"
+}
+
+# prepare_run_dir: RUN_DIR private to whoever runs the services (0700; as root: $SERVICE_USER's,
+# created in provision if missing). A checkout the service user cannot reach (under /root, say)
+# keeps its run dir in $STATE_HOME/run instead, unless CONVEYOR_RUN_DIR says where.
+prepare_run_dir() { # [native]: native mode also creates the service user and hands it the dir
+  if [ "$(id -u)" -eq 0 ] && [ -z "${CONVEYOR_RUN_DIR:-}" ] && ! others_can_reach "$ROOT"; then
+    RUN_DIR="$STATE_HOME/run"
+  fi
+  (umask 077; mkdir -p "$RUN_DIR")
+  chmod 700 "$RUN_DIR"
+  if [ "$(id -u)" -eq 0 ] && [ "${1:-}" = native ]; then
+    ensure_system_user "$SERVICE_USER" "native mode runs the services and Redis as this user"
+    chown -R "$SERVICE_USER:$SERVICE_USER" "$RUN_DIR"
+  fi
+}
+
+# service_bin_dir: where the service user runs the binaries from: BIN_DIR if it can reach it, else
+# a root-owned copy in $CONVEYOR_HOME/bin (replaced file by file: a running binary stays intact).
+service_bin_dir() {
+  if [ "$(id -u)" -ne 0 ] || others_can_reach "$BIN_DIR/conveyor-stack"; then echo "$BIN_DIR"; return; fi
+  local dest="$CONVEYOR_HOME/bin" b
+  mkdir -p "$dest"; chmod 755 "$dest"
+  for b in conveyor-stack consumer worker webhook dashboard producer; do
+    cmp -s "$BIN_DIR/$b" "$dest/$b" && continue
+    install -m 755 "$BIN_DIR/$b" "$dest/.$b.new" && mv -f "$dest/.$b.new" "$dest/$b"
+  done
+  echo "$dest"
 }
 
 docker_ok() { # a Docker engine answers and compose is there
@@ -58,9 +109,9 @@ EOT
 }
 
 cmd_run() {
+  prepare_run_dir
   parse_run_args "$@"
   local started=$SECONDS
-  mkdir -p "$RUN_DIR"
   if docker_ok; then
     log "a Docker engine answers: docker compose up -d --build --scale worker=$WORKERS"
     echo docker >"$RUN_DIR/mode"
@@ -78,19 +129,24 @@ cmd_run() {
   log "no Docker engine answers: native mode (processes on loopback, logs and pids in $RUN_DIR)"
   load_dotenv
   ensure_redis; ensure_java; ensure_elasticsearch
+  prepare_run_dir native
   command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
   apt_install curl ca-certificates
   log "cargo build --release --bins"
   cargo build --release --bins --quiet
+  local bins; bins=$(service_bin_dir)
   echo native >"$RUN_DIR/mode"
-  mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs"
+  (umask 077; mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs")
   webhook_secret >/dev/null
-  if redis_up "$RUN_REDIS_PORT"; then
+  local redis_pw; redis_pw=$(ensure_secret redis_password)
+  [ "$(id -u)" -ne 0 ] || chown -R "$SERVICE_USER:$SERVICE_USER" "$RUN_DIR"
+  if redis_answers "$RUN_REDIS_PORT"; then
     log "Redis already answers on 127.0.0.1:$RUN_REDIS_PORT (reused)"
+    redis_up_auth "$RUN_REDIS_PORT" "$redis_pw" \
+      || warn "that Redis does not take the password in $redis_pw: the services will be refused"
   else
-    start_redis "$RUN_REDIS_PORT" "$STATE_HOME/redis" yes
-    cp "$STATE_HOME/redis/redis.pid" "$RUN_DIR/pids/redis.pid"
-    ln -sf "$STATE_HOME/redis/redis.log" "$RUN_DIR/logs/redis.log"
+    start_native_redis "$RUN_REDIS_PORT" "$STATE_HOME/redis" "$RUN_DIR/redis.conf" "$redis_pw" \
+      "$RUN_DIR/pids/redis.pid" "$RUN_DIR/logs/redis.log"
   fi
   if es_up "$RUN_ES_PORT"; then
     log "Elasticsearch already answers on 127.0.0.1:$RUN_ES_PORT (reused)"
@@ -99,26 +155,48 @@ cmd_run() {
     cp "$STATE_HOME/es/es.pid" "$RUN_DIR/pids/elasticsearch.pid"
     ln -sf "$STATE_HOME/es/logs/conveyor.log" "$RUN_DIR/logs/elasticsearch.log"
   fi
-  log "starting the services: conveyor-stack up --dir $RUN_DIR --workers $WORKERS"
-  conveyor_stack up --dir "$RUN_DIR" --bin-dir "$BIN_DIR" --workers "$WORKERS" \
-    --redis-url "redis://127.0.0.1:$RUN_REDIS_PORT" --elasticsearch-url "http://127.0.0.1:$RUN_ES_PORT" \
+  log "starting the services as $(as_service id -un): conveyor-stack up --dir $RUN_DIR --workers $WORKERS"
+  as_service "$bins/conveyor-stack" up --dir "$RUN_DIR" --bin-dir "$bins" --workers "$WORKERS" \
+    --redis-url "redis://127.0.0.1:$RUN_REDIS_PORT" --redis-password-file "$redis_pw" \
+    --elasticsearch-url "http://127.0.0.1:$RUN_ES_PORT" \
     --namespace "${QUEUE_NAMESPACE:-conveyor}" --index-prefix "${ES_INDEX_PREFIX:-}" \
-    --log-format "${LOG_FORMAT:-pretty}" --webhook-secret-file "$RUN_DIR/webhook_secret" \
+    --log-format "${LOG_FORMAT:-pretty}" --webhook-secret-file "$RUN_DIR/secrets/webhook_secret" \
     || die "the stack did not start (see above; ./setup.sh status, ./setup.sh stop)"
   local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
-  eval "$(conveyor_stack urls --dir "$RUN_DIR")"
+  eval "$(as_service "$bins/conveyor-stack" urls --dir "$RUN_DIR")"
   print_urls native "$CONSUMER_URL" "$WEBHOOK_BASE_URL" "$DASHBOARD_URL"
   echo "  logs           $RUN_DIR/logs/"
   echo "  status / stop  ./setup.sh status | ./setup.sh stop"
   log "up in $((SECONDS - started)) s"
 }
 
-server_pid() { # name: pid of Redis/Elasticsearch if this script started it and it still runs
-  local pattern=$REDIS_PATTERN; [ "$1" = redis ] || pattern=$ES_PATTERN
-  owned_pid "$RUN_DIR/pids/$1.pid" "$pattern"
+# stack_cmd VERB: `conveyor-stack VERB --dir $RUN_DIR` as the user the stack runs as (the owner
+# of the run dir), with the binaries the last `up` recorded in stack.json
+stack_cmd() {
+  local bins=$BIN_DIR
+  [ -x "$CONVEYOR_HOME/bin/conveyor-stack" ] && ! others_can_reach "$BIN_DIR/conveyor-stack" \
+    && bins="$CONVEYOR_HOME/bin"
+  [ -x "$bins/conveyor-stack" ] || { conveyor_stack "$1" --dir "$RUN_DIR" --bin-dir "$bins"; return; }
+  if [ "$(id -u)" -eq 0 ] && [ "$(stat -c %U "$RUN_DIR")" = "$SERVICE_USER" ]; then
+    as_service "$bins/conveyor-stack" "$1" --dir "$RUN_DIR" --bin-dir "$bins"
+  else
+    "$bins/conveyor-stack" "$1" --dir "$RUN_DIR" --bin-dir "$bins"
+  fi
+}
+
+# the pid of Redis / Elasticsearch if this script started it, it still runs, its command line is
+# the one we started and it runs as the user we started it as
+redis_pid() {
+  local user; user=$(stat -c %U "$RUN_DIR")
+  owned_pid "$RUN_DIR/pids/redis.pid" "redis-server 127.0.0.1:$RUN_REDIS_PORT" "$user"
+}
+server_pid() { # name
+  if [ "$1" = redis ]; then redis_pid
+  else owned_pid "$RUN_DIR/pids/elasticsearch.pid" "$ES_PATTERN" "$ES_USER"; fi
 }
 
 cmd_stop() {
+  prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
   if [ "$mode" = docker ]; then
     log "docker compose down"
@@ -126,14 +204,15 @@ cmd_stop() {
     rm -f "$RUN_DIR/mode"
     return
   fi
-  if [ -d "$RUN_DIR/pids" ]; then conveyor_stack stop --dir "$RUN_DIR" --bin-dir "$BIN_DIR"; fi
-  stop_pidfile "$RUN_DIR/pids/elasticsearch.pid" "$ES_PATTERN" elasticsearch
-  stop_pidfile "$RUN_DIR/pids/redis.pid" "$REDIS_PATTERN" redis
+  if [ -d "$RUN_DIR/pids" ]; then stack_cmd stop; fi
+  stop_pidfile "$RUN_DIR/pids/elasticsearch.pid" "$ES_PATTERN" elasticsearch "$ES_USER"
+  stop_pidfile "$RUN_DIR/pids/redis.pid" "redis-server 127.0.0.1:$RUN_REDIS_PORT" redis "$(stat -c %U "$RUN_DIR")"
   rm -f "$RUN_DIR/mode"
   log "stopped (logs kept in $RUN_DIR/logs)"
 }
 
 cmd_status() {
+  prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
   if [ "$mode" = docker ]; then WEBHOOK_SECRET="$(webhook_secret)" docker compose ps; return; fi
   printf '%-14s %-8s %-9s %-6s %s\n' NAME PID STATE PORT LOG
@@ -143,12 +222,12 @@ cmd_status() {
     log="$RUN_DIR/logs/$s.log"
     if pid=$(server_pid "$s"); then
       printf '%-14s %-8s %-9s %-6s %s\n' "$s" "$pid" running "$port" "$log"
-    elif { [ $s = redis ] && redis_up "$port"; } || { [ $s = elasticsearch ] && es_up "$port"; }; then
+    elif { [ $s = redis ] && redis_answers "$port"; } || { [ $s = elasticsearch ] && es_up "$port"; }; then
       printf '%-14s %-8s %-9s %-6s %s\n' "$s" - external "$port" "(not started by ./setup.sh)"
     elif [ -e "$RUN_DIR/pids/$s.pid" ]; then
       printf '%-14s %-8s %-9s %-6s %s\n' "$s" "$(cat "$RUN_DIR/pids/$s.pid")" dead "$port" "$log"
     fi
   done
-  if [ -d "$RUN_DIR/pids" ]; then conveyor_stack status --dir "$RUN_DIR" --bin-dir "$BIN_DIR"; fi
+  if [ -d "$RUN_DIR/pids" ]; then stack_cmd status; fi
   [ -e "$RUN_DIR/pids/consumer.pid" ] || echo "(the native stack is not running: ./setup.sh)"
 }

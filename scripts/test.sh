@@ -88,6 +88,22 @@ run_schemathesis() { # schemathesis run --checks all against a fresh private con
   return $rc
 }
 
+# cargo-deny (crates.io, pinned, built once into $CONVEYOR_HOME) with deny.toml: licenses,
+# banned / duplicate crates and sources. Not advisories: the RustSec database is a git repository
+# on GitHub, out of reach here, and no crates.io package ships it (README, "Security").
+CARGO_DENY_VERSION="0.20.2"
+ensure_cargo_deny() { # sets CARGO_DENY
+  CARGO_DENY="$CONVEYOR_HOME/cargo-deny-$CARGO_DENY_VERSION/bin/cargo-deny"
+  [ -x "$CARGO_DENY" ] && return 0
+  log "installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked, once)"
+  cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION" \
+    --root "$CONVEYOR_HOME/cargo-deny-$CARGO_DENY_VERSION" || die "cargo install cargo-deny failed"
+}
+run_cargo_deny() {
+  ensure_cargo_deny
+  (cd "$ROOT" && "$CARGO_DENY" --log-level warn check licenses bans sources) # ./deny.toml
+}
+
 install_test_needs() { ensure_test_tools; ensure_redis; ensure_java; ensure_elasticsearch; }
 
 start_test_servers() {
@@ -98,7 +114,7 @@ start_test_servers() {
 cmd_test() {
   local started=$SECONDS
   timed "install what is missing (apt, JDK, Elasticsearch)" install_test_needs
-  TEST_STATE="$(mktemp -d /tmp/conveyor-test.XXXXXX)"
+  TEST_STATE="$(mktemp -d -t conveyor-test.XXXXXX)"
   chmod 755 "$TEST_STATE"
   stop_test_services() {
     print_timings # when a part failed under set -e, before the summary line
@@ -121,6 +137,8 @@ cmd_test() {
   timed "cargo fmt --check" cargo fmt --all -- --check
   log "cargo clippy (warnings are errors)"
   timed "cargo clippy -D warnings" cargo clippy --workspace --all-targets --quiet -- -D warnings
+  log "cargo deny check licenses bans sources (deny.toml)"
+  timed "cargo deny check licenses bans sources" run_cargo_deny
   log "building the release binaries (services + launcher) the tests and the notebook run"
   timed "cargo build --release --bins" cargo build --workspace --bins --release --quiet
   export CONVEYOR_BIN_DIR="$BIN_DIR"

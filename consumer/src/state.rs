@@ -55,8 +55,8 @@ impl AppState {
         // One partition, like the worker: the partition key (resource id) is still passed, so
         // raising the count later only needs both sides to agree.
         let qc = pipeline::queues::messages(&config.common.redis.queue_namespace);
-        let queue =
-            Queue::new(pool.clone(), qc).with_redis_url(config.common.redis.redis_url.clone());
+        let queue = Queue::new(pool.clone(), qc)
+            .with_redis_connection(config.common.redis.connection_info()?);
         let store =
             Store::new(&config.common.elastic).context("building the Elasticsearch client")?;
         let coalescer = Coalescer::new(

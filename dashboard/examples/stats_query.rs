@@ -46,10 +46,7 @@ async fn main() -> Result<()> {
     let [es, prefix, sizes, runs, days] = args.as_slice() else {
         bail!("usage: stats_query <es_url> <prefix> <sizes,…> <runs> <days>");
     };
-    let elastic = ElasticArgs {
-        elasticsearch_url: es.trim_end_matches('/').to_string(),
-        es_index_prefix: prefix.clone(),
-    };
+    let elastic = ElasticArgs::new(es.trim_end_matches('/').to_string(), prefix.clone());
     let sizes: Vec<u64> = sizes
         .split(',')
         .map(|s| s.trim().parse().context("sizes: whole numbers"))

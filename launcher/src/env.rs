@@ -40,6 +40,76 @@ const HTTP_BOUNDS: [&str; 4] = [
     "MAX_CONCURRENT_REQUESTS",
 ];
 
+/// How the services reach a secured Redis (TLS, ACL user) and Elasticsearch (CA, API key or
+/// basic auth). No defaults: each is passed on only when set, to the services that talk to that
+/// server. Prefer the `*_FILE` forms (the value then never sits in a process's environment).
+pub const REDIS_TRANSPORT: [&str; 4] = [
+    "REDIS_USERNAME",
+    "REDIS_PASSWORD",
+    "REDIS_PASSWORD_FILE",
+    "REDIS_CA_FILE",
+];
+/// See [`REDIS_TRANSPORT`].
+pub const ELASTICSEARCH_TRANSPORT: [&str; 6] = [
+    "ELASTICSEARCH_CA_FILE",
+    "ELASTICSEARCH_API_KEY",
+    "ELASTICSEARCH_API_KEY_FILE",
+    "ELASTICSEARCH_USERNAME",
+    "ELASTICSEARCH_PASSWORD",
+    "ELASTICSEARCH_PASSWORD_FILE",
+];
+
+/// Values of the [`REDIS_TRANSPORT`] and [`ELASTICSEARCH_TRANSPORT`] variables that are set.
+/// `Debug` shows names only (some values are secrets).
+#[derive(Clone, Default)]
+pub struct Transport(BTreeMap<&'static str, String>);
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+impl Transport {
+    /// Whichever of them this process's environment sets (non-empty).
+    pub fn from_env() -> Transport {
+        let mut t = Transport::default();
+        for name in REDIS_TRANSPORT.iter().chain(&ELASTICSEARCH_TRANSPORT) {
+            if let Ok(v) = std::env::var(name) {
+                if !v.is_empty() {
+                    t.0.insert(name, v);
+                }
+            }
+        }
+        t
+    }
+
+    /// Native mode's: the Redis password in the file `./setup.sh` generates (`ensure_secret`),
+    /// as compose passes its generated one.
+    pub fn native_defaults() -> Transport {
+        let mut t = Transport::default();
+        t.set("REDIS_PASSWORD_FILE", ".run/secrets/redis_password");
+        t
+    }
+
+    /// Sets one of them; panics on another name.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let key = REDIS_TRANSPORT
+            .iter()
+            .chain(&ELASTICSEARCH_TRANSPORT)
+            .find(|k| **k == name)
+            .unwrap_or_else(|| panic!("{name} is not a Redis or Elasticsearch transport setting"));
+        self.0.insert(key, value.into());
+    }
+
+    fn pairs<'a>(&'a self, names: &'a [&str]) -> impl Iterator<Item = (&'static str, String)> + 'a {
+        self.0
+            .iter()
+            .filter(|(k, _)| names.contains(k))
+            .map(|(k, v)| (*k, v.clone()))
+    }
+}
+
 /// Values of the [`TUNABLES`].
 #[derive(Clone, Debug)]
 pub struct Tunables(BTreeMap<&'static str, String>);
@@ -101,6 +171,8 @@ pub struct StackConfig {
     /// The producer's key (`API_KEY_FILE`).
     pub api_key_file: Option<PathBuf>,
     pub tunables: Tunables,
+    /// TLS, credentials and CA files for Redis and Elasticsearch (only those set).
+    pub transport: Transport,
 }
 
 impl StackConfig {
@@ -120,6 +192,7 @@ impl StackConfig {
             api_keys_file: Some(PathBuf::from(".run/secrets/api_keys")),
             api_key_file: Some(PathBuf::from(".run/secrets/api_key")),
             tunables: Tunables::defaults(),
+            transport: Transport::native_defaults(),
         }
     }
 
@@ -149,13 +222,17 @@ impl StackConfig {
     /// `HOME` ([`crate::command`]), as in a container.
     pub fn env(&self, service: Service, worker_port: u16) -> Vec<(String, String)> {
         let t = |name: &str| self.tunables.get(name).to_string();
+        let elastic = || self.transport.pairs(&ELASTICSEARCH_TRANSPORT);
         let common = || {
-            vec![
+            let mut env = vec![
                 ("REDIS_URL", self.redis_url.clone()),
                 ("ELASTICSEARCH_URL", self.elasticsearch_url.clone()),
                 ("QUEUE_NAMESPACE", self.namespace.clone()),
                 ("ES_INDEX_PREFIX", self.index_prefix.clone()),
-            ]
+            ];
+            env.extend(self.transport.pairs(&REDIS_TRANSPORT));
+            env.extend(elastic());
+            env
         };
         let logging = || {
             vec![
@@ -214,6 +291,7 @@ impl StackConfig {
                 // the webhook service talks to Elasticsearch only (no Redis)
                 env.push(("ELASTICSEARCH_URL", self.elasticsearch_url.clone()));
                 env.push(("ES_INDEX_PREFIX", self.index_prefix.clone()));
+                env.extend(elastic());
                 env.extend(logging());
                 env.extend(http());
                 env.push(("WEBHOOK_ADDR", addr(self.webhook_port)));
@@ -275,6 +353,29 @@ mod tests {
             dedup.dedup();
             assert_eq!(names, dedup, "{svc} sets a variable twice");
         }
+    }
+
+    #[test]
+    fn transport_settings_reach_the_services_of_their_server_only() {
+        let mut cfg = StackConfig::native_defaults();
+        cfg.transport
+            .set("REDIS_PASSWORD_FILE", "/run/redis_password");
+        cfg.transport
+            .set("ELASTICSEARCH_API_KEY_FILE", "/run/es_key");
+        let has = |svc: Service, name: &str| cfg.env(svc, 9101).iter().any(|(k, _)| k == name);
+        for svc in [Service::Consumer, Service::Worker, Service::Dashboard] {
+            assert!(has(svc, "REDIS_PASSWORD_FILE"), "{svc}");
+            assert!(has(svc, "ELASTICSEARCH_API_KEY_FILE"), "{svc}");
+        }
+        assert!(!has(Service::Webhook, "REDIS_PASSWORD_FILE"));
+        assert!(has(Service::Webhook, "ELASTICSEARCH_API_KEY_FILE"));
+        assert!(!has(Service::Producer, "REDIS_PASSWORD_FILE"));
+        assert!(
+            !has(Service::Consumer, "REDIS_CA_FILE"),
+            "unset ones are not passed"
+        );
+        cfg.transport.set("REDIS_PASSWORD", "s3cret-value");
+        assert!(!format!("{cfg:?}").contains("s3cret-value"));
     }
 
     #[test]

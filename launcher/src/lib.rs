@@ -17,7 +17,9 @@ pub mod ports;
 pub mod process;
 mod service;
 
-pub use env::{StackConfig, Tunables, TUNABLES};
+pub use env::{
+    StackConfig, Transport, Tunables, ELASTICSEARCH_TRANSPORT, REDIS_TRANSPORT, TUNABLES,
+};
 pub use health::{probe, wait_ready, wait_started, Health};
 pub use process::command;
 pub use service::Service;

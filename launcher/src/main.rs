@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use conveyor_stack::detached::{self, UpOptions};
-use conveyor_stack::{Service, StackConfig, Tunables};
+use conveyor_stack::{Service, StackConfig, Transport, Tunables};
 
 /// Start, check and stop the Conveyor services (consumer, workers, webhook, dashboard, producer)
 /// as detached processes, each with only its own environment; pids and logs in --dir.
@@ -49,12 +49,26 @@ struct DirArgs {
 
 #[derive(Args)]
 struct ConfigArgs {
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    /// The services' REDIS_URL (REDIS_USERNAME, REDIS_PASSWORD(_FILE) and REDIS_CA_FILE are
+    /// passed on from this environment when set)
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
     redis_url: String,
+    /// File holding the Redis password, passed on as REDIS_PASSWORD_FILE (native mode: the
+    /// generated <dir>/secrets/redis_password); overrides REDIS_PASSWORD_FILE of this environment
+    #[arg(long)]
+    redis_password_file: Option<PathBuf>,
+    /// The services' ELASTICSEARCH_URL (ELASTICSEARCH_CA_FILE, ELASTICSEARCH_API_KEY(_FILE),
+    /// ELASTICSEARCH_USERNAME and ELASTICSEARCH_PASSWORD(_FILE) are passed on when set)
     #[arg(
         long,
         env = "ELASTICSEARCH_URL",
-        default_value = "http://127.0.0.1:9200"
+        default_value = "http://127.0.0.1:9200",
+        hide_env_values = true
     )]
     elasticsearch_url: String,
     #[arg(long, env = "QUEUE_NAMESPACE", default_value = "conveyor")]
@@ -106,6 +120,11 @@ impl ConfigArgs {
             .output_dir
             .clone()
             .unwrap_or_else(|| dir.join("output"));
+        let mut transport = Transport::from_env();
+        if let Some(file) = &self.redis_password_file {
+            let file = std::path::absolute(file)?;
+            transport.set("REDIS_PASSWORD_FILE", file.display().to_string());
+        }
         Ok(StackConfig {
             redis_url: self.redis_url.clone(),
             elasticsearch_url: self.elasticsearch_url.clone(),
@@ -128,6 +147,7 @@ impl ConfigArgs {
                 .map(std::path::absolute)
                 .transpose()?,
             tunables: Tunables::from_env(),
+            transport,
         })
     }
 }

@@ -11,10 +11,10 @@ use service_kit::config::ElasticArgs;
 use testkit::TestEnv;
 
 fn store(env: &TestEnv) -> Store {
-    Store::new(&ElasticArgs {
-        elasticsearch_url: env.elasticsearch_url.clone(),
-        es_index_prefix: env.index_prefix.clone(),
-    })
+    Store::new(&ElasticArgs::new(
+        env.elasticsearch_url.clone(),
+        env.index_prefix.clone(),
+    ))
     .expect("store")
 }
 
@@ -257,10 +257,10 @@ async fn mapping_is_strict_and_creation_is_race_safe() {
 #[tokio::test]
 async fn unreachable_elasticsearch_is_unavailable() {
     let port = testkit::free_port();
-    let store = Store::new(&ElasticArgs {
-        elasticsearch_url: format!("http://127.0.0.1:{port}"),
-        es_index_prefix: "unused-".into(),
-    })
+    let store = Store::new(&ElasticArgs::new(
+        format!("http://127.0.0.1:{port}"),
+        "unused-",
+    ))
     .unwrap();
     assert!(matches!(
         store.ping().await,

@@ -28,8 +28,8 @@ pub(crate) struct Inner {
     pub config: QueueConfig,
     pub keys: Keys,
     round_robin: AtomicU64,
-    /// Explicit Redis URL for the result subscriber (see [`Queue::with_redis_url`]).
-    pub redis_url: OnceLock<String>,
+    /// Explicit connection settings for the result subscriber (see [`Queue::with_redis_connection`]).
+    pub redis_info: OnceLock<redis::ConnectionInfo>,
     pub router: RouterSlot,
 }
 
@@ -52,18 +52,19 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 config,
                 keys,
                 round_robin: AtomicU64::new(0),
-                redis_url: OnceLock::new(),
+                redis_info: OnceLock::new(),
                 router: RouterSlot::default(),
             }),
             _payload: PhantomData,
         }
     }
 
-    /// Tells the result subscriber of [`Queue::enqueue_and_wait`] which URL to subscribe on
-    /// (needed when the server requires a password or TLS). Without it the subscriber connects to
-    /// the address and database the pool's connections use (from `CLIENT INFO`).
-    pub fn with_redis_url(self, url: impl Into<String>) -> Self {
-        let _ = self.inner.redis_url.set(url.into());
+    /// Tells the result subscriber of [`Queue::enqueue_and_wait`] how to connect: the same
+    /// settings as the pool's (needed when the server requires a password or TLS). Without it the
+    /// subscriber connects to the address and database the pool's connections use (from
+    /// `CLIENT INFO`), without credentials.
+    pub fn with_redis_connection(self, info: redis::ConnectionInfo) -> Self {
+        let _ = self.inner.redis_info.set(info);
         self
     }
 

@@ -48,9 +48,9 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let job_id = JobId(entry.id.clone());
         let unavailable =
             || QueueError::Unavailable("timed out before the job was enqueued".into());
-        let url = self.inner.redis_url.get().map(String::as_str);
+        let info = self.inner.redis_info.get();
         let router =
-            tokio::time::timeout_at(deadline.into(), self.inner.router.get(self.pool(), url))
+            tokio::time::timeout_at(deadline.into(), self.inner.router.get(self.pool(), info))
                 .await
                 .map_err(|_| unavailable())??;
         let channel = self.keys().results_channel();

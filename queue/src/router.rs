@@ -56,21 +56,29 @@ struct Subs {
 #[derive(Default)]
 pub(crate) struct RouterSlot(OnceCell<Arc<Router>>);
 
-/// Routers of this process by server URL and runtime (a subscriber task lives on one runtime).
+/// Routers of this process by server (address, database, user) and runtime (a subscriber task
+/// lives on one runtime).
 static ROUTERS: LazyLock<Mutex<HashMap<String, Weak<Router>>>> = LazyLock::new(Default::default);
 
 impl RouterSlot {
-    /// This process's router for the server at `url` (or, without one, the server the pool's
-    /// connections reach, from `CLIENT INFO`), started on first use.
-    pub async fn get(&self, pool: &Pool, url: Option<&str>) -> Result<Arc<Router>, QueueError> {
+    /// This process's router for the server `info` describes (or, without it, the server the
+    /// pool's connections reach, from `CLIENT INFO`), started on first use.
+    pub async fn get(
+        &self,
+        pool: &Pool,
+        info: Option<&redis::ConnectionInfo>,
+    ) -> Result<Arc<Router>, QueueError> {
         let router = self
             .0
             .get_or_try_init(|| async {
-                let url = match url {
-                    Some(url) => url.to_string(),
-                    None => url_from_pool(pool).await?,
+                let info = match info {
+                    Some(info) => info.clone(),
+                    None => {
+                        use redis::IntoConnectionInfo;
+                        url_from_pool(pool).await?.as_str().into_connection_info()?
+                    }
                 };
-                Router::shared(&url, pool.clone())
+                Router::shared(info, pool.clone())
             })
             .await?;
         Ok(router.clone())
@@ -91,10 +99,16 @@ impl Drop for Registered<'_> {
 }
 
 impl Router {
-    /// The process-wide router for `url`, starting its subscriber if needed.
-    fn shared(url: &str, pool: Pool) -> Result<Arc<Router>, QueueError> {
-        let client = redis::Client::open(url)?;
-        let key = format!("{url} {}", tokio::runtime::Handle::current().id());
+    /// The process-wide router for the server of `info`, starting its subscriber if needed.
+    fn shared(info: redis::ConnectionInfo, pool: Pool) -> Result<Arc<Router>, QueueError> {
+        let key = format!(
+            "{}/{} {:?} {}",
+            info.addr(),
+            info.redis_settings().db(),
+            info.redis_settings().username(),
+            tokio::runtime::Handle::current().id()
+        );
+        let client = redis::Client::open(info)?;
         let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
             return Ok(existing);

@@ -5,6 +5,9 @@
 ROOT="${ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 RUN_DIR="${CONVEYOR_RUN_DIR:-$ROOT/.run}"           # pids + logs of the native stack
 BIN_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/release"  # the release binaries setup.sh builds and runs
+# Native mode runs the services and Redis as this unprivileged system user (provision.sh creates
+# it) when setup.sh runs as root; a non-root caller runs them as itself.
+SERVICE_USER="${CONVEYOR_USER:-conveyor}"
 
 log()  { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 warn() { printf '\033[1;33m!!\033[0m %s\n' "$*" >&2; }
@@ -20,6 +23,24 @@ conveyor_stack() {
     cargo build --release --quiet -p conveyor-stack || die "could not build the launcher"
   fi
   "$STACK_BIN" "$@"
+}
+
+# as_service CMD...: CMD as $SERVICE_USER when we are root (as ourselves otherwise), from / so that
+# a working directory the user cannot enter does not matter. runuser keeps the environment (the
+# tunables reach the launcher) but for HOME, SHELL, USER and LOGNAME.
+as_service() {
+  if [ "$(id -u)" -eq 0 ]; then (cd / && runuser -u "$SERVICE_USER" -- "$@")
+  else "$@"; fi
+}
+
+# others_can_reach PATH: every directory from / down to PATH lets other users through (o+x), so
+# the service user can open what is inside (a checkout under /root cannot be reached, for one).
+others_can_reach() {
+  local p; p=$(readlink -f "$1") || return 1
+  while [ -n "$p" ] && [ "$p" != / ]; do
+    [ -d "$p" ] && { [ "$(( 0$(stat -c %a "$p") & 1 ))" -eq 1 ] || return 1; }
+    p=$(dirname "$p")
+  done
 }
 
 # timed LABEL CMD...: run CMD, remember how long it took (print_timings lists them).

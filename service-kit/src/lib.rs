@@ -9,6 +9,7 @@
 //! - [`runtime`]: the tokio runtime sized by `RUNTIME_THREADS`;
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM;
 //! - [`telemetry`]: the log subscriber and the Prometheus recorder;
+//! - [`secret`]: [`secret::Secret`] (never printed), `X` / `X_FILE` secrets, URL redaction;
 //! - [`problem`]: `application/problem+json`, the one shape of every error answer;
 //! - [`http`]: the one HTTP layer stack (health, readiness, metrics, request id, tracing, panic
 //!   catching, time limit, body limit, 404/405 fallbacks), the body/query extractors and `serve`,
@@ -23,6 +24,7 @@ pub mod http;
 pub mod problem;
 pub mod process;
 pub mod runtime;
+pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 

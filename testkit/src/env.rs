@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use deadpool_redis::{Config, Pool, Runtime};
+use deadpool_redis::Pool;
 
 /// The Redis the suite runs against. Panics with instructions when unset: tests never skip.
 pub fn redis_url() -> String {
@@ -19,6 +19,14 @@ pub fn elasticsearch_url() -> String {
     std::env::var("ELASTICSEARCH_URL").unwrap_or_else(|_| {
         panic!("ELASTICSEARCH_URL is not set: run the suite with `./setup.sh test` (or `./setup.sh dev` and export its URLs)")
     })
+}
+
+/// `url` without the password of its user info (for messages).
+fn redacted(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &url[at..]),
+        _ => url.to_string(),
+    }
 }
 
 /// `prefix-<8 hex chars>`: unique per call, safe in Redis keys and (lowercase) index names.
@@ -36,7 +44,11 @@ pub struct TestEnv {
     pub redis_url: String,
     pub elasticsearch_url: String,
     pub redis: Pool,
+    /// A plain HTTP client (for the services under test).
     pub http: reqwest::Client,
+    /// The HTTP client for Elasticsearch: trusts `ELASTICSEARCH_CA_FILE`, sends the configured
+    /// API key or basic auth (see [`crate::transport`]).
+    pub es: reqwest::Client,
 }
 
 impl TestEnv {
@@ -51,13 +63,12 @@ impl TestEnv {
         let name = unique_name(&format!("t{}", test.replace('_', "")));
         let redis_url = redis_url();
         let elasticsearch_url = elasticsearch_url().trim_end_matches('/').to_string();
-        let redis = Config::from_url(&redis_url)
-            .create_pool(Some(Runtime::Tokio1))
-            .context("building the Redis pool")?;
+        let redis =
+            crate::transport::redis_pool_for(&redis_url).context("building the Redis pool")?;
         let mut conn = tokio::time::timeout(Duration::from_secs(5), redis.get())
             .await
             .context("Redis did not answer within 5 s")?
-            .with_context(|| format!("Redis at {redis_url} is not reachable"))?;
+            .with_context(|| format!("Redis at {} is not reachable", redacted(&redis_url)))?;
         let pong: String = redis::cmd("PING").query_async(&mut conn).await?;
         if pong != "PONG" {
             bail!("Redis answered {pong:?} to PING");
@@ -65,7 +76,8 @@ impl TestEnv {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;
-        let health = http
+        let es = crate::transport::elasticsearch_client(Duration::from_secs(30))?;
+        let health = es
             .get(format!(
                 "{elasticsearch_url}/_cluster/health?wait_for_status=yellow&timeout=10s"
             ))
@@ -82,6 +94,7 @@ impl TestEnv {
             elasticsearch_url,
             redis,
             http,
+            es,
         })
     }
 
@@ -107,7 +120,7 @@ impl TestEnv {
     /// `POST <index>/_refresh` so searches see every write.
     pub async fn refresh(&self, base: &str) {
         let url = format!("{}/{}/_refresh", self.elasticsearch_url, self.index(base));
-        let resp = self.http.post(url).send().await.expect("refresh request");
+        let resp = self.es.post(url).send().await.expect("refresh request");
         assert!(
             resp.status().is_success(),
             "refresh {base}: {}",
@@ -119,7 +132,7 @@ impl TestEnv {
     pub async fn search(&self, base: &str, body: serde_json::Value) -> serde_json::Value {
         let url = format!("{}/{}/_search", self.elasticsearch_url, self.index(base));
         let resp = self
-            .http
+            .es
             .post(url)
             .json(&body)
             .send()
@@ -147,7 +160,7 @@ impl TestEnv {
         delete_namespace(&mut conn, &self.namespace)
             .await
             .expect("deleting the test's Redis keys");
-        let _ = delete_indices(&self.http, &self.elasticsearch_url, &self.index_prefix).await;
+        let _ = delete_indices(&self.es, &self.elasticsearch_url, &self.index_prefix).await;
     }
 }
 
@@ -214,7 +227,8 @@ impl Leftovers {
     }
 
     async fn remove(self) -> Result<()> {
-        let client = redis::Client::open(self.redis_url.as_str()).context("Redis URL")?;
+        let info = crate::transport::redis_connection_info(&self.redis_url)?;
+        let client = redis::Client::open(info).context("Redis URL")?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)));
@@ -223,9 +237,7 @@ impl Leftovers {
             .await
             .context("connecting to Redis")?;
         delete_namespace(&mut conn, &self.namespace).await?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()?;
+        let http = crate::transport::elasticsearch_client(Duration::from_secs(3))?;
         delete_indices(&http, &self.elasticsearch_url, &self.index_prefix).await
     }
 }

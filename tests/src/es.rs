@@ -9,13 +9,13 @@ use testkit::TestEnv;
 /// Refreshes `base` and counts its documents (0 when the index does not exist yet).
 pub async fn count_docs(env: &TestEnv, base: &str) -> u64 {
     let url = format!("{}/{}", env.elasticsearch_url, env.index(base));
-    let Ok(refreshed) = env.http.post(format!("{url}/_refresh")).send().await else {
+    let Ok(refreshed) = env.es.post(format!("{url}/_refresh")).send().await else {
         return 0;
     };
     if !refreshed.status().is_success() {
         return 0;
     }
-    let Ok(resp) = env.http.get(format!("{url}/_count")).send().await else {
+    let Ok(resp) = env.es.get(format!("{url}/_count")).send().await else {
         return 0;
     };
     let answer: Value = resp.json().await.unwrap_or(Value::Null);

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use conveyor_stack::{StackConfig, Tunables};
+use conveyor_stack::{StackConfig, Transport, Tunables};
 use testkit::{bin_path, free_port, ChildGuard, TestEnv};
 
 pub use conveyor_stack::Service;
@@ -94,6 +94,9 @@ impl StackBuilder {
             api_keys_file: None,
             api_key_file: None,
             tunables: Tunables::defaults(),
+            // TLS, credentials and CA files as the suite's own environment sets them (the
+            // secured step of scripts/test.sh), so the services reach the servers the test does.
+            transport: Transport::from_env(),
         };
         let mut stack = Stack {
             launch,

@@ -29,9 +29,35 @@ fn read(rel: &str) -> String {
 
 /// docker-compose.yml with YAML merge keys (`<<: *anchor`) applied, as compose applies them.
 fn compose() -> Value {
-    let mut doc: Value = serde_yaml::from_str(&read("docker-compose.yml")).expect("valid YAML");
+    compose_file("docker-compose.yml")
+}
+
+fn compose_file(rel: &str) -> Value {
+    let mut doc: Value = serde_yaml::from_str(&read(rel)).expect("valid YAML");
     doc.apply_merge().expect("merge keys apply");
     doc
+}
+
+/// `over` laid over `base` as `docker compose -f base -f over` does: mappings merge key by key,
+/// `volumes` and `ports` lists add up, anything else is replaced.
+fn overlay(base: &mut Value, over: &Value, key: &str) {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            for (k, v) in o {
+                let name = k.as_str().unwrap_or_default().to_string();
+                match b.get_mut(k) {
+                    Some(slot) => overlay(slot, v, &name),
+                    None => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (Value::Sequence(b), Value::Sequence(o)) if key == "volumes" || key == "ports" => {
+            b.extend(o.iter().cloned());
+        }
+        (b, o) => *b = o.clone(),
+    }
 }
 
 fn services(doc: &Value) -> &serde_yaml::Mapping {
@@ -42,6 +68,11 @@ fn services(doc: &Value) -> &serde_yaml::Mapping {
 
 fn is_conveyor(svc: &Value) -> bool {
     svc.get("build").is_some()
+}
+
+/// A service that runs once and exits (`restart: "no"`, no healthcheck): an init step.
+fn is_one_shot(svc: &Value) -> bool {
+    svc.get("restart").and_then(Value::as_str) == Some("no") && svc.get("healthcheck").is_none()
 }
 
 fn name_of(key: &Value) -> String {
@@ -101,8 +132,8 @@ fn dockerfile_binaries(dockerfile: &str) -> BTreeSet<String> {
 fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
     let dockerfile = read("Dockerfile");
     assert!(
-        dockerfile.contains("cargo build --release --bins"),
-        "the builder stage builds every binary once"
+        dockerfile.contains("cargo build --release --locked --bins"),
+        "the builder stage builds every binary once, with the versions of Cargo.lock"
     );
     assert!(
         dockerfile
@@ -146,8 +177,11 @@ fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
 
 #[test]
 fn every_variable_compose_sets_is_read_by_that_binary() {
-    let doc = compose();
-    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+    assert_every_variable_is_read(&compose());
+}
+
+fn assert_every_variable_is_read(doc: &Value) {
+    for (key, svc) in services(doc).iter().filter(|(_, s)| is_conveyor(s)) {
         let name = name_of(key);
         let bin = command_of(&name, svc);
         let path = testkit::bin_path(&bin);
@@ -179,6 +213,7 @@ fn every_variable_compose_sets_is_read_by_that_binary() {
 /// (the process is killed after a second). So the binary reads `RUST_LOG`, whatever its `--help`.
 fn assert_rust_log_is_read(bin: &str, path: &std::path::Path) {
     use std::io::{BufRead, BufReader};
+    let output = tempfile::tempdir().expect("a temp dir");
     let run = |level: &str| -> Vec<String> {
         let mut child = Command::new(path)
             .env_clear()
@@ -189,10 +224,7 @@ fn assert_rust_log_is_read(bin: &str, path: &std::path::Path) {
             .env("CONSUMER_URL", "http://127.0.0.1:1")
             .env("WEBHOOK_URL", "http://127.0.0.1:1/webhooks/resources")
             .env("WEBHOOK_SECRET", "a-secret-of-at-least-32-characters-long")
-            .env(
-                "OUTPUT_DIR",
-                std::env::temp_dir().join("conveyor-rust-log-check"),
-            )
+            .env("OUTPUT_DIR", output.path())
             .env("RATE", "1")
             .env("COUNT", "1")
             .env("CONSUMER_ADDR", "127.0.0.1:0")
@@ -312,6 +344,16 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
             .as_mapping()
             .unwrap_or_else(|| panic!("{} depends_on uses the long form", name_of(key)));
         for (dep, how) in deps {
+            if is_one_shot(&svcs[dep]) {
+                assert_eq!(
+                    how["condition"].as_str(),
+                    Some("service_completed_successfully"),
+                    "{} waits for the one-shot {} to finish",
+                    name_of(key),
+                    name_of(dep)
+                );
+                continue;
+            }
             assert_eq!(
                 how["condition"].as_str(),
                 Some("service_healthy"),
@@ -355,8 +397,12 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         redis.contains("--appendfsync") && redis.contains("always"),
         "compose Redis fsyncs every write: {redis}"
     );
+    let provision = read("scripts/provision.sh");
+    let native = &provision[provision
+        .find("start_native_redis() {")
+        .expect("start_native_redis in scripts/provision.sh")..];
     assert!(
-        read("scripts/provision.sh").contains("--appendfsync always"),
+        native.contains("\nappendfsync always\n"),
         "native Redis fsyncs every write"
     );
     let es = &svcs["elasticsearch"];
@@ -456,6 +502,234 @@ fn env_example_documents_every_variable() {
             assert!(
                 at > 0 && lines[at - 1].starts_with('#'),
                 ".env.example explains {var} in a comment above it"
+            );
+        }
+    }
+}
+
+/// `name[:tag]@sha256:<64 hex>`
+fn pinned_by_digest(image: &str) -> bool {
+    image.split_once("@sha256:").is_some_and(|(_, d)| {
+        d.len() == 64
+            && d.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    })
+}
+
+#[test]
+fn images_are_pinned_by_digest_or_say_why_not() {
+    let dockerfile = read("Dockerfile");
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("FROM "))
+        .collect();
+    assert_eq!(froms.len(), 2, "builder and runtime stages");
+    for from in froms {
+        let image = from.split_whitespace().next().unwrap_or_default();
+        assert!(
+            pinned_by_digest(image),
+            "Dockerfile: {image} is pinned by digest"
+        );
+    }
+    let text = read("docker-compose.yml");
+    let doc = compose();
+    for (key, svc) in services(&doc) {
+        let name = name_of(key);
+        let image = svc["image"].as_str().unwrap_or_default();
+        if is_conveyor(svc) {
+            assert_eq!(image, "conveyor:local", "{name} runs the image built here");
+        } else if image.starts_with("docker.elastic.co/") {
+            // no digest could be verified: the exact version, and the reason next to it
+            let at = text.find(image).expect("the image line");
+            let before = &text[text[..at].rfind("elasticsearch:").unwrap_or(0)..at];
+            assert!(
+                before.contains("not by digest"),
+                "{name}: an image without a digest says why"
+            );
+            assert!(image
+                .rsplit(':')
+                .next()
+                .is_some_and(|v| v.split('.').count() == 3));
+        } else {
+            assert!(
+                pinned_by_digest(image),
+                "{name}: {image} is pinned by digest"
+            );
+        }
+    }
+}
+
+#[test]
+fn redis_has_a_generated_password_that_only_its_clients_see() {
+    let doc = compose();
+    let svcs = services(&doc);
+    let init = &svcs["secrets"];
+    assert!(
+        is_one_shot(init),
+        "the secret is made by a one-shot service"
+    );
+    let script = format!("{:?}", init["command"]);
+    assert!(script.contains("umask 077") && script.contains("/dev/urandom"));
+    let redis = &svcs["redis"];
+    assert_eq!(
+        redis["user"].as_str(),
+        Some("10001:10001"),
+        "Redis runs unprivileged"
+    );
+    let command = format!("{:?}", redis["command"]);
+    assert!(
+        command.contains("redis-server -") && command.contains("requirepass $$(cat "),
+        "Redis reads its password from the secret, as configuration on stdin: {command}"
+    );
+    let health = format!("{:?}", redis["healthcheck"]["test"]);
+    assert!(
+        health.contains("REDISCLI_AUTH"),
+        "the healthcheck authenticates"
+    );
+    let mounts = |svc: &Value| -> Vec<String> {
+        svc.get("volumes")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let env = env_names(svc);
+        let secret_mounts: Vec<String> = mounts(svc)
+            .into_iter()
+            .filter(|m| m.starts_with("secrets:"))
+            .collect();
+        if env.contains("REDIS_URL") {
+            let file = svc["environment"]["REDIS_PASSWORD_FILE"].as_str();
+            assert_eq!(file, Some("/run/secrets/conveyor/redis_password"), "{name}");
+            assert_eq!(
+                secret_mounts,
+                ["secrets:/run/secrets/conveyor:ro"],
+                "{name} mounts the secrets read-only"
+            );
+        } else {
+            assert!(
+                secret_mounts.is_empty(),
+                "{name} does not see Redis's password"
+            );
+        }
+    }
+}
+
+/// docker-compose.yml with docker-compose.secured.yml laid over it.
+fn secured() -> Value {
+    let mut doc = compose();
+    overlay(&mut doc, &compose_file("docker-compose.secured.yml"), "");
+    doc
+}
+
+#[test]
+fn the_secured_variant_uses_tls_credentials_from_files_and_binaries_that_read_them() {
+    let doc = secured();
+    let svcs = services(&doc);
+    assert_every_variable_is_read(&doc);
+    let mounts_secrets = |svc: &Value| {
+        svc["volumes"].as_sequence().is_some_and(|v| {
+            v.iter()
+                .any(|m| m.as_str() == Some("secrets:/run/secrets/conveyor:ro"))
+        })
+    };
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let env = &svc["environment"];
+        let get = |var: &str| env[var].as_str().unwrap_or_default().to_string();
+        for var in env_names(svc) {
+            // secrets only as files: no password or key value in the environment
+            let secret = ["PASSWORD", "API_KEY", "SECRET"]
+                .iter()
+                .any(|s| var.ends_with(s));
+            assert!(
+                !secret || var == "WEBHOOK_SECRET",
+                "{name} gets {var} as a value, not a file"
+            );
+            if var.ends_with("_FILE") && var != "OUTPUT_DIR" {
+                assert!(
+                    get(&var).starts_with("/run/secrets/conveyor/"),
+                    "{name} {var}"
+                );
+                assert!(
+                    mounts_secrets(svc),
+                    "{name} mounts the secrets volume read-only"
+                );
+            }
+        }
+        if env_names(svc).contains("REDIS_URL") {
+            assert!(
+                get("REDIS_URL").starts_with("rediss://"),
+                "{name}: TLS to Redis"
+            );
+            assert_eq!(get("REDIS_USERNAME"), "conveyor", "{name}: the ACL user");
+            assert!(!get("REDIS_PASSWORD_FILE").is_empty(), "{name}");
+            assert!(!get("REDIS_CA_FILE").is_empty(), "{name}");
+        }
+        if env_names(svc).contains("ELASTICSEARCH_URL") {
+            assert!(
+                get("ELASTICSEARCH_URL").starts_with("https://"),
+                "{name}: HTTPS"
+            );
+            assert!(!get("ELASTICSEARCH_CA_FILE").is_empty(), "{name}");
+            assert!(
+                !get("ELASTICSEARCH_API_KEY_FILE").is_empty(),
+                "{name}: an API key"
+            );
+            let deps = svc["depends_on"].as_mapping().expect("depends_on");
+            assert!(deps.contains_key("api-key"), "{name} waits for its API key");
+        }
+    }
+    let redis = format!("{:?}", svcs["redis"]["command"]);
+    for line in [
+        "port 0",
+        "tls-port 6379",
+        "user default off",
+        "user conveyor on >$$(cat ",
+    ] {
+        assert!(redis.contains(line), "Redis config has `{line}`: {redis}");
+    }
+    assert!(
+        !redis.contains("requirepass"),
+        "the ACL user, not the default one"
+    );
+    assert!(format!("{:?}", svcs["redis"]["healthcheck"]).contains("--tls"));
+    let es = &svcs["elasticsearch"]["environment"];
+    for key in ["xpack.security.enabled", "xpack.security.http.ssl.enabled"] {
+        assert_eq!(es[key].as_str(), Some("true"), "{key}");
+    }
+    assert!(
+        es["ELASTIC_PASSWORD_FILE"].as_str().is_some(),
+        "a generated elastic password"
+    );
+    assert!(format!("{:?}", svcs["elasticsearch"]["healthcheck"]).contains("https://"));
+    for one_shot in ["secrets", "api-key"] {
+        assert!(is_one_shot(&svcs[one_shot]), "{one_shot} runs once");
+    }
+    let api_key = format!("{:?}", svcs["api-key"]["command"]);
+    assert!(
+        api_key.contains("role_descriptors"),
+        "the API key has its own, narrower role"
+    );
+    // every dependency names a service of the two files, with a condition fit for it
+    for (key, svc) in svcs {
+        for (dep, how) in svc["depends_on"].as_mapping().into_iter().flatten() {
+            let target = &svcs[dep];
+            assert!(target.is_mapping(), "{} -> {:?} exists", name_of(key), dep);
+            let want = if is_one_shot(target) {
+                "service_completed_successfully"
+            } else {
+                "service_healthy"
+            };
+            assert_eq!(
+                how["condition"].as_str(),
+                Some(want),
+                "{} -> {:?}",
+                name_of(key),
+                dep
             );
         }
     }

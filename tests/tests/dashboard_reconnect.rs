@@ -13,10 +13,10 @@ use testkit::{free_port, TestEnv};
 async fn page_shows_dashes_for_an_empty_window_and_reconnects_by_itself() {
     let env = TestEnv::new("dash_browser_empty").await;
     // Only messages received an hour ago: the 10-s window is empty.
-    let store = pipeline::store::Store::new(&service_kit::config::ElasticArgs {
-        elasticsearch_url: env.elasticsearch_url.clone(),
-        es_index_prefix: env.index_prefix.clone(),
-    })
+    let store = pipeline::store::Store::new(&service_kit::config::ElasticArgs::new(
+        env.elasticsearch_url.clone(),
+        env.index_prefix.clone(),
+    ))
     .expect("store");
     store.ensure_indices().await.expect("messages index");
     let long_ago = chrono::Utc::now() - chrono::TimeDelta::hours(1);

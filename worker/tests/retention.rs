@@ -38,10 +38,10 @@ async fn exists(env: &TestEnv, index: &str) -> bool {
 #[tokio::test]
 async fn workers_delete_exactly_the_expired_days_at_start_up() {
     let env = TestEnv::new("worker_retention").await;
-    let store = Store::new(&ElasticArgs {
-        elasticsearch_url: env.elasticsearch_url.clone(),
-        es_index_prefix: env.index_prefix.clone(),
-    })
+    let store = Store::new(&ElasticArgs::new(
+        env.elasticsearch_url.clone(),
+        env.index_prefix.clone(),
+    ))
     .unwrap();
     let today = Utc::now().date_naive();
     let ago = |days: u64| store.daily_index(today.checked_sub_days(Days::new(days)).unwrap());

@@ -119,10 +119,10 @@ pub async fn start_dashboard_with(
 }
 
 pub fn store(env: &TestEnv) -> Store {
-    Store::new(&ElasticArgs {
-        elasticsearch_url: env.elasticsearch_url.clone(),
-        es_index_prefix: env.index_prefix.clone(),
-    })
+    Store::new(&ElasticArgs::new(
+        env.elasticsearch_url.clone(),
+        env.index_prefix.clone(),
+    ))
     .expect("store")
 }
 

@@ -6,7 +6,6 @@
 mod files;
 mod stop;
 
-use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,7 +17,9 @@ use crate::ports::{check_free, free_port};
 use crate::process::command;
 use crate::{Service, StackConfig};
 
-use files::{log_path, pid_path, service_of, worker_index, write_state};
+use files::{
+    log_path, private_dir, private_file, service_of, worker_index, write_pid, write_state,
+};
 use stop::stop_one;
 
 pub use files::{log_tail, names_with_pidfiles, our_pid, read_state, ProcRecord, State};
@@ -59,10 +60,11 @@ struct Planned {
 /// start fails, what this call started is stopped again.
 pub fn up(mut opts: UpOptions) -> Result<State> {
     let dir = opts.dir.clone();
+    private_dir(&dir)?;
     for sub in ["pids", "logs"] {
-        fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.display()))?;
+        private_dir(&dir.join(sub))?;
     }
-    fs::create_dir_all(&opts.config.output_dir)?;
+    private_dir(&opts.config.output_dir)?;
     let prior = read_state(&dir).unwrap_or_default();
     if opts.free_ports {
         // Every service's port, started or not: workers of a stack without a webhook service
@@ -247,11 +249,7 @@ fn spawn(opts: &UpOptions, p: &Planned) -> Result<u32> {
     let bin = opts.bin_dir.join(p.service.name());
     let env = opts.config.env(p.service, p.port.unwrap_or(0));
     let log_file = log_path(dir, &p.name);
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_file)
-        .with_context(|| format!("opening {}", log_file.display()))?;
+    let log = private_file(&log_file, true)?;
     // setsid(1) gives the child its own session (a closed terminal or Ctrl-C does not reach it)
     // and execs the binary in place, so the pid we record is the service's.
     let setsid = ["/usr/bin/setsid", "/bin/setsid"]
@@ -278,7 +276,7 @@ fn spawn(opts: &UpOptions, p: &Planned) -> Result<u32> {
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let pid = child.id();
-    fs::write(pid_path(dir, &p.name), format!("{pid}\n"))?;
+    write_pid(dir, &p.name, pid)?;
     let port = p.port.map_or("-".to_string(), |p| p.to_string());
     println!(
         "started {} (pid {pid}, port {port}, log {})",

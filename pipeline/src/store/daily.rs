@@ -150,11 +150,7 @@ mod tests {
     use service_kit::config::ElasticArgs;
 
     fn store(prefix: &str) -> Store {
-        Store::new(&ElasticArgs {
-            elasticsearch_url: "http://127.0.0.1:9".into(),
-            es_index_prefix: prefix.into(),
-        })
-        .unwrap()
+        Store::new(&ElasticArgs::new("http://127.0.0.1:9", prefix)).unwrap()
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The Elasticsearch store: one client built from `ELASTICSEARCH_URL`, the messages' daily
+//! The Elasticsearch store: one client built from `ELASTICSEARCH_URL` (+ CA file, API key or basic
+//! auth: service-kit's `ElasticArgs`), the messages' daily
 //! indices `{prefix}messages-YYYY.MM.DD` behind the alias `{prefix}messages` (strict mapping
 //! through an index template, set up at start-up, race-safe), idempotent bulk indexing
 //! (`_id = "{producer}:{number}"`, into the index of the message's `sent_at` day) and the reads
@@ -22,15 +23,17 @@ pub use query::{exact_number, Fields, MessagesPage, MAX_HEAVY_PAGE};
 
 use std::time::Duration;
 
+use elasticsearch::auth::Credentials;
+use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::request::JsonBody;
 use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
-use elasticsearch::http::{Method, Url};
+use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use service_kit::config::ElasticArgs;
+use service_kit::config::{ElasticArgs, ElasticAuth};
 
 /// Largest page a list read returns.
 pub use service_kit::http::body::MAX_PAGE;
@@ -86,17 +89,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Builds the client from the configured URL (no request is made).
+    /// Builds the one Elasticsearch client every binary uses from `args` (no request is made):
+    /// the URL, `ELASTICSEARCH_CA_FILE` trusted for https, and the API key or basic auth.
     pub fn new(args: &ElasticArgs) -> anyhow::Result<Store> {
-        use anyhow::Context;
-        let url = Url::parse(&args.elasticsearch_url)
-            .with_context(|| format!("invalid ELASTICSEARCH_URL {:?}", args.elasticsearch_url))?;
-        let transport = TransportBuilder::new(SingleNodeConnectionPool::new(url))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .context("building the Elasticsearch transport")?;
         Ok(Store {
-            client: Elasticsearch::new(transport),
+            client: client(args)?,
             messages: args.index(MESSAGES_INDEX),
             resources: args.index(RESOURCES_INDEX),
             days: daily::KnownDays::default(),
@@ -219,6 +216,32 @@ impl Store {
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
         read_answer(response).await
     }
+}
+
+/// The client for `args`: errors name the setting at fault, never a secret.
+fn client(args: &ElasticArgs) -> anyhow::Result<Elasticsearch> {
+    use anyhow::Context;
+    let conn = args.connection()?;
+    let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(conn.url))
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = &conn.ca_pem {
+        let cert =
+            Certificate::from_pem(pem).context("ELASTICSEARCH_CA_FILE is not a PEM certificate")?;
+        builder = builder.cert_validation(CertificateValidation::Full(cert));
+    }
+    builder = match conn.auth {
+        Some(ElasticAuth::ApiKey(key)) => {
+            builder.auth(Credentials::EncodedApiKey(key.expose().to_string()))
+        }
+        Some(ElasticAuth::Basic { username, password }) => {
+            builder.auth(Credentials::Basic(username, password.expose().to_string()))
+        }
+        None => builder,
+    };
+    let transport = builder
+        .build()
+        .context("building the Elasticsearch transport")?;
+    Ok(Elasticsearch::new(transport))
 }
 
 /// Runs `attempt` until it succeeds (true) or `shutdown` is cancelled (false), pausing 200 ms

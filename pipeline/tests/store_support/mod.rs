@@ -16,10 +16,10 @@ use service_kit::config::ElasticArgs;
 use testkit::TestEnv;
 
 pub fn store(env: &TestEnv) -> Store {
-    Store::new(&ElasticArgs {
-        elasticsearch_url: env.elasticsearch_url.clone(),
-        es_index_prefix: env.index_prefix.clone(),
-    })
+    Store::new(&ElasticArgs::new(
+        env.elasticsearch_url.clone(),
+        env.index_prefix.clone(),
+    ))
     .expect("store")
 }
 

@@ -1,0 +1,173 @@
+//! [`RedisArgs`]: where Redis is, how to reach it (`redis://` or `rediss://` with a CA file) and
+//! as whom (ACL user and password, from the URL or `REDIS_USERNAME` / `REDIS_PASSWORD(_FILE)`).
+//! [`RedisArgs::connection_info`] is the one place that turns them into what every Redis
+//! connection of every binary uses: the pool, the result subscriber, any other client.
+//! It opens no connection itself; its errors never contain a password.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use deadpool_redis::redis::{self, ConnectionAddr, IntoConnectionInfo};
+
+use crate::secret::{self, redact_url, Secret};
+
+/// Where Redis is, who we are to it, and which key namespace this deployment uses.
+#[derive(Args, Clone)]
+pub struct RedisArgs {
+    /// Redis URL (single node): redis://[user[:password]@]host:port[/db], or rediss:// for TLS
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// ACL user name (overrides the URL's)
+    #[arg(long, env = "REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+    /// Password (overrides the URL's); prefer REDIS_PASSWORD_FILE
+    #[arg(long, env = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<Secret>,
+    /// File holding the password (one line)
+    #[arg(long, env = "REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's certificate (rediss:// only; default: the
+    /// system's roots)
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Prefix of every Redis key Conveyor writes (tests use unique values)
+    #[arg(long, env = "QUEUE_NAMESPACE", default_value = "conveyor")]
+    pub queue_namespace: String,
+    /// Largest number of pooled Redis connections
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 32)]
+    pub redis_pool_size: usize,
+}
+
+impl std::fmt::Debug for RedisArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisArgs")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("redis_username", &self.redis_username)
+            .field("redis_password", &self.redis_password)
+            .field("redis_password_file", &self.redis_password_file)
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("queue_namespace", &self.queue_namespace)
+            .field("redis_pool_size", &self.redis_pool_size)
+            .finish()
+    }
+}
+
+impl RedisArgs {
+    /// Settings for `url` and nothing else (tests, tools): no user, password or CA file beyond
+    /// what the URL says.
+    pub fn new(url: impl Into<String>, namespace: impl Into<String>) -> RedisArgs {
+        RedisArgs {
+            redis_url: url.into(),
+            redis_username: None,
+            redis_password: None,
+            redis_password_file: None,
+            redis_ca_file: None,
+            queue_namespace: namespace.into(),
+            redis_pool_size: 32,
+        }
+    }
+
+    /// The URL as it may appear in a log line (password replaced).
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.redis_url)
+    }
+
+    /// What every connection to Redis is opened with: address (TLS when `rediss://`, trusting
+    /// `REDIS_CA_FILE` when set), database, user and password. Reads the password and CA files.
+    pub fn connection_info(&self) -> anyhow::Result<redis::ConnectionInfo> {
+        let url = &self.redis_url;
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            bail!(
+                "invalid REDIS_URL {}: expected redis:// or rediss://",
+                redact_url(url)
+            );
+        }
+        // redis-rs's parse errors describe the problem, not the URL; the URL shown is redacted.
+        let mut info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
+        if let Some(user) = self.redis_username.as_deref().filter(|u| !u.is_empty()) {
+            let settings = info.redis_settings().clone().set_username(user);
+            info = info.set_redis_settings(settings);
+        }
+        let password = secret::from_value_or_file(
+            "REDIS_PASSWORD",
+            self.redis_password.as_ref(),
+            self.redis_password_file.as_deref(),
+        )?;
+        if let Some(password) = password {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
+            info = info.set_redis_settings(settings);
+        }
+        let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+        match self
+            .redis_ca_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            Some(path) if !tls => bail!(
+                "REDIS_CA_FILE {} is set but REDIS_URL is not rediss:// (TLS)",
+                path.display()
+            ),
+            Some(path) => {
+                let pem = read_pem("REDIS_CA_FILE", path)?;
+                install_crypto_provider();
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem),
+                };
+                let client = redis::Client::build_with_tls(info, certificates)
+                    .with_context(|| format!("REDIS_CA_FILE {}", path.display()))?;
+                Ok(client.get_connection_info().clone())
+            }
+            None => {
+                if tls {
+                    install_crypto_provider();
+                }
+                Ok(info)
+            }
+        }
+    }
+
+    /// A client for connections outside the pool (e.g. pub/sub), same settings as the pool.
+    pub fn client(&self) -> anyhow::Result<redis::Client> {
+        Ok(redis::Client::open(self.connection_info()?)?)
+    }
+
+    /// A connection pool; connections are opened lazily, so this succeeds while Redis is down.
+    pub fn pool(&self) -> anyhow::Result<deadpool_redis::Pool> {
+        let manager = deadpool_redis::Manager::new(self.connection_info()?)
+            .context("building the Redis connection manager")?;
+        deadpool_redis::Pool::builder(manager)
+            .max_size(self.redis_pool_size)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .context("building the Redis pool")
+    }
+}
+
+/// The bytes of a PEM file that holds at least one certificate.
+pub(crate) fn read_pem(name: &str, path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let pem = std::fs::read(path).with_context(|| format!("{name} {}", path.display()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        bail!("{name} {} holds no PEM certificate", path.display());
+    }
+    Ok(pem)
+}
+
+/// rustls needs one process-wide crypto provider; when a build links two (ring and aws-lc-rs,
+/// e.g. through a test-only dependency) it cannot pick one itself. Ring is the one every
+/// Conveyor binary links. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
