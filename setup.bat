@@ -57,6 +57,14 @@ if not exist ".run\secrets\webhook_secret" (
   powershell -NoProfile -Command "$b = New-Object byte[] 32; [Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($b); [IO.File]::WriteAllText('.run\secrets\webhook_secret', -join ($b | ForEach-Object { $_.ToString('x2') }))" || exit /b 1
 )
 set /p WEBHOOK_SECRET=<".run\secrets\webhook_secret"
+rem The API key (the producer's and the notebook's) and the consumer's key table granting it every
+rem producer and reads, as setup.sh makes them (docker-compose.yml mounts both as secrets).
+if not exist ".run\secrets\api_key" (
+  powershell -NoProfile -Command "$b = New-Object byte[] 32; [Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($b); [IO.File]::WriteAllText('.run\secrets\api_key', -join ($b | ForEach-Object { $_.ToString('x2') }))" || exit /b 1
+)
+if not exist ".run\secrets\api_keys" (
+  powershell -NoProfile -Command "$k = [IO.File]::ReadAllText('.run\secrets\api_key').Trim(); [IO.File]::WriteAllText('.run\secrets\api_keys', $k + ' producer:*,read')" || exit /b 1
+)
 exit /b 0
 
 :run

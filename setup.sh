@@ -28,6 +28,7 @@ cd "$ROOT"
 . "$ROOT/scripts/provision.sh"
 . "$ROOT/scripts/run.sh"
 . "$ROOT/scripts/test.sh"
+. "$ROOT/scripts/standard_webhooks.sh"
 
 case "${1:-run}" in
   test) cmd_test ;;

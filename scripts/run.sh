@@ -44,10 +44,21 @@ ensure_secret() {
 
 webhook_secret() { # the webhook secret (WEBHOOK_SECRET if set on the first run), kept in the run dir
   # a run dir from before secrets/ kept it in .run/webhook_secret: carry it over once
+  # generated in the Standard Webhooks form (whsec_ + base64 of 32 random bytes), which a
+  # receiver built on a Standard Webhooks library takes as it is
   local old="$RUN_DIR/webhook_secret" value="${WEBHOOK_SECRET:-}"
+  [ -n "$value" ] || value="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
   if [ -s "$old" ] && [ ! -s "$RUN_DIR/secrets/webhook_secret" ]; then value=$(cat "$old"); fi
   cat "$(ensure_secret webhook_secret "$value")"
   rm -f "$old"
+}
+
+api_keys() { # the API key of this installation: secrets/api_key (the producer's and the notebook's)
+  # and secrets/api_keys, the consumer's table, granting it every producer and reads; add your own
+  # `<key> <grants>` lines to that table (README "Security"): it is created once and then kept
+  local key; key=$(cat "$(ensure_secret api_key)")
+  local table; table=$(ensure_secret api_keys "$key producer:*,read")
+  grep -q "^$key " "$table" || warn "$table does not list the key in secrets/api_key: the producer will be refused"
 }
 
 # prepare_run_dir: RUN_DIR private to whoever runs the services (0700; as root: $SERVICE_USER's,
@@ -102,7 +113,8 @@ Conveyor is running ($1 mode, $WORKERS workers).
   dashboard      $4
   consumer API   $2   (POST /messages, GET /stats, /openapi.json)
   workers        /metrics on http://localhost:$((${WORKER_BASE_PORT:-9100} + 1)) ... (native mode)
-  webhook        $3   (GET /resources/{id})
+  webhook        $3   (GET /resources/{key})
+  API key        $RUN_DIR/secrets/api_key   (Authorization: Bearer <key> on POSTs)
   Redis          redis://localhost:$RUN_REDIS_PORT
   Elasticsearch  http://localhost:$RUN_ES_PORT
 EOT
@@ -115,6 +127,8 @@ cmd_run() {
   if docker_ok; then
     log "a Docker engine answers: docker compose up -d --build --scale worker=$WORKERS"
     echo docker >"$RUN_DIR/mode"
+    api_keys
+    export CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets"
     WEBHOOK_SECRET="$(webhook_secret)" docker compose up -d --build --scale worker="$WORKERS"
     local t=0
     until curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:5000/healthz 2>/dev/null; do
@@ -138,6 +152,7 @@ cmd_run() {
   echo native >"$RUN_DIR/mode"
   (umask 077; mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs")
   webhook_secret >/dev/null
+  api_keys
   local redis_pw; redis_pw=$(ensure_secret redis_password)
   [ "$(id -u)" -ne 0 ] || chown -R "$SERVICE_USER:$SERVICE_USER" "$RUN_DIR"
   if redis_answers "$RUN_REDIS_PORT"; then
@@ -161,6 +176,7 @@ cmd_run() {
     --elasticsearch-url "http://127.0.0.1:$RUN_ES_PORT" \
     --namespace "${QUEUE_NAMESPACE:-conveyor}" --index-prefix "${ES_INDEX_PREFIX:-}" \
     --log-format "${LOG_FORMAT:-pretty}" --webhook-secret-file "$RUN_DIR/secrets/webhook_secret" \
+    --api-keys-file "$RUN_DIR/secrets/api_keys" --api-key-file "$RUN_DIR/secrets/api_key" \
     || die "the stack did not start (see above; ./setup.sh status, ./setup.sh stop)"
   local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
   eval "$(as_service "$bins/conveyor-stack" urls --dir "$RUN_DIR")"
@@ -200,7 +216,7 @@ cmd_stop() {
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
   if [ "$mode" = docker ]; then
     log "docker compose down"
-    WEBHOOK_SECRET="$(webhook_secret)" docker compose down
+    CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets" WEBHOOK_SECRET="$(webhook_secret)" docker compose down
     rm -f "$RUN_DIR/mode"
     return
   fi
@@ -214,7 +230,7 @@ cmd_stop() {
 cmd_status() {
   prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
-  if [ "$mode" = docker ]; then WEBHOOK_SECRET="$(webhook_secret)" docker compose ps; return; fi
+  if [ "$mode" = docker ]; then CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets" WEBHOOK_SECRET="$(webhook_secret)" docker compose ps; return; fi
   printf '%-14s %-8s %-9s %-6s %s\n' NAME PID STATE PORT LOG
   local s port pid log
   for s in redis elasticsearch; do

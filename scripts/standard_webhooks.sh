@@ -1,0 +1,44 @@
+# A delivery by a real worker verified with the `standardwebhooks` package from PyPI (sourced by
+# scripts/test.sh): a private consumer + worker (no webhook service) whose WEBHOOK_SECRET is in the
+# Standard Webhooks `whsec_` form; scripts/standardwebhooks/check.py receives the delivery where the
+# webhook service would listen, verifies it with the library, and checks that a tampered body and
+# a replay ten minutes later fail. Pinned version, cached venv like the other Python tools.
+# shellcheck shell=bash
+
+STANDARDWEBHOOKS_VERSION="1.1.0"
+
+stop_swh_stack() { # stops the stack and drops its Redis keys and indices
+  [ "${SWH_STACK_DIR:-}" ] || return 0
+  conveyor_stack stop --dir "$SWH_STACK_DIR" || true
+  redis-cli -p "$TEST_REDIS_PORT" --scan --pattern "$SWH_NAMESPACE:*" 2>/dev/null \
+    | xargs -r -n 500 redis-cli -p "$TEST_REDIS_PORT" unlink >/dev/null 2>&1 || true
+  curl -fsS -X DELETE "$ELASTICSEARCH_URL/$SWH_NAMESPACE-*" >/dev/null 2>&1 || true
+  curl -fsS -X DELETE "$ELASTICSEARCH_URL/_index_template/$SWH_NAMESPACE-*" >/dev/null 2>&1 || true
+  SWH_STACK_DIR=""
+}
+
+run_standard_webhooks() {
+  local venv="$CONVEYOR_HOME/venv-standardwebhooks-$STANDARDWEBHOOKS_VERSION" rc=0 id secret
+  if [ ! -f "$venv/.complete" ]; then
+    apt_install python3-venv
+    log "creating $venv (pip install standardwebhooks==$STANDARDWEBHOOKS_VERSION)"
+    rm -rf "$venv"; mkdir -p "$CONVEYOR_HOME"
+    python3 -m venv "$venv" || die "python3 -m venv failed"
+    "$venv/bin/pip" install -q --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION" \
+      || die "pip install standardwebhooks failed"
+    touch "$venv/.complete"
+  fi
+  id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
+  secret="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
+  SWH_NAMESPACE="swh-$id" SWH_STACK_DIR="$TEST_STATE/swh-stack"
+  WEBHOOK_SECRET="$secret" conveyor_stack up --dir "$SWH_STACK_DIR" --bin-dir "$BIN_DIR" \
+    --free-ports --workers 1 --without webhook,dashboard,producer \
+    --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
+    --namespace "$SWH_NAMESPACE" --index-prefix "$SWH_NAMESPACE-" --log-format json || return 1
+  local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
+  eval "$(conveyor_stack urls --dir "$SWH_STACK_DIR")"
+  WEBHOOK_SECRET="$secret" CONSUMER_URL="$CONSUMER_URL" WEBHOOK_BASE_URL="$WEBHOOK_BASE_URL" \
+    "$venv/bin/python" "$ROOT/scripts/standardwebhooks/check.py" || rc=$?
+  stop_swh_stack
+  return $rc
+}
