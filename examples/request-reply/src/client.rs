@@ -12,7 +12,6 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{Reply, Request};
-use crate::TimeoutArg;
 
 /// Why a call has no reply.
 #[derive(Debug, thiserror::Error)]
@@ -166,4 +165,18 @@ pub async fn run_cli(
     });
     println!("{summary}");
     Ok(())
+}
+
+/// A duration flag in milliseconds.
+#[derive(Args, Clone, Debug)]
+pub struct TimeoutArg {
+    /// How long a caller waits for its reply, in ms
+    #[arg(long, default_value_t = 10_000)]
+    pub timeout_ms: u64,
+}
+
+impl TimeoutArg {
+    pub fn get(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
 }

@@ -19,9 +19,7 @@ pub mod client;
 pub mod model;
 pub mod server;
 
-use std::time::Duration;
-
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use queue::{Queue, QueueConfig};
 use service_kit::config::{ProcessArgs, RedisArgs};
 use tokio_util::sync::CancellationToken;
@@ -70,18 +68,4 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
 pub fn requests_queue(redis: &RedisArgs) -> anyhow::Result<Queue<Request>> {
     let config = QueueConfig::new(&redis.queue_namespace, REQUESTS);
     Ok(Queue::new(redis.pool()?, config).with_redis_url(&redis.redis_url))
-}
-
-/// A duration flag in milliseconds.
-#[derive(Args, Clone, Debug)]
-pub struct TimeoutArg {
-    /// How long a caller waits for its reply, in ms
-    #[arg(long, default_value_t = 10_000)]
-    pub timeout_ms: u64,
-}
-
-impl TimeoutArg {
-    pub fn get(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
-    }
 }

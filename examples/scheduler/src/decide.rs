@@ -9,10 +9,10 @@ use queue::{Handler, Job, Outcome, Queue, QueueError, Recurring, Worker};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{worker_config, SchedulerArgs};
 use crate::events::EventLog;
 use crate::model::{ApiAnswer, ApiRequest, DataAnswer, DataRequest, Decision, Event, Tick};
 use crate::services::now_ms;
-use crate::{worker_config, SchedulerArgs};
 
 /// Runs one scheduler replica until `shutdown`.
 pub async fn run(

@@ -18,26 +18,20 @@
 //!
 //! Every role appends what it did to the stream `<ns>:scheduler:events` ([`events`]), which the
 //! end-to-end test reads, and logs it. Reading order: [`model`] → [`events`] → [`services`] →
-//! [`decide`].
+//! [`decide`]; the flags are in [`config`].
 
+pub mod config;
 pub mod decide;
 pub mod events;
 pub mod model;
 pub mod services;
 
-use std::time::Duration;
-
-use clap::{Args, Parser, Subcommand};
-use queue::{Queue, QueueConfig, WorkerConfig};
+use clap::{Parser, Subcommand};
+use queue::{Queue, QueueConfig};
 use service_kit::config::{ProcessArgs, RedisArgs};
 use tokio_util::sync::CancellationToken;
 
-/// Queue of the recurring ticks (one job per occurrence).
-pub const TICKS: &str = "sched-ticks";
-/// Queue of the data service.
-pub const DATA: &str = "sched-data";
-/// Queue of the API service (questions and follow-ups).
-pub const API: &str = "sched-api";
+pub use config::{SchedulerArgs, ServiceArgs, API, DATA, TICKS};
 
 /// `scheduler --help`
 #[derive(Parser, Clone, Debug)]
@@ -62,26 +56,6 @@ pub enum Role {
     DataService(ServiceArgs),
     /// The API service: answers with the current parameters and receives the follow-ups
     ApiService(ServiceArgs),
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct SchedulerArgs {
-    /// Time between two occurrences, e.g. `5s`
-    #[arg(long, env = "SCHEDULER_PERIOD", default_value = "5s", value_parser = humantime::parse_duration)]
-    pub period: Duration,
-    /// Delay between a decision and its follow-up to the API service (`x`), e.g. `3s`
-    #[arg(long, env = "SCHEDULER_FOLLOW_UP", default_value = "3s", value_parser = humantime::parse_duration)]
-    pub follow_up: Duration,
-    /// How long an occurrence waits for each service's answer; must be shorter than the period
-    #[arg(long, env = "SCHEDULER_ANSWER_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
-    pub answer_timeout: Duration,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct ServiceArgs {
-    /// Extra time each answer takes (to try the timeout policy), e.g. `0ms`
-    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
-    pub delay: Duration,
 }
 
 /// Runs the role `cli` names until `shutdown`.
@@ -120,16 +94,4 @@ where
 {
     Queue::new(pool.clone(), QueueConfig::new(&redis.queue_namespace, name))
         .with_redis_url(&redis.redis_url)
-}
-
-/// Worker settings of every role: one job per batch (each is one question), read without
-/// lingering, so an answer leaves as soon as it is ready.
-pub fn worker_config(concurrency: usize) -> WorkerConfig {
-    WorkerConfig {
-        batch_size: 1,
-        batch_linger: Duration::ZERO,
-        concurrency,
-        shutdown_deadline: Duration::from_secs(3),
-        ..WorkerConfig::default()
-    }
 }

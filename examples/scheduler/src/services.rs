@@ -9,9 +9,9 @@ use queue::{Handler, Job, Outcome, Queue, Worker};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::{worker_config, ServiceArgs};
 use crate::events::EventLog;
 use crate::model::{ApiAnswer, ApiRequest, DataAnswer, DataRequest, Event};
-use crate::{worker_config, ServiceArgs};
 
 /// Unix milliseconds now.
 pub fn now_ms() -> u64 {
