@@ -12,12 +12,10 @@ use queue::{Queue, QueueConfig};
 use serde_json::{json, Value};
 use testkit::{assert_problem, free_port, wait_for_http, xlen, ChildGuard, TestEnv};
 
-/// The release binary `./setup.sh test` built when there is one, else this build's.
+/// The release binary, as every stack test runs it: from `CONVEYOR_BIN_DIR` (`./setup.sh test`
+/// builds it) or from a release build testkit makes on first use.
 fn binary() -> PathBuf {
-    std::env::var_os("CONVEYOR_BIN_DIR")
-        .map(|d| PathBuf::from(d).join("batch-sender"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_batch-sender")))
+    testkit::bin_path("batch-sender")
 }
 
 fn spawn(env: &TestEnv, name: &str, args: &[String]) -> ChildGuard {

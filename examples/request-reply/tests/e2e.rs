@@ -14,12 +14,10 @@ use queue::{Queue, QueueConfig};
 use testkit::{ChildGuard, TestEnv};
 use tokio_util::sync::CancellationToken;
 
-/// The release binary `./setup.sh test` built when there is one, else this build's.
+/// The release binary, as every stack test runs it: from `CONVEYOR_BIN_DIR` (`./setup.sh test`
+/// builds it) or from a release build testkit makes on first use.
 fn binary() -> PathBuf {
-    std::env::var_os("CONVEYOR_BIN_DIR")
-        .map(|d| PathBuf::from(d).join("request-reply"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_request-reply")))
+    testkit::bin_path("request-reply")
 }
 
 fn server(env: &TestEnv, name: &str, work_ms: u64, lease_ms: u64) -> ChildGuard {

@@ -18,12 +18,10 @@ const PERIOD_MS: u64 = 2_000;
 const FOLLOW_UP_MS: u64 = 1_000;
 const ANSWER_TIMEOUT_MS: u64 = 500;
 
-/// The release binary `./setup.sh test` built when there is one, else this build's.
+/// The release binary, as every stack test runs it: from `CONVEYOR_BIN_DIR` (`./setup.sh test`
+/// builds it) or from a release build testkit makes on first use.
 fn binary() -> PathBuf {
-    std::env::var_os("CONVEYOR_BIN_DIR")
-        .map(|d| PathBuf::from(d).join("scheduler"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_scheduler")))
+    testkit::bin_path("scheduler")
 }
 
 fn spawn(env: &TestEnv, name: &str, args: &[&str]) -> ChildGuard {
