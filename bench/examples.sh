@@ -17,11 +17,7 @@ RR_REQUESTS="${RR_REQUESTS:-5000}"
 BATCH_ORDERS="${BATCH_ORDERS:-20000}"
 BATCH_CONCURRENCY="${BATCH_CONCURRENCY:-64}"
 . bench/lib.sh
-if [ -z "${BIN:-}" ]; then
-  echo "== building the examples (release)"
-  cargo build --release -q -p example-request-reply -p example-batch-sender
-  BIN="${CARGO_TARGET_DIR:-target}/release"
-fi
+bench_binaries
 
 REDIS_PORT="$(free_port)"
 DIR="$(mktemp -d)"

@@ -59,8 +59,8 @@ cmd_example() { # NAME
   trap example_cleanup EXIT
   trap 'exit 130' INT TERM
   example_redis
-  log "building the example (cargo build --release -p example-$name)"
-  cargo build --release -q -p "example-$name" || die "build failed"
+  log "building (cargo build --release --workspace --bins, as ./setup.sh does)"
+  cargo build --release -q --workspace --bins || die "build failed"
   bin="$ROOT/target/release/$name"
   case "$name" in
     scheduler)
