@@ -4,8 +4,9 @@
 #   scheduler      2 scheduler replicas + data service + API service; prints each decision and
 #                  follow-up as it happens (period 5 s, follow-up 3 s) until Ctrl-C
 #   request-reply  3 server replicas, then a client sends 10,000 requests; prints the summary
-#   batch-sender   2 executors (--batch-size 7) + 2 front ends on :8100 and :8101, one curl
-#                  order, then a 5,000-order bench; prints batches, throughput and latency
+#   batch-sender   2 executors (--batch-size 7) + 2 front ends on :8100 and :8101 (ports from
+#                  EXAMPLE_PORT, default 8100), one curl order, one failing order, then a
+#                  5,000-order bench; prints throughput, latency and the batch sizes
 # Redis: REDIS_URL when it answers, else the stack's (127.0.0.1:6379) when it answers, else a
 # private redis-server on 127.0.0.1:6390 (stopped again at the end). Keys live under the
 # namespace `example-<name>` (QUEUE_NAMESPACE overrides) and are deleted at the end.
@@ -77,19 +78,20 @@ cmd_example() { # NAME
       log "3 server replicas running; a client sends 10,000 requests (1 in 21 divides by zero)"
       "$bin" client --requests 10000 --concurrency 32 | python3 -m json.tool ;;
     batch-sender)
+      local p1=${EXAMPLE_PORT:-8100}; local p2=$((p1 + 1))
       example_bg executor-1 "$bin" executor --batch-size 7 --linger-ms 20 --name executor-1
       example_bg executor-2 "$bin" executor --batch-size 7 --linger-ms 20 --name executor-2
-      example_bg front-1 "$bin" front --addr 127.0.0.1:8100
-      example_bg front-2 "$bin" front --addr 127.0.0.1:8101
-      for _ in $(seq 1 50); do curl -fsS http://127.0.0.1:8101/healthz >/dev/null 2>&1 && break; sleep 0.1; done
-      log "curl -d '{\"order_id\":\"demo-1\",\"item\":\"widget\",\"quantity\":2}' http://127.0.0.1:8100/orders"
+      example_bg front-1 "$bin" front --addr "127.0.0.1:$p1"
+      example_bg front-2 "$bin" front --addr "127.0.0.1:$p2"
+      for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$p2/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+      log "curl -d '{\"order_id\":\"demo-1\",\"item\":\"widget\",\"quantity\":2}' http://127.0.0.1:$p1/orders"
       curl -sS -H 'content-type: application/json' \
-        -d '{"order_id":"demo-1","item":"widget","quantity":2}' http://127.0.0.1:8100/orders; echo
+        -d '{"order_id":"demo-1","item":"widget","quantity":2}' "http://127.0.0.1:$p1/orders"; echo
       log "an order whose batch fails (item \"fail\") answers 502 with the batch's error"
       curl -sS -H 'content-type: application/json' \
-        -d '{"order_id":"demo-2","item":"fail","quantity":1}' http://127.0.0.1:8100/orders; echo
+        -d '{"order_id":"demo-2","item":"fail","quantity":1}' "http://127.0.0.1:$p1/orders"; echo
       log "5,000 orders, 64 at a time, over both front ends"
-      "$bin" bench --url http://127.0.0.1:8100 --url http://127.0.0.1:8101 --orders 5000 --concurrency 64
+      "$bin" bench --url "http://127.0.0.1:$p1" --url "http://127.0.0.1:$p2" --orders 5000 --concurrency 64
       log "batch sizes the executors ran (size: batches)"
       cat "$ROOT"/.run/examples/executor-*.log | grep -o 'size=[0-9]*' | sort | uniq -c | sort -rn ;;
   esac

@@ -128,7 +128,8 @@ async fn kill_9_of_a_replica_mid_run_loses_no_request() {
     let q = queue(&env);
     let lease_ms = 1_000;
     let victim_name = format!("{}-victim", env.namespace);
-    let mut victim = server(&env, &victim_name, 5, lease_ms);
+    // A slow victim (200 ms per request) surely holds requests (4 slots) when it is killed.
+    let mut victim = server(&env, &victim_name, 200, lease_ms);
     let _others: Vec<ChildGuard> = (0..2)
         .map(|i| server(&env, &format!("{}-r{i}", env.namespace), 5, lease_ms))
         .collect();
