@@ -32,6 +32,7 @@ cd "$ROOT"
 
 case "${1:-run}" in
   test) cmd_test ;;
+  example) . "$ROOT/scripts/examples.sh"; cmd_example "${2:-}" ;;
   dev)
     case "${2:-start}" in
       start|up) cmd_dev ;;
