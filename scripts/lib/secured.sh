@@ -161,8 +161,7 @@ stop_secured_servers() { # DIR: stops what start_secured_servers started there, 
   stop_pidfile "$dir/es/es.pid" "$ES_PATTERN"
 }
 
-# run_secured_pipeline: tests/tests/secured_pipeline.rs and the whole tests/tests/pipeline.rs
-# once against the secured servers: the services get rediss:// + ACL user + CA file and https://
+# run_secured_pipeline: tests/tests/secured_pipeline.rs once against the secured servers: the services get rediss:// + ACL user + CA file and https://
 # + API key (or basic auth) + CA file through the launcher's environment, and so does the tests'
 # own view of both servers. A server that does not start fails this step, not the whole script.
 run_secured_pipeline() {
@@ -178,7 +177,7 @@ run_secured_pipeline() {
   env REDIS_URL="$SECURED_REDIS_URL" REDIS_PASSWORD_FILE="$SECURED_REDIS_PASSWORD_FILE" \
     REDIS_CA_FILE="$SECURED_CA_FILE" ELASTICSEARCH_URL="$SECURED_ES_URL" \
     ELASTICSEARCH_CA_FILE="$SECURED_CA_FILE" "${es_auth[@]}" \
-    cargo test -p e2e --quiet --test secured_pipeline --test pipeline -- --test-threads=1 || rc=$?
+    cargo test -p e2e --quiet --test secured_pipeline -- --test-threads=1 || rc=$?
   stop_secured_servers "$dir"
   return $rc
 }
