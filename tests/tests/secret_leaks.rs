@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use conveyor_stack::{Service, StackConfig};
-use testkit::{bin_path, free_port, TlsRedisServer, TLS_REDIS_USER};
+use testkit::{bin_path, free_port, TestEnv, TlsRedisServer, TLS_REDIS_USER};
 
 const REDIS_URL_PW: &str = "LeakCheck-redis-url-pw-7f3a";
 const REDIS_PW: &str = "LeakCheck-redis-pw-91c2";
@@ -119,9 +119,18 @@ fn execute(run: &Run) -> String {
     format!("{}{}{answers}", out.join().unwrap(), err.join().unwrap())
 }
 
+/// Where the runs may write (the test's own Redis namespace and index prefix, which the
+/// `TestEnv` removes), and the webhook's output directory.
+struct Place<'a> {
+    env: &'a TestEnv,
+    out_dir: &'a std::path::Path,
+}
+
 /// The launcher's environment for `service`, with every secret set (in URLs and variables).
-fn base_env(service: Service, out_dir: &std::path::Path) -> BTreeMap<String, String> {
+fn base_env(service: Service, place: &Place) -> BTreeMap<String, String> {
     let mut cfg = StackConfig::native_defaults();
+    cfg.namespace = place.env.namespace.clone();
+    cfg.index_prefix = place.env.index_prefix.clone();
     cfg.redis_url = format!(
         "redis://{TLS_REDIS_USER}:{REDIS_URL_PW}@127.0.0.1:{}",
         closed_port()
@@ -131,7 +140,7 @@ fn base_env(service: Service, out_dir: &std::path::Path) -> BTreeMap<String, Str
     cfg.consumer_port = free_port();
     cfg.webhook_port = free_port();
     cfg.dashboard_port = free_port();
-    cfg.output_dir = out_dir.to_path_buf();
+    cfg.output_dir = place.out_dir.to_path_buf();
     cfg.tunables.set("RUST_LOG", "debug");
     cfg.transport.set("REDIS_PASSWORD", REDIS_PW);
     let mut env: BTreeMap<String, String> = cfg.env(service, free_port()).into_iter().collect();
@@ -159,9 +168,9 @@ fn with(
 }
 
 /// The runs of one service (consumer, worker, webhook, dashboard).
-fn service_runs(service: Service, tls: &TlsRedisServer, out_dir: &std::path::Path) -> Vec<Run> {
+fn service_runs(service: Service, tls: &TlsRedisServer, place: &Place) -> Vec<Run> {
     let bin = service.name();
-    let base = || base_env(service, out_dir);
+    let base = || base_env(service, place);
     let es_url = testkit::elasticsearch_url();
     let uses_redis = service != Service::Webhook;
     let not_pem = "/etc/hostname".to_string();
@@ -331,8 +340,8 @@ fn service_runs(service: Service, tls: &TlsRedisServer, out_dir: &std::path::Pat
 }
 
 /// The producer's and the launcher's runs.
-fn tool_runs(dir: &std::path::Path) -> Vec<Run> {
-    let mut env = base_env(Service::Consumer, dir);
+fn tool_runs(dir: &std::path::Path, place: &Place) -> Vec<Run> {
+    let mut env = base_env(Service::Consumer, place);
     env.insert(
         "CONSUMER_URL".into(),
         format!("http://127.0.0.1:{}", closed_port()),
@@ -411,17 +420,22 @@ fn tool_runs(dir: &std::path::Path) -> Vec<Run> {
 
 #[tokio::test]
 async fn no_binary_prints_a_secret_on_any_failure_path() {
+    let env = TestEnv::new("leaks").await;
     let tls = TlsRedisServer::start().await;
     let out_dir = tls.dir().join("output");
     std::fs::create_dir_all(&out_dir).unwrap();
-    let mut runs = tool_runs(tls.dir());
+    let place = Place {
+        env: &env,
+        out_dir: &out_dir,
+    };
+    let mut runs = tool_runs(tls.dir(), &place);
     for service in [
         Service::Consumer,
         Service::Worker,
         Service::Webhook,
         Service::Dashboard,
     ] {
-        runs.extend(service_runs(service, &tls, &out_dir));
+        runs.extend(service_runs(service, &tls, &place));
     }
     // Run them concurrently (most wait seconds for a dead dependency), on blocking threads.
     let handles: Vec<_> = runs
@@ -466,4 +480,6 @@ async fn no_binary_prints_a_secret_on_any_failure_path() {
         );
     }
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
+    // What the services created in Elasticsearch is the test's own (removed with `env`).
+    env.cleanup().await;
 }
