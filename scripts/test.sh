@@ -1,7 +1,9 @@
 # The test suite (sourced by setup.sh): `./setup.sh test` installs what is missing, starts a
 # private Redis + Elasticsearch, runs cargo fmt --check, clippy (warnings are errors), builds the
 # release binaries (the launcher among them) once, runs every test with CONVEYOR_BIN_DIR pointing
-# at them, runs schemathesis (every check) against the consumer's /openapi.json on a private stack,
+# at them, runs the pipeline tests once more against a TLS-only Redis with an ACL user and an
+# Elasticsearch with security on over HTTPS (scripts/lib/secured.sh), runs schemathesis (every
+# check) against the consumer's /openapi.json on a private stack,
 # then executes the notebook against a private stack started by the launcher; it prints
 # how long each part took and stops everything it started. Exit code = verdict.
 # shellcheck shell=bash
