@@ -180,7 +180,7 @@ run_secured_pipeline() {
   env REDIS_URL="$SECURED_REDIS_URL" REDIS_PASSWORD_FILE="$SECURED_REDIS_PASSWORD_FILE" \
     REDIS_CA_FILE="$SECURED_CA_FILE" ELASTICSEARCH_URL="$SECURED_ES_URL" \
     ELASTICSEARCH_CA_FILE="$SECURED_CA_FILE" "${es_auth[@]}" \
-    cargo test -p e2e --quiet --test secured_pipeline --test pipeline -- --test-threads=1 || rc=$?
+    cargo test -p e2e --quiet --no-fail-fast --test secured_pipeline --test pipeline -- --test-threads=1 || rc=$?
   stop_secured_servers "$dir"
   return $rc
 }

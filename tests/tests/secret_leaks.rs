@@ -25,11 +25,13 @@ const ES_API_KEY: &str = "TGVha0NoZWNrLWVzLWtleS01NWQx";
 const ES_PW: &str = "LeakCheck-es-pw-3b8e";
 const ES_URL_PW: &str = "LeakCheck-es-url-pw-c4d0";
 const WEBHOOK_SECRET: &str = "LeakCheck-webhook-secret-0123456789abcdef";
-/// Set for the producer and consumer already, so the check covers it once access control reads it.
+/// The producer's API_KEY, and the services' API_KEYS entry (with WEBHOOK_SECRET_PREVIOUS: set
+/// whether or not a build reads them, so the check covers them once it does).
 const API_KEY: &str = "LeakCheck-api-key-5e6f7a8b";
+const WEBHOOK_SECRET_PREVIOUS: &str = "LeakCheck-previous-webhook-secret-fedcba98765";
 
 /// Every value that must never be printed, with what it is. Extend this list when a binary
-/// gains a secret (e.g. the consumer's API_KEYS, the producer's API_KEY, WEBHOOK_SECRET_PREVIOUS).
+/// gains a secret.
 fn secrets() -> Vec<(&'static str, String)> {
     vec![
         ("password in REDIS_URL", REDIS_URL_PW.into()),
@@ -42,7 +44,8 @@ fn secrets() -> Vec<(&'static str, String)> {
             testkit::transport::base64(format!("elastic:{ES_PW}").as_bytes()),
         ),
         ("WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
-        ("API_KEY", API_KEY.into()),
+        ("API_KEY / API_KEYS", API_KEY.into()),
+        ("WEBHOOK_SECRET_PREVIOUS", WEBHOOK_SECRET_PREVIOUS.into()),
     ]
 }
 
@@ -73,7 +76,8 @@ fn poke(addr: &str, request: &str) -> String {
         .as_millis();
     let body = format!(r#"{{"number":1,"sent_at":{now_ms},"producer":"leak","text":"a b"}}"#);
     let raw = format!(
-        "{request} HTTP/1.0\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        "{request} HTTP/1.0\r\nhost: {addr}\r\nauthorization: Bearer {API_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(raw.as_bytes());
@@ -145,6 +149,13 @@ fn base_env(service: Service, place: &Place) -> BTreeMap<String, String> {
     cfg.transport.set("REDIS_PASSWORD", REDIS_PW);
     let mut env: BTreeMap<String, String> = cfg.env(service, free_port()).into_iter().collect();
     env.insert("API_KEY".into(), API_KEY.into());
+    env.insert("API_KEYS".into(), format!("{API_KEY} producer:*,read"));
+    if env.contains_key("WEBHOOK_SECRET") {
+        env.insert(
+            "WEBHOOK_SECRET_PREVIOUS".into(),
+            WEBHOOK_SECRET_PREVIOUS.into(),
+        );
+    }
     env
 }
 

@@ -119,13 +119,14 @@ async fn post_to_worker_to_https_elasticsearch_to_webhook_over_tls_redis_with_ac
         ready.text().await.unwrap_or_default()
     );
 
-    // One resource of three packets, sent out of order.
+    // One resource of three packets, sent out of order (by the default producer, whose
+    // resources keep their plain id as key: the webhook file is `<id>.json`).
     let resource = format!("sec-{}", &env.namespace[env.namespace.len() - 8..]);
     let texts = ["alpha beta", "gamma", "delta epsilon zeta"];
     let packets: Vec<Value> = [2usize, 0, 1]
         .iter()
         .map(|&seq| {
-            json!({"number": seq, "sent_at": Utc::now().to_rfc3339(), "producer": "secured",
+            json!({"number": seq, "sent_at": Utc::now().to_rfc3339(),
                    "resource_id": resource, "seq": seq, "total": 3, "text": texts[seq]})
         })
         .collect();
