@@ -1,10 +1,14 @@
 # The test suite (sourced by setup.sh): `./setup.sh test` installs what is missing, starts a
 # private Redis + Elasticsearch, runs cargo fmt --check, clippy (warnings are errors), builds the
 # release binaries (the launcher among them) once, runs every test with CONVEYOR_BIN_DIR pointing
-# at them, runs schemathesis (every check) against the consumer's /openapi.json on a private stack,
+# at them, runs the pipeline tests once more against a TLS-only Redis with an ACL user and an
+# Elasticsearch with security on over HTTPS (scripts/lib/secured.sh), runs schemathesis (every
+# check) against the consumer's /openapi.json on a private stack,
 # then executes the notebook against a private stack started by the launcher; it prints
 # how long each part took and stops everything it started. Exit code = verdict.
 # shellcheck shell=bash
+# shellcheck source=scripts/lib/secured.sh
+. "$ROOT/scripts/lib/secured.sh"
 
 stop_notebook_stack() { # stops the notebook's stack and drops its Redis keys and indices
   [ "${NB_STACK_DIR:-}" ] || return 0
@@ -126,6 +130,7 @@ cmd_test() {
     stop_notebook_stack
     stop_schemathesis_stack
     stop_swh_stack
+    stop_secured_servers "$TEST_STATE/secured"
     log "stopping the test Redis and Elasticsearch"
     stop_pidfile "$TEST_STATE/redis/redis.pid" "$REDIS_PATTERN"
     stop_pidfile "$TEST_STATE/es/es.pid" "$ES_PATTERN"
@@ -152,6 +157,11 @@ cmd_test() {
   local rc=0
   timed "cargo test" cargo test --workspace --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || rc=$?
   [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the remaining steps anyway"
+  log "pipeline against secured servers: TLS-only Redis + ACL user, Elasticsearch with security on (HTTPS)"
+  local sec_rc=0
+  timed "secured Redis + Elasticsearch, pipeline" run_secured_pipeline || sec_rc=$?
+  if [ $sec_rc -eq 0 ]; then log "the secured pipeline passed"; else warn "the secured pipeline failed (exit code $sec_rc)"; fi
+  [ $rc -ne 0 ] || rc=$sec_rc
   log "schemathesis: every check against the consumer's /openapi.json on a private stack"
   local st_rc=0
   timed "schemathesis (venv, private stack, run)" run_schemathesis || st_rc=$?
