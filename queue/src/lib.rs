@@ -28,7 +28,7 @@
 //!
 //! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`], the [`wire`] layout and all
 //!    encoding of entries and dead letters), `config`, `error`, `backoff`.
-//! 2. `queue` ([`Queue`]: the enqueue paths), which owns `router` (the per-process result
+//! 2. `queue` ([`Queue`]: the enqueue paths, with `dedup` for idempotent ones), which owns `router` (the per-process result
 //!    subscriber); `reply` builds [`Queue::enqueue_and_wait`] on both. `coalesce`
 //!    ([`Coalescer`]) batches single enqueues.
 //! 3. `worker/`: `shared` (the [`Handler`] contract, the state every part shares, a delivered
@@ -76,6 +76,7 @@
 mod backoff;
 mod coalesce;
 mod config;
+mod dedup;
 mod error;
 mod job;
 mod keys;
@@ -90,7 +91,7 @@ mod worker;
 pub use deadpool_redis::Pool;
 pub use tokio_util::sync::CancellationToken;
 
-pub use backoff::Backoff;
+pub use backoff::{retry_delay, Backoff};
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX};
 pub use error::QueueError;
