@@ -25,7 +25,7 @@ use testkit::{RedisServer, TcpProxy, TestEnv};
 pub const ROWS: [&str; 8] = [
     "SIGKILL 1 of 3 workers mid-batch",
     "Redis paused 2x lease (CLIENT PAUSE ALL)",
-    "Redis restarted: pending, delayed, retrying",
+    "Redis restarted: pending + delayed jobs",
     "TCP black hole worker-Redis 2x lease",
     "Elasticsearch down 20 s",
     "webhook target down 15 s",
@@ -47,6 +47,11 @@ pub struct Row {
     pub dup_deliveries: u64,
     pub lost: u64,
     pub recovery_s: f64,
+    /// Repeated webhook POSTs the webhook service recognised (Idempotency-Key / stored
+    /// resource) and answered without changing anything: a delivery job that ran again after
+    /// its worker died between the POST and the ack.
+    #[serde(default)]
+    pub redundant_posts: u64,
 }
 
 /// What a row starts.
@@ -55,8 +60,10 @@ pub struct Options {
     pub private_redis: bool,
     pub es_proxy: bool,
     pub webhook_proxy: bool,
-    /// Workers (by index) whose Redis goes through a proxy of its own.
+    /// Worker 0's Redis goes through a proxy of its own.
     pub redis_proxied_worker: bool,
+    /// Extra environment for every worker.
+    pub worker_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -67,6 +74,7 @@ impl Default for Options {
             es_proxy: false,
             webhook_proxy: false,
             redis_proxied_worker: false,
+            worker_env: Vec::new(),
         }
     }
 }
@@ -107,6 +115,9 @@ impl Chaos {
         if let Some(p) = &es_proxy {
             builder = builder.worker_elasticsearch_url(p.http_url());
         }
+        for (k, v) in &opts.worker_env {
+            builder = builder.env_for(Service::Worker, k, *v);
+        }
         let mut stack = builder.start().await.expect("stack starts");
         let webhook_proxy = match opts.webhook_proxy {
             true => {
@@ -141,9 +152,14 @@ impl Chaos {
             if let (Some(p), 0) = (&redis_proxy, i) {
                 extra.push(("REDIS_URL".into(), format!("redis://{}", p.addr)));
             }
-            let extra: Vec<(&str, &str)> =
-                extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            stack.start_worker_with(&extra).await.expect("worker starts");
+            let extra: Vec<(&str, &str)> = extra
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            stack
+                .start_worker_with(&extra)
+                .await
+                .expect("worker starts");
         }
         Chaos {
             env,
@@ -191,7 +207,10 @@ impl Chaos {
         assert!(status.success(), "kill {signal} {pid}");
         let start = Instant::now();
         while alive(pid) {
-            assert!(start.elapsed() < Duration::from_secs(30), "worker {pid} did not exit");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "worker {pid} did not exit"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -204,9 +223,16 @@ impl Chaos {
         producer: tokio::task::JoinHandle<anyhow::Result<String>>,
         fault_end: Instant,
     ) -> Row {
-        let out = producer.await.expect("producer task").expect("producer ran");
+        let out = producer
+            .await
+            .expect("producer task")
+            .expect("producer ran");
         let sent = producer_total(&out, "ok");
-        assert_eq!(producer_total(&out, "errors"), 0, "every message answered 2xx: {out}");
+        assert_eq!(
+            producer_total(&out, "errors"),
+            0,
+            "every message answered 2xx: {out}"
+        );
         let messages = self.messages();
         let deadline = Instant::now() + Duration::from_secs(90);
         let mut recovered = None;
@@ -270,7 +296,9 @@ impl Chaos {
             .iter()
             .filter(|r| !files.iter().any(|f| f.contains(r.as_str())))
             .collect();
-        let dup_deliveries = webhook_duplicates(&self.stack).await;
+        let (applied, redundant_posts) = webhook_deliveries(&self.stack).await;
+        // A resource applied (stored + file written) more than once at the webhook service.
+        let dup_deliveries = applied.saturating_sub(files.len() as u64);
         let runs = self.run_counts("messages");
         let max_runs = runs.values().copied().max().unwrap_or(0);
         let stats = messages.stats().await.expect("stats");
@@ -283,16 +311,38 @@ impl Chaos {
             dup_deliveries,
             lost,
             recovery_s: recovered.map_or(f64::NAN, |d| d.as_secs_f64()),
+            redundant_posts,
         };
-        println!("chaos row: {row:?}; stats {stats:?}; {} complete resources, {} files", complete.len(), files.len());
+        println!(
+            "chaos row: {row:?}; stats {stats:?}; {} complete resources, {} files",
+            complete.len(),
+            files.len()
+        );
         record(&row);
-        assert!(recovered.is_some(), "recovered within 90 s: {row:?} {stats:?}");
+        assert!(
+            recovered.is_some(),
+            "recovered within 90 s: {row:?} {stats:?}"
+        );
         assert_eq!((row.lost, row.dup_store), (0, 0), "{row:?}");
         assert_eq!(row.dup_deliveries, 0, "{row:?}");
-        assert!(undelivered.is_empty(), "complete resources never delivered: {undelivered:?}");
-        assert_eq!(stats.dead, 0, "no job dead-lettered (none both dead and done): {stats:?}");
-        assert!(runs.len() as u64 >= sent, "a run event per job: {} of {sent}", runs.len());
-        assert_eq!((stats.backlog, stats.pending, stats.delayed), (0, 0, 0), "{stats:?}");
+        assert!(
+            undelivered.is_empty(),
+            "complete resources never delivered: {undelivered:?}"
+        );
+        assert_eq!(
+            stats.dead, 0,
+            "no job dead-lettered (none both dead and done): {stats:?}"
+        );
+        assert!(
+            runs.len() as u64 >= sent,
+            "a run event per job: {} of {sent}",
+            runs.len()
+        );
+        assert_eq!(
+            (stats.backlog, stats.pending, stats.delayed),
+            (0, 0, 0),
+            "{stats:?}"
+        );
         row
     }
 
@@ -319,6 +369,12 @@ impl Chaos {
                 }
                 if let Some(job) = v["job"].as_str() {
                     *runs.entry(job.to_string()).or_insert(0) += 1;
+                    if std::env::var_os("CHAOS_RUNS").is_some() {
+                        println!(
+                            "run {job} worker {i} deliveries {} at {}",
+                            v["deliveries"], v["timestamp"]
+                        );
+                    }
                 }
             }
         }
@@ -341,7 +397,10 @@ fn producer_total(out: &str, what: &str) -> u64 {
     out.lines()
         .filter(|l| l.contains("total sent="))
         .flat_map(|l| l.split_whitespace())
-        .find_map(|w| w.strip_prefix(&format!("{what}=")).and_then(|n| n.parse().ok()))
+        .find_map(|w| {
+            w.strip_prefix(&format!("{what}="))
+                .and_then(|n| n.parse().ok())
+        })
         .unwrap_or_else(|| panic!("no `{what}=` in the producer's output: {out}"))
 }
 
@@ -356,24 +415,28 @@ fn output_files(dir: &std::path::Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The webhook service's count of duplicate deliveries (`/metrics`).
-async fn webhook_duplicates(stack: &Stack) -> u64 {
+/// The webhook service's counts of deliveries applied (`stored`) and recognised as repeats
+/// (`duplicate`), from its `/metrics`.
+async fn webhook_deliveries(stack: &Stack) -> (u64, u64) {
     let text = reqwest::get(format!("{}/metrics", stack.webhook_url()))
         .await
         .expect("webhook /metrics")
         .text()
         .await
         .unwrap_or_default();
-    text.lines()
-        .filter(|l| l.starts_with("conveyor_webhook_deliveries_total") && l.contains("duplicate"))
-        .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
-        .sum::<f64>() as u64
+    let count = |outcome: &str| {
+        let label = format!("outcome=\"{outcome}\"");
+        text.lines()
+            .filter(|l| l.starts_with("conveyor_webhook_deliveries_total") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+            .sum::<f64>() as u64
+    };
+    (count("stored"), count("duplicate"))
 }
 
 /// Where the rows of this run of the suite are collected.
 fn rows_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/chaos");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/chaos");
     let _ = std::fs::create_dir_all(&dir);
     dir.join(format!("rows-{}.jsonl", std::process::id()))
 }
@@ -395,7 +458,10 @@ pub fn record(row: &Row) {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    if ROWS.iter().all(|name| rows.iter().any(|r| r.fault == *name)) {
+    if ROWS
+        .iter()
+        .all(|name| rows.iter().any(|r| r.fault == *name))
+    {
         let table = table(&rows);
         println!("\n{table}");
         let _ = std::fs::write(path.with_file_name("table.md"), &table);
@@ -404,14 +470,22 @@ pub fn record(row: &Row) {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| fault | sent | stored | max runs per job | dup in store | dup deliveries | lost | recovery s |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| fault | sent | stored | max runs per job | dup in store | dup deliveries | lost | recovery s | repeated POSTs ignored by the webhook |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for name in ROWS {
         if let Some(r) = rows.iter().rev().find(|r| r.fault == name) {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1} |\n",
-                r.fault, r.sent, r.stored, r.max_runs, r.dup_store, r.dup_deliveries, r.lost, r.recovery_s
+                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+                r.fault,
+                r.sent,
+                r.stored,
+                r.max_runs,
+                r.dup_store,
+                r.dup_deliveries,
+                r.lost,
+                r.recovery_s,
+                r.redundant_posts
             ));
         }
     }

@@ -20,7 +20,10 @@ pub async fn sigkill_one_worker() -> Row {
     let row = chaos.finish(ROWS[0], producer, killed).await;
     // What is left of the producer's run (0.5 s) plus the lease plus 2 s.
     let bound = Duration::from_millis(LEASE_MS) + 2 * SECOND + SECOND / 2;
-    assert!(row.recovery_s <= bound.as_secs_f64(), "recovered after a SIGKILL within {bound:?}: {row:?}");
+    assert!(
+        row.recovery_s <= bound.as_secs_f64(),
+        "recovered after a SIGKILL within {bound:?}: {row:?}"
+    );
     row
 }
 
@@ -33,7 +36,10 @@ pub async fn redis_paused() -> Row {
     let producer = chaos.produce(100, 7);
     tokio::time::sleep(2 * SECOND).await;
     let pause = 2 * LEASE_MS;
-    let mut conn = testkit::redis_pool(&chaos.redis_url).get().await.expect("admin conn");
+    let mut conn = testkit::redis_pool(&chaos.redis_url)
+        .get()
+        .await
+        .expect("admin conn");
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
         .arg(pause)
@@ -47,9 +53,11 @@ pub async fn redis_paused() -> Row {
 }
 
 pub async fn redis_restarted() -> Row {
+    // Handlers hand a batch back to wait (delayed set) after 300 ms without Elasticsearch.
     let opts = Options {
         private_redis: true,
         es_proxy: true,
+        worker_env: vec![("WORKER_ES_WAIT_MS", "300")],
         ..Options::default()
     };
     let mut chaos = Chaos::start("chaos_restart", opts).await;
@@ -63,6 +71,10 @@ pub async fn redis_restarted() -> Row {
     tokio::time::sleep(SECOND).await;
     let stats = chaos.messages().stats().await.expect("stats");
     println!("before the Redis restart: {stats:?}");
+    assert!(
+        stats.pending + stats.delayed > 0,
+        "jobs held or waiting when Redis restarts: {stats:?}"
+    );
     if let Some(r) = chaos.redis.as_mut() {
         r.restart().await;
     }
@@ -150,7 +162,9 @@ impl Handler<u32> for Slow {
             }
         }
         tokio::time::sleep(self.1).await;
-        jobs.iter().map(|_| Outcome::Done(serde_json::Value::Null)).collect()
+        jobs.iter()
+            .map(|_| Outcome::Done(serde_json::Value::Null))
+            .collect()
     }
 }
 
@@ -162,7 +176,9 @@ pub async fn partitions_slow_handlers() -> Row {
     cfg.partitions = 4;
     let q: Queue<u32> = Queue::new(env.redis.clone(), cfg);
     let sent = 60u32;
-    q.enqueue_batch(&(0..sent).collect::<Vec<_>>()).await.expect("enqueue");
+    q.enqueue_batch(&(0..sent).collect::<Vec<_>>())
+        .await
+        .expect("enqueue");
     let runs = Arc::new(Mutex::new(HashMap::new()));
     let lease = Duration::from_millis(600);
     let handler = Slow(runs.clone(), lease * 3 / 2);
@@ -206,8 +222,13 @@ pub async fn partitions_slow_handlers() -> Row {
         dup_deliveries: 0,
         lost: u64::from(sent) - runs.len() as u64,
         recovery_s: took.as_secs_f64(),
+        redundant_posts: 0,
     };
     super::record(&row);
-    assert_eq!((row.lost, row.max_runs, stats.dead), (0, 1, 0), "{row:?} {stats:?}");
+    assert_eq!(
+        (row.lost, row.max_runs, stats.dead),
+        (0, 1, 0),
+        "{row:?} {stats:?}"
+    );
     row
 }
