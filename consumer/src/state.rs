@@ -95,14 +95,20 @@ impl AppState {
 
     /// Enqueues one job to run now, pipelined with whatever other requests enqueue at the same
     /// moment; the id comes back once Redis stored the job.
+    ///
+    /// The job id is the packet's natural key `{producer}:{number}`, deduplicated by the queue
+    /// for its dedup window: a client that retries a POST whose answer it never saw creates no
+    /// second job. So an answer from Redis that never came ("outcome unknown") is a 503 like
+    /// "Redis unavailable": retrying is safe.
     pub async fn enqueue(&self, job: MessageJob) -> Result<JobId, ApiError> {
         let key = job.packet.partition_key();
+        let id = job.packet.doc_id();
         self.bounded("Redis", async {
             self.inner
                 .coalescer
-                .enqueue(job, key)
+                .enqueue_with_id(job, key, Some(id))
                 .await
-                .map_err(ApiError::from_queue)
+                .map_err(from_queue_retry_safe)
         })
         .await
     }
@@ -226,5 +232,16 @@ impl AppState {
             }
         })
         .await
+    }
+}
+
+/// A queue failure of an idempotent enqueue (one with the natural key as job id): an outcome
+/// never learned is as safe to retry as Redis being unreachable, so it answers 503 too.
+pub fn from_queue_retry_safe(e: queue::QueueError) -> ApiError {
+    match e {
+        queue::QueueError::OutcomeUnknown(why) => ApiError::from_queue(
+            queue::QueueError::Unavailable(format!("outcome unknown: {why}")),
+        ),
+        other => ApiError::from_queue(other),
     }
 }

@@ -1,11 +1,26 @@
 //! [`Backoff`]: the one exponential backoff for "that failed, wait and try again" loops —
 //! reconnecting to Redis, retrying a Redis command, waiting for Elasticsearch. It only computes
-//! and sleeps delays; it never decides whether to retry, and it has no jitter (the retry delay of
-//! a failed *job* is `QueueConfig::backoff_base`'s business, not this).
+//! and sleeps delays; it never decides whether to retry, and it has no jitter. The retry delay of
+//! a failed *job* is [`retry_delay`] (exponential bound, full jitter).
 
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+
+use crate::config::QueueConfig;
+
+/// The delay before retry `attempt` (1-based) of a failed job: drawn uniformly from
+/// `[0, min(backoff_max, backoff_base × 2^(attempt−1))]` — "full jitter", so jobs that failed
+/// together (a dependency outage) do not come back together, not even once the bound reaches
+/// `backoff_max`.
+pub fn retry_delay(cfg: &QueueConfig, attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let bound = cfg
+        .backoff_base
+        .saturating_mul(1u32 << exp)
+        .min(cfg.backoff_max);
+    bound.mul_f64(rand::random::<f64>())
+}
 
 /// Exponential backoff between attempts of a retry loop: the first wait is `first`, each later
 /// one doubles, up to `max`; [`Backoff::reset`] after a success starts over at `first`.
@@ -82,6 +97,21 @@ impl Default for Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_delays_stay_under_a_growing_capped_bound() {
+        let mut cfg = QueueConfig::new("ns", "q");
+        cfg.backoff_base = Duration::from_millis(100);
+        cfg.backoff_max = Duration::from_secs(1);
+        for _ in 0..100 {
+            assert!(retry_delay(&cfg, 1) <= Duration::from_millis(100));
+            assert!(retry_delay(&cfg, 2) <= Duration::from_millis(200));
+            assert!(retry_delay(&cfg, 1000) <= Duration::from_secs(1));
+        }
+        let late: std::collections::HashSet<Duration> =
+            (0..50).map(|_| retry_delay(&cfg, 10)).collect();
+        assert!(late.len() > 10, "capped delays are spread: {late:?}");
+    }
 
     const MS: Duration = Duration::from_millis(1);
 

@@ -15,8 +15,10 @@ use crate::error::QueueError;
 use crate::job::JobId;
 use crate::queue::Queue;
 
-/// One waiting enqueue: partition key, payload, and where its answer goes.
+/// One waiting enqueue: partition key, caller-supplied job id, payload, and where its answer
+/// goes.
 type Pending<T> = (
+    Option<String>,
     Option<String>,
     T,
     oneshot::Sender<Result<JobId, QueueError>>,
@@ -51,10 +53,23 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Coalescer<T> {
         payload: T,
         partition_key: Option<String>,
     ) -> Result<JobId, QueueError> {
+        self.enqueue_with_id(payload, partition_key, None).await
+    }
+
+    /// Like [`Coalescer::enqueue`], with a caller-supplied job id
+    /// ([`EnqueueOptions::job_id`](crate::EnqueueOptions::job_id)): enqueued at most once per
+    /// dedup window, so a retry after any error — [`QueueError::OutcomeUnknown`] included — is
+    /// safe.
+    pub async fn enqueue_with_id(
+        &self,
+        payload: T,
+        partition_key: Option<String>,
+        job_id: Option<String>,
+    ) -> Result<JobId, QueueError> {
         let (answer, answered) = oneshot::channel();
         let stopped = || QueueError::Unavailable("enqueue coalescer stopped".into());
         self.sender()
-            .send((partition_key, payload, answer))
+            .send((partition_key, job_id, payload, answer))
             .await
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
@@ -98,10 +113,10 @@ async fn flush<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
 ) {
     let mut items = Vec::with_capacity(batch.len());
     let mut answers = Vec::with_capacity(batch.len());
-    for (key, payload, answer) in batch {
+    for (key, id, payload, answer) in batch {
         // A caller that stopped waiting (timed out, disconnected) is not enqueued behind its back.
         if !answer.is_closed() {
-            items.push((key, payload));
+            items.push((key, id, payload));
             answers.push(answer);
         }
     }
@@ -110,7 +125,7 @@ async fn flush<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
     }
     metrics::histogram!("conveyor_enqueue_coalesced_batch_size", "queue" => queue.config().name.clone())
         .record(items.len() as f64);
-    match queue.enqueue_batch_keyed(&items).await {
+    match queue.enqueue_batch_with_ids(&items).await {
         Ok(ids) => {
             for (answer, id) in answers.into_iter().zip(ids) {
                 let _ = answer.send(Ok(id));
@@ -129,6 +144,7 @@ fn copy_error(e: &QueueError) -> QueueError {
     match e {
         QueueError::Unavailable(why) => QueueError::Unavailable(why.clone()),
         QueueError::Redis(r) => QueueError::Redis(r.clone()),
+        QueueError::OutcomeUnknown(why) => QueueError::OutcomeUnknown(why.clone()),
         // Payloads are encoded one by one before anything is sent, so the whole batch failed
         // without touching Redis; the text is kept, as a Redis-side failure (not "unavailable").
         other => QueueError::Redis(redis::RedisError::from((

@@ -15,7 +15,9 @@ pub struct QueueConfig {
     pub partitions: u16,
     /// Attempts before a retried job is dead-lettered (default 5).
     pub max_attempts: u32,
-    /// First retry delay; doubles per attempt plus up to 25 % jitter (default 100 ms).
+    /// Retry delay bound of the first retry; doubles per attempt, up to `backoff_max`. The delay
+    /// is drawn uniformly below the bound ("full jitter"), so retries never fire in lockstep
+    /// (default 100 ms).
     pub backoff_base: Duration,
     /// Cap on the retry delay (default 30 s).
     pub backoff_max: Duration,
@@ -25,6 +27,11 @@ pub struct QueueConfig {
     /// nodes, so a stream may hold up to about a hundred more; the oldest go first and are
     /// counted ([`QueueStats::dead_trimmed`](crate::QueueStats::dead_trimmed)).
     pub dead_letter_max: u64,
+    /// How long a job enqueued with a caller-supplied id ([`EnqueueOptions::job_id`]) is
+    /// remembered: another enqueue with that id within the window adds nothing (default 60 s: long
+    /// enough for a client's retries, short enough that the markers, about 100 bytes each, stay
+    /// small in Redis under full load).
+    pub dedup_window: Duration,
 }
 
 /// Dead letters kept per partition unless configured otherwise.
@@ -42,6 +49,7 @@ impl QueueConfig {
             backoff_max: Duration::from_secs(30),
             result_ttl: Duration::from_secs(300),
             dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
+            dedup_window: Duration::from_secs(60),
         }
     }
 
@@ -60,6 +68,11 @@ pub struct EnqueueOptions {
     pub run_at: Option<SystemTime>,
     /// Publish the handler's result for `enqueue_and_wait`.
     pub reply: bool,
+    /// A caller-supplied job id (e.g. a natural key): the job is enqueued at most once per
+    /// [`QueueConfig::dedup_window`] however often the call is repeated, so retrying after
+    /// [`QueueError::OutcomeUnknown`](crate::QueueError::OutcomeUnknown) is safe. Without a
+    /// partition key, the id picks the partition (so a retry lands in the same one).
+    pub job_id: Option<String>,
 }
 
 /// Settings of one worker instance.

@@ -10,6 +10,19 @@ pub enum QueueError {
     /// Connection, pool or I/O trouble: Redis is not reachable right now.
     #[error("redis unavailable: {0}")]
     Unavailable(String),
+    /// The command was sent but its answer never came (a response timeout, a connection lost
+    /// mid-call): it may or may not have run. Not "unavailable" — retrying may run it twice,
+    /// unless the job carries an id ([`EnqueueOptions::job_id`](crate::EnqueueOptions::job_id)),
+    /// which makes the retry safe.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
+    /// The queue's stored partition count differs from this process's configuration.
+    #[error("queue {queue}: configured with {configured} partitions, but Redis says the queue has {stored} partitions (set the same partition count everywhere)")]
+    Partitions {
+        queue: String,
+        configured: u16,
+        stored: u16,
+    },
     /// Redis answered with an error (or an unexpected reply).
     #[error("redis error: {0}")]
     Redis(#[from] redis::RedisError),
@@ -32,6 +45,23 @@ impl QueueError {
             QueueError::Redis(e) => redis_unavailable(e),
             _ => false,
         }
+    }
+
+    /// True when a command was sent but its answer never came ([`QueueError::OutcomeUnknown`]).
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, QueueError::OutcomeUnknown(_))
+    }
+
+    /// A failure of a command that was (or may have been) sent: an answer that never came is
+    /// "outcome unknown"; a refused connection (nothing sent) stays as it is.
+    pub(crate) fn after_send(e: redis::RedisError) -> QueueError {
+        if e.is_connection_refusal() {
+            return QueueError::Redis(e);
+        }
+        if e.is_timeout() || e.is_connection_dropped() || e.is_io_error() {
+            return QueueError::OutcomeUnknown(e.to_string());
+        }
+        QueueError::Redis(e)
     }
 
     /// True when Redis refused a write because it is at `maxmemory` (`OOM`, with the

@@ -193,8 +193,13 @@ pub(crate) struct Entry {
 
 impl Entry {
     pub fn new(payload: String, reply: bool) -> Entry {
+        Entry::with_id(payload, reply, None)
+    }
+
+    /// A first attempt with the caller's id, or a generated one.
+    pub fn with_id(payload: String, reply: bool, id: Option<String>) -> Entry {
         Entry {
-            id: JobId::generate().0,
+            id: id.unwrap_or_else(|| JobId::generate().0),
             payload,
             attempt: 1,
             enqueued_at: now_ms(),

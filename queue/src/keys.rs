@@ -12,6 +12,10 @@
 //! <ns>:{<queue>:<p>}:dead:trimmed  STRING count of dead letters trimmed away
 //! <ns>:{<queue>:<p>}:result:<id>  a reply-wanted job's result (with TTL)
 //! <ns>:{<queue>:<p>}:recurring:<name>:<n>   occurrence marker of a recurring job
+//! <ns>:{<queue>:<p>}:consumers    ZSET member = consumer, score = last heartbeat (Redis time, ms)
+//! <ns>:{<queue>:<p>}:beats-since  STRING Redis time (ms) of the last gap in everyone's heartbeats
+//! <ns>:{<queue>:<p>}:dedup:<id>   marker of a job enqueued with a caller-supplied id (with TTL)
+//! <ns>:{<queue>}:partitions       STRING the partition count every process must agree on
 //! <ns>:{<queue>}:workers          ZSET member = consumer, score = last heartbeat unix ms
 //! <ns>:{<queue>}:results          pub/sub channel announcing results
 //! <ns>:{<queue>:<p>}:<suffix>     an application's own key in partition p (`in_partition`)
@@ -99,6 +103,26 @@ impl Keys {
         format!("{}:{}", self.stream_ref(p), suffix)
     }
 
+    /// Heartbeats of the consumers working on partition `p` (read by the reclaim of `p`).
+    pub fn consumers(&self, p: u16) -> String {
+        self.in_partition(p, "consumers")
+    }
+
+    /// Redis time of the last gap in every consumer's heartbeats on partition `p`.
+    pub fn beats_since(&self, p: u16) -> String {
+        self.in_partition(p, "beats-since")
+    }
+
+    /// Deduplication marker of a job enqueued with the caller-supplied id `job_id`.
+    pub fn dedup(&self, p: u16, job_id: &str) -> String {
+        format!("{}:dedup:{}", self.stream_ref(p), job_id)
+    }
+
+    /// The partition count stored when the queue was first used.
+    pub fn partitions_key(&self) -> String {
+        format!("{}:{{{}}}:partitions", self.ns, self.name)
+    }
+
     /// Live-worker heartbeat set.
     pub fn workers(&self) -> String {
         format!("{}:{{{}}}:workers", self.ns, self.name)
@@ -141,6 +165,9 @@ mod tests {
         assert_eq!(k.occurrence(2, "tick", 7), "ns:{q:2}:recurring:tick:7");
         assert_eq!(k.in_partition(2, "collate:open"), "ns:{q:2}:collate:open");
         assert_eq!(k.in_partition(2, "dead"), k.dead(2));
+        assert_eq!(k.consumers(2), "ns:{q:2}:consumers");
+        assert_eq!(k.dedup(2, "p:1"), "ns:{q:2}:dedup:p:1");
+        assert_eq!(k.partitions_key(), "ns:{q}:partitions");
     }
 
     #[test]

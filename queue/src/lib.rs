@@ -11,13 +11,37 @@
 //! enqueues exactly one job per occurrence however many processes run it. A [`Worker`] reads
 //! batches with `XREADGROUP` over every partition, runs a batch [`Handler`] with bounded
 //! concurrency, and settles each job atomically in Lua: ack **and delete** (so the stream ends
-//! empty), retry with exponential backoff + jitter, wait for a dependency that is down without
+//! empty), retry with exponential backoff and full jitter, wait for a dependency that is down without
 //! using up an attempt ([`Outcome::Wait`]), or dead-letter with the error history.
 //! Leases are extended by heartbeat while a handler runs; a dead worker's entries are reclaimed
-//! with `XAUTOCLAIM` by any live worker once idle for a lease. Workers survive Redis restarts
+//! (`reclaim.lua`) by any live worker once idle for a lease and once the owner's heartbeat is a
+//! lease old. Workers survive Redis restarts
 //! (log, back off, reconnect) and shut down gracefully within a deadline. [`Queue::stats`] counts
 //! what the streams hold (backlog = `XLEN − pending`, exact because settling deletes), never
 //! Redis's derived `lag`, which drifts after a restart from a rewritten AOF.
+//!
+//! ## What is guaranteed, exactly
+//!
+//! - **Enqueue**: `Ok` means the job is stored (in the stream or the delayed set). `Unavailable`
+//!   means nothing was sent. [`QueueError::OutcomeUnknown`] means the command was sent but its
+//!   answer never came: the job may or may not be stored. A job enqueued with a caller-supplied
+//!   id ([`EnqueueOptions::job_id`]) is stored **at most once per [`QueueConfig::dedup_window`]**
+//!   however often the call is repeated, so retrying after any error is safe.
+//! - **Handler runs: at least once.** A stored job runs until it is settled; a worker that dies,
+//!   stalls or is cut off from Redis for longer than the lease loses its jobs to a live worker
+//!   (only once its heartbeat is older than a lease, and never within a lease of a gap in
+//!   everyone's heartbeats — a Redis pause or restart — so a slow live worker keeps its jobs).
+//!   So a handler can run more than once for one job (each run has a higher delivery count);
+//!   handlers must be idempotent, or their effects keyed.
+//! - **Settling: applied at most once, by the current owner.** Ack, retry, wait and dead-letter
+//!   act only on an entry its worker still owns at the delivery count it read it at (the lease
+//!   token); a worker whose entry was taken over settles nothing. So one delivery of a job is
+//!   acknowledged, retried or dead-lettered once, never both dead and done, and a retry never
+//!   leaves a third copy behind.
+//! - **Effects: exactly once where they are keyed.** The pipeline stores a message under its
+//!   natural key `{producer}:{number}` (a re-run overwrites the same document) and collates a
+//!   resource in one Lua step that fires its webhook once: the store sees every message exactly
+//!   once and every complete resource is delivered exactly once, however often a job ran.
 //!
 //! This crate knows nothing about HTTP, Elasticsearch or the pipeline's types. What other code
 //! shares with it is exported: the key schema ([`Keys`], from [`Queue::keys`]), the field names
@@ -28,7 +52,7 @@
 //!
 //! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`], the [`wire`] layout and all
 //!    encoding of entries and dead letters), `config`, `error`, `backoff`.
-//! 2. `queue` ([`Queue`]: the enqueue paths), which owns `router` (the per-process result
+//! 2. `queue` ([`Queue`]: the enqueue paths, with `dedup` for idempotent ones), which owns `router` (the per-process result
 //!    subscriber); `reply` builds [`Queue::enqueue_and_wait`] on both. `coalesce`
 //!    ([`Coalescer`]) batches single enqueues.
 //! 3. `worker/`: `shared` (the [`Handler`] contract, the state every part shares, a delivered
@@ -76,6 +100,7 @@
 mod backoff;
 mod coalesce;
 mod config;
+mod dedup;
 mod error;
 mod job;
 mod keys;
@@ -90,7 +115,7 @@ mod worker;
 pub use deadpool_redis::Pool;
 pub use tokio_util::sync::CancellationToken;
 
-pub use backoff::Backoff;
+pub use backoff::{retry_delay, Backoff};
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX};
 pub use error::QueueError;

@@ -12,10 +12,12 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{EnqueueOptions, QueueConfig};
+use crate::dedup::{push_dedup_args, push_dedup_cmd};
 use crate::error::QueueError;
 use crate::job::{unix_ms, Entry, JobId};
 use crate::keys::Keys;
 use crate::router::RouterSlot;
+use crate::scripts;
 
 /// A handle on one logical queue. Cheap to clone; clones share the pool and the reply router.
 pub struct Queue<T> {
@@ -79,10 +81,62 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         payload: &T,
         opts: EnqueueOptions,
     ) -> Result<JobId, QueueError> {
-        let entry = Entry::new(serde_json::to_string(payload)?, opts.reply);
-        let p = self.partition_for(opts.partition_key.as_deref());
-        self.push_entry(p, &entry, opts.run_at).await?;
+        let entry = Entry::with_id(
+            serde_json::to_string(payload)?,
+            opts.reply,
+            opts.job_id.clone(),
+        );
+        let p = self.partition_for_job(&opts);
+        self.push_entry(p, &entry, opts.run_at, opts.job_id.is_some())
+            .await?;
         Ok(JobId(entry.id))
+    }
+
+    /// Like [`Queue::enqueue_batch_keyed`], each job with its partition key and its optional
+    /// caller-supplied id ([`EnqueueOptions::job_id`]): a job whose id was enqueued within the
+    /// dedup window is not added again (its id is returned all the same), so the whole call
+    /// may be retried after any error.
+    pub async fn enqueue_batch_with_ids(
+        &self,
+        items: &[(Option<String>, Option<String>, T)],
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (key, id, payload) in items {
+            let p = match (key, id) {
+                (None, Some(id)) => self.inner.keys.partition_of(id),
+                _ => self.partition_for(key.as_deref()),
+            };
+            let entry = Entry::with_id(serde_json::to_string(payload)?, false, id.clone());
+            entries.push((p, entry, id.is_some()));
+        }
+        self.push_batch(entries).await
+    }
+
+    /// Checks the partition count against the one stored in Redis (storing it on first use):
+    /// processes that disagree would strand partitions, so each checks at start.
+    pub async fn check_partitions(&self) -> Result<(), QueueError> {
+        let mut conn = self.conn().await?;
+        let configured = self.inner.keys.partitions();
+        let key = self.inner.keys.partitions_key();
+        let (stored,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(configured)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await?;
+        let stored: u16 = stored.and_then(|s| s.parse().ok()).unwrap_or(configured);
+        if stored != configured {
+            return Err(QueueError::Partitions {
+                queue: self.name().to_string(),
+                configured,
+                stored,
+            });
+        }
+        Ok(())
     }
 
     /// Many jobs in ONE pipelined round trip, all-or-nothing per partition (see
@@ -91,7 +145,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let mut entries = Vec::with_capacity(payloads.len());
         for payload in payloads {
             let p = self.partition_for(None);
-            entries.push((p, Entry::new(serde_json::to_string(payload)?, false)));
+            entries.push((p, Entry::new(serde_json::to_string(payload)?, false), false));
         }
         self.push_batch(entries).await
     }
@@ -107,7 +161,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let mut entries = Vec::with_capacity(items.len());
         for (key, payload) in items {
             let p = self.partition_for(key.as_deref());
-            entries.push((p, Entry::new(serde_json::to_string(payload)?, false)));
+            entries.push((p, Entry::new(serde_json::to_string(payload)?, false), false));
         }
         self.push_batch(entries).await
     }
@@ -180,33 +234,60 @@ impl<T> Queue<T> {
         }
     }
 
-    /// XADD now, or ZADD to the delayed set when `run_at` is in the future.
+    /// The partition of a job: its partition key's, else its caller-supplied id's (so a retry
+    /// lands where the first try did), else round-robin.
+    pub(crate) fn partition_for_job(&self, opts: &EnqueueOptions) -> u16 {
+        match (&opts.partition_key, &opts.job_id) {
+            (None, Some(id)) => self.inner.keys.partition_of(id),
+            (key, _) => self.partition_for(key.as_deref()),
+        }
+    }
+
+    /// XADD now, or ZADD to the delayed set when `run_at` is in the future; with `dedup`, only
+    /// if the entry's id was not enqueued within the dedup window (`enqueue.lua`). An answer
+    /// that never came is [`QueueError::OutcomeUnknown`].
     pub(crate) async fn push_entry(
         &self,
         p: u16,
         entry: &Entry,
         run_at: Option<SystemTime>,
+        dedup: bool,
     ) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         let due = run_at.map(unix_ms).filter(|at| *at > crate::job::now_ms());
-        match due {
+        if dedup {
+            let keys = self.keys();
+            let mut inv = scripts::ENQUEUE.prepare_invoke();
+            push_dedup_args(&mut inv, keys, p, entry, due, self.dedup_ms());
+            let added: i64 = inv
+                .invoke_async(&mut conn)
+                .await
+                .map_err(QueueError::after_send)?;
+            if added == 1 {
+                metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
+                    .increment(1);
+            }
+            return Ok(());
+        }
+        let pushed = match due {
             Some(at) => {
-                let _: () = redis::cmd("ZADD")
+                redis::cmd("ZADD")
                     .arg(self.keys().delayed(p))
                     .arg(at)
                     .arg(entry.delayed_member())
-                    .query_async(&mut conn)
-                    .await?;
+                    .query_async::<()>(&mut conn)
+                    .await
             }
             None => {
-                let _: () = redis::cmd("XADD")
+                redis::cmd("XADD")
                     .arg(self.keys().stream_ref(p))
                     .arg("*")
                     .arg(entry)
-                    .query_async(&mut conn)
-                    .await?;
+                    .query_async::<()>(&mut conn)
+                    .await
             }
-        }
+        };
+        pushed.map_err(QueueError::after_send)?;
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
             .increment(1);
         Ok(())
@@ -218,17 +299,27 @@ impl<T> Queue<T> {
     /// a connection lost mid-call leaves no partial partition; with one partition (the default)
     /// or one partition key per call, the whole call is all-or-nothing. On an error the caller
     /// cannot know which partitions' blocks ran before it, but each ran whole or not at all.
-    async fn push_batch(&self, entries: Vec<(u16, Entry)>) -> Result<Vec<JobId>, QueueError> {
+    /// Entries with a caller-supplied id (`dedup`) go through `enqueue.lua` inside the block,
+    /// loaded by a `SCRIPT LOAD` at the head of the same pipeline (so a restarted Redis never
+    /// answers NOSCRIPT there).
+    async fn push_batch(&self, entries: Vec<(u16, Entry, bool)>) -> Result<Vec<JobId>, QueueError> {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|&i| entries[i].0);
         let mut pipe = redis::pipe();
+        if entries.iter().any(|e| e.2) {
+            pipe.cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(scripts::ENQUEUE_SOURCE)
+                .ignore();
+        }
+        let dedup_ms = self.dedup_ms();
         let mut blocks = 0usize;
         let mut open: Option<u16> = None;
         for i in order {
-            let (p, entry) = &entries[i];
+            let (p, entry, dedup) = &entries[i];
             if open != Some(*p) {
                 if open.is_some() {
                     pipe.cmd("EXEC");
@@ -237,16 +328,26 @@ impl<T> Queue<T> {
                 open = Some(*p);
                 blocks += 1;
             }
-            pipe.cmd("XADD")
-                .arg(self.keys().stream_ref(*p))
-                .arg("*")
-                .arg(entry)
-                .ignore();
+            if *dedup {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(scripts::ENQUEUE.get_hash()).arg(3);
+                push_dedup_cmd(&mut cmd, self.keys(), *p, entry, dedup_ms);
+                pipe.add_command(cmd).ignore();
+            } else {
+                pipe.cmd("XADD")
+                    .arg(self.keys().stream_ref(*p))
+                    .arg("*")
+                    .arg(entry)
+                    .ignore();
+            }
         }
         pipe.cmd("EXEC");
         let mut conn = self.conn().await?;
         // One reply per EXEC: the array of new entry ids, or the error of a failed command.
-        let execs: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let execs: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::after_send)?;
         let failed = execs.len() != blocks
             || execs.iter().any(|v| match v {
                 redis::Value::Array(items) => items
@@ -262,6 +363,12 @@ impl<T> Queue<T> {
         }
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
             .increment(entries.len() as u64);
-        Ok(entries.into_iter().map(|(_, e)| JobId(e.id)).collect())
+        Ok(entries.into_iter().map(|(_, e, _)| JobId(e.id)).collect())
+    }
+
+    fn dedup_ms(&self) -> u64 {
+        u64::try_from(self.inner.config.dedup_window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 }

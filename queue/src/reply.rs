@@ -12,6 +12,7 @@ use crate::config::EnqueueOptions;
 use crate::error::QueueError;
 use crate::job::{Entry, JobId};
 use crate::queue::Queue;
+use crate::router::ReplyMsg;
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Request/reply: enqueues the job and resolves with the handler's `Outcome::Done(value)`
@@ -44,7 +45,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let deadline = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
-        let entry = Entry::new(serde_json::to_string(payload)?, true);
+        let entry = Entry::with_id(serde_json::to_string(payload)?, true, opts.job_id.clone());
         let job_id = JobId(entry.id.clone());
         let unavailable =
             || QueueError::Unavailable("timed out before the job was enqueued".into());
@@ -65,18 +66,34 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 "result subscriber is not connected".into(),
             ));
         }
-        let p = self.partition_for(opts.partition_key.as_deref());
+        let p = self.partition_for_job(&opts);
         // From here on the waiter must be forgotten on every early exit: `_waiter` does that.
         let (_waiter, rx) = router.register(&entry.id, self.keys().result(p, &entry.id));
-        let pushed =
-            tokio::time::timeout_at(deadline.into(), self.push_entry(p, &entry, opts.run_at)).await;
+        let pushed = tokio::time::timeout_at(
+            deadline.into(),
+            self.push_entry(p, &entry, opts.run_at, opts.job_id.is_some()),
+        )
+        .await;
         match pushed {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(e),
             // The XADD may or may not have reached Redis: the job may still run.
             Err(_) => return Err(QueueError::Timeout { job_id }),
         }
-        match tokio::time::timeout_at(deadline.into(), rx).await {
+        // A job with a caller-supplied id may have run already (this call is a retry): its
+        // result, if stored, will not be announced again.
+        let stored = match opts.job_id.is_some() {
+            true => tokio::time::timeout_at(deadline.into(), self.stored_result(p, &entry.id))
+                .await
+                .ok()
+                .flatten(),
+            false => None,
+        };
+        let answer = match stored {
+            Some(msg) => Ok(Ok(msg)),
+            None => tokio::time::timeout_at(deadline.into(), rx).await,
+        };
+        match answer {
             Ok(Ok(msg)) if msg.ok => Ok(serde_json::from_value(msg.value)?),
             Ok(Ok(msg)) => Err(QueueError::Failed {
                 job_id,
@@ -84,5 +101,16 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             }),
             _ => Err(QueueError::Timeout { job_id }),
         }
+    }
+
+    /// The stored result of job `id` in partition `p`, if any (best effort: errors read as none).
+    async fn stored_result(&self, p: u16, id: &str) -> Option<ReplyMsg> {
+        let mut conn = self.conn().await.ok()?;
+        let raw: Option<String> = redis::cmd("GET")
+            .arg(self.keys().result(p, id))
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        serde_json::from_str(&raw?).ok()
     }
 }

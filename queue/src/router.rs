@@ -127,9 +127,12 @@ impl Router {
     }
 
     /// Makes sure `channel` is subscribed (now if connected, else on the next connection).
+    /// Idempotent: a channel wanted but not yet ready (an earlier caller was cancelled while
+    /// subscribing, or the subscribe failed) is subscribed again.
     pub async fn listen(&self, channel: &str) {
         let mut subs = self.subs.lock().await;
-        if !subs.wanted.insert(channel.to_string()) {
+        subs.wanted.insert(channel.to_string());
+        if self.ready.borrow().contains(channel) {
             return;
         }
         if let Some(sink) = subs.sink.as_mut() {
@@ -243,8 +246,15 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
             continue;
         }
         backoff.reset();
-        if let Err(e) = r.sweep().await {
-            tracing::warn!(error = %e, "reading stored results failed");
+        // Results announced while no subscription was live are only in their stored keys: the
+        // sweep must succeed, so it is retried (with backoff) until it does.
+        let mut sweep_backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+        while let Err(e) = r.sweep().await {
+            if Arc::strong_count(&r) == 1 {
+                return; // nobody waits any more
+            }
+            tracing::warn!(error = %e, "reading stored results failed; retrying");
+            tokio::time::sleep(sweep_backoff.next_delay()).await;
         }
         drop(r);
         tracing::debug!("result subscriber connected");

@@ -13,8 +13,11 @@ const PROMOTE_SRC: &str = include_str!("scripts/promote.lua");
 const RECURRING_SRC: &str = include_str!("scripts/recurring.lua");
 const EXTEND_SRC: &str = include_str!("scripts/extend.lua");
 const STATS_SRC: &str = include_str!("scripts/stats.lua");
+const RECLAIM_SRC: &str = include_str!("scripts/reclaim.lua");
+const CONSUMERS_SRC: &str = include_str!("scripts/consumers.lua");
+const ENQUEUE_SRC: &str = include_str!("scripts/enqueue.lua");
 
-/// XACK + XDEL of finished entries.
+/// XACK + XDEL of finished entries this consumer still owns.
 pub static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(ACK_SRC));
 /// XACK + XDEL + ZADD of a retried entry.
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(RETRY_SRC));
@@ -24,8 +27,16 @@ pub static DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(DEAD_SRC));
 pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(PROMOTE_SRC));
 /// SET NX occurrence marker + XADD.
 pub static RECURRING: LazyLock<Script> = LazyLock::new(|| Script::new(RECURRING_SRC));
-/// Lease extension of owned in-flight entries.
+/// Heartbeat of one partition + lease extension of owned in-flight entries.
 pub static EXTEND: LazyLock<Script> = LazyLock::new(|| Script::new(EXTEND_SRC));
+/// Takes over entries of consumers whose heartbeat is stale.
+pub static RECLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(RECLAIM_SRC));
+/// Removes consumers with nothing pending (leaving, or dead).
+pub static CONSUMERS: LazyLock<Script> = LazyLock::new(|| Script::new(CONSUMERS_SRC));
+/// SET NX deduplication marker + XADD (or ZADD): an idempotent enqueue.
+pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_SRC));
+/// The source of `enqueue.lua`, for a `SCRIPT LOAD` ahead of a pipeline that EVALSHAs it.
+pub const ENQUEUE_SOURCE: &str = ENQUEUE_SRC;
 /// One partition's waiting / pending / delayed / dead counts, read atomically.
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(STATS_SRC));
 
@@ -43,6 +54,9 @@ pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
         RECURRING_SRC,
         EXTEND_SRC,
         STATS_SRC,
+        RECLAIM_SRC,
+        CONSUMERS_SRC,
+        ENQUEUE_SRC,
     ] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
     }

@@ -107,9 +107,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let mut entry = Entry::new(serde_json::to_string(payload)?, false);
         entry.attempt = 0;
         let keys = self.keys();
+        // No entry id: nothing to fence (no consumer, delivery count 0).
         let mut args = vec![
             GROUP.to_string(),
             String::new(),
+            String::new(),
+            "0".to_string(),
             self.config().dead_letter_max.to_string(),
         ];
         for (k, v) in entry.dead_fields(reason) {

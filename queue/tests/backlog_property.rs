@@ -12,7 +12,6 @@
 mod support;
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -47,13 +46,6 @@ impl Model {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 fn key(name: &str, p: u16) -> String {
     stream_key(NS, name, p)
 }
@@ -79,8 +71,24 @@ async fn fields(conn: &mut deadpool_redis::Connection, stream: &str, id: &str) -
         .collect()
 }
 
-/// Runs a settling script (`retry.lua`, `dead.lua`) on one held entry as the worker does: KEYS
-/// = the stream and its `<stream>:<suffix>` key, ARGV = group, entry id, then `args`.
+/// The fence of a held entry as its holder knows it: (owner consumer, delivery count).
+async fn fence(conn: &mut deadpool_redis::Connection, stream: &str, id: &str) -> (String, u64) {
+    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(queue::GROUP)
+        .arg(id)
+        .arg(id)
+        .arg(1)
+        .query_async(conn)
+        .await
+        .unwrap();
+    let p = &reply.ids[0];
+    (p.consumer.clone(), p.times_delivered as u64)
+}
+
+/// Runs a settling script (`retry.lua`, `dead.lua`) on one held entry as its holder does:
+/// KEYS = the stream and its `<stream>:<suffix>` key, ARGV = group, owner, entry id, delivery
+/// count, then `args`.
 async fn settle(
     conn: &mut deadpool_redis::Connection,
     source: &str,
@@ -89,12 +97,15 @@ async fn settle(
     id: &str,
     args: Vec<String>,
 ) -> u64 {
+    let (owner, deliveries) = fence(conn, stream, id).await;
     Script::new(source)
         .key(stream)
         .key(format!("{stream}:{suffix}"))
         .key(format!("{stream}:{suffix}:trimmed")) // dead.lua's trim counter; retry.lua ignores it
         .arg(queue::GROUP)
+        .arg(owner)
         .arg(id)
+        .arg(deliveries)
         .arg(args)
         .invoke_async(conn)
         .await
@@ -197,10 +208,20 @@ async fn run_sequence(seed: u64) {
                     if ids.is_empty() {
                         continue;
                     }
+                    // The taken entries share one holder: the fences name it.
+                    let mut owner = String::new();
+                    let mut fenced = Vec::new();
+                    for id in &ids {
+                        let (o, n) = fence(&mut conn, &key(&name, p), id).await;
+                        owner = o;
+                        fenced.push(id.to_string());
+                        fenced.push(n.to_string());
+                    }
                     let acked: u64 = Script::new(ACK)
                         .key(key(&name, p))
                         .arg(queue::GROUP)
-                        .arg(&ids)
+                        .arg(&owner)
+                        .arg(&fenced)
                         .invoke_async(&mut conn)
                         .await
                         .unwrap();
@@ -243,7 +264,7 @@ async fn run_sequence(seed: u64) {
                     let stream = key(&name, *p);
                     let member =
                         serde_json::to_string(&fields(&mut conn, &stream, id).await).unwrap();
-                    let args = vec![now_ms().to_string(), member];
+                    let args = vec!["0".to_string(), member];
                     let moved = settle(&mut conn, RETRY, &stream, "delayed", id, args).await;
                     assert_eq!(moved, 1, "seed {seed} step {step}: retry");
                 }
@@ -256,7 +277,6 @@ async fn run_sequence(seed: u64) {
                 let reply: (u64, i64) = Script::new(PROMOTE)
                     .key(format!("{stream}:delayed"))
                     .key(&stream)
-                    .arg(now_ms() + 1)
                     .arg(rng.random_range(1..=10))
                     .invoke_async(&mut conn)
                     .await

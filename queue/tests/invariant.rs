@@ -1,7 +1,9 @@
 //! Guards the invariant the backlog figure rests on (see `src/scripts/stats.lua`): an entry
 //! leaves the `workers` group's pending list only through `ack.lua`, `retry.lua` or `dead.lua`,
 //! which delete it from the stream in the same step, and nothing else removes, trims, skips or
-//! half-acknowledges stream entries. Then `XLEN − pending` is exactly the number of entries
+//! half-acknowledges stream entries. `consumers.lua` may delete a consumer from the group
+//! (`XGROUP DELCONSUMER`, which drops the consumer's pending entries) only when the consumer has
+//! nothing pending, checked in the same script. Then `XLEN − pending` is exactly the number of entries
 //! waiting. A new `XACK`, `XDEL`, trim or group-position command anywhere in the services' code
 //! breaks that silently, so this test reads every source file and names the offender.
 
@@ -20,13 +22,14 @@ const GUARDED: [&str; 8] = [
 ];
 
 /// The only places allowed to use a guarded command, and which.
-const ALLOWED: [(&str, &[&str]); 3] = [
+const ALLOWED: [(&str, &[&str]); 4] = [
     ("queue/src/scripts/ack.lua", &["XACK", "XDEL"]),
     ("queue/src/scripts/retry.lua", &["XACK", "XDEL"]),
     (
         "queue/src/scripts/dead.lua",
         &["XACK", "XDEL", "XTRIM", "MAXLEN"],
     ),
+    ("queue/src/scripts/consumers.lua", &["DELCONSUMER"]),
 ];
 
 /// Scripts that trim a dead-letter stream (never a job stream: a dead-letter stream has no
@@ -126,8 +129,20 @@ fn only_the_three_settling_scripts_remove_entries_from_a_stream() {
             );
         }
     }
+    // consumers.lua deletes only consumers it found with nothing pending.
+    let text = std::fs::read_to_string(root.join("queue/src/scripts/consumers.lua")).unwrap();
+    let deletes = text.matches("'DELCONSUMER'").count();
+    assert!(deletes > 0, "consumers.lua deletes consumers");
+    assert_eq!(
+        text.matches("pending == 0").count(),
+        deletes,
+        "every DELCONSUMER in consumers.lua is guarded by a `pending == 0` check"
+    );
     // The allowed places really do both steps together.
-    for (file, _) in ALLOWED {
+    for (file, _) in ALLOWED
+        .iter()
+        .filter(|(f, _)| !f.ends_with("consumers.lua"))
+    {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         assert!(
             text.contains("'XACK'") && text.contains("'XDEL'"),

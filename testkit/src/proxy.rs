@@ -1,10 +1,13 @@
 //! A TCP forwarder a test can switch off and on, to cut a service off from a real dependency
-//! (Elasticsearch, Redis, the webhook target) without touching the dependency itself.
+//! (Elasticsearch, Redis, the webhook target) without touching the dependency itself — or turn
+//! into a black hole ([`TcpProxy::set_blackhole`]): connections stay open, bytes are taken and
+//! held, nothing is answered, as when a network path silently drops packets.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -13,6 +16,7 @@ use tokio::sync::watch;
 pub struct TcpProxy {
     pub addr: SocketAddr,
     enabled: Arc<watch::Sender<bool>>,
+    blackhole: Arc<watch::Sender<bool>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -22,20 +26,27 @@ impl TcpProxy {
         let addr = listener.local_addr().expect("proxy addr");
         let (tx, _) = watch::channel(true);
         let enabled = Arc::new(tx);
+        let (hole_tx, _) = watch::channel(false);
+        let blackhole = Arc::new(hole_tx);
         let state = enabled.clone();
+        let hole = blackhole.clone();
         let task = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !*state.borrow() {
                     drop(inbound);
                     continue;
                 }
                 let mut off = state.subscribe();
+                let hole = hole.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    let Ok(outbound) = TcpStream::connect(target).await else {
                         return;
                     };
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
                     tokio::select! {
-                        _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = pump(in_r, out_w, hole.clone()) => {}
+                        _ = pump(out_r, in_w, hole) => {}
                         _ = off.wait_for(|on| !*on) => {}
                     }
                 });
@@ -44,6 +55,7 @@ impl TcpProxy {
         TcpProxy {
             addr,
             enabled,
+            blackhole,
             task,
         }
     }
@@ -55,6 +67,30 @@ impl TcpProxy {
 
     pub fn set_enabled(&self, on: bool) {
         self.enabled.send_replace(on);
+    }
+
+    /// While on, every connection stays open but nothing gets through in either direction: what
+    /// is sent is held (not lost) and delivered once the black hole ends. New connections are
+    /// accepted and held the same way.
+    pub fn set_blackhole(&self, on: bool) {
+        self.blackhole.send_replace(on);
+    }
+}
+
+/// Copies `from` to `to`, holding each chunk while the black hole is on (so no byte is lost).
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut hole: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if hole.wait_for(|on| !*on).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -214,6 +214,7 @@ async fn enqueue_and_wait(
 ) -> Result<Response, ApiError> {
     let opts = EnqueueOptions {
         partition_key: job.packet.partition_key(),
+        job_id: Some(job.packet.doc_id()),
         ..EnqueueOptions::default()
     };
     let waited = state
@@ -265,26 +266,25 @@ pub async fn post_batch(
     drop(body);
     writer.check(items.iter().map(|p| p.producer.as_str()))?;
     state.check_backlog().await?;
-    let jobs: Vec<(Option<String>, MessageJob)> = items
+    // Each job's id is its natural key, deduplicated by the queue: a retried batch adds nothing.
+    let jobs: Vec<(Option<String>, Option<String>, MessageJob)> = items
         .into_iter()
         .map(|packet| {
-            let key = packet.partition_key();
-            (
-                key,
-                MessageJob {
-                    packet,
-                    received_at,
-                },
-            )
+            let (key, id) = (packet.partition_key(), Some(packet.doc_id()));
+            let job = MessageJob {
+                packet,
+                received_at,
+            };
+            (key, id, job)
         })
         .collect();
     let queue = state.queue();
     let ids = state
         .bounded("Redis", async {
             queue
-                .enqueue_batch_keyed(&jobs)
+                .enqueue_batch_with_ids(&jobs)
                 .await
-                .map_err(ApiError::from_queue)
+                .map_err(crate::state::from_queue_retry_safe)
         })
         .await?;
     metrics::counter!("conveyor_messages_accepted_total").increment(ids.len() as u64);

@@ -1,12 +1,28 @@
--- extend.lua: heartbeat for in-flight entries: reset their idle time so no other worker
--- reclaims them, but only for entries this consumer still owns (never steal one back).
+-- extend.lua: a worker's heartbeat on one partition: records it as alive (Redis's clock, in the
+-- partition's heartbeat set, which reclaim.lua reads) and resets the idle time of its in-flight
+-- entries so no other worker reclaims them — only entries this consumer still owns (never steal
+-- one back). Also notices a gap in everyone's heartbeats (Redis was paused, restarted or cut off
+-- from every worker): then no heartbeat says anything about liveness, and reclaim.lua waits a
+-- lease from the gap before it believes a stale one again.
 -- KEYS[1] = partition stream
+-- KEYS[2] = partition heartbeat set (member = consumer, score = Redis time of its last beat, ms)
+-- KEYS[3] = partition "heartbeats trusted since" (Redis time, ms, of the last gap)
 -- ARGV[1] = consumer group
 -- ARGV[2] = consumer name
--- ARGV[3..n] = entry ids the consumer is working on
+-- ARGV[3] = lease (ms)
+-- ARGV[4..n] = entry ids the consumer is working on
 -- Returns the number of entries whose lease was extended.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lease = tonumber(ARGV[3])
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+if #newest < 2 or tonumber(newest[2]) < now - lease / 2 then
+  redis.call('SET', KEYS[3], now, 'PX', 3600000)
+end
+redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
 local ids = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
   if #p == 1 then ids[#ids + 1] = ARGV[i] end
 end

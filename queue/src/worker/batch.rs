@@ -2,7 +2,11 @@
 //! in ONE pipelined round trip — ack + delete finished entries (one script call per partition),
 //! move retries to the delayed set with backoff, move waits there with the same attempt number
 //! (a dependency outage does not use up attempts), dead-letter the rest, store and announce
-//! results of reply-wanted jobs. Settling is retried until Redis answers or the hard stop.
+//! results of reply-wanted jobs. Every settling script is fenced: it acts only on an entry this
+//! consumer still owns at the delivery count it read it at, so a worker whose entries were
+//! taken over settles none of them. Settling is retried while Redis is unreachable (until the
+//! hard stop); an error Redis answers with is retried a few times, then the batch is released
+//! (its entries stay pending, to be run again) and `conveyor_settle_failures_total` counts it.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -15,10 +19,11 @@ use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
+use super::send;
 use super::shared::{Delivered, Handler, Shared};
-use crate::backoff::Backoff;
+use crate::backoff::retry_delay;
 use crate::config::QueueConfig;
-use crate::job::{now_ms, Entry, Job, JobId, Outcome, MIN_WAIT};
+use crate::job::{Entry, Job, JobId, Outcome, MIN_WAIT};
 use crate::keys::Keys;
 use crate::keys::GROUP;
 use crate::router::ReplyMsg;
@@ -28,6 +33,7 @@ use crate::scripts;
 struct Settle {
     partition: u16,
     entry_id: String,
+    deliveries: u64,
     entry: Entry,
     outcome: Outcome,
 }
@@ -41,11 +47,11 @@ pub(crate) async fn process<T, H>(
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Handler<T>,
 {
+    // Tracked as in flight by whoever read or reclaimed them; untracked here when settled.
     let ids: Vec<(u16, String)> = entries
         .iter()
         .map(|d| (d.partition, d.entry_id.clone()))
         .collect();
-    shared.track(&ids, true);
     let hard_stop = shared.hard_stop.clone();
     let span = tracing::debug_span!("batch", queue = shared.queue.name(), size = ids.len());
     tokio::select! {
@@ -65,7 +71,7 @@ where
     let mut waiting = Vec::with_capacity(entries.len());
     let limit = poison_limit(shared.queue.config());
     for d in entries {
-        let poison = d.deliveries.filter(|n| *n > limit);
+        let poison = Some(d.deliveries).filter(|n| *n > limit);
         let parsed = Entry::from_map(&d.map);
         let dead_reason = match (&parsed, poison) {
             (_, Some(n)) => Some(format!(
@@ -87,6 +93,7 @@ where
             settled.push(Settle {
                 partition: d.partition,
                 entry_id: d.entry_id,
+                deliveries: d.deliveries,
                 entry,
                 outcome,
             });
@@ -103,7 +110,7 @@ where
                     partition: d.partition,
                     reply_wanted: entry.reply,
                 });
-                waiting.push((d.partition, d.entry_id, entry));
+                waiting.push((d.partition, d.entry_id, d.deliveries, entry));
             }
             Err(e) => {
                 let outcome = Outcome::Dead {
@@ -112,6 +119,7 @@ where
                 settled.push(Settle {
                     partition: d.partition,
                     entry_id: d.entry_id,
+                    deliveries: d.deliveries,
                     entry,
                     outcome,
                 });
@@ -119,6 +127,14 @@ where
         }
     }
     if !jobs.is_empty() {
+        // One event per handler run of a job, for run counting (enable the target
+        // `conveyor::run` at trace level; off, it costs a level check).
+        if tracing::enabled!(target: "conveyor::run", tracing::Level::TRACE) {
+            for (job, (_, _, deliveries, _)) in jobs.iter().zip(&waiting) {
+                tracing::trace!(target: "conveyor::run", queue = shared.queue.name(), job = %job.id,
+                    deliveries, attempt = job.attempt, consumer = %shared.config.consumer, "run");
+            }
+        }
         let started = Instant::now();
         // A panicking handler must not strand its jobs (their leases would be extended forever):
         // every job of the batch is retried instead.
@@ -138,7 +154,7 @@ where
         let took = started.elapsed().as_secs_f64();
         let histogram = metrics::histogram!("conveyor_job_duration_seconds", "queue" => shared.queue.name().to_string());
         let mut outcomes = outcomes.into_iter();
-        for (partition, entry_id, entry) in waiting {
+        for (partition, entry_id, deliveries, entry) in waiting {
             histogram.record(took);
             let outcome = outcomes.next().unwrap_or_else(|| Outcome::Retry {
                 error: "handler returned no outcome for this job".into(),
@@ -147,6 +163,7 @@ where
             settled.push(Settle {
                 partition,
                 entry_id,
+                deliveries,
                 entry,
                 outcome,
             });
@@ -166,6 +183,7 @@ where
     let cfg = shared.queue.config();
     let keys = shared.queue.keys();
     let mut pipe = redis::pipe();
+    let consumer = &shared.config.consumer;
     let mut acks: HashMap<u16, Vec<String>> = HashMap::new();
     let (mut done, mut retried, mut waited, mut dead) = (0u64, 0u64, 0u64, 0u64);
     for s in settled {
@@ -175,7 +193,9 @@ where
                 if s.entry.reply {
                     announce(shared, &mut pipe, s.partition, &s.entry.id, Ok(value));
                 }
-                acks.entry(s.partition).or_default().push(s.entry_id);
+                let ack = acks.entry(s.partition).or_default();
+                ack.push(s.entry_id);
+                ack.push(s.deliveries.to_string());
                 done += 1;
                 continue;
             }
@@ -184,18 +204,20 @@ where
                 next.attempt += 1;
                 next.history.push(error);
                 let delay = after.unwrap_or_else(|| retry_delay(cfg, s.entry.attempt));
-                push_delayed(&mut pipe, keys, s.partition, s.entry_id, delay, &next);
+                let fence = (consumer.as_str(), s.entry_id, s.deliveries);
+                push_delayed(&mut pipe, keys, s.partition, fence, delay, &next);
                 retried += 1;
                 continue;
             }
             Outcome::Wait { reason, after } => {
                 let mut next = s.entry.clone();
                 next.note_wait(&reason);
+                let fence = (consumer.as_str(), s.entry_id, s.deliveries);
                 push_delayed(
                     &mut pipe,
                     keys,
                     s.partition,
-                    s.entry_id,
+                    fence,
                     after.max(MIN_WAIT),
                     &next,
                 );
@@ -206,7 +228,13 @@ where
             Outcome::Dead { reason } => reason,
         };
         let keep = shared.queue.config().dead_letter_max.to_string();
-        let mut args = vec![GROUP.to_string(), s.entry_id, keep];
+        let mut args = vec![
+            GROUP.to_string(),
+            consumer.clone(),
+            s.entry_id,
+            s.deliveries.to_string(),
+            keep,
+        ];
         for (k, v) in s.entry.dead_fields(&final_error) {
             args.push(k.to_string());
             args.push(v);
@@ -231,13 +259,14 @@ where
         dead += 1;
     }
     for (p, ids) in acks {
-        let mut args = Vec::with_capacity(ids.len() + 1);
+        let mut args = Vec::with_capacity(ids.len() + 2);
         args.push(GROUP.to_string());
+        args.push(consumer.clone());
         args.extend(ids);
         scripts::push(&mut pipe, &scripts::ACK, &[&keys.stream(p)], &args);
         pipe.ignore();
     }
-    send(shared, &pipe).await;
+    send::send(shared, &pipe).await;
     let name = shared.queue.name().to_string();
     let counts = [
         ("done", done),
@@ -253,20 +282,24 @@ where
 }
 
 /// Adds `retry.lua` to the pipeline: the entry leaves the stream and `next` (the entry to run
-/// later) goes to the delayed set, due after `delay`.
+/// later) goes to the delayed set, due `delay` after now by Redis's clock — if the entry is
+/// still this consumer's: `fence` is (consumer, entry id, delivery count).
 fn push_delayed(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
     partition: u16,
-    entry_id: String,
+    fence: (&str, String, u64),
     delay: Duration,
     next: &Entry,
 ) {
-    let run_at = now_ms().saturating_add(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+    let (consumer, entry_id, deliveries) = fence;
+    let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX / 4);
     let args = vec![
         GROUP.to_string(),
+        consumer.to_string(),
         entry_id,
-        run_at.to_string(),
+        deliveries.to_string(),
+        delay_ms.to_string(),
         next.delayed_member(),
     ];
     scripts::push(
@@ -311,62 +344,8 @@ fn announce<T, H>(
         .ignore();
 }
 
-/// Sends the settling pipeline, reloading scripts after a Redis restart and backing off on
-/// errors, until it succeeds or the worker's hard stop. Every step in it is idempotent.
-async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
-    let mut backoff = Backoff::default();
-    loop {
-        let result = match shared.queue.conn().await {
-            Ok(mut conn) => match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => return,
-                Err(e) if scripts::is_noscript(&e) => match scripts::load_all(&mut conn).await {
-                    Ok(()) => continue,
-                    Err(e) => e.to_string(),
-                },
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
-        };
-        tracing::warn!(error = %result, "settling a batch failed; retrying");
-        if !backoff.wait(&shared.hard_stop).await {
-            return;
-        }
-    }
-}
-
 /// Deliveries after which a reclaimed entry is poison (it keeps killing or stalling its
 /// workers) and is dead-lettered instead of run again: two more than `max_attempts`.
 fn poison_limit(cfg: &QueueConfig) -> u64 {
     u64::from(cfg.max_attempts) + 2
-}
-
-/// `base × 2^(attempt-1)` plus up to 25 % jitter, capped at `backoff_max`.
-pub(crate) fn retry_delay(cfg: &QueueConfig, attempt: u32) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let base = cfg
-        .backoff_base
-        .saturating_mul(1u32 << exp)
-        .min(cfg.backoff_max);
-    let jitter = base.mul_f64(rand::random::<f64>() * 0.25);
-    (base + jitter).min(cfg.backoff_max)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delays_grow_and_are_capped() {
-        let mut cfg = QueueConfig::new("ns", "q");
-        cfg.backoff_base = Duration::from_millis(100);
-        cfg.backoff_max = Duration::from_secs(1);
-        for _ in 0..100 {
-            let d1 = retry_delay(&cfg, 1);
-            let d2 = retry_delay(&cfg, 2);
-            assert!(d1 >= Duration::from_millis(100) && d1 <= Duration::from_millis(125));
-            assert!(d2 >= Duration::from_millis(200) && d2 <= Duration::from_millis(250));
-            assert_eq!(retry_delay(&cfg, 10), Duration::from_secs(1));
-            assert_eq!(retry_delay(&cfg, 1000), Duration::from_secs(1));
-        }
-    }
 }

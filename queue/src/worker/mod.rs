@@ -7,6 +7,7 @@
 mod background;
 mod batch;
 mod read;
+mod send;
 mod shared;
 
 use std::sync::Arc;
@@ -45,10 +46,27 @@ where
     /// Runs until `shutdown` is cancelled: then stops reading, finishes and acks in-flight
     /// batches, and returns within the shutdown deadline (what is left is reclaimed by others).
     /// Reconnects by itself if Redis goes away (logs, backs off, continues).
+    ///
+    /// Errors: [`QueueError::Partitions`] at start when the queue's partition count stored in
+    /// Redis differs from this worker's configuration.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), QueueError> {
         let shared = self.shared;
         let consumer = shared.config.consumer.clone();
         tracing::info!(queue = shared.queue.name(), consumer, "worker starting");
+        // A worker with another partition count than the queue's would strand partitions.
+        let mut backoff = crate::backoff::Backoff::default();
+        loop {
+            match shared.queue.check_partitions().await {
+                Ok(()) => break,
+                Err(e @ QueueError::Partitions { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot check the partition count; retrying");
+                    if !backoff.wait(&shutdown).await {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(background::heartbeat(shared.clone(), background.clone()));

@@ -89,7 +89,7 @@ where
                     continue;
                 }
                 linger(shared, conn, &mut entries).await;
-                dispatch(shared, entries, permit).await;
+                dispatch(shared, entries, permit);
             }
             Err(e) => {
                 reader = None;
@@ -149,36 +149,25 @@ async fn linger<T, H>(
     }
 }
 
-/// Splits what was read into batches of at most `batch_size` and spawns one task per batch.
-async fn dispatch<T, H>(
-    shared: &Arc<Shared<T, H>>,
-    entries: Vec<Delivered>,
-    first: OwnedSemaphorePermit,
-) where
+/// Spawns the batch task for what was read (at most `batch_size` entries, already tracked as
+/// in flight by [`read_batch`]).
+fn dispatch<T, H>(shared: &Arc<Shared<T, H>>, entries: Vec<Delivered>, permit: OwnedSemaphorePermit)
+where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Handler<T>,
 {
-    let size = shared.config.batch_size;
-    let mut permit = Some(first);
-    let mut rest = entries.into_iter().peekable();
-    while rest.peek().is_some() {
-        let chunk: Vec<Delivered> = rest.by_ref().take(size).collect();
-        let p = match permit.take() {
-            Some(p) => p,
-            // Already read: these run even during shutdown, so wait for a slot unconditionally.
-            None => match shared.permits.clone().acquire_owned().await {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let task_shared = shared.clone();
-        shared
-            .tracker
-            .spawn(async move { batch::process(task_shared, chunk, p).await });
-    }
+    let task_shared = shared.clone();
+    shared
+        .tracker
+        .spawn(async move { batch::process(task_shared, entries, permit).await });
 }
 
-/// `XREADGROUP GROUP workers <me> COUNT n BLOCK ms STREAMS <every partition> > …`.
+/// `XREADGROUP GROUP workers <me> COUNT c BLOCK ms STREAMS <k partitions> > …`, sized so one
+/// read never returns more than `count` entries: `COUNT` applies per stream, so a read names
+/// `k = min(partitions, count)` partitions (rotating, so every partition gets its turn) with
+/// `COUNT count / k`. What it returns is tracked as in flight at once — its leases are
+/// extended by the heartbeat from the moment of the read, so neither another worker nor this
+/// one's reclaimer takes it while it waits to run.
 pub(crate) async fn read_batch<T, H>(
     shared: &Shared<T, H>,
     conn: &mut MultiplexedConnection,
@@ -186,13 +175,18 @@ pub(crate) async fn read_batch<T, H>(
     block: Duration,
 ) -> Result<Vec<Delivered>, redis::RedisError> {
     let keys = shared.queue.keys();
-    let streams: Vec<String> = (0..keys.partitions()).map(|p| keys.stream(p)).collect();
+    let partitions = usize::from(keys.partitions());
+    let k = partitions.min(count.max(1));
+    let first = shared.next_read_partition(partitions);
+    let streams: Vec<String> = (0..k)
+        .map(|i| keys.stream(((first + i) % partitions) as u16))
+        .collect();
     let reply: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg(GROUP)
         .arg(&shared.config.consumer)
         .arg("COUNT")
-        .arg(count)
+        .arg((count / k).max(1))
         .arg("BLOCK")
         .arg(block.as_millis().max(1) as u64)
         .arg("STREAMS")
@@ -200,7 +194,14 @@ pub(crate) async fn read_batch<T, H>(
         .arg(vec![">"; streams.len()])
         .query_async(conn)
         .await?;
-    Ok(decode_read_reply(reply, &streams))
+    let all: Vec<String> = (0..keys.partitions()).map(|p| keys.stream(p)).collect();
+    let entries = decode_read_reply(reply, &all);
+    let ids: Vec<(u16, String)> = entries
+        .iter()
+        .map(|d| (d.partition, d.entry_id.clone()))
+        .collect();
+    shared.track(&ids, true);
+    Ok(entries)
 }
 
 /// Turns an XREADGROUP reply into [`Delivered`] entries by taking the reply apart in place
@@ -263,7 +264,7 @@ fn decode_read_reply(reply: redis::Value, streams: &[String]) -> Vec<Delivered> 
                 partition: p as u16,
                 entry_id,
                 map,
-                deliveries: None,
+                deliveries: 1,
             });
         }
     }

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
@@ -25,9 +26,11 @@ pub(crate) struct Delivered {
     pub partition: u16,
     pub entry_id: String,
     pub map: HashMap<String, redis::Value>,
-    /// How often the group delivered the entry, when known: the reclaimer reads it (XPENDING)
-    /// so the batch can dead-letter a poison entry; a first delivery (`XREADGROUP >`) is `None`.
-    pub deliveries: Option<u64>,
+    /// How often the group delivered the entry: 1 for a first delivery (`XREADGROUP >`), what
+    /// `reclaim.lua` reports for a reclaimed one. It is the entry's lease token: settling
+    /// scripts act only if the entry is still this consumer's at this count. The batch
+    /// dead-letters an entry delivered too often (poison).
+    pub deliveries: u64,
 }
 
 /// State shared by the read loop, the batch tasks and the background tasks.
@@ -42,6 +45,8 @@ pub(crate) struct Shared<T, H> {
     pub tracker: TaskTracker,
     /// Cancelled when the shutdown deadline passes: batch tasks stop where they are.
     pub hard_stop: CancellationToken,
+    /// Where the next read starts among the partitions (reads rotate over them).
+    read_rotation: AtomicUsize,
 }
 
 impl<T, H> Shared<T, H> {
@@ -56,7 +61,13 @@ impl<T, H> Shared<T, H> {
             permits,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
+            read_rotation: AtomicUsize::new(0),
         }
+    }
+
+    /// The partition the next read starts with, rotating over `partitions`.
+    pub fn next_read_partition(&self, partitions: usize) -> usize {
+        self.read_rotation.fetch_add(1, Ordering::Relaxed) % partitions.max(1)
     }
 
     /// Adds (or removes) entries to the in-flight set.

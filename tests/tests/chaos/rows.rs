@@ -1,0 +1,234 @@
+//! The faults, one function per row of the table; each starts its own stack (or, for the last
+//! row, its own workers at the queue level) and returns the counted [`Row`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use queue::{CancellationToken, Handler, Job, Outcome, Queue, QueueConfig, Worker, WorkerConfig};
+
+use super::{Chaos, Options, Row, LEASE_MS, ROWS};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+pub async fn sigkill_one_worker() -> Row {
+    let chaos = Chaos::start("chaos_kill", Options::default()).await;
+    let producer = chaos.produce(100, 3);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    chaos.signal_worker(1, "-9").await;
+    let killed = Instant::now();
+    let row = chaos.finish(ROWS[0], producer, killed).await;
+    // What is left of the producer's run (0.5 s) plus the lease plus 2 s.
+    let bound = Duration::from_millis(LEASE_MS) + 2 * SECOND + SECOND / 2;
+    assert!(
+        row.recovery_s <= bound.as_secs_f64(),
+        "recovered after a SIGKILL within {bound:?}: {row:?}"
+    );
+    row
+}
+
+pub async fn redis_paused() -> Row {
+    let opts = Options {
+        private_redis: true,
+        ..Options::default()
+    };
+    let chaos = Chaos::start("chaos_pause", opts).await;
+    let producer = chaos.produce(100, 7);
+    tokio::time::sleep(2 * SECOND).await;
+    let pause = 2 * LEASE_MS;
+    let mut conn = testkit::redis_pool(&chaos.redis_url)
+        .get()
+        .await
+        .expect("admin conn");
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(pause)
+        .arg("ALL")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    tokio::time::sleep(Duration::from_millis(pause)).await;
+    let end = Instant::now();
+    chaos.finish(ROWS[1], producer, end).await
+}
+
+pub async fn redis_restarted() -> Row {
+    // Handlers hand a batch back to wait (delayed set) after 300 ms without Elasticsearch.
+    let opts = Options {
+        private_redis: true,
+        es_proxy: true,
+        worker_env: vec![("WORKER_ES_WAIT_MS", "300")],
+        ..Options::default()
+    };
+    let mut chaos = Chaos::start("chaos_restart", opts).await;
+    let producer = chaos.produce(100, 6);
+    tokio::time::sleep(3 * SECOND / 2).await;
+    // Elasticsearch away: batches wait inside handlers (pending) and then wait in the delayed
+    // set for their retry; then Redis is killed and restarted from its AOF with all of that.
+    if let Some(p) = &chaos.es_proxy {
+        p.set_enabled(false);
+    }
+    tokio::time::sleep(SECOND).await;
+    let stats = chaos.messages().stats().await.expect("stats");
+    println!("before the Redis restart: {stats:?}");
+    assert!(
+        stats.pending + stats.delayed > 0,
+        "jobs held or waiting when Redis restarts: {stats:?}"
+    );
+    if let Some(r) = chaos.redis.as_mut() {
+        r.restart().await;
+    }
+    tokio::time::sleep(SECOND).await;
+    if let Some(p) = &chaos.es_proxy {
+        p.set_enabled(true);
+    }
+    let end = Instant::now();
+    chaos.finish(ROWS[2], producer, end).await
+}
+
+pub async fn black_hole() -> Row {
+    let opts = Options {
+        redis_proxied_worker: true,
+        ..Options::default()
+    };
+    let chaos = Chaos::start("chaos_hole", opts).await;
+    let producer = chaos.produce(100, 7);
+    tokio::time::sleep(3 * SECOND / 2).await;
+    let hole = chaos.redis_proxy.as_ref().expect("redis proxy");
+    hole.set_blackhole(true);
+    tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
+    hole.set_blackhole(false);
+    let end = Instant::now();
+    chaos.finish(ROWS[3], producer, end).await
+}
+
+pub async fn elasticsearch_down() -> Row {
+    let opts = Options {
+        workers: 2,
+        es_proxy: true,
+        ..Options::default()
+    };
+    let chaos = Chaos::start("chaos_esdown", opts).await;
+    let producer = chaos.produce(50, 24);
+    tokio::time::sleep(2 * SECOND).await;
+    let proxy = chaos.es_proxy.as_ref().expect("es proxy");
+    proxy.set_enabled(false);
+    tokio::time::sleep(20 * SECOND).await;
+    proxy.set_enabled(true);
+    let end = Instant::now();
+    chaos.finish(ROWS[4], producer, end).await
+}
+
+pub async fn webhook_down() -> Row {
+    let opts = Options {
+        workers: 2,
+        webhook_proxy: true,
+        ..Options::default()
+    };
+    let chaos = Chaos::start("chaos_hookdown", opts).await;
+    let producer = chaos.produce(50, 19);
+    tokio::time::sleep(2 * SECOND).await;
+    let proxy = chaos.webhook_proxy.as_ref().expect("webhook proxy");
+    proxy.set_enabled(false);
+    tokio::time::sleep(15 * SECOND).await;
+    proxy.set_enabled(true);
+    let end = Instant::now();
+    chaos.finish(ROWS[5], producer, end).await
+}
+
+pub async fn rolling_replacement() -> Row {
+    let mut chaos = Chaos::start("chaos_rolling", Options::default()).await;
+    let producer = chaos.produce(100, 8);
+    tokio::time::sleep(3 * SECOND / 2).await;
+    for old in 0..3 {
+        chaos.stack.start_worker().await.expect("new worker");
+        chaos.signal_worker(old, "-15").await;
+        tokio::time::sleep(SECOND).await;
+    }
+    let end = Instant::now();
+    chaos.finish(ROWS[6], producer, end).await
+}
+
+/// Runs per job id, and how long each handler call sleeps.
+#[derive(Clone)]
+struct Slow(Arc<Mutex<HashMap<String, u64>>>, Duration);
+
+impl Handler<u32> for Slow {
+    async fn handle(&self, jobs: Vec<Job<u32>>) -> Vec<Outcome> {
+        {
+            let mut runs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            for j in &jobs {
+                *runs.entry(j.id.0.clone()).or_insert(0) += 1;
+            }
+        }
+        tokio::time::sleep(self.1).await;
+        jobs.iter()
+            .map(|_| Outcome::Done(serde_json::Value::Null))
+            .collect()
+    }
+}
+
+/// The demo handler cannot honestly be slowed, so this row runs at the queue level: two
+/// workers, 4 partitions, concurrency 1, a handler 1.5× slower than the lease.
+pub async fn partitions_slow_handlers() -> Row {
+    let env = testkit::TestEnv::new("chaos_parts").await;
+    let mut cfg = QueueConfig::new(&env.namespace, "slow");
+    cfg.partitions = 4;
+    let q: Queue<u32> = Queue::new(env.redis.clone(), cfg);
+    let sent = 60u32;
+    q.enqueue_batch(&(0..sent).collect::<Vec<_>>())
+        .await
+        .expect("enqueue");
+    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let lease = Duration::from_millis(600);
+    let handler = Slow(runs.clone(), lease * 3 / 2);
+    let stop = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for name in ["slow-a", "slow-b"] {
+        let config = WorkerConfig {
+            consumer: name.to_string(),
+            batch_size: 5,
+            concurrency: 1,
+            lease,
+            block: Duration::from_millis(200),
+            ..WorkerConfig::default()
+        };
+        let worker = Worker::new(q.clone(), handler.clone(), config);
+        tasks.push(tokio::spawn(worker.run(stop.clone())));
+    }
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(60);
+    loop {
+        let s = q.stats().await.expect("stats");
+        if s.backlog + s.pending + s.delayed == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained within 60 s: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = start.elapsed();
+    stop.cancel();
+    for t in tasks {
+        t.await.expect("worker task").expect("worker");
+    }
+    let runs = runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let stats = q.stats().await.expect("stats");
+    let row = Row {
+        fault: ROWS[7].to_string(),
+        sent: u64::from(sent),
+        stored: runs.len() as u64,
+        max_runs: runs.values().copied().max().unwrap_or(0),
+        dup_store: 0,
+        dup_deliveries: 0,
+        lost: u64::from(sent) - runs.len() as u64,
+        recovery_s: took.as_secs_f64(),
+        redundant_posts: 0,
+    };
+    super::record(&row);
+    assert_eq!(
+        (row.lost, row.max_runs, stats.dead),
+        (0, 1, 0),
+        "{row:?} {stats:?}"
+    );
+    row
+}
