@@ -332,8 +332,12 @@ async fn a_waiter_cancelled_during_subscribe_does_not_break_later_waits() {
     let redis = RedisServer::start().await;
     let pool = redis.pool();
     let ns = testkit::unique_name("fencewait");
-    let q1 = queue::<u32>(pool.clone(), &ns, "one", |_| {}).with_redis_url(redis.url());
-    let q2 = queue::<u32>(pool.clone(), &ns, "two", |_| {}).with_redis_url(redis.url());
+    let q1 = queue::<u32>(pool.clone(), &ns, "one", |_| {}).with_redis_connection(
+        redis::IntoConnectionInfo::into_connection_info(redis.url()).unwrap(),
+    );
+    let q2 = queue::<u32>(pool.clone(), &ns, "two", |_| {}).with_redis_connection(
+        redis::IntoConnectionInfo::into_connection_info(redis.url()).unwrap(),
+    );
     let (t1, w1) = spawn_worker(&q1, Recorder::<u32>::ok(Duration::ZERO), fast_worker("w1"));
     let (t2, w2) = spawn_worker(&q2, Recorder::<u32>::ok(Duration::ZERO), fast_worker("w2"));
     // The process's result subscriber is connected (through queue one).

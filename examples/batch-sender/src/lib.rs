@@ -70,5 +70,5 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
 /// The orders queue of this deployment's namespace.
 pub fn orders_queue(redis: &RedisArgs) -> anyhow::Result<Queue<Order>> {
     let config = QueueConfig::new(&redis.queue_namespace, ORDERS);
-    Ok(Queue::new(redis.pool()?, config).with_redis_url(&redis.redis_url))
+    Ok(Queue::new(redis.pool()?, config).with_redis_connection(redis.connection_info()?))
 }

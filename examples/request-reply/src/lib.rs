@@ -67,5 +67,5 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
 /// The requests queue of this deployment's namespace.
 pub fn requests_queue(redis: &RedisArgs) -> anyhow::Result<Queue<Request>> {
     let config = QueueConfig::new(&redis.queue_namespace, REQUESTS);
-    Ok(Queue::new(redis.pool()?, config).with_redis_url(&redis.redis_url))
+    Ok(Queue::new(redis.pool()?, config).with_redis_connection(redis.connection_info()?))
 }

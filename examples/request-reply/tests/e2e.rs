@@ -36,7 +36,9 @@ fn queue(env: &TestEnv) -> Queue<Request> {
         env.redis.clone(),
         QueueConfig::new(&env.namespace, REQUESTS),
     )
-    .with_redis_url(&env.redis_url)
+    .with_redis_connection(
+        redis::IntoConnectionInfo::into_connection_info(env.redis_url.as_str()).unwrap(),
+    )
 }
 
 async fn wait_for_replicas(queue: &Queue<Request>, n: u64) {

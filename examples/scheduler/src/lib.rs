@@ -62,6 +62,7 @@ pub enum Role {
 pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
     let pool = cli.redis.pool()?;
     let redis = &cli.redis;
+    let info = redis.connection_info()?;
     let log = events::EventLog::new(pool.clone(), &redis.queue_namespace);
     match cli.role {
         Role::Run(args) => {
@@ -72,26 +73,31 @@ pub async fn run(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<()> {
                 args.period
             );
             let (ticks, data, api) = (
-                queue(&pool, redis, TICKS),
-                queue(&pool, redis, DATA),
-                queue(&pool, redis, API),
+                queue(&pool, redis, &info, TICKS),
+                queue(&pool, redis, &info, DATA),
+                queue(&pool, redis, &info, API),
             );
             decide::run(args, ticks, data, api, log, shutdown).await
         }
         Role::DataService(args) => {
-            services::run_data(queue(&pool, redis, DATA), args, log, shutdown).await
+            services::run_data(queue(&pool, redis, &info, DATA), args, log, shutdown).await
         }
         Role::ApiService(args) => {
-            services::run_api(queue(&pool, redis, API), args, log, shutdown).await
+            services::run_api(queue(&pool, redis, &info, API), args, log, shutdown).await
         }
     }
 }
 
 /// The queue `name` in this deployment's namespace.
-fn queue<T>(pool: &queue::Pool, redis: &RedisArgs, name: &str) -> Queue<T>
+fn queue<T>(
+    pool: &queue::Pool,
+    redis: &RedisArgs,
+    info: &redis::ConnectionInfo,
+    name: &str,
+) -> Queue<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
 {
     Queue::new(pool.clone(), QueueConfig::new(&redis.queue_namespace, name))
-        .with_redis_url(&redis.redis_url)
+        .with_redis_connection(info.clone())
 }
