@@ -124,8 +124,8 @@ async fn writes_need_a_key_that_grants_every_packets_producer() {
         vec![("alpha".into(), 1), ("beta".into(), 2), ("gamma".into(), 3)]
     );
 
-    // Reads stay public on loopback (PUBLIC_READS unset).
-    let resp = app.http.get(app.at("/stats")).send().await.unwrap();
+    // Reads stay public on loopback (PUBLIC_READS unset); /openapi.json needs no dependency.
+    let resp = app.http.get(app.at("/openapi.json")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     app.stop().await;
 }

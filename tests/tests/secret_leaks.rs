@@ -146,7 +146,12 @@ fn base_env(service: Service, place: &Place) -> BTreeMap<String, String> {
     cfg.dashboard_port = free_port();
     cfg.output_dir = place.out_dir.to_path_buf();
     cfg.tunables.set("RUST_LOG", "debug");
+    // Native mode's REDIS_PASSWORD_FILE would clash with the password given as a value here.
+    cfg.transport = Default::default();
     cfg.transport.set("REDIS_PASSWORD", REDIS_PW);
+    // The keys go in as values below (API_KEYS / API_KEY), not as native mode's files.
+    cfg.api_keys_file = None;
+    cfg.api_key_file = None;
     let mut env: BTreeMap<String, String> = cfg.env(service, free_port()).into_iter().collect();
     env.insert("API_KEY".into(), API_KEY.into());
     env.insert("API_KEYS".into(), format!("{API_KEY} producer:*,read"));

@@ -72,7 +72,8 @@ fn plan(resources: usize, seed: u64) -> Plan {
             number += 1;
             lengths.push(words);
         }
-        expected.insert(id, lengths);
+        // Keyed as the webhook names it: producer "wh" @ resource id.
+        expected.insert(format!("wh@{id}"), lengths);
     }
     // 10% of the packets twice, then everything shuffled across resources.
     let dups: Vec<Value> = packets

@@ -191,7 +191,10 @@ async fn an_incomplete_resource_is_dead_lettered_with_its_missing_seqs() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].payload["resource_id"], "gappy");
+    assert_eq!(
+        dead[0].payload["resource_id"], "to@gappy",
+        "the resource key: producer @ id"
+    );
     assert!(
         dead[0].error.contains("missing seqs [2]"),
         "{}",
@@ -215,8 +218,8 @@ async fn an_incomplete_resource_is_dead_lettered_with_its_missing_seqs() {
     assert_eq!(resp.status().as_u16(), 202);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(count(&env).await, 1);
-    assert!(stack.output_dir().join("whole.json").exists());
-    assert!(!stack.output_dir().join("gappy.json").exists());
+    assert!(stack.output_dir().join("to@whole.json").exists());
+    assert!(!stack.output_dir().join("to@gappy.json").exists());
     assert_eq!(
         webhooks.dead_letters(10).await.unwrap().len(),
         1,
@@ -314,7 +317,7 @@ async fn dot_resource_ids_are_delivered_to_plain_files_in_output_dir() {
         .start()
         .await
         .unwrap();
-    let packet = |n: u64, id: &str, seq: u64, total: u64, text: &str| json!({"number": n, "sent_at": chrono::Utc::now().to_rfc3339(), "producer": "dots", "resource_id": id, "seq": seq, "total": total, "text": text});
+    let packet = |n: u64, id: &str, seq: u64, total: u64, text: &str| json!({"number": n, "sent_at": chrono::Utc::now().to_rfc3339(), "producer": "default", "resource_id": id, "seq": seq, "total": total, "text": text});
     let batch = vec![
         packet(0, ".", 1, 2, "abc de"),
         packet(1, "..", 0, 1, "four"),

@@ -69,6 +69,8 @@ const DAY_SECS: u64 = 86_400;
 impl Config {
     /// Refuses settings that contradict each other (checked at start-up, before anything runs).
     pub fn validate(&self) -> anyhow::Result<()> {
+        // The webhook secrets first: a worker without a usable one stops at once, saying how.
+        self.delivery.secrets()?;
         // MAX_MESSAGE_AGE in whole days, rounded up: 7d → 7, 7d1h → 8.
         let age_days = self.max_message_age.as_secs().div_ceil(DAY_SECS);
         if u64::from(self.message_retention_days) <= age_days {
