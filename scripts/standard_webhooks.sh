@@ -31,13 +31,21 @@ run_standard_webhooks() {
   id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
   secret="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
   SWH_NAMESPACE="swh-$id" SWH_STACK_DIR="$TEST_STATE/swh-stack"
+  # Ports of our own choosing (not --free-ports): the receiver listens on the webhook port the
+  # worker delivers to, and `urls` names only services that run.
+  local ports consumer_port webhook_port worker_base
+  ports=$(python3 -c 'import socket
+s=[socket.socket() for _ in range(3)]
+[x.bind(("127.0.0.1", 0)) for x in s]
+print(" ".join(str(x.getsockname()[1]) for x in s))')
+  read -r consumer_port webhook_port worker_base <<<"$ports"
   WEBHOOK_SECRET="$secret" conveyor_stack up --dir "$SWH_STACK_DIR" --bin-dir "$BIN_DIR" \
-    --free-ports --workers 1 --without webhook,dashboard,producer \
+    --consumer-port "$consumer_port" --webhook-port "$webhook_port" --worker-base-port "$worker_base" \
+    --workers 1 --without webhook,dashboard,producer \
     --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
     --namespace "$SWH_NAMESPACE" --index-prefix "$SWH_NAMESPACE-" --log-format json || return 1
-  local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
-  eval "$(conveyor_stack urls --dir "$SWH_STACK_DIR")"
-  WEBHOOK_SECRET="$secret" CONSUMER_URL="$CONSUMER_URL" WEBHOOK_BASE_URL="$WEBHOOK_BASE_URL" \
+  WEBHOOK_SECRET="$secret" CONSUMER_URL="http://127.0.0.1:$consumer_port" \
+    WEBHOOK_BASE_URL="http://127.0.0.1:$webhook_port" \
     "$venv/bin/python" "$ROOT/scripts/standardwebhooks/check.py" || rc=$?
   stop_swh_stack
   return $rc
