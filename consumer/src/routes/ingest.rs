@@ -212,9 +212,13 @@ async fn enqueue_and_wait(
     job: MessageJob,
     timeout: Duration,
 ) -> Result<Response, ApiError> {
+    // A fresh job id, not the natural key: a waiter needs a job of its own whose result it sees.
+    // Under the natural key a repeat of a packet sent before would be deduplicated and its result
+    // (published long ago) never arrive, so the wait would run out its timeout. A repeated wait
+    // therefore runs the job again, which changes nothing stored: the document's `_id` is the
+    // natural key and collation ignores a part it already has.
     let opts = EnqueueOptions {
         partition_key: job.packet.partition_key(),
-        job_id: Some(job.packet.doc_id()),
         ..EnqueueOptions::default()
     };
     let waited = state
