@@ -76,7 +76,8 @@ cmd_example() { # NAME
       for i in 1 2 3; do example_bg "server-$i" "$bin" server --name "replica-$i" --work-ms 1; done
       sleep 1
       log "3 server replicas running; a client sends 10,000 requests (1 in 21 divides by zero)"
-      "$bin" client --requests 10000 --concurrency 32 | python3 -m json.tool ;;
+      # RUST_LOG=warn: its log lines (stdout, like every binary) stay out of the JSON summary
+      RUST_LOG=warn "$bin" client --requests 10000 --concurrency 32 | python3 -m json.tool ;;
     batch-sender)
       local p1=${EXAMPLE_PORT:-8100}; local p2=$((p1 + 1))
       example_bg executor-1 "$bin" executor --batch-size 7 --linger-ms 20 --name executor-1
