@@ -44,6 +44,17 @@ fn mac(secret: &[u8], unix_secs: i64, body: &[u8]) -> HmacSha256 {
     mac_of(secret, &[unix_secs.to_string().as_bytes(), b".", body])
 }
 
+/// Whether `timestamp` lies within `tolerance_secs` of `now_unix`, either direction (both
+/// schemes). `abs_diff`: no overflow whatever the two instants (a subtraction saturating at
+/// `i64::MIN` has no absolute value).
+fn check_fresh(timestamp: i64, now_unix: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
+    if now_unix.abs_diff(timestamp) > tolerance_secs.max(0).unsigned_abs() {
+        Err(SignatureError::Stale)
+    } else {
+        Ok(())
+    }
+}
+
 /// HMAC-SHA256 under `secret` over the concatenation of `parts`.
 fn mac_of(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     let mut m = <HmacSha256 as KeyInit>::new(&block_key(secret));
@@ -138,16 +149,9 @@ impl Signature {
 
     /// Whether the timestamp lies within `tolerance_secs` of `now_unix`, either direction.
     pub fn check_fresh(&self, now_unix: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
-        // `abs_diff`: no overflow whatever the two instants (a subtraction saturating at
-        // `i64::MIN` has no absolute value).
-        if now_unix.abs_diff(self.timestamp) > tolerance_secs.max(0).unsigned_abs() {
-            Err(SignatureError::Stale)
-        } else {
-            Ok(())
-        }
+        check_fresh(self.timestamp, now_unix, tolerance_secs)
     }
 
-    /// Whether one of the offered MACs is that of `body` under `secret` (constant time).
     /// Checks the MACs against each of `secrets` (a rotation holds two): any match verifies.
     pub fn matches_any(&self, secrets: &Secrets, body: &[u8]) -> Result<(), SignatureError> {
         if secrets.iter().any(|s| self.matches(s.key(), body).is_ok()) {
@@ -157,6 +161,7 @@ impl Signature {
         }
     }
 
+    /// Whether one of the offered MACs is that of `body` under `secret` (constant time).
     pub fn matches(&self, secret: &[u8], body: &[u8]) -> Result<(), SignatureError> {
         let expected = mac(secret, self.timestamp, body);
         let matched = self

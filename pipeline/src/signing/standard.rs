@@ -88,11 +88,7 @@ impl StandardSignature {
     }
 
     pub fn check_fresh(&self, now_unix: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
-        if now_unix.abs_diff(self.timestamp) > tolerance_secs.max(0).unsigned_abs() {
-            Err(SignatureError::Stale)
-        } else {
-            Ok(())
-        }
+        super::check_fresh(self.timestamp, now_unix, tolerance_secs)
     }
 
     /// Any `v1` entry matching the MAC under any of `secrets` verifies (constant-time compare).
