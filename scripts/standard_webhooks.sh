@@ -19,15 +19,7 @@ stop_swh_stack() { # stops the stack and drops its Redis keys and indices
 
 run_standard_webhooks() {
   local venv="$CONVEYOR_HOME/venv-standardwebhooks-$STANDARDWEBHOOKS_VERSION" rc=0 id secret
-  if [ ! -f "$venv/.complete" ]; then
-    apt_install python3-venv
-    log "creating $venv (pip install standardwebhooks==$STANDARDWEBHOOKS_VERSION)"
-    rm -rf "$venv"; mkdir -p "$CONVEYOR_HOME"
-    python3 -m venv "$venv" || die "python3 -m venv failed"
-    "$venv/bin/pip" install -q --disable-pip-version-check "standardwebhooks==$STANDARDWEBHOOKS_VERSION" \
-      || die "pip install standardwebhooks failed"
-    touch "$venv/.complete"
-  fi
+  ensure_pip_venv "$venv" "standardwebhooks==$STANDARDWEBHOOKS_VERSION" # scripts/test.sh
   id=$(od -An -tx1 -N4 /dev/urandom | tr -d ' \n')
   secret="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
   SWH_NAMESPACE="swh-$id" SWH_STACK_DIR="$TEST_STATE/swh-stack"

@@ -47,16 +47,21 @@ run_notebook() { # execute notebooks/producer_consumer.ipynb against a fresh pri
 # of examples per operation and a time bound; hooks.py + schemathesis.toml in scripts/schemathesis
 # say why (the rules JSON Schema cannot state, the documented 504 of ?wait=true).
 SCHEMATHESIS_VERSION="4.32.5"
+# ensure_pip_venv DIR REQUIREMENT: a venv in DIR with one pinned PyPI requirement, created once
+# (marked complete only after pip succeeded) and reused afterwards.
+ensure_pip_venv() {
+  if [ -f "$1/.complete" ]; then log "reusing the venv $1"; return; fi
+  apt_install python3-venv
+  log "creating the venv $1 (pip install $2)"
+  rm -rf "$1"; mkdir -p "$CONVEYOR_HOME"
+  python3 -m venv "$1" || die "python3 -m venv failed"
+  "$1/bin/pip" install -q --disable-pip-version-check "$2" || die "pip install $2 failed"
+  touch "$1/.complete"
+}
+
 ensure_schemathesis_venv() { # sets ST_VENV: a venv with schemathesis, cached by its version
   ST_VENV="$CONVEYOR_HOME/venv-schemathesis-$SCHEMATHESIS_VERSION"
-  if [ -f "$ST_VENV/.complete" ]; then log "reusing the schemathesis venv $ST_VENV"; return; fi
-  apt_install python3-venv
-  log "creating the schemathesis venv $ST_VENV (pip install schemathesis==$SCHEMATHESIS_VERSION)"
-  rm -rf "$ST_VENV"; mkdir -p "$CONVEYOR_HOME"
-  python3 -m venv "$ST_VENV" || die "python3 -m venv failed"
-  "$ST_VENV/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
-    || die "pip install schemathesis failed"
-  touch "$ST_VENV/.complete"
+  ensure_pip_venv "$ST_VENV" "schemathesis==$SCHEMATHESIS_VERSION"
 }
 
 stop_schemathesis_stack() { # stops the fuzzed stack and drops its Redis keys and indices
