@@ -14,8 +14,8 @@
 //!   are exempt, so probes and scrapes see a busy process as alive.
 //!
 //! A request hyper cannot parse (a garbled request line or header: 400; a URI over its limit:
-//! 414; a head over its limit: 431) is answered by hyper itself; that answer leaves as
-//! problem+json too (see `unparsed`).
+//! 414; a head over its read buffer: 431) is answered by hyper itself; that answer leaves as
+//! problem+json too, and a head hyper parsed but over 64 KiB is a 431 as well (see `unparsed`).
 //!
 //! On shutdown it stops accepting, asks every connection to finish its in-flight requests and
 //! waits for them (open streams end with the service's own shutdown token).
@@ -231,6 +231,15 @@ fn closed_with(error: &(dyn std::error::Error + 'static)) {
 /// One request: shed past the concurrency limit, else the router with the body under its
 /// deadline.
 async fn handle(shared: &Shared, request: Request<Incoming>) -> Response {
+    if let Some(problem) = super::unparsed::oversized_head(&request) {
+        // Its body is never read: the connection ends with this answer.
+        let mut response = problem.into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
     let permit = if EXEMPT.contains(&request.uri().path()) {
         None
     } else {

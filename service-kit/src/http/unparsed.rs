@@ -6,6 +6,11 @@
 //!
 //! hyper's automatic answer is recognised by its shape: status 400, 414 or 431, `content-length:
 //! 0` and no `content-type`. The service never sends that (its every 4xx carries a problem body).
+//!
+//! hyper's head limit is the size of its read buffer (about 400 KiB), which a head arriving in
+//! one read can overshoot; so every head hyper does hand over is also measured against
+//! [`MAX_HEAD_BYTES`] ([`oversized_head`]), and the answer to a large head never depends on how
+//! its bytes were split on the wire.
 
 use std::io;
 use std::pin::Pin;
@@ -15,6 +20,37 @@ use axum::http::StatusCode;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::problem::{Problem, PROBLEM_CONTENT_TYPE};
+
+/// The most a request head may hold: request line and header fields, as sent.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The 431 problem of a head of more than [`MAX_HEAD_BYTES`] (hyper refuses more than 100
+/// header fields by itself).
+pub(super) fn oversized_head<B>(request: &axum::http::Request<B>) -> Option<Problem> {
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len())
+        + request.uri().authority().map_or(0, |a| a.as_str().len());
+    // "METHOD target HTTP/1.1\r\n", then "name: value\r\n" per field.
+    let line = request.method().as_str().len() + target + 11;
+    let fields: usize = request
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (line + fields > MAX_HEAD_BYTES).then(headers_too_large)
+}
+
+fn headers_too_large() -> Problem {
+    Problem::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers-too-large",
+        "Request header fields too large",
+        "the request head is larger than the server accepts (64 KiB, or more than 100 header \
+         fields)",
+    )
+}
 
 /// A stream whose hyper parse-error answers are rewritten as problem+json.
 pub(super) struct ProblemOnParseError<T> {
@@ -48,13 +84,7 @@ fn problem(status: u16) -> Option<Problem> {
             "URI too long",
             "the request target is longer than the server accepts",
         ),
-        431 => (
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
-            "Request header fields too large",
-            "the request head is larger than the server accepts (about 400 KiB, or more than \
-             100 header fields)",
-        ),
+        431 => return Some(headers_too_large()),
         _ => return None,
     };
     Some(Problem::new(status, kind, title, detail))
@@ -200,6 +230,26 @@ mod tests {
             let head = HEAD.replace("431 Request Header Fields Too Large", status);
             assert!(rewrite(head.as_bytes()).is_some(), "{status}");
         }
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_refused_whatever_hyper_let_through() {
+        let with = |bytes: usize| {
+            axum::http::Request::get("/stats?x=1")
+                .header("x-big", "a".repeat(bytes))
+                .body(())
+                .unwrap()
+        };
+        assert!(oversized_head(&with(60 * 1024)).is_none());
+        let problem = oversized_head(&with(MAX_HEAD_BYTES)).expect("over the limit");
+        assert_eq!(
+            problem.status_code(),
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
+        assert_eq!(
+            problem.to_json()["type"],
+            "urn:conveyor:problem:headers-too-large"
+        );
     }
 
     #[test]
