@@ -152,6 +152,20 @@ start_native_redis() {
   if redis_answers "$port"; then log "Redis already answers on 127.0.0.1:$port"; return; fi
   mkdir -p "$dir"; chmod 700 "$dir"
   [ "$(id -u)" -ne 0 ] || chown -R "$SERVICE_USER:$SERVICE_USER" "$dir" # data of a Redis run as root before
+  write_native_redis_conf "$port" "$dir" "$conf" "$pwfile" "$pidfile" "$logfile"
+  [ "$(id -u)" -ne 0 ] || chown "$SERVICE_USER:$SERVICE_USER" "$conf"
+  log "starting Redis on 127.0.0.1:$port as $(as_service id -un), with a password ($pwfile)"
+  (umask 077; as_service redis-server "$conf" >/dev/null) # its pidfile and log private too
+  for _ in $(seq 1 50); do redis_up_auth "$port" "$pwfile" && return; sleep 0.1; done
+  die "Redis did not start on $port (see $logfile)"
+}
+
+# write_native_redis_conf PORT DIR CONF PWFILE PIDFILE LOGFILE: native mode's Redis configuration
+# (every write on disk before its answer: AOF with fsync always; a memory ceiling that refuses
+# writes instead of evicting jobs; a password), also used by bench/stack.sh so that its figures
+# are the default stack's.
+write_native_redis_conf() {
+  local port=$1 dir=$2 conf=$3 pwfile=$4 pidfile=$5 logfile=$6
   (umask 077; : >"$conf")
   cat >"$conf" <<EOT
 port $port
@@ -168,11 +182,6 @@ maxmemory ${REDIS_MAXMEMORY:-1gb}
 maxmemory-policy noeviction
 requirepass $(cat "$pwfile")
 EOT
-  [ "$(id -u)" -ne 0 ] || chown "$SERVICE_USER:$SERVICE_USER" "$conf"
-  log "starting Redis on 127.0.0.1:$port as $(as_service id -un), with a password ($pwfile)"
-  (umask 077; as_service redis-server "$conf" >/dev/null) # its pidfile and log private too
-  for _ in $(seq 1 50); do redis_up_auth "$port" "$pwfile" && return; sleep 0.1; done
-  die "Redis did not start on $port (see $logfile)"
 }
 
 # owned_pid PIDFILE PATTERN [USER]: the pid in PIDFILE if that process is alive, its command line

@@ -399,8 +399,8 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
     );
     let provision = read("scripts/provision.sh");
     let native = &provision[provision
-        .find("start_native_redis() {")
-        .expect("start_native_redis in scripts/provision.sh")..];
+        .find("write_native_redis_conf() {")
+        .expect("write_native_redis_conf in scripts/provision.sh")..];
     assert!(
         native.contains("\nappendfsync always\n"),
         "native Redis fsyncs every write"
