@@ -18,7 +18,8 @@
 #   redis-benchmark XADD on the same redis-server (fsync always, pipelined like the API's batches),
 #   for a ratio.
 # Needs the Elasticsearch of `./setup.sh dev` (ELASTICSEARCH_URL). Knobs (env): COUNT CONCURRENCY
-# BATCH WORKER_COUNTS; BIN=<dir> runs prebuilt binaries instead of building.
+# BATCH WORKER_COUNTS DEADLINE (seconds to wait for the stores, default 600); KEEP=1 keeps the
+# stack running and its logs on exit; BIN=<dir> runs prebuilt binaries instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -62,6 +63,7 @@ RUN="stack-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DIR="$(mktemp -d)"
 STACK_DIRS=(); REDIS_PIDFILES=()
 cleanup() {
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR: stacks, Redis and indices still up" >&2; return; fi
   for d in "${STACK_DIRS[@]}"; do "$STACK" stop --dir "$d" >/dev/null 2>&1 || true; done
   for f in "${REDIS_PIDFILES[@]}"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   curl -s -XDELETE "$ES/${RUN}-*" >/dev/null || true
@@ -113,7 +115,7 @@ for N in $WORKER_COUNTS; do
   PRODUCER=$!
   # Progress, once every 5 s, until every message is stored and every completed resource is
   # delivered (10 minutes at most).
-  T_STORED=""; T_DELIVERED=""; deadline=$((SECONDS + 600)); last_report=0
+  T_STORED=""; T_DELIVERED=""; deadline=$((SECONDS + ${DEADLINE:-600})); last_report=0
   while :; do
     stored="$(metric_sum conveyor_messages_stored_total "" "${WPORTS[@]}")"
     completed="$(metric_sum conveyor_resources_completed_total "" "${WPORTS[@]}")"
