@@ -1,4 +1,5 @@
-# Shared by the bench scripts (sourced, not run): where the binaries come from and free ports.
+# Shared by the bench scripts (sourced, not run): where the binaries come from, free ports,
+# arithmetic, clocks and CPU seconds of a process.
 
 # bench_binaries: sets BIN (BIN=<dir> from the environment, else a release build of the
 # workspace's binaries, the same build ./setup.sh makes) and STACK (the launcher in BIN, or this
@@ -17,3 +18,18 @@ bench_binaries() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+now() { date +%s.%N; }
+cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
+  if [ -r "/proc/$1/stat" ]; then
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+  else echo 0; fi
+}
+# es_pid URL: the pid listening on the URL's port (0 when not visible here)
+es_pid() {
+  local port pid
+  port="$(echo "$1" | sed -E 's#.*:([0-9]+)$#\1#')"
+  pid="$(ss -ltnpH "sport = :$port" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -1 | cut -d= -f2 || true)"
+  echo "${pid:-0}"
+}

@@ -54,8 +54,6 @@ BIN_GIVEN="${BIN:-}"
 bench_binaries --example bulk_baseline
 ONLY_PIPELINE="${ONLY_PIPELINE:-0}"
 
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 RUN="bench-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 PREFIX="$RUN-"
@@ -117,16 +115,9 @@ wait_stored() { # want port... -> returns when the workers have stored `want` me
   done
 }
 field() { grep -oE "$1=[0-9.]+" | head -1 | cut -d= -f2; }
-cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
-  if [ -r "/proc/$1/stat" ]; then
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
-  else echo 0; fi
-}
-ES_PORT="$(echo "$ES" | sed -E 's#.*:([0-9]+)$#\1#')"
-ES_PID="$(ss -ltnpH "sport = :$ES_PORT" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -1 | cut -d= -f2 || true)"
-ES_PID="${ES_PID:-0}"
+ES_PID="$(es_pid "$ES")"
 if [ "$ES_PID" = 0 ]; then
-  echo "note: no process listening on port $ES_PORT is visible here, so Elasticsearch's CPU is not measured (no ceilings, no chart)" >&2
+  echo "note: no process listening on $ES is visible here, so Elasticsearch's CPU is not measured (no ceilings, no chart)" >&2
 fi
 hwm_mb() { calc "%.1f" "$(grep VmHWM "/proc/$1/status" | awk '{print $2}')/1024"; }
 

@@ -38,26 +38,14 @@ curl -sf "$ES/_cluster/health?wait_for_status=yellow&timeout=5s" >/dev/null \
   || die "Elasticsearch at $ES does not answer: run ./setup.sh dev first"
 bench_binaries
 
-calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-now() { date +%s.%N; }
-cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
-  if [ -r "/proc/$1/stat" ]; then
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
-  else echo 0; fi
-}
 kb_mb() { calc "%.1f" "$(grep "$2" "/proc/$1/status" 2>/dev/null | awk '{print $2}')/1024"; }
-metric_sum() { # NAME LABEL-FILTER PORT...: the sum of one metric over the given /metrics ports
-  local name=$1 filter=$2 total=0 n port; shift 2
-  for port in "$@"; do
-    n=$(curl -s "http://127.0.0.1:$port/metrics" | awk -v m="$name" -v f="$filter" \
-      'index($0, m) == 1 && index($0, f) > 0 { s += $NF } END { printf "%d", s }')
-    total=$((total + ${n:-0}))
-  done
-  echo "$total"
+scrape() { # PORT...: the /metrics of every given port, concatenated (one request each)
+  local port; for port in "$@"; do curl -s "http://127.0.0.1:$port/metrics"; done
 }
-ES_PORT="$(echo "$ES" | sed -E 's#.*:([0-9]+)$#\1#')"
-ES_PID="$(ss -ltnpH "sport = :$ES_PORT" 2>/dev/null | grep -oE 'pid=[0-9]+' | head -1 | cut -d= -f2 || true)"
-ES_PID="${ES_PID:-0}"
+metric_sum() { # NAME LABEL-FILTER < scraped metrics: the sum of one metric over its lines
+  awk -v m="$1" -v f="$2" 'index($0, m) == 1 && index($0, f) > 0 { s += $NF } END { printf "%d", s }'
+}
+ES_PID="$(es_pid "$ES")"
 
 RUN="stack-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DIR="$(mktemp -d)"
@@ -117,9 +105,10 @@ for N in $WORKER_COUNTS; do
   # delivered (10 minutes at most).
   T_STORED=""; T_DELIVERED=""; deadline=$((SECONDS + ${DEADLINE:-600})); last_report=0
   while :; do
-    stored="$(metric_sum conveyor_messages_stored_total "" "${WPORTS[@]}")"
-    completed="$(metric_sum conveyor_resources_completed_total "" "${WPORTS[@]}")"
-    delivered="$(metric_sum conveyor_webhook_deliveries_total 'outcome="stored"' "$WEBHOOK_PORT")"
+    workers="$(scrape "${WPORTS[@]}")"
+    stored="$(metric_sum conveyor_messages_stored_total "" <<<"$workers")"
+    completed="$(metric_sum conveyor_resources_completed_total "" <<<"$workers")"
+    delivered="$(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="stored"')"
     if [ -z "$T_STORED" ] && [ "$stored" -ge "$COUNT" ]; then T_STORED="$(now)"; fi
     producing=1; kill -0 "$PRODUCER" 2>/dev/null || producing=0
     if [ -n "$T_STORED" ] && [ "$producing" = 0 ] && [ "$delivered" -ge "$completed" ]; then
@@ -144,8 +133,8 @@ for N in $WORKER_COUNTS; do
   done
   # The exact record, from the stores themselves.
   REPORT="$(python3 bench/stack_report.py "$ES" "${PREFIX}messages" "${PREFIX}resources" "$COUNT")"
-  retries="$(metric_sum conveyor_jobs_processed_total 'outcome="retry"' "${WPORTS[@]}")"
-  dups="$(metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"' "$WEBHOOK_PORT")"
+  retries="$(scrape "${WPORTS[@]}" | metric_sum conveyor_jobs_processed_total 'outcome="retry"')"
+  dups="$(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"')"
   dead=0
   for k in $(redis-cli -p "$REDIS_PORT" --scan --pattern '*:dead'); do
     dead=$((dead + $(redis-cli -p "$REDIS_PORT" xlen "$k")))
