@@ -3,7 +3,8 @@
 //! message counted per natural key in Elasticsearch, every resource per file at the webhook
 //! service. Each test ends with the invariants — every message answered 2xx stored exactly once,
 //! every complete resource delivered exactly once (no `duplicate` delivery at the webhook), no
-//! job dead-lettered (so none both dead and done), the queue's backlog, pending and delayed back
+//! job dead-lettered (so none both dead and done), no handler run of a live worker's job by
+//! another worker (`chaos/runs.rs` defines it), the queue's backlog, pending and delayed back
 //! to zero — and appends its row to `target/chaos/rows-<pid>.jsonl`; the last row to finish
 //! prints the table (and writes `target/chaos/table.md`). Rows run in parallel, as the test
 //! harness runs tests; each is bounded (≤ 90 s of waiting after its fault).
@@ -16,6 +17,11 @@ mod harness;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_one_of_three_workers_mid_batch() {
     harness::rows::sigkill_one_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_the_consumer_mid_request_and_restart_it() {
+    harness::rows::sigkill_consumer().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
