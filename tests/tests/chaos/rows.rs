@@ -120,6 +120,10 @@ pub async fn redis_restarted() -> Row {
     let mut chaos = Chaos::start("chaos_restart", opts).await;
     let producer = chaos.produce(100, 6);
     tokio::time::sleep(3 * SECOND / 2).await;
+    // On a loaded machine the workers may still be setting up their index: cut Elasticsearch
+    // off only once they store (else nothing is held or waiting when Redis restarts).
+    let ready = e2e::es::wait_for_count(&chaos.env, "messages", 1, 20 * SECOND).await;
+    assert!(ready > 0, "the workers store messages before the fault");
     // Elasticsearch away: batches wait inside handlers (pending) and then wait in the delayed
     // set for their retry; then Redis is killed and restarted from its AOF with all of that.
     if let Some(p) = &chaos.es_proxy {
