@@ -594,7 +594,7 @@ fn table(rows: &[Row]) -> String {
     for name in ROWS {
         if let Some(r) = rows.iter().rev().find(|r| r.fault == name) {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
                 r.fault,
                 r.sent,
                 r.stored,
