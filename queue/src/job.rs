@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -176,8 +177,20 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds [`skew_clock_for_tests`] adds to this process's clock (0 outside such tests).
+static CLOCK_SKEW_MS: AtomicI64 = AtomicI64::new(0);
+
+/// Skews this process's clock, as the queue reads it, by `ms` (negative: behind): a test hook
+/// that shows which decisions depend on a worker's clock. None that decide when a job runs may
+/// (promotion and retry scheduling use Redis `TIME`). Not for use outside tests.
+#[doc(hidden)]
+pub fn skew_clock_for_tests(ms: i64) {
+    CLOCK_SKEW_MS.store(ms, Ordering::Relaxed);
+}
+
+/// This process's clock in unix milliseconds (skewed only by [`skew_clock_for_tests`]).
 pub(crate) fn now_ms() -> u64 {
-    unix_ms(SystemTime::now())
+    unix_ms(SystemTime::now()).saturating_add_signed(CLOCK_SKEW_MS.load(Ordering::Relaxed))
 }
 
 /// A job entry's fields, untyped: what travels through streams and the delayed set.

@@ -248,6 +248,22 @@ impl Stack {
     pub fn consumer(&self) -> Option<&ChildGuard> {
         self.consumer.as_ref()
     }
+    /// SIGKILLs the consumer (like `kill -9`): requests in flight get no answer, and nothing
+    /// answers on its port until [`Stack::start_consumer`].
+    pub fn kill_consumer(&mut self) {
+        if let Some(mut g) = self.consumer.take() {
+            g.kill();
+        }
+    }
+    /// Starts the consumer again on the same port with the same environment (after
+    /// [`Stack::kill_consumer`] or [`Stack::stop_consumer`]); waits until it answers `/healthz`
+    /// with its own pid.
+    pub async fn start_consumer(&mut self) -> Result<()> {
+        let port = self.launch.consumer_port;
+        let guard = self.spawn_service(Service::Consumer, port, &[]).await?;
+        self.consumer = Some(guard);
+        Ok(())
+    }
     /// SIGTERMs the consumer; returns whether it exited by itself within `deadline`.
     pub fn stop_consumer(&mut self, deadline: Duration) -> bool {
         self.consumer

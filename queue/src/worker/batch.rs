@@ -127,14 +127,23 @@ where
         }
     }
     if !jobs.is_empty() {
-        // One event per handler run of a job, for run counting (enable the target
-        // `conveyor::run` at trace level; off, it costs a level check).
-        if tracing::enabled!(target: "conveyor::run", tracing::Level::TRACE) {
-            for (job, (_, _, deliveries, _)) in jobs.iter().zip(&waiting) {
-                tracing::trace!(target: "conveyor::run", queue = shared.queue.name(), job = %job.id,
-                    deliveries, attempt = job.attempt, consumer = %shared.config.consumer, "run");
+        // Two events per handler run of a job, for run counting and overlap checks (enable the
+        // target `conveyor::run` at trace level; off, it costs a level check): `phase = start`
+        // before the handler, `phase = end` when it returned. The delivery (entry id + delivery
+        // count) is the run's lease token: the fence its settle is checked against.
+        let run_events = tracing::enabled!(target: "conveyor::run", tracing::Level::TRACE);
+        let job_ids: Vec<JobId> = match run_events {
+            true => jobs.iter().map(|j| j.id.clone()).collect(),
+            false => Vec::new(),
+        };
+        let run_event = |phase: &str| {
+            for (job, (_, entry, deliveries, e)) in job_ids.iter().zip(&waiting) {
+                tracing::trace!(target: "conveyor::run", queue = shared.queue.name(), job = %job,
+                    entry = %entry, deliveries, attempt = e.attempt,
+                    consumer = %shared.config.consumer, phase, "run");
             }
-        }
+        };
+        run_event("start");
         let started = Instant::now();
         // A panicking handler must not strand its jobs (their leases would be extended forever):
         // every job of the batch is retried instead.
@@ -151,6 +160,7 @@ where
                 })
                 .collect()
         });
+        run_event("end");
         let took = started.elapsed().as_secs_f64();
         let histogram = metrics::histogram!("conveyor_job_duration_seconds", "queue" => shared.queue.name().to_string());
         let mut outcomes = outcomes.into_iter();

@@ -4,16 +4,21 @@
 //! messages per natural key in Elasticsearch, resources per file in the webhook service's output
 //! directory and its `duplicate` deliveries counter, the queue's counters. One [`Row`] per
 //! fault, appended to a file under the target directory; the row that completes the set prints
-//! the table (rows are separate tests, run in parallel by the test harness).
+//! the table (rows are separate tests, run in parallel by the test harness). Every row also
+//! counts handler runs of a live worker's job by another worker (see [`runs`]) and asserts none.
 
 #![allow(dead_code)]
 
 pub mod rows;
+pub mod runs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
 
 use e2e::es::all_docs;
 use e2e::{Service, Stack};
@@ -22,8 +27,9 @@ use serde_json::Value;
 use testkit::{RedisServer, TcpProxy, TestEnv};
 
 /// Every row of the table, in print order (the names the row tests report under).
-pub const ROWS: [&str; 8] = [
+pub const ROWS: [&str; 9] = [
     "SIGKILL 1 of 3 workers mid-batch",
+    "SIGKILL the consumer mid-request, restarted",
     "Redis paused 2x lease (CLIENT PAUSE ALL)",
     "Redis restarted: pending + delayed jobs",
     "TCP black hole worker-Redis 2x lease",
@@ -52,6 +58,19 @@ pub struct Row {
     /// its worker died between the POST and the ack.
     #[serde(default)]
     pub redundant_posts: u64,
+    /// Handler runs of a job that began while a live worker's run of it had not ended (see
+    /// [`runs`]).
+    #[serde(default)]
+    pub overlaps: u64,
+    /// Requests the producer sent again (no answer, or 429/503).
+    #[serde(default)]
+    pub client_retries: u64,
+    /// Rows that kill the consumer: messages whose job the killed consumer enqueued but whose
+    /// request it never answered (the producer got their 202 from the restarted consumer, on
+    /// a retry the queue deduplicated): stored messages it received, minus the messages it
+    /// answered (sent minus what the restarted consumer accepted).
+    #[serde(default)]
+    pub unanswered: u64,
 }
 
 /// What a row starts.
@@ -62,8 +81,12 @@ pub struct Options {
     pub webhook_proxy: bool,
     /// Worker 0's Redis goes through a proxy of its own.
     pub redis_proxied_worker: bool,
+    /// The consumer's Redis goes through a proxy of its own (also after a restart).
+    pub redis_proxied_consumer: bool,
     /// Extra environment for every worker.
     pub worker_env: Vec<(&'static str, &'static str)>,
+    /// Extra environment for the consumer.
+    pub consumer_env: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Options {
@@ -74,7 +97,9 @@ impl Default for Options {
             es_proxy: false,
             webhook_proxy: false,
             redis_proxied_worker: false,
+            redis_proxied_consumer: false,
             worker_env: Vec::new(),
+            consumer_env: Vec::new(),
         }
     }
 }
@@ -88,7 +113,19 @@ pub struct Chaos {
     pub es_proxy: Option<TcpProxy>,
     pub webhook_proxy: Option<TcpProxy>,
     pub redis_proxy: Option<TcpProxy>,
+    pub consumer_proxy: Option<TcpProxy>,
     pub started: Instant,
+    /// Which workers the test cut off from Redis and when, and when workers were seen gone.
+    faults: Mutex<Faults>,
+    /// Set by a row that kills the consumer: its recovery is from this moment to the first
+    /// message the API accepted after it (the earliest stored `received_at` after it).
+    pub accepted_again_after: Option<DateTime<Utc>>,
+}
+
+#[derive(Default)]
+struct Faults {
+    cut: Vec<runs::CutOff>,
+    exits: Vec<(usize, DateTime<Utc>)>,
 }
 
 impl Chaos {
@@ -105,6 +142,17 @@ impl Chaos {
             true => Some(TcpProxy::start(env.elasticsearch_addr()).await),
             false => None,
         };
+        let redis_addr = || {
+            redis_url
+                .trim_start_matches("redis://")
+                .trim_end_matches('/')
+                .parse::<std::net::SocketAddr>()
+                .expect("redis addr")
+        };
+        let consumer_proxy = match opts.redis_proxied_consumer {
+            true => Some(TcpProxy::start(redis_addr()).await),
+            false => None,
+        };
         let mut builder = Stack::builder(&env)
             .redis_url(redis_url.clone())
             .workers(0)
@@ -115,8 +163,18 @@ impl Chaos {
         if let Some(p) = &es_proxy {
             builder = builder.worker_elasticsearch_url(p.http_url());
         }
+        if let Some(p) = &consumer_proxy {
+            builder = builder.env_for(
+                Service::Consumer,
+                "REDIS_URL",
+                format!("redis://{}", p.addr),
+            );
+        }
         for (k, v) in &opts.worker_env {
             builder = builder.env_for(Service::Worker, k, *v);
+        }
+        for (k, v) in &opts.consumer_env {
+            builder = builder.env_for(Service::Consumer, k, *v);
         }
         let mut stack = builder.start().await.expect("stack starts");
         let webhook_proxy = match opts.webhook_proxy {
@@ -131,14 +189,7 @@ impl Chaos {
             false => None,
         };
         let redis_proxy = match opts.redis_proxied_worker {
-            true => {
-                let addr = redis_url
-                    .trim_start_matches("redis://")
-                    .trim_end_matches('/')
-                    .parse()
-                    .expect("redis addr");
-                Some(TcpProxy::start(addr).await)
-            }
+            true => Some(TcpProxy::start(redis_addr()).await),
             false => None,
         };
         for i in 0..opts.workers {
@@ -169,7 +220,10 @@ impl Chaos {
             es_proxy,
             webhook_proxy,
             redis_proxy,
+            consumer_proxy,
             started: Instant::now(),
+            faults: Mutex::default(),
+            accepted_again_after: None,
         }
     }
 
@@ -196,9 +250,27 @@ impl Chaos {
         self.stack.worker(i).expect("worker").guard.id()
     }
 
+    fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records that the test cut worker `i` off from Redis from `from` to `to` (`None`: for
+    /// good): its runs meanwhile do not count as a live worker's.
+    pub fn cut_off(&self, i: usize, from: DateTime<Utc>, to: Option<DateTime<Utc>>) {
+        self.faults().cut.push(runs::CutOff {
+            worker: i,
+            from,
+            to,
+        });
+    }
+
     /// SIGKILL (`-9`) or SIGTERM (`-15`) to worker `i`, keeping its log; waits until it is gone.
+    /// A SIGKILL cuts the worker off for good; either way its exit time is recorded.
     pub async fn signal_worker(&self, i: usize, signal: &str) {
         let pid = self.worker_pid(i);
+        if signal == "-9" {
+            self.cut_off(i, Utc::now(), None);
+        }
         let status = std::process::Command::new("kill")
             .arg(signal)
             .arg(pid.to_string())
@@ -213,6 +285,7 @@ impl Chaos {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.faults().exits.push((i, Utc::now()));
     }
 
     /// Waits for the producer, then until every answered message is stored and the queues are
@@ -228,6 +301,7 @@ impl Chaos {
             .expect("producer task")
             .expect("producer ran");
         let sent = producer_total(&out, "ok");
+        let client_retries = producer_total(&out, "retries");
         assert_eq!(
             producer_total(&out, "errors"),
             0,
@@ -299,8 +373,49 @@ impl Chaos {
         let (applied, redundant_posts) = webhook_deliveries(&self.stack).await;
         // A resource applied (stored + file written) more than once at the webhook service.
         let dup_deliveries = applied.saturating_sub(files.len() as u64);
-        let runs = self.run_counts("messages");
+        let all_runs = self.runs();
+        let runs = runs::counts(&all_runs, "messages");
         let max_runs = runs.values().copied().max().unwrap_or(0);
+        let overlaps = {
+            let faults = self.faults();
+            let found = runs::overlaps(&all_runs, &faults.cut, &faults.exits);
+            for (a, b) in found.iter().take(10) {
+                println!("overlap: {b:?} began while live {a:?} ran");
+            }
+            found.len() as u64
+        };
+        let received_at = |d: &Value| {
+            d["received_at"]
+                .as_str()
+                .and_then(|r| DateTime::parse_from_rfc3339(r).ok())
+                .map(|r| r.with_timezone(&Utc))
+        };
+        let unanswered = match self.accepted_again_after {
+            Some(t) => {
+                let received_by_killed = docs
+                    .iter()
+                    .filter_map(|(_, d)| received_at(d))
+                    .filter(|r| *r <= t)
+                    .count() as u64;
+                let accepted_after = metric(
+                    &self.stack.consumer_url(),
+                    "conveyor_messages_accepted_total",
+                )
+                .await;
+                received_by_killed.saturating_sub(sent.saturating_sub(accepted_after))
+            }
+            None => 0,
+        };
+        let recovered = match self.accepted_again_after {
+            Some(t) => docs
+                .iter()
+                .filter_map(|(_, d)| received_at(d))
+                .filter(|r| *r > t)
+                .min()
+                .and_then(|first| (first - t).to_std().ok())
+                .filter(|_| recovered.is_some()),
+            None => recovered,
+        };
         let stats = messages.stats().await.expect("stats");
         let row = Row {
             fault: fault.to_string(),
@@ -312,6 +427,9 @@ impl Chaos {
             lost,
             recovery_s: recovered.map_or(f64::NAN, |d| d.as_secs_f64()),
             redundant_posts,
+            overlaps,
+            client_retries,
+            unanswered,
         };
         println!(
             "chaos row: {row:?}; stats {stats:?}; {} complete resources, {} files",
@@ -324,6 +442,10 @@ impl Chaos {
             "recovered within 90 s: {row:?} {stats:?}"
         );
         assert_eq!((row.lost, row.dup_store), (0, 0), "{row:?}");
+        assert_eq!(
+            row.overlaps, 0,
+            "no handler run of a live worker's job by another worker: {row:?}"
+        );
         assert_eq!(row.dup_deliveries, 0, "{row:?}");
         assert!(
             undelivered.is_empty(),
@@ -346,39 +468,21 @@ impl Chaos {
         row
     }
 
-    /// Handler runs per job id of queue `queue`, from every worker's log (killed and stopped
-    /// ones included: their logs stay with the stack).
-    pub fn run_counts(&self, queue: &str) -> HashMap<String, u64> {
-        let mut runs = HashMap::new();
-        for i in 0.. {
-            let Some(w) = self.stack.worker(i) else {
-                if i > 64 {
-                    break;
-                }
-                continue;
-            };
-            for line in w.guard.output().lines() {
-                if !line.contains("conveyor::run") {
-                    continue;
-                }
-                let Ok(v) = serde_json::from_str::<Value>(line) else {
-                    continue;
-                };
-                if v["target"] != "conveyor::run" || v["queue"] != queue {
-                    continue;
-                }
-                if let Some(job) = v["job"].as_str() {
-                    *runs.entry(job.to_string()).or_insert(0) += 1;
-                    if std::env::var_os("CHAOS_RUNS").is_some() {
-                        println!(
-                            "run {job} worker {i} deliveries {} at {}",
-                            v["deliveries"], v["timestamp"]
-                        );
-                    }
-                }
+    /// Every handler run in every worker's log (killed and stopped ones included: their logs
+    /// stay with the stack); `CHAOS_RUNS=1` prints them.
+    pub fn runs(&self) -> Vec<runs::Run> {
+        let mut all = Vec::new();
+        for i in 0..64 {
+            if let Some(w) = self.stack.worker(i) {
+                all.extend(runs::parse(i, &w.guard.output()));
             }
         }
-        runs
+        if std::env::var_os("CHAOS_RUNS").is_some() {
+            for r in &all {
+                println!("{r:?}");
+            }
+        }
+        all
     }
 }
 
@@ -434,6 +538,20 @@ async fn webhook_deliveries(stack: &Stack) -> (u64, u64) {
     (count("stored"), count("duplicate"))
 }
 
+/// The sum of a counter's samples on the `/metrics` page at `base`.
+async fn metric(base: &str, name: &str) -> u64 {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("/metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()))
+        .sum::<f64>() as u64
+}
+
 /// Where the rows of this run of the suite are collected.
 fn rows_file() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/chaos");
@@ -470,13 +588,13 @@ pub fn record(row: &Row) {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| fault | sent | stored | max runs per job | dup in store | dup deliveries | lost | recovery s | repeated POSTs ignored by the webhook |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| fault | sent | stored | max runs per job | dup in store | dup deliveries | lost | recovery s | runs overlapping a live worker's | client retries | repeated POSTs ignored by the webhook |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for name in ROWS {
         if let Some(r) = rows.iter().rev().find(|r| r.fault == name) {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {:.1} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} |\n",
                 r.fault,
                 r.sent,
                 r.stored,
@@ -485,6 +603,8 @@ fn table(rows: &[Row]) -> String {
                 r.dup_deliveries,
                 r.lost,
                 r.recovery_s,
+                r.overlaps,
+                r.client_retries,
                 r.redundant_posts
             ));
         }

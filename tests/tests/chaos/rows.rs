@@ -1,12 +1,12 @@
 //! The faults, one function per row of the table; each starts its own stack (or, for the last
 //! row, its own workers at the queue level) and returns the counted [`Row`].
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use queue::{CancellationToken, Handler, Job, Outcome, Queue, QueueConfig, Worker, WorkerConfig};
 
+use super::runs::{self, Run};
 use super::{Chaos, Options, Row, LEASE_MS, ROWS};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -23,6 +23,63 @@ pub async fn sigkill_one_worker() -> Row {
     assert!(
         row.recovery_s <= bound.as_secs_f64(),
         "recovered after a SIGKILL within {bound:?}: {row:?}"
+    );
+    row
+}
+
+/// `kill -9` of the consumer while requests are in flight, then the consumer again on the same
+/// port. To have requests in flight whose enqueue did happen, the consumer's Redis answers come
+/// back 150 ms late (its proxy) for 600 ms before the kill: enqueues run in Redis at once, their
+/// requests wait for the answer when the consumer dies. Its backlog reading is cached for 10 s,
+/// so requests wait in their enqueue, not at the backlog gate. The producer retries every
+/// request that got no answer with the same packet; the consumer enqueues under the packet's
+/// natural key, deduplicated for 60 s, so such a retry creates no second job: one run per job
+/// id, one document per natural key, and [`Row::unanswered`] > 0 shows the case happened.
+pub async fn sigkill_consumer() -> Row {
+    let opts = Options {
+        redis_proxied_consumer: true,
+        consumer_env: vec![("BACKLOG_CACHE_MS", "10000")],
+        ..Options::default()
+    };
+    let mut chaos = Chaos::start("chaos_consumer", opts).await;
+    let producer = chaos.produce(100, 5);
+    tokio::time::sleep(2 * SECOND).await;
+    let pid = chaos.stack.consumer().expect("consumer").id();
+    let proxy = chaos
+        .consumer_proxy
+        .as_ref()
+        .expect("consumer's redis proxy");
+    proxy.set_reply_delay(Duration::from_millis(150));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    chaos.stack.kill_consumer();
+    // Reaped: nothing the old process received can be stamped after this.
+    let killed_at = chrono::Utc::now();
+    let killed = Instant::now();
+    assert!(!super::alive(pid), "consumer {pid} gone");
+    proxy.set_reply_delay(Duration::ZERO);
+    chaos
+        .stack
+        .start_consumer()
+        .await
+        .expect("consumer restarts on its port");
+    println!(
+        "consumer restarted (healthy) {:?} after the kill",
+        killed.elapsed()
+    );
+    chaos.accepted_again_after = Some(killed_at);
+    let row = chaos.finish(ROWS[1], producer, killed).await;
+    assert!(
+        row.unanswered > 0 && row.client_retries >= row.unanswered,
+        "requests enqueued but unanswered at the kill, each sent again: {row:?}"
+    );
+    assert_eq!(
+        row.max_runs, 1,
+        "a retried request created no second job (one run per job id): {row:?}"
+    );
+    let bound = Duration::from_millis(LEASE_MS) + 2 * SECOND;
+    assert!(
+        row.recovery_s <= bound.as_secs_f64(),
+        "accepting again within {bound:?} of the SIGKILL: {row:?}"
     );
     row
 }
@@ -49,7 +106,7 @@ pub async fn redis_paused() -> Row {
         .expect("CLIENT PAUSE");
     tokio::time::sleep(Duration::from_millis(pause)).await;
     let end = Instant::now();
-    chaos.finish(ROWS[1], producer, end).await
+    chaos.finish(ROWS[2], producer, end).await
 }
 
 pub async fn redis_restarted() -> Row {
@@ -63,6 +120,10 @@ pub async fn redis_restarted() -> Row {
     let mut chaos = Chaos::start("chaos_restart", opts).await;
     let producer = chaos.produce(100, 6);
     tokio::time::sleep(3 * SECOND / 2).await;
+    // On a loaded machine the workers may still be setting up their index: cut Elasticsearch
+    // off only once they store (else nothing is held or waiting when Redis restarts).
+    let ready = e2e::es::wait_for_count(&chaos.env, "messages", 1, 20 * SECOND).await;
+    assert!(ready > 0, "the workers store messages before the fault");
     // Elasticsearch away: batches wait inside handlers (pending) and then wait in the delayed
     // set for their retry; then Redis is killed and restarted from its AOF with all of that.
     if let Some(p) = &chaos.es_proxy {
@@ -83,7 +144,7 @@ pub async fn redis_restarted() -> Row {
         p.set_enabled(true);
     }
     let end = Instant::now();
-    chaos.finish(ROWS[2], producer, end).await
+    chaos.finish(ROWS[3], producer, end).await
 }
 
 pub async fn black_hole() -> Row {
@@ -95,11 +156,13 @@ pub async fn black_hole() -> Row {
     let producer = chaos.produce(100, 7);
     tokio::time::sleep(3 * SECOND / 2).await;
     let hole = chaos.redis_proxy.as_ref().expect("redis proxy");
+    let from = chrono::Utc::now();
     hole.set_blackhole(true);
     tokio::time::sleep(Duration::from_millis(2 * LEASE_MS)).await;
     hole.set_blackhole(false);
+    chaos.cut_off(0, from, Some(chrono::Utc::now()));
     let end = Instant::now();
-    chaos.finish(ROWS[3], producer, end).await
+    chaos.finish(ROWS[4], producer, end).await
 }
 
 pub async fn elasticsearch_down() -> Row {
@@ -116,7 +179,7 @@ pub async fn elasticsearch_down() -> Row {
     tokio::time::sleep(20 * SECOND).await;
     proxy.set_enabled(true);
     let end = Instant::now();
-    chaos.finish(ROWS[4], producer, end).await
+    chaos.finish(ROWS[5], producer, end).await
 }
 
 pub async fn webhook_down() -> Row {
@@ -133,7 +196,7 @@ pub async fn webhook_down() -> Row {
     tokio::time::sleep(15 * SECOND).await;
     proxy.set_enabled(true);
     let end = Instant::now();
-    chaos.finish(ROWS[5], producer, end).await
+    chaos.finish(ROWS[6], producer, end).await
 }
 
 pub async fn rolling_replacement() -> Row {
@@ -146,22 +209,33 @@ pub async fn rolling_replacement() -> Row {
         tokio::time::sleep(SECOND).await;
     }
     let end = Instant::now();
-    chaos.finish(ROWS[6], producer, end).await
+    chaos.finish(ROWS[7], producer, end).await
 }
 
-/// Runs per job id, and how long each handler call sleeps.
+/// Every run (start and end) of worker `worker`, into a log shared by the workers; each
+/// handler call sleeps `delay`.
 #[derive(Clone)]
-struct Slow(Arc<Mutex<HashMap<String, u64>>>, Duration);
+struct Slow {
+    runs: Arc<Mutex<Vec<Run>>>,
+    delay: Duration,
+    worker: usize,
+}
 
 impl Handler<u32> for Slow {
     async fn handle(&self, jobs: Vec<Job<u32>>) -> Vec<Outcome> {
-        {
-            let mut runs = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            for j in &jobs {
-                *runs.entry(j.id.0.clone()).or_insert(0) += 1;
-            }
-        }
-        tokio::time::sleep(self.1).await;
+        let start = chrono::Utc::now();
+        tokio::time::sleep(self.delay).await;
+        let end = Some(chrono::Utc::now());
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.extend(jobs.iter().map(|j| Run {
+            worker: self.worker,
+            queue: "slow".into(),
+            job: j.id.0.clone(),
+            entry: String::new(),
+            deliveries: 0,
+            start,
+            end,
+        }));
         jobs.iter()
             .map(|_| Outcome::Done(serde_json::Value::Null))
             .collect()
@@ -179,12 +253,16 @@ pub async fn partitions_slow_handlers() -> Row {
     q.enqueue_batch(&(0..sent).collect::<Vec<_>>())
         .await
         .expect("enqueue");
-    let runs = Arc::new(Mutex::new(HashMap::new()));
+    let runs = Arc::new(Mutex::new(Vec::new()));
     let lease = Duration::from_millis(600);
-    let handler = Slow(runs.clone(), lease * 3 / 2);
     let stop = CancellationToken::new();
     let mut tasks = Vec::new();
-    for name in ["slow-a", "slow-b"] {
+    for (worker, name) in ["slow-a", "slow-b"].into_iter().enumerate() {
+        let handler = Slow {
+            runs: runs.clone(),
+            delay: lease * 3 / 2,
+            worker,
+        };
         let config = WorkerConfig {
             consumer: name.to_string(),
             batch_size: 5,
@@ -193,7 +271,7 @@ pub async fn partitions_slow_handlers() -> Row {
             block: Duration::from_millis(200),
             ..WorkerConfig::default()
         };
-        let worker = Worker::new(q.clone(), handler.clone(), config);
+        let worker = Worker::new(q.clone(), handler, config);
         tasks.push(tokio::spawn(worker.run(stop.clone())));
     }
     let start = Instant::now();
@@ -211,10 +289,13 @@ pub async fn partitions_slow_handlers() -> Row {
     for t in tasks {
         t.await.expect("worker task").expect("worker");
     }
-    let runs = runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let all_runs = runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // No worker is cut off in this row: any overlap is one of a live worker's job.
+    let overlaps = runs::overlaps(&all_runs, &[], &[]).len() as u64;
+    let runs = runs::counts(&all_runs, "slow");
     let stats = q.stats().await.expect("stats");
     let row = Row {
-        fault: ROWS[7].to_string(),
+        fault: ROWS[8].to_string(),
         sent: u64::from(sent),
         stored: runs.len() as u64,
         max_runs: runs.values().copied().max().unwrap_or(0),
@@ -223,11 +304,14 @@ pub async fn partitions_slow_handlers() -> Row {
         lost: u64::from(sent) - runs.len() as u64,
         recovery_s: took.as_secs_f64(),
         redundant_posts: 0,
+        overlaps,
+        client_retries: 0,
+        unanswered: 0,
     };
     super::record(&row);
     assert_eq!(
-        (row.lost, row.max_runs, stats.dead),
-        (0, 1, 0),
+        (row.lost, row.max_runs, row.overlaps, stats.dead),
+        (0, 1, 0, 0),
         "{row:?} {stats:?}"
     );
     row
