@@ -58,11 +58,12 @@ ensure_secured_es_home() {
   local hash home zip t0
   hash=$(es_analysis_hash) || die "cannot hash $ES_ANALYSIS_SRC"
   home="$CONVEYOR_HOME/elasticsearch-$ES_VERSION-analysis-$hash"
-  SECURED_ES_HOME=$home
+  SECURED_ES_HOME=$home # read by start_secured_elasticsearch (scripts/lib/secured.sh)
+  export SECURED_ES_HOME
   if [ -f "$home/.complete" ]; then log "reusing $home (analysis plugin $hash)"; return 0; fi
   t0=$SECONDS
   local old; for old in "$CONVEYOR_HOME/elasticsearch-$ES_VERSION-analysis-"*; do
-    [ "$old" = "$home" ] || [ ! -d "$old" ] || rm -rf "$old"
+    [ "$old" = "$home" ] || [ ! -e "$old" ] || rm -rf "$old" # older plugin versions
   done
   rm -rf "$home" "$home.zip"
   build_es_analysis_plugin "$home.zip" || die "could not build the analysis plugin for the secured Elasticsearch"
