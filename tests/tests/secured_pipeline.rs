@@ -11,7 +11,8 @@
 //! It shows: the servers really refuse anonymous clients; POST → worker → Elasticsearch (HTTPS,
 //! API key) → webhook delivery → the webhook service's index and file; `?wait=true` (the result
 //! subscriber over TLS with the ACL user); a key whose role lacks the index is refused, said so
-//! in the worker's log, and loses nothing; the consumer with basic auth; and a made-up key
+//! in the worker's log, and loses nothing; the consumer with basic auth; the `.security` index's
+//! analyzer built from the analysis plugin (scripts/es-analysis/); and a made-up key
 //! reaching Elasticsearch as an API key.
 
 use std::time::{Duration, Instant};
@@ -359,4 +360,77 @@ async fn a_key_whose_role_lacks_the_index_is_refused_and_loses_nothing() {
     assert_eq!(read.status(), 200, "the consumer reads with basic auth");
     let doc: Value = read.json().await.unwrap();
     assert_eq!(doc["word_lengths"], json!([4, 4]), "{doc}");
+}
+
+/// The analysis plugin the secured Elasticsearch runs with (scripts/es-analysis/): an index with
+/// the `.security` index's own `email` analyzer (pattern_capture with its four patterns,
+/// uax_url_email, lowercase, unique) splits an address as analysis-common would: the address
+/// whole, then each captured group once, and a repeated term only once in the whole stream.
+#[tokio::test]
+async fn the_security_index_email_analyzer_works_with_the_plugin() {
+    assert_secured_environment();
+    let env = TestEnv::new("secured").await;
+    let index = format!("{}/{}", env.elasticsearch_url, env.index("analysis"));
+    let settings = json!({"settings": {"number_of_replicas": 0, "analysis": {
+        "filter": {"email": {"type": "pattern_capture", "preserve_original": true,
+                             "patterns": ["([^@]+)", "(\\p{L}+)", "(\\d+)", "@(.+)"]}},
+        "analyzer": {"email": {"tokenizer": "uax_url_email",
+                               "filter": ["email", "lowercase", "unique"]}}
+    }}});
+    let resp = env.es.put(&index).json(&settings).send().await.unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let resp = env
+        .es
+        .post(format!("{index}/_analyze"))
+        .json(&json!({"analyzer": "email", "text": "John.Smith42@Example.com john"}))
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = resp.json().await.unwrap();
+    let tokens: Vec<&str> = answer["tokens"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .iter()
+        .map(|t| t["token"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tokens,
+        [
+            "john.smith42@example.com",
+            "john.smith42",
+            "john",
+            "smith",
+            "42",
+            "example.com",
+            "example",
+            "com"
+        ]
+    );
+    // A pattern_capture filter without patterns is refused when an analyzer uses it, not later.
+    let empty = json!({"settings": {"analysis": {
+        "filter": {"bare": {"type": "pattern_capture"}},
+        "analyzer": {"bare": {"tokenizer": "uax_url_email", "filter": ["bare"]}}
+    }}});
+    let resp = env
+        .es
+        .put(format!("{index}-bare"))
+        .json(&empty)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {body}"
+    );
+    assert!(
+        body.contains("pattern_capture needs at least one entry in [patterns]"),
+        "{body}"
+    );
 }
