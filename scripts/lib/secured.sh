@@ -111,7 +111,9 @@ EOT
   printf '%s' "$pw" | "${as_es[@]}" "$SECURED_ES_HOME/bin/elasticsearch-keystore" add -x -f bootstrap.password \
     >/dev/null || die "could not put the bootstrap password into the keystore"
   log "starting Elasticsearch $ES_VERSION with security on (HTTPS) on 127.0.0.1:$port"
-  "${as_es[@]}" ES_JAVA_OPTS="${ES_JAVA_OPTS:--Xms512m -Xmx512m}" \
+  # The built-in roles synchronizer (queryable built-in roles, which nothing here queries) writes
+  # every built-in role into .security right after the start, when the tests begin: switched off.
+  "${as_es[@]}" ES_JAVA_OPTS="${ES_JAVA_OPTS:--Xms512m -Xmx512m} -Des.queryable_built_in_roles_enabled=false" \
     "$SECURED_ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/logs/startup.out" 2>&1 \
     || die "the secured Elasticsearch failed to start (see $dir/logs/conveyor-secured.log)"
   local curl_es=(curl -fsS --cacert "$certs/ca.pem" --config "$dir/curl.cfg")
