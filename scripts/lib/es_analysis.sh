@@ -31,7 +31,7 @@ build_es_analysis_plugin() {
   cp="$cp:$(echo "$lib"/lucene-analysis-common-*.jar):$(echo "$lib"/lucene-core-*.jar)"
   mkdir -p "$work/classes" "$work/plugin"
   # shellcheck disable=SC2046 # the list of sources
-  "$jdk/javac" --release 21 -Xlint:all -Werror -proc:none -cp "$cp" -d "$work/classes" \
+  timeout 300 "$jdk/javac" --release 21 -Xlint:all -Werror -proc:none -cp "$cp" -d "$work/classes" \
     $(find "$ES_ANALYSIS_SRC/src" -name '*.java' | LC_ALL=C sort) \
     || { rm -rf "$work"; warn "javac failed on $ES_ANALYSIS_SRC/src"; return 1; }
   "$jdk/jar" --create --file "$work/plugin/conveyor-es-analysis.jar" -C "$work/classes" . \
@@ -70,7 +70,7 @@ ensure_secured_es_home() {
   log "installing it into a copy of Elasticsearch $ES_VERSION: $home"
   cp -a "$ES_HOME" "$home" || die "could not copy $ES_HOME"
   rm -rf "$home/plugins"/* "$home/logs"/*
-  ES_JAVA_HOME="$ES_JAVA_HOME" "$home/bin/elasticsearch-plugin" install --batch --silent "file://$home.zip" \
+  ES_JAVA_HOME="$ES_JAVA_HOME" timeout 300 "$home/bin/elasticsearch-plugin" install --batch --silent "file://$home.zip" \
     || { rm -rf "$home"; die "bin/elasticsearch-plugin could not install the analysis plugin"; }
   rm -f "$home.zip"
   chown -R "$ES_USER:$ES_USER" "$home"
