@@ -162,7 +162,7 @@ cmd_test() {
   local rc=0
   timed "cargo test" cargo test --workspace --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || rc=$?
   [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the remaining steps anyway"
-  log "pipeline against secured servers: TLS-only Redis + ACL user, Elasticsearch with security on (HTTPS)"
+  log "pipeline against secured servers: TLS-only Redis + ACL user, Elasticsearch with security on (HTTPS, role-restricted API key)"
   local sec_rc=0
   timed "secured Redis + Elasticsearch, pipeline" run_secured_pipeline || sec_rc=$?
   if [ $sec_rc -eq 0 ]; then log "the secured pipeline passed"; else warn "the secured pipeline failed (exit code $sec_rc)"; fi

@@ -4,6 +4,8 @@
 # pipeline can be run once against Redis + TLS + ACL and Elasticsearch + HTTPS + API key.
 # Secrets go to files of mode 600 in the state dir, never on a command line or into the log.
 # shellcheck shell=bash
+# shellcheck source=scripts/lib/es_analysis.sh
+. "$ROOT/scripts/lib/es_analysis.sh"
 
 SECURED_REDIS_PORT="${SECURED_REDIS_PORT:-26400}"
 SECURED_ES_PORT="${SECURED_ES_PORT:-29200}"
@@ -70,11 +72,14 @@ EOT
 
 # start_secured_elasticsearch PORT TPORT DIR CERTDIR: security on, HTTPS with CERTDIR's server
 # certificate, the elastic user's password from the keystore (bootstrap.password, DIR/elastic_password),
-# then an API key for Conveyor (DIR/api_key, the `encoded` form) when this distribution can make one.
+# then a role-restricted API key for Conveyor (DIR/api_key, the `encoded` form; see
+# create_conveyor_api_key). Runs from SECURED_ES_HOME (ensure_secured_es_home: the analysis plugin
+# the `.security` index needs is installed there); no key = this fails.
 start_secured_elasticsearch() {
   local port=$1 tport=$2 dir=$3 certs=$4 pw
+  [ -n "${SECURED_ES_HOME:-}" ] || ensure_secured_es_home
   mkdir -p "$dir/data" "$dir/logs"; chmod 700 "$dir"
-  rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
+  rm -rf "$dir/config"; cp -r "$SECURED_ES_HOME/config" "$dir/config"
   cp "$certs/server.pem" "$certs/server.key" "$certs/ca.pem" "$dir/config/"
   cat > "$dir/config/elasticsearch.yml" <<EOT
 cluster.name: conveyor-secured
@@ -102,14 +107,14 @@ EOT
   (umask 077; printf '%s\n' "$pw" > "$dir/elastic_password")
   chown -R "$ES_USER:$ES_USER" "$dir"
   local as_es=(runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$dir/config")
-  "${as_es[@]}" "$ES_HOME/bin/elasticsearch-keystore" create >/dev/null 2>&1 || true
-  printf '%s' "$pw" | "${as_es[@]}" "$ES_HOME/bin/elasticsearch-keystore" add -x -f bootstrap.password \
+  "${as_es[@]}" "$SECURED_ES_HOME/bin/elasticsearch-keystore" create >/dev/null 2>&1 || true
+  printf '%s' "$pw" | "${as_es[@]}" "$SECURED_ES_HOME/bin/elasticsearch-keystore" add -x -f bootstrap.password \
     >/dev/null || die "could not put the bootstrap password into the keystore"
   log "starting Elasticsearch $ES_VERSION with security on (HTTPS) on 127.0.0.1:$port"
-  # Without the .security index (see the API key note below), the built-in roles synchronizer
-  # retries creating it, with a stack trace, on every cluster change: it is switched off.
+  # The built-in roles synchronizer (queryable built-in roles, which nothing here queries) writes
+  # every built-in role into .security right after the start, when the tests begin: switched off.
   "${as_es[@]}" ES_JAVA_OPTS="${ES_JAVA_OPTS:--Xms512m -Xmx512m} -Des.queryable_built_in_roles_enabled=false" \
-    "$ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/logs/startup.out" 2>&1 \
+    "$SECURED_ES_HOME/bin/elasticsearch" -d -p "$dir/es.pid" >"$dir/logs/startup.out" 2>&1 \
     || die "the secured Elasticsearch failed to start (see $dir/logs/conveyor-secured.log)"
   local curl_es=(curl -fsS --cacert "$certs/ca.pem" --config "$dir/curl.cfg")
   (umask 077; printf 'user = "elastic:%s"\n' "$pw" > "$dir/curl.cfg")
@@ -119,19 +124,43 @@ EOT
     [ $((t % 15)) -eq 0 ] && log "  still waiting for the secured Elasticsearch ($t s)"
     sleep 1
   done
-  # API keys live in the .security index, whose mapping needs the analysis-common module that
-  # the integ-test distribution lacks ("Unknown filter type [pattern_capture]"): when the key
-  # cannot be made, the services authenticate as the elastic user (basic auth) instead.
-  local answer
-  rm -f "$dir/api_key"
-  if answer=$("${curl_es[@]}" -X POST -H 'Content-Type: application/json' \
-    "https://127.0.0.1:$port/_security/api_key" -d '{"name":"conveyor-tests","expiration":"1d"}' 2>/dev/null); then
-    (umask 077; printf '%s' "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["encoded"])' \
-      > "$dir/api_key") || die "the API key answer has no 'encoded' field"
-  else
-    warn "this Elasticsearch cannot create API keys (no analysis-common module): basic auth as elastic"
-  fi
+  create_conveyor_api_key "https://127.0.0.1:$port" "$dir" "$certs" \
+    || die "the secured Elasticsearch could not create Conveyor's API key (see $dir/logs/conveyor-secured.log)"
   log "secured Elasticsearch ready on https://127.0.0.1:$port"
+}
+
+# The indices Conveyor's key may touch: the ones of the tests the secured step runs (testkit's
+# TestEnv names a test's indices `t<test name without _>-<8 hex>-…`: `secured`, `pipe_*`).
+# A deployment gives its own ES_INDEX_PREFIX followed by `*`.
+SECURED_ES_INDEX_PATTERNS="${SECURED_ES_INDEX_PATTERNS:-tsecured-*,tpipe*}"
+# What the services (and the tests' cleanup) do there, found by running the pipeline with less:
+# `manage` because the daily indices are created with their alias in the body (create_index
+# alone is refused for that: the worker never got past its start-up), and the retention and the
+# tests delete whole indices; `write` for bulk/index; `read` for search/count/get.
+SECURED_ES_INDEX_PRIVILEGES='"manage","write","read"'
+# Cluster-wide: the messages' index template (PUT _index_template; without it the worker waits
+# for its indices forever) and _cluster/health (the readiness checks: without it, 403).
+SECURED_ES_CLUSTER_PRIVILEGES='"manage_index_templates","monitor"'
+
+# create_conveyor_api_key URL DIR CERTDIR: as the elastic user (DIR/curl.cfg), an API key whose
+# role allows only SECURED_ES_INDEX_PATTERNS with the privileges above; its `encoded` form goes
+# to DIR/api_key (mode 600). The first call creates the `.security` index (the analysis plugin).
+create_conveyor_api_key() {
+  local url=$1 dir=$2 certs=$3 names body answer code
+  names=$(printf '%s' "$SECURED_ES_INDEX_PATTERNS" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read().split(",")))')
+  body=$(printf '{"name":"conveyor-pipeline","expiration":"1d","role_descriptors":{"conveyor_pipeline":{"cluster":[%s],"indices":[{"names":%s,"privileges":[%s]}]}}}' \
+    "$SECURED_ES_CLUSTER_PRIVILEGES" "$names" "$SECURED_ES_INDEX_PRIVILEGES")
+  rm -f "$dir/api_key"
+  answer=$(curl -sS --max-time 60 --cacert "$certs/ca.pem" --config "$dir/curl.cfg" -w '\n%{http_code}' \
+    -X POST -H 'Content-Type: application/json' "$url/_security/api_key" -d "$body") || return 1
+  code=${answer##*$'\n'}; answer=${answer%$'\n'*}
+  if [ "$code" != 200 ]; then
+    warn "POST /_security/api_key answered $code: $(printf '%s' "$answer" | head -c 600)"
+    return 1
+  fi
+  (umask 077; printf '%s' "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["encoded"])' \
+    > "$dir/api_key") || { warn "the API key answer has no 'encoded' field"; return 1; }
+  log "API key for Conveyor created (indices ${SECURED_ES_INDEX_PATTERNS}; no secret printed)"
 }
 
 # start_secured_servers DIR: certificates, the TLS Redis and the secured Elasticsearch under DIR.
@@ -152,9 +181,7 @@ secured_env() {
   export SECURED_ES_URL="https://127.0.0.1:$SECURED_ES_PORT"
   export SECURED_ES_USERNAME="elastic"
   export SECURED_ES_PASSWORD_FILE="$dir/es/elastic_password"
-  SECURED_ES_API_KEY_FILE=""
-  [ ! -s "$dir/es/api_key" ] || SECURED_ES_API_KEY_FILE="$dir/es/api_key"
-  export SECURED_ES_API_KEY_FILE
+  export SECURED_ES_API_KEY_FILE="$dir/es/api_key"
 }
 
 stop_secured_servers() { # DIR: stops what start_secured_servers started there, and only that
@@ -165,7 +192,7 @@ stop_secured_servers() { # DIR: stops what start_secured_servers started there, 
 
 # run_secured_pipeline: tests/tests/secured_pipeline.rs and the whole tests/tests/pipeline.rs once
 # against the secured servers: the services get rediss:// + ACL user + CA file and https://
-# + API key (or basic auth) + CA file through the launcher's environment, and so does the tests'
+# + the role-restricted API key + CA file through the launcher's environment, and so do the tests'
 # own view of both servers. A server that does not start fails this step, not the whole script.
 run_secured_pipeline() {
   local dir="$TEST_STATE/secured" rc=0
@@ -175,11 +202,9 @@ run_secured_pipeline() {
     return 1
   fi
   secured_env "$dir"
-  local es_auth=(ELASTICSEARCH_USERNAME="$SECURED_ES_USERNAME" ELASTICSEARCH_PASSWORD_FILE="$SECURED_ES_PASSWORD_FILE")
-  [ -z "$SECURED_ES_API_KEY_FILE" ] || es_auth=(ELASTICSEARCH_API_KEY_FILE="$SECURED_ES_API_KEY_FILE")
   env REDIS_URL="$SECURED_REDIS_URL" REDIS_PASSWORD_FILE="$SECURED_REDIS_PASSWORD_FILE" \
     REDIS_CA_FILE="$SECURED_CA_FILE" ELASTICSEARCH_URL="$SECURED_ES_URL" \
-    ELASTICSEARCH_CA_FILE="$SECURED_CA_FILE" "${es_auth[@]}" \
+    ELASTICSEARCH_CA_FILE="$SECURED_CA_FILE" ELASTICSEARCH_API_KEY_FILE="$SECURED_ES_API_KEY_FILE" \
     cargo test -p e2e --quiet --no-fail-fast --test secured_pipeline --test pipeline -- --test-threads=1 || rc=$?
   stop_secured_servers "$dir"
   return $rc

@@ -66,7 +66,8 @@ impl StackBuilder {
         self.common_env.push((key.to_string(), value.into()));
         self
     }
-    /// An environment variable for one service only (wins over [`StackBuilder::env`]).
+    /// An environment variable for one service only (wins over [`StackBuilder::env`]); an
+    /// empty value unsets it.
     pub fn env_for(mut self, service: Service, key: &str, value: impl Into<String>) -> Self {
         self.service_env
             .entry(service)
@@ -331,14 +332,22 @@ impl Stack {
         extra: &[(String, String)],
     ) -> Result<ChildGuard> {
         let overrides = self.config.service_env.get(&service).into_iter().flatten();
-        let env: Vec<(String, String)> = self
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (key, value) in self
             .launch
             .env(service, port)
             .into_iter()
             .chain(self.config.common_env.iter().cloned())
             .chain(overrides.cloned())
             .chain(extra.iter().cloned())
-            .collect();
+        {
+            // The last value wins; an empty one unsets the variable (e.g. a credential the
+            // launcher passes on from the suite's environment).
+            env.retain(|(k, _)| *k != key);
+            if !value.is_empty() {
+                env.push((key, value));
+            }
+        }
         let cmd = conveyor_stack::command(&bin_path(service.name()), &env);
         let guard = ChildGuard::spawn(service.name(), cmd)?;
         let pid = guard.id();
