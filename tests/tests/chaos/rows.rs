@@ -129,8 +129,16 @@ pub async fn redis_restarted() -> Row {
     if let Some(p) = &chaos.es_proxy {
         p.set_enabled(false);
     }
-    tokio::time::sleep(SECOND).await;
-    let stats = chaos.messages().stats().await.expect("stats");
+    // Held (pending) or waiting (delayed) jobs show within a lease or so; a slow machine may
+    // take longer to hand the first batch back, so sample until they do (bounded).
+    let held_by = Instant::now() + 20 * SECOND;
+    let stats = loop {
+        tokio::time::sleep(SECOND / 2).await;
+        let stats = chaos.messages().stats().await.expect("stats");
+        if stats.pending + stats.delayed > 0 || Instant::now() > held_by {
+            break stats;
+        }
+    };
     println!("before the Redis restart: {stats:?}");
     assert!(
         stats.pending + stats.delayed > 0,
