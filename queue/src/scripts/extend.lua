@@ -21,10 +21,29 @@ if #newest < 2 or tonumber(newest[2]) < now - lease / 2 then
 end
 redis.call('ZADD', KEYS[2], now, ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 3600000)
-local ids = {}
+-- Which of the given ids this consumer still owns: one walk of its own pending entries between
+-- the smallest and largest given id (XPENDING filtered by consumer reads only that consumer's
+-- list, in pages of 1000), never one XPENDING per id.
+local wanted, lo, hi = {}, nil, nil
 for i = 4, #ARGV do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if #p == 1 then ids[#ids + 1] = ARGV[i] end
+  local id = ARGV[i]
+  wanted[id] = true
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  local key = { tonumber(ms), tonumber(seq) }
+  if lo == nil or key[1] < lo[1] or (key[1] == lo[1] and key[2] < lo[2]) then lo = key end
+  if hi == nil or key[1] > hi[1] or (key[1] == hi[1] and key[2] > hi[2]) then hi = key end
+end
+local ids = {}
+if lo ~= nil then
+  local from, to = string.format('%.0f-%.0f', lo[1], lo[2]), string.format('%.0f-%.0f', hi[1], hi[2])
+  while true do
+    local page = redis.call('XPENDING', KEYS[1], ARGV[1], from, to, 1000, ARGV[2])
+    for _, entry in ipairs(page) do
+      if wanted[entry[1]] then ids[#ids + 1] = entry[1] end
+    end
+    if #page < 1000 then break end
+    from = '(' .. page[#page][1]
+  end
 end
 local extended = 0
 for s = 1, #ids, 1000 do
