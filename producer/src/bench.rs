@@ -23,6 +23,8 @@ pub struct BenchReport {
     pub packets: u64,
     pub errors: u64,
     pub retries: u64,
+    /// Requests given up at shutdown while waiting to retry (their packets' fate unknown).
+    pub stopped: u64,
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
 }
@@ -43,6 +45,12 @@ impl BenchReport {
             self.packets as f64 / secs
         );
         println!("  errors    {:>10} (retries {})", self.errors, self.retries);
+        if self.stopped > 0 {
+            println!(
+                "  stopped   {:>10} requests unanswered at shutdown (not counted as sent)",
+                self.stopped
+            );
+        }
         println!(
             "  latency ms p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
             q(0.5),
@@ -51,10 +59,11 @@ impl BenchReport {
             self.latency.max() as f64 / 1000.0
         );
         println!(
-            "BENCH requests={} packets={} errors={} secs={secs:.3} req_per_s={:.0} packets_per_s={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+            "BENCH requests={} packets={} errors={} stopped={} secs={secs:.3} req_per_s={:.0} packets_per_s={:.0} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3}",
             self.requests,
             self.packets,
             self.errors,
+            self.stopped,
             self.requests as f64 / secs,
             self.packets as f64 / secs,
             q(0.5),
@@ -84,6 +93,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         config.max_retries,
         config.concurrency as usize,
         config.authorization()?,
+        shutdown.clone(),
     )?;
     let generator = Arc::new(Mutex::new(Generator::new(
         &config.producer,
@@ -100,12 +110,18 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     }
     let errors = Arc::new(AtomicU64::new(0));
     let retries = Arc::new(AtomicU64::new(0));
+    let stopped = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = JoinSet::new();
     for _ in 0..config.concurrency {
         let (generator, sender, url, bar) =
             (generator.clone(), sender.clone(), url.clone(), bar.clone());
-        let (errors, retries, shutdown) = (errors.clone(), retries.clone(), shutdown.clone());
+        let (errors, retries, stopped, shutdown) = (
+            errors.clone(),
+            retries.clone(),
+            stopped.clone(),
+            shutdown.clone(),
+        );
         let mut hist = histogram()?;
         tasks.spawn(async move {
             let mut requests = 0u64;
@@ -143,6 +159,12 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
                         retries.fetch_add(u64::from(r), Ordering::Relaxed);
                         tracing::warn!(%error, first = chunk[0].number, "bench request failed");
                     }
+                    Sent::Stopped { error, retries: r } => {
+                        stopped.fetch_add(1, Ordering::Relaxed);
+                        retries.fetch_add(u64::from(r), Ordering::Relaxed);
+                        tracing::info!(%error, first = chunk[0].number, "stopped while waiting to retry");
+                        break;
+                    }
                 }
                 bar.inc(chunk.len() as u64);
             }
@@ -154,6 +176,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         packets: 0,
         errors: 0,
         retries: 0,
+        stopped: 0,
         elapsed: Duration::ZERO,
         latency: histogram()?,
     };
@@ -166,6 +189,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     report.elapsed = started.elapsed();
     report.errors = errors.load(Ordering::Relaxed);
     report.retries = retries.load(Ordering::Relaxed);
+    report.stopped = stopped.load(Ordering::Relaxed);
     bar.finish_and_clear();
     Ok(report)
 }

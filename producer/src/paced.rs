@@ -48,6 +48,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
         config.max_retries,
         config.rate as usize,
         config.authorization()?,
+        shutdown.clone(),
     )?;
     let url = Arc::new(reqwest::Url::parse(&config.messages_url())?);
     let counters = Arc::new(Counters {
@@ -199,6 +200,13 @@ fn record(counters: &Counters, number: u64, result: Sent) {
                 .retries
                 .fetch_add(u64::from(retries), Ordering::Relaxed);
             tracing::warn!(number, ?status, retries, %error, "message not accepted");
+        }
+        Sent::Stopped { error, retries } => {
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+            counters
+                .retries
+                .fetch_add(u64::from(retries), Ordering::Relaxed);
+            tracing::warn!(number, retries, %error, "stopped while waiting to retry; message not known to be accepted");
         }
     }
 }

@@ -1,12 +1,14 @@
 //! One HTTP request to the consumer with the producer's retry rule: 429 and 503 are retried after
 //! `Retry-After`, transport failures after a short pause, up to a bound; every other answer is
-//! final. Never panics and never drops a number silently: the caller gets the final result.
+//! final. Never panics and never drops a number silently: the caller gets the final result. A
+//! shutdown (SIGTERM, Ctrl-C) ends the wait for a retry at once: the request is then `Stopped`.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+use tokio_util::sync::CancellationToken;
 
 /// How a request ended.
 #[derive(Debug)]
@@ -19,21 +21,26 @@ pub enum Sent {
         error: String,
         retries: u32,
     },
+    /// Shutdown came while waiting to retry: not known to be accepted, not tried again.
+    Stopped { error: String, retries: u32 },
 }
 
 #[derive(Clone)]
 pub struct Sender {
     client: reqwest::Client,
     max_retries: u32,
+    stop: CancellationToken,
 }
 
 impl Sender {
-    /// `authorization` goes with every request (the API key, when the API needs one).
+    /// `authorization` goes with every request (the API key, when the API needs one); `stop`
+    /// ends any wait for a retry.
     pub fn new(
         timeout: Duration,
         max_retries: u32,
         pool: usize,
         authorization: Option<HeaderValue>,
+        stop: CancellationToken,
     ) -> anyhow::Result<Sender> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(value) = authorization {
@@ -49,6 +56,7 @@ impl Sender {
         Ok(Sender {
             client,
             max_retries,
+            stop,
         })
     }
 
@@ -100,9 +108,12 @@ impl Sender {
                     retries,
                 };
             }
+            tracing::debug!(%url, retries = retries + 1, ?pause, %error, "retrying");
+            tokio::select! {
+                () = self.stop.cancelled() => return Sent::Stopped { error, retries },
+                () = tokio::time::sleep(pause) => {}
+            }
             retries += 1;
-            tracing::debug!(%url, retries, ?pause, %error, "retrying");
-            tokio::time::sleep(pause).await;
         }
     }
 }
