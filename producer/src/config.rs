@@ -33,8 +33,9 @@ pub struct Config {
     #[arg(long, env = "PRODUCER_RATE", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub rate: u32,
-    /// The sends of each second are spread over its first WINDOW_MS milliseconds
-    #[arg(long, env = "PRODUCER_WINDOW_MS", default_value_t = 100,
+    /// The sends of each second are spread over its first WINDOW_MS milliseconds (default 50:
+    /// half the design's 100 ms, so a send a loaded machine schedules late is still inside)
+    #[arg(long, env = "PRODUCER_WINDOW_MS", default_value_t = 50,
           value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub window_ms: u64,
     /// Stop after this many seconds (paced mode; default: run until Ctrl-C)
@@ -149,7 +150,7 @@ mod tests {
     fn defaults_match_the_design() {
         let c = Config::try_parse_from(["producer"]).unwrap();
         assert_eq!(c.rate, 10);
-        assert_eq!(c.window_ms, 100);
+        assert_eq!(c.window_ms, 50, "within the design's 100 ms, with room for lateness");
         assert!(c.resources);
         assert_eq!(c.limit(), None);
         assert_eq!(c.messages_url(), "http://127.0.0.1:8000/messages");

@@ -128,8 +128,8 @@ impl Clock {
                     return;
                 };
                 // Evenly spaced with one spacing left free at the end of the window (for the
-                // defaults: ms 0, 9, 18 … 81): a slot the OS schedules a few ms late still
-                // lands inside the window.
+                // defaults: ms 0, 4.5, 9 … 40.5): a slot the OS schedules a few tens of ms late
+                // still leaves within the design's first 100 ms.
                 let at = second + self.window * i / (self.rate + 1);
                 if !self.wait_until(at) {
                     return;
