@@ -59,6 +59,11 @@ async fn four_partitions_handlers_slower_than_the_lease_concurrency_one() {
     harness::rows::partitions_slow_handlers().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_slower_than_the_response_timeout() {
+    harness::rows::redis_slow().await;
+}
+
 /// The overlap check itself, on runs made up for it: it counts a live worker's run taken over,
 /// and nothing once that worker was cut off or its run had ended.
 #[test]

@@ -27,7 +27,7 @@ use serde_json::Value;
 use testkit::{RedisServer, TcpProxy, TestEnv};
 
 /// Every row of the table, in print order (the names the row tests report under).
-pub const ROWS: [&str; 9] = [
+pub const ROWS: [&str; 10] = [
     "SIGKILL 1 of 3 workers mid-batch",
     "SIGKILL the consumer mid-request, restarted",
     "Redis paused 2x lease (CLIENT PAUSE ALL)",
@@ -37,6 +37,7 @@ pub const ROWS: [&str; 9] = [
     "webhook target down 15 s",
     "rolling replacement of every worker",
     "4 partitions, handler > lease, concurrency 1",
+    "Redis slower than the response timeout (DEBUG SLEEP)",
 ];
 
 /// The lease the rows run with (ms).

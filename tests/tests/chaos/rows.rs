@@ -324,3 +324,40 @@ pub async fn partitions_slow_handlers() -> Row {
     );
     row
 }
+
+/// Redis answers later than every service's response timeout, again and again: `DEBUG SLEEP 1`
+/// six times over about 7 s, with the workers' and the consumer's `REDIS_RESPONSE_TIMEOUT` at
+/// 300 ms and the workers' `MAX_ATTEMPTS` at 2 — so a timeout that used up an attempt would
+/// dead-letter a job within two of them. Each call's outcome is unknown to its caller; the
+/// queue's promise is that the work is done again, never lost, never dead-lettered for it.
+pub async fn redis_slow() -> Row {
+    let opts = Options {
+        private_redis: true,
+        worker_env: vec![("REDIS_RESPONSE_TIMEOUT", "300ms"), ("MAX_ATTEMPTS", "2")],
+        consumer_env: vec![("REDIS_RESPONSE_TIMEOUT", "300ms")],
+        ..Options::default()
+    };
+    let chaos = Chaos::start("chaos_slow", opts).await;
+    let producer = chaos.produce(100, 9);
+    tokio::time::sleep(3 * SECOND / 2).await;
+    let ready = e2e::es::wait_for_count(&chaos.env, "messages", 1, 20 * SECOND).await;
+    assert!(ready > 0, "the workers store messages before the fault");
+    // A connection of its own without a response timeout: each DEBUG SLEEP answers after 1 s.
+    let client = redis::Client::open(chaos.redis_url.as_str()).expect("redis url");
+    let config = redis::AsyncConnectionConfig::new().set_response_timeout(None);
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .expect("admin connection");
+    for _ in 0..6 {
+        let _: () = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .expect("DEBUG SLEEP");
+        tokio::time::sleep(SECOND / 5).await;
+    }
+    let end = Instant::now();
+    chaos.finish(ROWS[9], producer, end).await
+}
