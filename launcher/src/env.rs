@@ -43,11 +43,12 @@ const HTTP_BOUNDS: [&str; 4] = [
 /// How the services reach a secured Redis (TLS, ACL user) and Elasticsearch (CA, API key or
 /// basic auth). No defaults: each is passed on only when set, to the services that talk to that
 /// server. Prefer the `*_FILE` forms (the value then never sits in a process's environment).
-pub const REDIS_TRANSPORT: [&str; 4] = [
+pub const REDIS_TRANSPORT: [&str; 5] = [
     "REDIS_USERNAME",
     "REDIS_PASSWORD",
     "REDIS_PASSWORD_FILE",
     "REDIS_CA_FILE",
+    "REDIS_RESPONSE_TIMEOUT",
 ];
 /// See [`REDIS_TRANSPORT`].
 pub const ELASTICSEARCH_TRANSPORT: [&str; 6] = [

@@ -1,5 +1,6 @@
-//! What every handler of the webhook service shares: the resources store, the secrets, the
-//! output directory and whether the index is known to exist. Built without I/O.
+//! What every handler of the webhook service shares: the resources store and its group commit,
+//! the secrets, the output directory and whether the index is known to exist. Built without
+//! I/O, on a Tokio runtime (it starts the group commit's writer).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -7,12 +8,19 @@ use std::sync::Arc;
 use pipeline::store::{Store, StoreError};
 
 use crate::config::Config;
+use crate::group::GroupCommit;
 use crate::store::ResourceStore;
+
+/// Deliveries written in one `_bulk` at most.
+const MAX_BULK: usize = 500;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub store: ResourceStore,
+    /// Where deliveries' create-only writes go: together into one `_bulk` when they arrive
+    /// together (`crate::group`).
+    pub writes: GroupCommit,
     pub secrets: Arc<pipeline::signing::Secrets>,
     pub output_dir: Arc<std::path::PathBuf>,
     pub tolerance_secs: i64,
@@ -25,6 +33,7 @@ impl AppState {
     pub fn new(config: &Config) -> anyhow::Result<Self> {
         let store = ResourceStore::new(Store::new(&config.elastic)?);
         Ok(AppState {
+            writes: GroupCommit::start(store.clone(), MAX_BULK),
             store,
             secrets: Arc::new(config.secrets.load()?),
             output_dir: Arc::new(config.output_dir.clone()),

@@ -163,30 +163,48 @@ impl ResourceStore {
         key: &ResourceKey,
         doc: &DeliveredResource,
     ) -> Result<Created, StoreError> {
-        let action = json!({ "create": { "_index": self.index, "_id": key.to_string() } });
         let source = serde_json::to_value(doc)
             .map_err(|e| StoreError::Decode(format!("encoding the resource: {e}")))?;
+        let mut results = self.create_many(vec![(key.to_string(), source)]).await?;
+        results
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Decode("bulk answer without an item".into())))
+    }
+
+    /// Creates every `(id, source)` (create-only) in one `_bulk`: one result per document, in
+    /// order (`Duplicate` for an id already stored); `Err` when the request as a whole failed.
+    pub async fn create_many(
+        &self,
+        docs: Vec<(String, Value)>,
+    ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
+        let n = docs.len();
+        let mut body = Vec::with_capacity(2 * n);
+        for (id, source) in docs {
+            body.push(JsonBody::new(
+                json!({ "create": { "_index": self.index, "_id": id } }),
+            ));
+            body.push(JsonBody::new(source));
+        }
         let resp = self
             .store
             .client()
             .bulk(BulkParts::None)
-            .body(vec![JsonBody::new(action), JsonBody::new(source)])
+            .body(body)
             .send()
             .await
             .map_err(unavailable)?;
-        let body = answer(resp).await?;
-        let item = &body["items"][0]["create"];
-        match item["status"].as_u64() {
-            Some(200 | 201) => Ok(Created::New),
-            Some(409) => Ok(Created::Duplicate),
-            Some(status) => Err(StoreError::Rejected {
-                status: u16::try_from(status).unwrap_or(500),
-                reason: item["error"].to_string().chars().take(500).collect(),
-            }),
-            None => Err(StoreError::Decode(format!(
-                "bulk answer without an item: {body}"
-            ))),
+        let answer = answer(resp).await?;
+        let items = answer["items"].as_array().map_or(&[][..], Vec::as_slice);
+        if items.len() != n {
+            return Err(StoreError::Decode(format!(
+                "bulk answer with {} items for {n} documents",
+                items.len()
+            )));
         }
+        Ok(items
+            .iter()
+            .map(|item| item_result(&item["create"]))
+            .collect())
     }
 
     /// The stored resource, `None` when absent (or when nothing was ever delivered).
@@ -289,6 +307,21 @@ struct ListingHits {
 struct ListingHit {
     #[serde(rename = "_source")]
     source: ListedResource,
+}
+
+/// One `_bulk` create item's outcome.
+fn item_result(item: &Value) -> Result<Created, StoreError> {
+    match item["status"].as_u64() {
+        Some(200 | 201) => Ok(Created::New),
+        Some(409) => Ok(Created::Duplicate),
+        Some(status) => Err(StoreError::Rejected {
+            status: u16::try_from(status).unwrap_or(500),
+            reason: item["error"].to_string().chars().take(500).collect(),
+        }),
+        None => Err(StoreError::Decode(format!(
+            "bulk item without a status: {item}"
+        ))),
+    }
 }
 
 fn decode(source: &Value) -> Result<DeliveredResource, StoreError> {

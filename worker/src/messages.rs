@@ -131,8 +131,15 @@ impl Handler<MessageJob> for MessageHandler {
                     .map(|(doc, &reply)| done(doc, reply))
                     .collect()
             }
+            (Ok(()), Err(e)) if e.is_transient() => {
+                // Redis slow or unreachable: the batch waits, without using up an attempt, and
+                // runs again (stored and collated again: both idempotent). A slow Redis never
+                // dead-letters accepted messages.
+                tracing::warn!(error = %e, jobs = stored.len(), "collation did not answer; batch handed back to wait for redis");
+                let reason = format!("collation: {e}");
+                stored.iter().map(|_| wait(&reason)).collect()
+            }
             (Ok(()), Err(e)) => {
-                metrics::counter!("conveyor_messages_stored_total").increment(stored.len() as u64);
                 tracing::warn!(error = %e, jobs = stored.len(), "collation failed; batch will be retried");
                 let reason = format!("collation: {e}");
                 stored.iter().map(|_| retry(&reason)).collect()

@@ -45,7 +45,7 @@ pub const MESSAGES_INDEX: &str = "messages";
 pub const RESOURCES_INDEX: &str = "resources";
 
 /// What a store call can fail with.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Elasticsearch could not be reached or did not answer in time.
     #[error("elasticsearch unavailable: {0}")]

@@ -42,7 +42,24 @@ pub struct RedisArgs {
     /// Largest number of pooled Redis connections
     #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 32)]
     pub redis_pool_size: usize,
+    /// How long one command or pipeline may wait for its answer, e.g. `5s`. Sized for the
+    /// largest pipelines (a worker's collation of a 500-job batch) behind others on a Redis
+    /// that fsyncs every write: past it the outcome is unknown and the work is done again.
+    #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "5s",
+          value_parser = response_timeout)]
+    pub redis_response_timeout: std::time::Duration,
 }
+
+fn response_timeout(value: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Err("must be longer than 0".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Default `REDIS_RESPONSE_TIMEOUT` (redis-rs's own default is 500 ms).
+pub const DEFAULT_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for RedisArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,6 +71,7 @@ impl std::fmt::Debug for RedisArgs {
             .field("redis_ca_file", &self.redis_ca_file)
             .field("queue_namespace", &self.queue_namespace)
             .field("redis_pool_size", &self.redis_pool_size)
+            .field("redis_response_timeout", &self.redis_response_timeout)
             .finish()
     }
 }
@@ -70,6 +88,7 @@ impl RedisArgs {
             redis_ca_file: None,
             queue_namespace: namespace.into(),
             redis_pool_size: 32,
+            redis_response_timeout: DEFAULT_RESPONSE_TIMEOUT,
         }
     }
 
@@ -146,7 +165,9 @@ impl RedisArgs {
 
     /// A connection pool; connections are opened lazily, so this succeeds while Redis is down.
     pub fn pool(&self) -> anyhow::Result<deadpool_redis::Pool> {
-        let manager = deadpool_redis::Manager::new(self.connection_info()?)
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(self.redis_response_timeout));
+        let manager = deadpool_redis::Manager::new_with_config(self.connection_info()?, config)
             .context("building the Redis connection manager")?;
         deadpool_redis::Pool::builder(manager)
             .max_size(self.redis_pool_size)

@@ -173,7 +173,7 @@ async fn accept(
 
     app.ensure_index().await?;
     let doc = DeliveredResource::new(resource, delivered_at);
-    match app.store.create(&id, &doc).await? {
+    match app.writes.create(&id, &doc).await? {
         Created::New => {
             write_file(app, &id, &doc).await?;
             count("stored");

@@ -1,0 +1,110 @@
+//! [`GroupCommit`]: the create-only writes of deliveries that arrive together share one `_bulk`.
+//!
+//! Each delivery hands its document to one writer task and waits for its own item's answer. The
+//! writer takes the first waiting document, then every other one already waiting (up to
+//! `max_batch`), and sends them as one `_bulk`; while that request is out, new deliveries queue
+//! up for the next one, and at most [`IN_FLIGHT`] requests are out at once. One delivery alone
+//! waits for nothing (its `_bulk` leaves at once); under load Elasticsearch sees a few large
+//! requests instead of one per resource. A failed `_bulk` fails each delivery of it with the same
+//! error (each then answers 503 and the worker delivers again: create-only writes make that safe).
+
+use std::sync::Arc;
+
+use pipeline::ids::ResourceKey;
+use pipeline::store::StoreError;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::store::{Created, DeliveredResource, ResourceStore};
+
+/// `_bulk` requests out at once.
+pub const IN_FLIGHT: usize = 2;
+/// Deliveries queued for the writer at most; one more waits for room (the service's
+/// concurrency limit bounds them anyway).
+const QUEUED: usize = 1024;
+
+struct Pending {
+    id: String,
+    source: Value,
+    answer: oneshot::Sender<Result<Created, StoreError>>,
+}
+
+/// The writer's mailbox (cheap to clone).
+#[derive(Clone)]
+pub struct GroupCommit {
+    tx: mpsc::Sender<Pending>,
+}
+
+impl GroupCommit {
+    /// Starts the writer on the current runtime; it ends when every clone is dropped.
+    pub fn start(store: ResourceStore, max_batch: usize) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUED);
+        tokio::spawn(writer(store, rx, max_batch.max(1)));
+        GroupCommit { tx }
+    }
+
+    /// Creates `doc` under `key` (create-only), in the next `_bulk` out.
+    pub async fn create(
+        &self,
+        key: &ResourceKey,
+        doc: &DeliveredResource,
+    ) -> Result<Created, StoreError> {
+        let source = serde_json::to_value(doc)
+            .map_err(|e| StoreError::Decode(format!("encoding the resource: {e}")))?;
+        let (answer, answered) = oneshot::channel();
+        let stopped = || StoreError::Unavailable("the webhook service is stopping".into());
+        self.tx
+            .send(Pending {
+                id: key.to_string(),
+                source,
+                answer,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?
+    }
+}
+
+async fn writer(store: ResourceStore, mut rx: mpsc::Receiver<Pending>, max_batch: usize) {
+    let permits = Arc::new(Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let store = store.clone();
+        tokio::spawn(async move {
+            flush(&store, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn flush(store: &ResourceStore, batch: Vec<Pending>) {
+    metrics::histogram!("conveyor_webhook_bulk_size").record(batch.len() as f64);
+    let (docs, answers): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .map(|p| ((p.id, p.source), p.answer))
+        .unzip();
+    match store.create_many(docs).await {
+        Ok(results) => {
+            for (answer, result) in answers.into_iter().zip(results) {
+                let _ = answer.send(result);
+            }
+        }
+        Err(e) => {
+            for answer in answers {
+                let _ = answer.send(Err(e.clone()));
+            }
+        }
+    }
+}
