@@ -150,7 +150,10 @@ mod tests {
     fn defaults_match_the_design() {
         let c = Config::try_parse_from(["producer"]).unwrap();
         assert_eq!(c.rate, 10);
-        assert_eq!(c.window_ms, 50, "within the design's 100 ms, with room for lateness");
+        assert_eq!(
+            c.window_ms, 50,
+            "within the design's 100 ms, with room for lateness"
+        );
         assert!(c.resources);
         assert_eq!(c.limit(), None);
         assert_eq!(c.messages_url(), "http://127.0.0.1:8000/messages");

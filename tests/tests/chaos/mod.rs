@@ -403,6 +403,10 @@ impl Chaos {
                     "conveyor_messages_accepted_total",
                 )
                 .await;
+                println!(
+                    "received by the killed consumer {received_by_killed}, accepted by its \
+                     successor {accepted_after}, sent {sent}"
+                );
                 received_by_killed.saturating_sub(sent.saturating_sub(accepted_after))
             }
             None => 0,

@@ -29,8 +29,8 @@ pub async fn sigkill_one_worker() -> Row {
 
 /// `kill -9` of the consumer while requests are in flight, then the consumer again on the same
 /// port. To have requests in flight whose enqueue did happen, the consumer's Redis answers come
-/// back 150 ms late (its proxy) for 600 ms before the kill: enqueues run in Redis at once, their
-/// requests wait for the answer when the consumer dies. Its backlog reading is cached for 10 s,
+/// back 5 s late (its proxy) from 1.2 s before the kill, so none of them arrives before it:
+/// enqueues run in Redis at once, their requests wait for the answer when the consumer dies. Its backlog reading is cached for 10 s,
 /// so requests wait in their enqueue, not at the backlog gate. The producer retries every
 /// request that got no answer with the same packet; the consumer enqueues under the packet's
 /// natural key, deduplicated for 60 s, so such a retry creates no second job: one run per job
@@ -49,8 +49,8 @@ pub async fn sigkill_consumer() -> Row {
         .consumer_proxy
         .as_ref()
         .expect("consumer's redis proxy");
-    proxy.set_reply_delay(Duration::from_millis(150));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    proxy.set_reply_delay(5 * SECOND);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     chaos.stack.kill_consumer();
     // Reaped: nothing the old process received can be stamped after this.
     let killed_at = chrono::Utc::now();
