@@ -26,6 +26,11 @@ cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it 
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
   else echo 0; fi
 }
+sys_s() { # CPU seconds in the kernel (system time) a live process has used so far; 0 if gone
+  if [ -r "/proc/$1/stat" ]; then
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", $13 / hz }' "/proc/$1/stat"
+  else echo 0; fi
+}
 # es_pid URL: the pid listening on the URL's port (0 when not visible here)
 es_pid() {
   local port pid

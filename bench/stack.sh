@@ -13,7 +13,8 @@
 #   p50/p99 from POST (the packet's sent_at) to stored (its stored_at), over every document;
 #   p50/p99 from a resource's last packet to its delivery (the webhook's latency_ms);
 #   dead letters (must be 0), job retries, duplicate deliveries;
-#   CPU µs per message of Redis, Elasticsearch and every service; peak RSS (VmHWM) of every service
+#   CPU µs per message of Redis, Elasticsearch and every service (with the kernel's share), and
+#   the Redis commands that took most of Redis's time (INFO commandstats); peak RSS (VmHWM) of every service
 #   and its RSS 10 s after the run;
 #   redis-benchmark XADD on the same redis-server (fsync always, pipelined like the API's batches),
 #   for a ratio.
@@ -93,8 +94,9 @@ for N in $WORKER_COUNTS; do
   declare -A PID=()
   for f in "$D"/stack/pids/*.pid; do PID[$(basename "$f" .pid)]="$(cat "$f")"; done
   PID[redis]=$REDIS_PID; PID[elasticsearch]=$ES_PID
-  declare -A CPU0=()
-  for name in "${!PID[@]}"; do CPU0[$name]="$(cpu_s "${PID[$name]}")"; done
+  declare -A CPU0=() SYS0=()
+  for name in "${!PID[@]}"; do CPU0[$name]="$(cpu_s "${PID[$name]}")"; SYS0[$name]="$(sys_s "${PID[$name]}")"; done
+  redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 
   T0="$(now)"
   /usr/bin/time -f "PRODUCER_CPU %U %S" -o "$D/producer.time" \
@@ -124,8 +126,15 @@ for N in $WORKER_COUNTS; do
   done
   wait "$PRODUCER" || die "the producer failed: $(tail -5 "$D/producer.log")"
   grep -E "^  (requests|packets|errors|latency)" "$D/producer.log" | sed 's/^/   producer:/'
-  declare -A CPU=()
-  for name in "${!PID[@]}"; do CPU[$name]="$(calc "%.2f" "$(cpu_s "${PID[$name]}")-${CPU0[$name]}")"; done
+  declare -A CPU=() SYS=()
+  for name in "${!PID[@]}"; do
+    CPU[$name]="$(calc "%.2f" "$(cpu_s "${PID[$name]}")-${CPU0[$name]}")"
+    SYS[$name]="$(calc "%.2f" "$(sys_s "${PID[$name]}")-${SYS0[$name]}")"
+  done
+  # Where Redis's time went: the commands (and scripts) with the most time, per message.
+  COMMANDS="$(redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' \
+    | awk -F'[:,=]' -v n="$COUNT" '/^cmdstat_/ { sub(/^cmdstat_/, "", $1); printf "%s %.1f µs (%.2f calls)\n", $1, $5 / n, $3 / n }' \
+    | sort -k2 -nr | head -8 | paste -sd ';' | sed 's/;/; /g')"
   CPU[producer]="$(awk '/PRODUCER_CPU/ {printf "%.2f", $2 + $3}' "$D/producer.time")"
   declare -A HWM=()
   for name in "${!PID[@]}"; do
@@ -156,8 +165,10 @@ for N in $WORKER_COUNTS; do
   line="   CPU µs/message:"
   for name in redis elasticsearch consumer $(printf '%s\n' "${!PID[@]}" | grep '^worker-' | sort -V) webhook dashboard producer; do
     [ -n "${CPU[$name]:-}" ] && line="$line $name $(calc "%.1f" "${CPU[$name]}*1000000/$COUNT")"
+    [ -n "${SYS[$name]:-}" ] && line="$line ($(calc "%.0f" "${SYS[$name]}*100/(${CPU[$name]}+0.001)")% sys)"
   done
   echo "$line"
+  echo "   Redis per message by command: $COMMANDS"
   line="   peak RSS MB (after 10 s idle):"
   for name in consumer $(printf '%s\n' "${!HWM[@]}" | grep '^worker-' | sort -V) webhook dashboard; do
     [ -n "${HWM[$name]:-}" ] && line="$line $name ${HWM[$name]} (${RSS_AFTER[$name]})"
@@ -165,7 +176,7 @@ for N in $WORKER_COUNTS; do
   echo "$line"
   echo "   redis-benchmark XADD -P $BATCH on this redis-server: $XADD/s"
   RESULTS+=("$N|$(calc "%.0f" "$COUNT/$stored_s")|$(calc "%.0f" "$resources/$delivered_s")|$(echo "$REPORT" | awk -F= '/^post_to_stored_ms=/ {print $2}')|$(echo "$REPORT" | awk -F= '/^last_packet_to_delivery_ms=/ {print $2}')|$dead|$retries|$dups|$(printf '%s\n' "${HWM[@]}" | sort -n | tail -1)|$XADD")
-  unset PID CPU0 CPU HWM RSS_AFTER
+  unset PID CPU0 CPU SYS0 SYS HWM RSS_AFTER
 done
 
 echo

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod error;
+pub mod files;
 pub mod group;
 pub mod output;
 pub mod routes;

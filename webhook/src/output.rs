@@ -1,7 +1,9 @@
 //! One JSON file per delivered resource in `OUTPUT_DIR`, written atomically and never overwritten:
-//! the content goes to a temp file in the same directory, then is hard-linked to its final name
-//! (which fails if the name exists), the temp name removed and the directory fsynced, so the name
-//! survives a power loss once the 201 is answered. Readers never see partial files.
+//! the content goes to a temp file in the same directory and is made durable, then is
+//! hard-linked to its final name (which fails if the name exists), the temp name removed and the
+//! directory fsynced, so the name survives a power loss once the 201 is answered, never without
+//! its content. Readers never see partial files. Deliveries that arrive together share the two
+//! syncs ([`write_group`], driven by `crate::files`).
 //!
 //! The file name is `<resource key>.json` (`<resource_id>.json` for the default producer,
 //! `<producer>@<resource_id>.json` otherwise), for a [`ResourceKey`] only: neither rule has `/` or
@@ -34,27 +36,91 @@ pub fn path_for(dir: &Path, key: &ResourceKey) -> Option<PathBuf> {
 
 /// Writes `content` to `<dir>/<resource key>.json` unless that file already exists.
 pub fn write_once(dir: &Path, key: &ResourceKey, content: &[u8]) -> std::io::Result<Written> {
+    write_group(dir, &[(key, content)])
+        .pop()
+        .unwrap_or_else(|| Err(std::io::Error::other("no result")))
+}
+
+/// Writes several files the way [`write_once`] writes one, with two syncs for the whole group
+/// instead of two per file: every content goes to its temp file, ONE `syncfs` makes all of it
+/// durable, then every temp file is hard-linked to its final name and ONE fsync of the directory
+/// makes the names durable. A name therefore never survives a crash without its full content. One
+/// result per item, in order; an item already there (or named twice in the group: the second)
+/// is `AlreadyThere`. A failed sync fails every item it covered.
+pub fn write_group(dir: &Path, items: &[(&ResourceKey, &[u8])]) -> Vec<std::io::Result<Written>> {
+    let mut results: Vec<Option<std::io::Result<Written>>> = Vec::with_capacity(items.len());
+    // (index, temp path, final path) of every file written to a temp file.
+    let mut staged: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
+    let made = std::fs::create_dir_all(dir);
+    for (i, (key, content)) in items.iter().enumerate() {
+        let result = made
+            .as_ref()
+            .map_err(clone_error)
+            .and_then(|()| stage(dir, key, content));
+        match result {
+            Ok(Some((tmp, target))) => {
+                staged.push((i, tmp, target));
+                results.push(None);
+            }
+            Ok(None) => results.push(Some(Ok(Written::AlreadyThere))),
+            Err(e) => results.push(Some(Err(e))),
+        }
+    }
+    if !staged.is_empty() {
+        let synced = File::open(dir).and_then(|d| rustix::fs::syncfs(&d).map_err(Into::into));
+        let mut linked = Vec::with_capacity(staged.len());
+        for (i, tmp, target) in &staged {
+            let result = match &synced {
+                Err(e) => Err(clone_error(e)),
+                Ok(()) => match std::fs::hard_link(tmp, target) {
+                    Ok(()) => Ok(Written::New),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Ok(Written::AlreadyThere)
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let _ = std::fs::remove_file(tmp);
+            linked.push((*i, result));
+        }
+        // The new names live in the directory: make them durable before anyone is answered.
+        let names_synced = File::open(dir).and_then(|d| d.sync_all());
+        for (i, result) in linked {
+            results[i] = Some(match (&names_synced, result) {
+                (Err(e), Ok(Written::New)) => Err(clone_error(e)),
+                (_, result) => result,
+            });
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not written"))))
+        .collect()
+}
+
+/// Writes `content` to a new temp file beside its final name; `None` when that name exists.
+fn stage(
+    dir: &Path,
+    key: &ResourceKey,
+    content: &[u8],
+) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
     let target = path_for(dir, key).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsafe resource id")
     })?;
     if target.exists() {
-        return Ok(Written::AlreadyThere);
+        return Ok(None);
     }
-    std::fs::create_dir_all(dir)?;
     let (tmp_path, mut tmp) = tempfile_in(dir)?;
-    let result = tmp
-        .write_all(content)
-        .and_then(|()| tmp.sync_all())
-        .and_then(|()| match std::fs::hard_link(&tmp_path, &target) {
-            Ok(()) => Ok(Written::New),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::AlreadyThere),
-            Err(e) => Err(e),
-        });
-    let _ = std::fs::remove_file(&tmp_path);
-    let written = result?;
-    // The new name lives in the directory: make it durable before the caller answers.
-    File::open(dir)?.sync_all()?;
-    Ok(written)
+    if let Err(e) = tmp.write_all(content) {
+        let _ = std::fs::remove_file(&tmp_path);
+        return Err(e);
+    }
+    Ok(Some((tmp_path, target)))
+}
+
+/// An `io::Error` given to every item a shared step failed for.
+fn clone_error(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
 }
 
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
@@ -112,6 +178,37 @@ mod tests {
         assert_eq!(
             names(dir.path()),
             vec!["r:1.json".to_string()],
+            "no temp files left behind"
+        );
+    }
+
+    #[test]
+    fn a_group_writes_each_file_once_with_its_own_result() {
+        let dir = tempfile::tempdir().unwrap();
+        write_once(dir.path(), &rid("old"), b"kept").unwrap();
+        let keys: Vec<ResourceKey> = ["a", "old", "b", "a"].into_iter().map(rid).collect();
+        let contents: [&[u8]; 4] = [b"a1", b"replaced?", b"b1", b"a2"];
+        let items: Vec<(&ResourceKey, &[u8])> = keys.iter().zip(contents).collect();
+        let results: Vec<Written> = write_group(dir.path(), &items)
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            results,
+            [
+                Written::New,
+                Written::AlreadyThere,
+                Written::New,
+                Written::AlreadyThere
+            ],
+            "the second 'a' of the group finds the first one's file"
+        );
+        assert_eq!(std::fs::read(dir.path().join("a.json")).unwrap(), b"a1");
+        assert_eq!(std::fs::read(dir.path().join("old.json")).unwrap(), b"kept");
+        assert_eq!(std::fs::read(dir.path().join("b.json")).unwrap(), b"b1");
+        assert_eq!(
+            names(dir.path()),
+            vec!["a.json", "b.json", "old.json"],
             "no temp files left behind"
         );
     }

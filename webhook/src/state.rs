@@ -8,6 +8,7 @@ use std::sync::Arc;
 use pipeline::store::{Store, StoreError};
 
 use crate::config::Config;
+use crate::files::FileCommit;
 use crate::group::GroupCommit;
 use crate::store::ResourceStore;
 
@@ -21,6 +22,8 @@ pub struct AppState {
     /// Where deliveries' create-only writes go: together into one `_bulk` when they arrive
     /// together (`crate::group`).
     pub writes: GroupCommit,
+    /// Where output files go: together, two syncs per group (`crate::files`).
+    pub files: FileCommit,
     pub secrets: Arc<pipeline::signing::Secrets>,
     pub output_dir: Arc<std::path::PathBuf>,
     pub tolerance_secs: i64,
@@ -34,6 +37,7 @@ impl AppState {
         let store = ResourceStore::new(Store::new(&config.elastic)?);
         Ok(AppState {
             writes: GroupCommit::start(store.clone(), MAX_BULK),
+            files: FileCommit::start(Arc::new(config.output_dir.clone())),
             store,
             secrets: Arc::new(config.secrets.load()?),
             output_dir: Arc::new(config.output_dir.clone()),

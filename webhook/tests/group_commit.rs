@@ -1,6 +1,7 @@
 //! Deliveries that arrive together share `_bulk` requests (`webhook::group`), and each still gets
 //! its own answer: 201 for a new resource, 200 `duplicate` for a key already stored — also when
-//! both copies of a key travel in the same `_bulk`. Real Elasticsearch, real HTTP.
+//! both copies of a key travel in the same `_bulk` — and their output files share syncs
+//! (`webhook::files`). Real Elasticsearch, real HTTP, a real file system.
 
 mod support;
 
@@ -24,8 +25,9 @@ fn resource(id: &str) -> CollatedResource {
     }
 }
 
-/// The `_count` of `conveyor_webhook_bulk_size` on the service's /metrics: `_bulk` requests sent.
-async fn bulk_requests(svc: &Service) -> u64 {
+/// The `_count` of histogram `name` on the service's /metrics (`_bulk` requests sent, file groups
+/// written).
+async fn groups(svc: &Service, name: &str) -> u64 {
     let text = svc
         .http
         .get(format!("{}/metrics", svc.url))
@@ -36,7 +38,7 @@ async fn bulk_requests(svc: &Service) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix("conveyor_webhook_bulk_size_count "))
+        .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
         .map_or(0, |v| v.trim().parse::<f64>().unwrap() as u64)
 }
 
@@ -59,9 +61,14 @@ async fn concurrent_deliveries_share_bulk_requests_and_each_gets_its_own_answer(
             });
         }
     }
-    let before = bulk_requests(&svc).await;
+    let (bulk, files) = (
+        "conveyor_webhook_bulk_size",
+        "conveyor_webhook_file_group_size",
+    );
+    let before = (groups(&svc, bulk).await, groups(&svc, files).await);
     let answers = futures::future::join_all(sends).await;
-    let bulks = bulk_requests(&svc).await - before;
+    let bulks = groups(&svc, bulk).await - before.0;
+    let file_groups = groups(&svc, files).await - before.1;
 
     let mut per_id: HashMap<String, (u32, u32)> = HashMap::new();
     for (_, id, status, answer) in &answers {
@@ -94,7 +101,14 @@ async fn concurrent_deliveries_share_bulk_requests_and_each_gets_its_own_answer(
         .unwrap();
     assert_eq!(count, N as u64);
     assert_eq!(svc.files().len(), N, "one file per resource");
-    println!("{} deliveries in {bulks} _bulk requests", 2 * N);
+    println!(
+        "{} deliveries in {bulks} _bulk requests; {N} files in {file_groups} groups",
+        2 * N
+    );
+    assert!(
+        file_groups > 0 && file_groups < N as u64,
+        "files of deliveries arriving together share their syncs: {file_groups} groups for {N}"
+    );
     assert!(
         bulks > 0 && bulks < (2 * N) as u64,
         "deliveries arriving together share requests: {bulks} _bulk requests for {} deliveries",

@@ -23,7 +23,7 @@ use service_kit::http::{parse_json, read_body};
 use service_kit::problem::FieldError;
 
 use crate::error::ApiError;
-use crate::output::{self, Written};
+use crate::output::Written;
 use crate::state::AppState;
 use crate::store::{Created, DeliveredResource};
 
@@ -210,10 +210,8 @@ async fn write_file(
 ) -> Result<Written, ApiError> {
     let content = serde_json::to_vec_pretty(doc)
         .map_err(|e| ApiError::Unavailable(format!("encoding output file: {e}")))?;
-    let dir = app.output_dir.clone();
-    let id = id.clone();
-    tokio::task::spawn_blocking(move || output::write_once(&dir, &id, &content))
+    app.files
+        .write(id, content)
         .await
-        .map_err(|e| ApiError::Unavailable(format!("output writer: {e}")))?
         .map_err(|e| ApiError::Unavailable(format!("writing output file: {e}")))
 }
