@@ -34,7 +34,7 @@ pub async fn sigkill_one_worker() -> Row {
 /// so requests wait in their enqueue, not at the backlog gate. The producer retries every
 /// request that got no answer with the same packet; the consumer enqueues under the packet's
 /// natural key, deduplicated for 60 s, so such a retry creates no second job: one run per job
-/// id, one document per natural key, and [`Row::unanswered`] > 0 shows the case happened.
+/// id, one document per natural key; [`Row::unanswered`] counts the case when it happened.
 pub async fn sigkill_consumer() -> Row {
     let opts = Options {
         redis_proxied_consumer: true,
@@ -68,9 +68,17 @@ pub async fn sigkill_consumer() -> Row {
     );
     chaos.accepted_again_after = Some(killed_at);
     let row = chaos.finish(ROWS[1], producer, killed).await;
+    // Requests unanswered at the kill were sent again. Whether one of them had already been
+    // enqueued depends on where in the consumer the kill finds it (1 to 35 in runs here, 0 in
+    // both runs under CI's load); its retry creating no second job is asserted below when it
+    // happens, and always by `queue/tests/fencing.rs` (a timed-out enqueue retried with its id).
     assert!(
-        row.unanswered > 0 && row.client_retries >= row.unanswered,
-        "requests enqueued but unanswered at the kill, each sent again: {row:?}"
+        row.client_retries > 0 && row.client_retries >= row.unanswered,
+        "requests unanswered at the kill were sent again: {row:?}"
+    );
+    println!(
+        "consumer row: {} requests enqueued but unanswered at the kill",
+        row.unanswered
     );
     assert_eq!(
         row.max_runs, 1,
