@@ -1,6 +1,6 @@
-//! What every handler of the webhook service shares: the resources store and its group commit,
-//! the secrets, the output directory and whether the index is known to exist. Built without
-//! I/O, on a Tokio runtime (it starts the group commit's writer).
+//! What every handler of the webhook service shares: the resources store and the group commits
+//! of documents and output files, the secrets and whether the index is known to exist. Built
+//! without I/O, on a Tokio runtime (it starts the group commits' writers).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,7 +25,6 @@ pub struct AppState {
     /// Where output files go: together, two syncs per group (`crate::files`).
     pub files: FileCommit,
     pub secrets: Arc<pipeline::signing::Secrets>,
-    pub output_dir: Arc<std::path::PathBuf>,
     pub tolerance_secs: i64,
     /// Who may read the stored resources and metrics (the kit's read gate).
     pub access: service_kit::http::Access,
@@ -40,7 +39,6 @@ impl AppState {
             files: FileCommit::start(Arc::new(config.output_dir.clone())),
             store,
             secrets: Arc::new(config.secrets.load()?),
-            output_dir: Arc::new(config.output_dir.clone()),
             tolerance_secs: config.tolerance_secs,
             access: config.http.access.load(config.addr)?,
             index_ready: Arc::new(AtomicBool::new(false)),

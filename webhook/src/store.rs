@@ -157,20 +157,6 @@ impl ResourceStore {
         self.store.ping().await
     }
 
-    /// Create-only write: `Duplicate` when a document with this resource key already exists.
-    pub async fn create(
-        &self,
-        key: &ResourceKey,
-        doc: &DeliveredResource,
-    ) -> Result<Created, StoreError> {
-        let source = serde_json::to_value(doc)
-            .map_err(|e| StoreError::Decode(format!("encoding the resource: {e}")))?;
-        let mut results = self.create_many(vec![(key.to_string(), source)]).await?;
-        results
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Decode("bulk answer without an item".into())))
-    }
-
     /// Creates every `(id, source)` (create-only) in one `_bulk`: one result per document, in
     /// order (`Duplicate` for an id already stored); `Err` when the request as a whole failed.
     pub async fn create_many(
