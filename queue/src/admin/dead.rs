@@ -61,6 +61,31 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         Ok(out)
     }
 
+    /// The dead letter at `partition` / `entry_id` (its handle), if it is there.
+    pub async fn dead_entry(
+        &self,
+        partition: u16,
+        entry_id: &str,
+    ) -> Result<Option<DeadEntry>, QueueError> {
+        if partition >= self.keys().partitions() || !is_entry_id(entry_id) {
+            return Ok(None);
+        }
+        let mut conn = self.conn().await?;
+        let reply: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.keys().dead(partition))
+            .arg(entry_id)
+            .arg(entry_id)
+            .query_async(&mut conn)
+            .await?;
+        Ok(reply.ids.into_iter().next().and_then(|e| {
+            Some(DeadEntry {
+                partition,
+                letter: DeadLetter::from_map(&e.map)?,
+                entry_id: e.id,
+            })
+        }))
+    }
+
     /// The dead letters of job `job_id` (usually one; more if the job died again after a
     /// retry), newest first. Reads every dead-letter stream in pages: O(dead letters).
     pub async fn find_dead(&self, job_id: &str) -> Result<Vec<DeadEntry>, QueueError> {

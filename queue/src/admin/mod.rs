@@ -11,4 +11,4 @@ mod view;
 
 pub use control::{PurgeRequest, PurgeTarget, WorkerInfo, PURGE_TOKEN_TTL};
 pub use dead::DeadEntry;
-pub use view::{list_queues, open, DelayedJob, PartitionState, PendingJob, QueueRef};
+pub use view::{exists, list_queues, open, DelayedJob, PartitionState, PendingJob, QueueRef};

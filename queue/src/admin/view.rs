@@ -132,6 +132,23 @@ pub async fn open(
     Ok(Queue::new(pool, config))
 }
 
+/// Whether queue `name` of `namespace` holds or held anything: a stored partition count, or
+/// partition 0's stream, delayed set or dead letters (a queue's partitions are used evenly, so a
+/// used queue has partition 0 keys unless everything there settled and its workers never ran).
+pub async fn exists(pool: &Pool, namespace: &str, name: &str) -> Result<bool, QueueError> {
+    let keys = Keys::new(namespace, name, 1);
+    let mut conn = pool.get().await?;
+    let n: u64 = redis::cmd("EXISTS")
+        .arg(keys.partitions_key())
+        .arg(keys.stream(0))
+        .arg(keys.delayed(0))
+        .arg(keys.dead(0))
+        .arg(keys.paused())
+        .query_async(&mut conn)
+        .await?;
+    Ok(n > 0)
+}
+
 /// `text` with the glob characters of `SCAN MATCH` / `ZSCAN MATCH` escaped.
 pub(crate) fn glob_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 4);
