@@ -94,7 +94,8 @@ pub struct WorkerInfo {
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Pauses the queue: every worker stops reading new jobs within one read (its block time);
-    /// jobs already read finish and settle. Delayed jobs still become due (into the backlog).
+    /// jobs already read finish and settle. Delayed jobs still become due (into the backlog), and
+    /// jobs a dead worker held are still reclaimed and run (they were read before the pause).
     pub async fn pause(&self) -> Result<(), QueueError> {
         let mut conn = self.conn().await?;
         let _: () = redis::cmd("SET")
