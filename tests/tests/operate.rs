@@ -1,8 +1,9 @@
 //! Operating the real stack with the real `conveyor` binary: a webhook delivery dead-lettered on
 //! purpose (the webhook service has another secret: every delivery answered 401, WEBHOOK_MAX_ATTEMPTS 2)
 //! is listed by `conveyor dead list`, retried by `conveyor dead retry` once the secrets agree, and
-//! then stored (Elasticsearch and the output file); `conveyor pause messages` stops the worker
-//! from reading, `conveyor resume` restarts it, and every message is stored exactly once.
+//! then stored (Elasticsearch and the output file); `conveyor pause messages` while messages flow
+//! stops the worker from reading (in-flight jobs finish), `conveyor resume` restarts it, and
+//! every message is stored, each once.
 
 use std::path::Path;
 use std::process::Command;
@@ -178,28 +179,42 @@ async fn a_dead_letter_made_on_purpose_is_retried_by_the_cli_and_stored_and_paus
     );
     assert_eq!(queue_stats(&env, "webhooks")["dead"], 0);
 
-    // Pause: the worker reads nothing new; resume: every message stored exactly once.
+    // Pause while messages flow: the worker finishes what it holds and reads nothing new; the
+    // stored count stands still, and what is missing is exactly the backlog. Resume: all stored.
+    let batches: Vec<Vec<Value>> = (0..3)
+        .map(|b| (0..200).map(|i| packet(2 + b * 200 + i, None)).collect())
+        .collect();
+    post(&env, &stack.consumer_url(), &batches[0]).await;
     conveyor(&env, &["pause", "messages"]);
-    tokio::time::sleep(Duration::from_secs(2)).await; // > one read block (1 s) + the pause check
-    let more: Vec<Value> = (2..52).map(|n| packet(n, None)).collect();
-    post(&env, &stack.consumer_url(), &more).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Reads stop within one read block (1 s) plus the pause check (50 ms).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    post(&env, &stack.consumer_url(), &batches[1]).await;
+    post(&env, &stack.consumer_url(), &batches[2]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let paused_at = count_docs(&env, "messages").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         count_docs(&env, "messages").await,
-        2,
+        paused_at,
         "nothing stored while paused"
     );
-    assert_eq!(queue_stats(&env, "messages")["backlog"], 50);
+    assert!(
+        paused_at < 602,
+        "the pause held messages back ({paused_at})"
+    );
+    let stats = queue_stats(&env, "messages");
+    assert_eq!(stats["pending"], 0, "in-flight jobs finished: {stats}");
+    assert_eq!(stats["backlog"].as_u64(), Some(602 - paused_at), "{stats}");
     conveyor(&env, &["resume", "messages"]);
     assert_eq!(
-        wait_for_count(&env, "messages", 52, Duration::from_secs(30)).await,
-        52
+        wait_for_count(&env, "messages", 602, Duration::from_secs(60)).await,
+        602
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         count_docs(&env, "messages").await,
-        52,
-        "each message once (natural _id)"
+        602,
+        "every message stored, each once (natural _id)"
     );
     let stats = queue_stats(&env, "messages");
     assert_eq!(
