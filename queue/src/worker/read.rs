@@ -117,8 +117,8 @@ where
 
 /// Whether the queue is paused (its `paused` key exists), asked at most every
 /// [`PauseCheck::every`] (a fifth of the block time, at most 50 ms: at most 20 `EXISTS` a
-/// second per worker), so a pause stops reading within one block time plus that. Redis unreachable counts as not paused: the read that
-/// follows finds out and backs off.
+/// second per worker), so a pause stops reading within one block time plus that. Redis
+/// unreachable counts as not paused: the read that follows finds out and backs off.
 #[derive(Default)]
 struct PauseCheck {
     asked: Option<Instant>,
