@@ -6,9 +6,9 @@
 //! ([`render`]). Every decision about jobs is the library's; this crate never touches a Redis
 //! key itself.
 //!
-//! Reading order: [`args`] → [`ctx`] → `main` here (exit statuses) → [`inspect`] (queues, stats,
-//! workers, pending, delayed) → [`dead`] (dead letters) → [`control`] (pause, resume, enqueue,
-//! promote, purge) → [`render`].
+//! Reading order: [`args`] → [`ctx`] → `main` here (exit statuses) → [`inspect`] (queues,
+//! stats, workers, pending, delayed) → [`dead`] (dead letters) → [`control`] (pause, resume,
+//! enqueue, promote, purge) → [`render`].
 
 pub mod args;
 pub mod control;

@@ -170,8 +170,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 self.config().name
             )));
         }
-        metrics::counter!("conveyor_dead_letters_admin_total", "queue" => self.config().name.clone(), "action" => action.to_string())
-            .increment(1);
+        self.count_admin(action, 1);
         Ok(())
     }
 
@@ -186,9 +185,15 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 }
             }
         }
-        metrics::counter!("conveyor_dead_letters_admin_total", "queue" => self.config().name.clone(), "action" => action.to_string())
-            .increment(total);
+        self.count_admin(action, total);
         Ok(total)
+    }
+
+    /// `conveyor_dead_letters_admin_total{queue, action}`: dead letters retried or deleted.
+    fn count_admin(&self, action: &str, n: u64) {
+        let (queue, action) = (self.config().name.clone(), action.to_string());
+        let counter = "conveyor_dead_letters_admin_total";
+        metrics::counter!(counter, "queue" => queue, "action" => action).increment(n);
     }
 
     async fn invoke_dead(
