@@ -18,20 +18,31 @@ use crate::queues::QueueReader;
 use crate::snapshot::{EsFigures, Snapshot, SourceStatus};
 use queue::QueueStats;
 
-/// A published snapshot with its JSON text, serialized once per poll for every viewer.
+/// A published snapshot with its JSON text, serialized once per poll for every viewer, and
+/// what only `/metrics` shows.
 #[derive(Debug)]
 pub struct Published {
     pub snapshot: Snapshot,
     pub json: String,
+    /// Age (ms) of the oldest job waiting or running in `(messages, webhooks)`, as last read.
+    pub oldest_ms: (Option<u64>, Option<u64>),
 }
 
 impl Published {
     pub fn new(snapshot: Snapshot) -> Arc<Published> {
+        Self::with_ages(snapshot, (None, None))
+    }
+
+    pub fn with_ages(snapshot: Snapshot, oldest_ms: (Option<u64>, Option<u64>)) -> Arc<Published> {
         let json = serde_json::to_string(&snapshot).unwrap_or_else(|e| {
             tracing::error!(error = %e, "snapshot did not serialize");
             "{}".to_string()
         });
-        Arc::new(Published { snapshot, json })
+        Arc::new(Published {
+            snapshot,
+            json,
+            oldest_ms,
+        })
     }
 }
 
@@ -68,7 +79,8 @@ impl Poller {
                 _ = shutdown.cancelled() => break,
                 s = self.poll_once(&mut state) => s,
             };
-            self.tx.send_replace(Published::new(snapshot));
+            self.tx
+                .send_replace(Published::with_ages(snapshot, state.oldest_ms));
         }
         tracing::info!("dashboard poller stopped");
     }
@@ -76,7 +88,15 @@ impl Poller {
     async fn poll_once(&self, state: &mut State) -> Snapshot {
         let now = Utc::now();
         self.counters.es_queries.fetch_add(1, Ordering::Relaxed);
-        let (es, queues) = tokio::join!(self.es.read(now.timestamp_millis()), self.queues.read());
+        let (es, queues, ages) = tokio::join!(
+            self.es.read(now.timestamp_millis()),
+            self.queues.read(),
+            self.queues.oldest_ages()
+        );
+        // A failed read keeps the last ages; the counters' read reports Redis's health.
+        if let Ok(ages) = ages {
+            state.oldest_ms = ages;
+        }
         let es = es.map(|figures| state.es = figures);
         note_failure(
             &es,
@@ -124,6 +144,7 @@ struct State {
     es: EsFigures,
     es_status: SourceStatus,
     queues: (QueueStats, QueueStats),
+    oldest_ms: (Option<u64>, Option<u64>),
     redis_status: SourceStatus,
 }
 
@@ -134,6 +155,7 @@ impl Default for State {
             es: EsFigures::default(),
             es_status: starting.elasticsearch,
             queues: Default::default(),
+            oldest_ms: (None, None),
             redis_status: starting.redis,
         }
     }

@@ -1,5 +1,6 @@
 //! Cheap Redis reads for the dashboard: `queue::Queue::stats` of the "messages" and "webhooks"
-//! queues, run concurrently. Only reads counters; never enqueues or consumes.
+//! queues, and the age of each one's oldest job (for `/metrics`), run concurrently. Only reads
+//! counters; never enqueues or consumes.
 
 use std::time::Duration;
 
@@ -22,6 +23,22 @@ impl QueueReader {
             messages: Queue::new(pool.clone(), pipeline::queues::messages(namespace)),
             webhooks: Queue::new(pool, pipeline::queues::webhooks(namespace)),
             timeout,
+        }
+    }
+
+    /// Age in milliseconds of the oldest job waiting or running in `(messages, webhooks)`
+    /// (`None` for an empty queue), or why Redis could not be read.
+    pub async fn oldest_ages(&self) -> Result<(Option<u64>, Option<u64>), SourceError> {
+        let both = async {
+            tokio::try_join!(
+                self.messages.oldest_job_age_ms(),
+                self.webhooks.oldest_job_age_ms()
+            )
+        };
+        match tokio::time::timeout(self.timeout, both).await {
+            Ok(Ok(both)) => Ok(both),
+            Ok(Err(e)) => Err(SourceError::Redis(e.to_string())),
+            Err(_) => Err(SourceError::RedisTimeout(self.timeout.as_millis())),
         }
     }
 

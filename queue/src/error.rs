@@ -32,6 +32,10 @@ pub enum QueueError {
     /// `enqueue_and_wait` gave up waiting; the job itself may still run later.
     #[error("timed out waiting for job {job_id}")]
     Timeout { job_id: JobId },
+    /// An operator's request that cannot be carried out as asked: no such dead letter or delayed
+    /// job, a purge confirmation token that is wrong or expired, an unknown queue. Nothing changed.
+    #[error("{0}")]
+    Refused(String),
     /// The waited-for job was dead-lettered instead of completing.
     #[error("job {job_id} failed: {reason}")]
     Failed { job_id: JobId, reason: String },

@@ -18,6 +18,8 @@
 //! <ns>:{<queue>}:partitions       STRING the partition count every process must agree on
 //! <ns>:{<queue>}:workers          ZSET member = consumer, score = last heartbeat unix ms
 //! <ns>:{<queue>}:results          pub/sub channel announcing results
+//! <ns>:{<queue>}:paused           STRING present while the queue is paused (workers do not read)
+//! <ns>:{<queue>}:purge-token      STRING a pending purge's confirmation token (with TTL)
 //! <ns>:{<queue>:<p>}:<suffix>     an application's own key in partition p (`in_partition`)
 //! ```
 
@@ -128,6 +130,16 @@ impl Keys {
         format!("{}:{{{}}}:workers", self.ns, self.name)
     }
 
+    /// Present while the queue is paused: workers stop reading new jobs (in-flight ones finish).
+    pub fn paused(&self) -> String {
+        format!("{}:{{{}}}:paused", self.ns, self.name)
+    }
+
+    /// The confirmation token of a purge that was asked for and not yet confirmed.
+    pub fn purge_token(&self) -> String {
+        format!("{}:{{{}}}:purge-token", self.ns, self.name)
+    }
+
     /// Pub/sub channel on which results are announced.
     pub fn results_channel(&self) -> String {
         format!("{}:{{{}}}:results", self.ns, self.name)
@@ -168,6 +180,8 @@ mod tests {
         assert_eq!(k.consumers(2), "ns:{q:2}:consumers");
         assert_eq!(k.dedup(2, "p:1"), "ns:{q:2}:dedup:p:1");
         assert_eq!(k.partitions_key(), "ns:{q}:partitions");
+        assert_eq!(k.paused(), "ns:{q}:paused");
+        assert_eq!(k.purge_token(), "ns:{q}:purge-token");
     }
 
     #[test]

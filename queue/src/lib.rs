@@ -61,6 +61,9 @@
 //!    ([`Worker`]) starts and drains them.
 //! 4. `scripts` + `scripts/*.lua` (each atomic step, headed by its KEYS and ARGV), `stats`
 //!    ([`Queue::stats`], dead letters), `recurring` ([`Recurring`]).
+//! 5. [`admin`]: what an operator sees and does — queues of a namespace, per-partition states,
+//!    pending and delayed jobs, dead letters (retry / delete), pause / resume, promote, purge
+//!    with a confirmation token, workers with what they hold.
 //!
 //! No two modules depend on each other, directly or around a loop: check with
 //! `python3 scripts/modcycles.py queue`.
@@ -97,6 +100,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod backoff;
 mod coalesce;
 mod config;

@@ -16,6 +16,9 @@ const STATS_SRC: &str = include_str!("scripts/stats.lua");
 const RECLAIM_SRC: &str = include_str!("scripts/reclaim.lua");
 const CONSUMERS_SRC: &str = include_str!("scripts/consumers.lua");
 const ENQUEUE_SRC: &str = include_str!("scripts/enqueue.lua");
+const ADMIN_DEAD_SRC: &str = include_str!("scripts/admin_dead.lua");
+const ADMIN_PROMOTE_SRC: &str = include_str!("scripts/admin_promote.lua");
+const ADMIN_PURGE_SRC: &str = include_str!("scripts/admin_purge.lua");
 
 /// XACK + XDEL of finished entries this consumer still owns.
 pub static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(ACK_SRC));
@@ -40,6 +43,13 @@ pub const ENQUEUE_SOURCE: &str = ENQUEUE_SRC;
 /// One partition's waiting / pending / delayed / dead counts, read atomically.
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(STATS_SRC));
 
+/// Retries or deletes dead letters (an operator's action).
+pub static ADMIN_DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_DEAD_SRC));
+/// Moves one delayed job to the stream now.
+pub static ADMIN_PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_PROMOTE_SRC));
+/// Removes waiting (undelivered), delayed or dead jobs of a partition.
+pub static ADMIN_PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_PURGE_SRC));
+
 /// Loads every script into the server's script cache (needed after a Redis restart before
 /// EVALSHA in a pipeline can succeed; single invocations reload by themselves).
 pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
@@ -57,6 +67,9 @@ pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
         RECLAIM_SRC,
         CONSUMERS_SRC,
         ENQUEUE_SRC,
+        ADMIN_DEAD_SRC,
+        ADMIN_PROMOTE_SRC,
+        ADMIN_PURGE_SRC,
     ] {
         pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
     }

@@ -1,7 +1,10 @@
 //! Guards the invariant the backlog figure rests on (see `src/scripts/stats.lua`): an entry
 //! leaves the `workers` group's pending list only through `ack.lua`, `retry.lua` or `dead.lua`,
 //! which delete it from the stream in the same step, and nothing else removes, trims, skips or
-//! half-acknowledges stream entries. `consumers.lua` may delete a consumer from the group
+//! half-acknowledges stream entries. Two operator scripts delete too, without touching the
+//! pending list: `admin_dead.lua` only dead letters (a dead-letter stream has no group), and
+//! `admin_purge.lua` only entries after the group's last-delivered-id (never delivered, so not
+//! pending). `consumers.lua` may delete a consumer from the group
 //! (`XGROUP DELCONSUMER`, which drops the consumer's pending entries) only when the consumer has
 //! nothing pending, checked in the same script. Then `XLEN − pending` is exactly the number of entries
 //! waiting. A new `XACK`, `XDEL`, trim or group-position command anywhere in the services' code
@@ -22,7 +25,7 @@ const GUARDED: [&str; 8] = [
 ];
 
 /// The only places allowed to use a guarded command, and which.
-const ALLOWED: [(&str, &[&str]); 4] = [
+const ALLOWED: [(&str, &[&str]); 6] = [
     ("queue/src/scripts/ack.lua", &["XACK", "XDEL"]),
     ("queue/src/scripts/retry.lua", &["XACK", "XDEL"]),
     (
@@ -30,6 +33,15 @@ const ALLOWED: [(&str, &[&str]); 4] = [
         &["XACK", "XDEL", "XTRIM", "MAXLEN"],
     ),
     ("queue/src/scripts/consumers.lua", &["DELCONSUMER"]),
+    ("queue/src/scripts/admin_dead.lua", &["XDEL"]),
+    ("queue/src/scripts/admin_purge.lua", &["XDEL"]),
+];
+
+/// The three settling scripts (each acks and deletes in one step).
+const SETTLERS: [&str; 3] = [
+    "queue/src/scripts/ack.lua",
+    "queue/src/scripts/retry.lua",
+    "queue/src/scripts/dead.lua",
 ];
 
 /// Scripts that trim a dead-letter stream (never a job stream: a dead-letter stream has no
@@ -138,11 +150,35 @@ fn only_the_three_settling_scripts_remove_entries_from_a_stream() {
         deletes,
         "every DELCONSUMER in consumers.lua is guarded by a `pending == 0` check"
     );
-    // The allowed places really do both steps together.
-    for (file, _) in ALLOWED
-        .iter()
-        .filter(|(f, _)| !f.ends_with("consumers.lua"))
-    {
+    // admin_dead.lua deletes from the key its header names as the dead-letter stream only.
+    let text = std::fs::read_to_string(root.join("queue/src/scripts/admin_dead.lua")).unwrap();
+    let xdels: Vec<&str> = text.lines().filter(|l| l.contains("'XDEL'")).collect();
+    assert!(!xdels.is_empty(), "admin_dead.lua deletes dead letters");
+    for line in xdels {
+        let key = line
+            .split("'XDEL', ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .unwrap_or_default();
+        let named = text
+            .lines()
+            .find(|l| l.starts_with(&format!("-- {key} = ")))
+            .unwrap_or_default();
+        assert!(
+            key.starts_with("KEYS[") && named.contains("dead-letter stream"),
+            "admin_dead.lua deletes from {key:?}, not the dead-letter stream: {line}"
+        );
+    }
+    // admin_purge.lua deletes only what it read after the group's last-delivered-id.
+    let text = std::fs::read_to_string(root.join("queue/src/scripts/admin_purge.lua")).unwrap();
+    assert!(
+        text.contains("'last-delivered-id'")
+            && text.contains("from = '(' .. last")
+            && text.contains("redis.call('XRANGE', KEYS[1], from, '+'"),
+        "admin_purge.lua deletes only entries after the group's last-delivered-id"
+    );
+    // The settling scripts really do both steps together.
+    for file in SETTLERS {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         assert!(
             text.contains("'XACK'") && text.contains("'XDEL'"),

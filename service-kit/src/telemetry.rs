@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use http::{header, HeaderName};
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::{fmt, EnvFilter};
 
 use clap::Args;
@@ -52,6 +52,16 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .set_buckets(&[
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ])
+            // Waiting in a queue (enqueued → started) takes seconds to minutes under a backlog.
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("conveyor_job_wait_seconds".into()),
+                    &[
+                        0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                        900.0,
+                    ],
+                )
+            })
             .map(|b| b.build_recorder())
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();

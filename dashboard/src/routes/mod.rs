@@ -67,6 +67,7 @@ fn own_metrics(state: &AppState) -> String {
         ("messages", &published.snapshot.queue),
         ("webhooks", &published.snapshot.webhooks_queue),
     ];
+    queue_gauges(&mut text, &published);
     let name = "conveyor_dead_letters_trimmed_total";
     text.push_str(&format!(
         "# HELP {name} Dead letters trimmed away (oldest first) to keep each dead-letter stream \
@@ -79,6 +80,50 @@ fn own_metrics(state: &AppState) -> String {
         ));
     }
     text
+}
+
+/// The queue gauges, from what the poller last read (once per poll for the whole process, never
+/// per scrape or viewer): jobs per state, the oldest job's age and the live workers per queue.
+fn queue_gauges(text: &mut String, published: &crate::poller::Published) {
+    let s = &published.snapshot;
+    let queues = [
+        ("messages", &s.queue, published.oldest_ms.0),
+        ("webhooks", &s.webhooks_queue, published.oldest_ms.1),
+    ];
+    let name = "conveyor_queue_jobs";
+    text.push_str(&format!(
+        "# HELP {name} Jobs in a queue by state (backlog: not yet delivered; pending: held by a \
+         worker; delayed: scheduled or retrying; dead: dead letters), as last read from Redis\n\
+         # TYPE {name} gauge\n"
+    ));
+    for (queue, stats, _) in queues {
+        for (state, value) in [
+            ("backlog", stats.backlog),
+            ("pending", stats.pending),
+            ("delayed", stats.delayed),
+            ("dead", stats.dead),
+        ] {
+            text.push_str(&format!(
+                "{name}{{queue=\"{queue}\",state=\"{state}\"}} {value}\n"
+            ));
+        }
+    }
+    let name = "conveyor_queue_oldest_job_age_seconds";
+    text.push_str(&format!(
+        "# HELP {name} Age of the oldest job waiting or running (0 when there is none)\n\
+         # TYPE {name} gauge\n"
+    ));
+    for (queue, _, oldest) in queues {
+        let age = oldest.unwrap_or(0) as f64 / 1000.0;
+        text.push_str(&format!("{name}{{queue=\"{queue}\"}} {age}\n"));
+    }
+    let name = "conveyor_queue_workers";
+    text.push_str(&format!(
+        "# HELP {name} Workers with a heartbeat in the last 15 s\n# TYPE {name} gauge\n"
+    ));
+    for (queue, stats, _) in queues {
+        text.push_str(&format!("{name}{{queue=\"{queue}\"}} {}\n", stats.workers));
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +179,28 @@ mod tests {
         assert!(text.contains("# TYPE conveyor_dead_letters_trimmed_total counter\n"));
         assert!(text.contains("conveyor_dead_letters_trimmed_total{queue=\"messages\"} 300\n"));
         assert!(text.contains("conveyor_dead_letters_trimmed_total{queue=\"webhooks\"} 7\n"));
+    }
+
+    #[test]
+    fn queue_gauges_come_from_the_published_snapshot() {
+        let mut snapshot = Snapshot::initial(chrono::Utc::now());
+        snapshot.queue.backlog = 12;
+        snapshot.queue.dead = 2;
+        snapshot.webhooks_queue.workers = 3;
+        let published = Published::with_ages(snapshot, (Some(1500), None));
+        let mut text = String::new();
+        queue_gauges(&mut text, &published);
+        for line in [
+            "# TYPE conveyor_queue_jobs gauge",
+            "conveyor_queue_jobs{queue=\"messages\",state=\"backlog\"} 12",
+            "conveyor_queue_jobs{queue=\"messages\",state=\"dead\"} 2",
+            "conveyor_queue_jobs{queue=\"webhooks\",state=\"pending\"} 0",
+            "conveyor_queue_oldest_job_age_seconds{queue=\"messages\"} 1.5",
+            "conveyor_queue_oldest_job_age_seconds{queue=\"webhooks\"} 0",
+            "conveyor_queue_workers{queue=\"webhooks\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+        }
     }
 
     #[tokio::test]

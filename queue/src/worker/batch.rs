@@ -70,6 +70,7 @@ where
     let mut jobs = Vec::with_capacity(entries.len());
     let mut waiting = Vec::with_capacity(entries.len());
     let limit = poison_limit(shared.queue.config());
+    let wait_histogram = metrics::histogram!("conveyor_job_wait_seconds", "queue" => shared.queue.name().to_string());
     for d in entries {
         let poison = Some(d.deliveries).filter(|n| *n > limit);
         let parsed = Entry::from_map(&d.map);
@@ -102,6 +103,11 @@ where
         let Some(entry) = parsed else { continue };
         match serde_json::from_str::<T>(&entry.payload) {
             Ok(payload) => {
+                if entry.attempt == 1 && entry.enqueued_at > 0 {
+                    // Enqueued → started, of first attempts (a retry's wait includes its backoff).
+                    let waited = crate::job::now_ms().saturating_sub(entry.enqueued_at);
+                    wait_histogram.record(waited as f64 / 1000.0);
+                }
                 jobs.push(Job {
                     id: JobId(entry.id.clone()),
                     payload,
