@@ -110,18 +110,26 @@ for N in $WORKER_COUNTS; do
     workers="$(scrape "${WPORTS[@]}")"
     stored="$(metric_sum conveyor_messages_stored_total "" <<<"$workers")"
     completed="$(metric_sum conveyor_resources_completed_total "" <<<"$workers")"
-    delivered="$(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="stored"')"
+    # A delivery whose worker gave up waiting (its request timed out) is stored all the same and
+    # counted `duplicate` when delivered again: the hint counts both, the resources index decides.
+    delivered="$(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="')"
+    delivered="$(( delivered - $(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="error"') \
+      - $(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="invalid"') \
+      - $(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="unauthorized"') ))"
     if [ -z "$T_STORED" ] && [ "$stored" -ge "$COUNT" ]; then T_STORED="$(now)"; fi
     producing=1; kill -0 "$PRODUCER" 2>/dev/null || producing=0
     if [ -n "$T_STORED" ] && [ "$producing" = 0 ] && [ "$delivered" -ge "$completed" ]; then
-      T_DELIVERED="$(now)"; break
+      T_CHECK="$(now)"
+      curl -s -XPOST "$ES/${PREFIX}resources/_refresh" >/dev/null
+      indexed="$(curl -s "$ES/${PREFIX}resources/_count" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("count", 0))')"
+      if [ "$indexed" -ge "$completed" ]; then T_DELIVERED="$T_CHECK"; break; fi
     fi
     if [ $((SECONDS - last_report)) -ge 5 ]; then
       last_report=$SECONDS
       printf '   %4.0f s  stored %8d / %d   resources completed %7d delivered %7d\n' \
         "$(calc "%.0f" "$(now)-$T0")" "$stored" "$COUNT" "$completed" "$delivered"
     fi
-    [ "$SECONDS" -lt "$deadline" ] || die "not done after 10 minutes (stored $stored of $COUNT; see $D)"
+    [ "$SECONDS" -lt "$deadline" ] || { echo "   webhook outcomes: $(scrape "$WEBHOOK_PORT" | grep ^conveyor_webhook_deliveries_total | tr "\n" " ")" >&2; echo "   worker warnings: $(cat "$D"/stack/logs/worker-*.log 2>/dev/null | grep -c WARN)" >&2; die "not done after ${DEADLINE:-600} s (stored $stored of $COUNT; see $D)"; }
     sleep 0.1
   done
   wait "$PRODUCER" || die "the producer failed: $(tail -5 "$D/producer.log")"
