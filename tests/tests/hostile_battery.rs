@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use e2e::es::wait_for_count;
-use e2e::{Stack, WEBHOOK_SECRET};
+use e2e::{Service, Stack, WEBHOOK_SECRET};
 use hostile::rows::{self, Expect, To};
 use hostile::{exchange, holdings, HealthPoller, Outcome};
 use serde_json::{json, Value};
@@ -156,6 +156,7 @@ async fn every_hostile_request_gets_its_documented_problem_and_changes_nothing()
         .workers(1)
         .webhook(true)
         .dashboard(true)
+        .env_for(Service::Dashboard, "API_KEYS", rows::dashboard::api_keys())
         .env("HTTP_HEADER_TIMEOUT", HEADER_TIMEOUT)
         .env("HTTP_BODY_TIMEOUT", BODY_TIMEOUT)
         .start()

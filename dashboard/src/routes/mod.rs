@@ -1,7 +1,9 @@
 //! The dashboard's HTTP surface: the page and `/api/stats` ([`page`]), `/events` ([`events`]),
-//! and the kit's `/healthz` and `/metrics` (with the poller's counters). Handlers only read the
-//! latest published snapshot; they never query Elasticsearch or Redis.
+//! and the kit's `/healthz` and `/metrics` (with the poller's counters): these handlers only
+//! read the latest published snapshot, they never query Elasticsearch or Redis. The admin API
+//! ([`admin`]) reads and changes queues through `queue_admin`.
 
+pub mod admin;
 pub mod events;
 pub mod page;
 
@@ -22,6 +24,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page::page))
         .route("/events", get(events::events))
         .route("/api/stats", get(page::api_stats))
+        .merge(admin::routes())
         .with_state(state);
     kit.mount(app)
 }
@@ -138,6 +141,13 @@ mod tests {
     use crate::poller::{PollCounters, Published};
     use crate::snapshot::Snapshot;
 
+    /// An admin source whose pool never connects (these tests do not reach Redis).
+    fn unconnected_admin() -> crate::queue_admin::QueueAdmin {
+        let args = service_kit::config::RedisArgs::new("redis://127.0.0.1:1", "unit");
+        let pool = args.pool().unwrap();
+        crate::queue_admin::QueueAdmin::new(pool, "unit", std::time::Duration::from_millis(200))
+    }
+
     /// The router on a real port 0 listener, with the snapshot before the first poll.
     async fn serve() -> (String, CancellationToken) {
         let (_tx, rx) = watch::channel(Published::new(Snapshot::initial(chrono::Utc::now())));
@@ -149,6 +159,7 @@ mod tests {
             max_sse_clients: 8,
             shutdown: shutdown.clone(),
             access: service_kit::http::Access::open(),
+            admin: unconnected_admin(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -174,6 +185,7 @@ mod tests {
             max_sse_clients: 8,
             shutdown: CancellationToken::new(),
             access: service_kit::http::Access::open(),
+            admin: unconnected_admin(),
         };
         let text = own_metrics(&state);
         assert!(text.contains("# TYPE conveyor_dead_letters_trimmed_total counter\n"));
