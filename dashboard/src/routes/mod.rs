@@ -1,11 +1,13 @@
 //! The dashboard's HTTP surface: the page and `/api/stats` ([`page`]), `/events` ([`events`]),
 //! and the kit's `/healthz` and `/metrics` (with the poller's counters): these handlers only
-//! read the latest published snapshot, they never query Elasticsearch or Redis. The admin API
-//! ([`admin`]) reads and changes queues through `queue_admin`.
+//! read the latest published snapshot, they never query Elasticsearch or Redis. The Queues page
+//! ([`queues_page`]) and its admin API ([`admin`]) read and change queues through
+//! `queue_admin`.
 
 pub mod admin;
 pub mod events;
 pub mod page;
+pub mod queues_page;
 
 use std::sync::atomic::Ordering;
 
@@ -24,6 +26,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page::page))
         .route("/events", get(events::events))
         .route("/api/stats", get(page::api_stats))
+        .route("/queues", get(queues_page::page))
         .merge(admin::routes())
         .with_state(state);
     kit.mount(app)
@@ -213,6 +216,42 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_queues_page_is_served_self_contained_and_linked_both_ways() {
+        let (url, shutdown) = serve().await;
+        let resp = reqwest::get(format!("{url}/queues")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("<title>Conveyor · queues</title>"));
+        assert!(
+            html.contains(r#"href="./""#),
+            "a link back to the main page"
+        );
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing fetched from elsewhere"
+        );
+        assert!(
+            !html.contains("document.cookie"),
+            "the key is never a cookie"
+        );
+        let main = reqwest::get(format!("{url}/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            main.contains(r#"href="queues""#),
+            "the main page links to it"
+        );
+        shutdown.cancel();
     }
 
     #[tokio::test]
