@@ -99,41 +99,26 @@ impl QueueAdmin {
 
     /// Every queue of the namespace with its totals, as JSON.
     pub async fn list(&self) -> Result<Value, AdminError> {
-        self.shared("", || async {
-            let refs = qa::list_queues(&self.pool, &self.namespace).await?;
-            let mut queues = Vec::with_capacity(refs.len());
-            for r in refs {
-                let q = qa::open(self.pool.clone(), &self.namespace, &r.name).await?;
-                queues.push(summary(&q, r.name).await?);
-            }
-            Ok(serde_json::json!({ "queues": queues }))
+        self.shared("", || {
+            self.timed("list", async {
+                let refs = qa::list_queues(&self.pool, &self.namespace).await?;
+                let mut queues = Vec::with_capacity(refs.len());
+                for r in refs {
+                    let q = qa::open(self.pool.clone(), &self.namespace, &r.name).await?;
+                    queues.push(summary(&q, r.name).await?);
+                }
+                Ok(serde_json::json!({ "queues": queues }))
+            })
         })
         .await
     }
 
     /// One queue in full, with up to `limit` entries per list, as JSON; 404 for a queue that
-    /// does not exist.
+    /// does not exist (a name not shared: each costs one `EXISTS`).
     pub async fn detail(&self, name: &str, limit: usize) -> Result<Value, AdminError> {
-        let q = self.existing(name).await?;
         self.shared(&format!("{limit}/{name}"), || async {
-            let detail = QueueDetail {
-                summary: summary(&q, name.to_string()).await?,
-                by_partition: q.partition_states().await?,
-                workers: q.workers().await?,
-                pending: q.pending_jobs(limit).await?,
-                delayed: q.delayed_jobs(limit).await?,
-                dead: q
-                    .dead_entries(limit)
-                    .await?
-                    .into_iter()
-                    .map(|entry| DeadView {
-                        handle: format!("{}/{}", entry.partition, entry.entry_id),
-                        entry,
-                    })
-                    .collect(),
-                read_at_ms: chrono::Utc::now().timestamp_millis(),
-            };
-            Ok(serde_json::to_value(detail)?)
+            let q = self.existing(name).await?;
+            self.timed("detail", read_detail(&q, name, limit)).await
         })
         .await
     }
@@ -214,11 +199,11 @@ impl QueueAdmin {
     }
 
     /// The answer of `read` for `key`, read at most once per [`FRESH_FOR`] and one read at a
-    /// time for the whole process.
+    /// time for the whole process (errors are not kept).
     async fn shared<F, Fut>(&self, key: &str, read: F) -> Result<Value, AdminError>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Value, QueueError>>,
+        Fut: std::future::Future<Output = Result<Value, AdminError>>,
     {
         let mut cache = self.cache.lock().await;
         if let Some((at, value)) = cache.get(key) {
@@ -226,7 +211,7 @@ impl QueueAdmin {
                 return Ok(value.clone());
             }
         }
-        let value = self.timed("read", read()).await?;
+        let value = read().await?;
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
@@ -252,6 +237,28 @@ impl QueueAdmin {
             }
         }
     }
+}
+
+/// Everything the page shows of `q`, in a few round trips.
+async fn read_detail(q: &Queue<Value>, name: &str, limit: usize) -> Result<Value, QueueError> {
+    let detail = QueueDetail {
+        summary: summary(q, name.to_string()).await?,
+        by_partition: q.partition_states().await?,
+        workers: q.workers().await?,
+        pending: q.pending_jobs(limit).await?,
+        delayed: q.delayed_jobs(limit).await?,
+        dead: q
+            .dead_entries(limit)
+            .await?
+            .into_iter()
+            .map(|entry| DeadView {
+                handle: format!("{}/{}", entry.partition, entry.entry_id),
+                entry,
+            })
+            .collect(),
+        read_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    Ok(serde_json::to_value(detail)?)
 }
 
 async fn summary(q: &Queue<Value>, queue: String) -> Result<QueueSummary, QueueError> {

@@ -187,6 +187,23 @@ async fn dead_letters_are_shown_and_only_an_admin_key_retries_deletes_pauses_and
         .await
         .unwrap();
     assert_eq!(limited["dead"].as_array().map(Vec::len), Some(1));
+    // Viewers share reads: two answers within FRESH_FOR are one read.
+    let again: Value = http
+        .get(format!("{base}/jobs?limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (first_read, second_read) = (
+        limited["read_at_ms"].as_i64().unwrap(),
+        again["read_at_ms"].as_i64().unwrap(),
+    );
+    assert!(
+        second_read == first_read || second_read - first_read >= 500,
+        "one shared read unless the first was 500 ms old: {first_read} then {second_read}"
+    );
 
     // Refusals: each a problem, none changes anything.
     let first = dead[0]["handle"].as_str().unwrap().to_string();
