@@ -1,15 +1,19 @@
 //! Conveyor's live dashboard: one background poller reads Elasticsearch (one search per second)
 //! and the queue counters in Redis, and publishes a snapshot; the page (`/`), Server-Sent Events
 //! (`/events`) and JSON (`/api/stats`) all serve that snapshot. No viewer ever triggers a query.
+//! The Queues page (`/queues`) and its admin API (`/api/admin`) read each queue in full through
+//! [`queue_admin`], one shared read at a time, and retry, delete, pause and resume with an admin
+//! key.
 //!
 //! Reading order: [`config`] → [`state`] → [`error`] → [`snapshot`] (what is shown) → [`es`] and
-//! [`queues`] (where it comes from) → [`poller`] (once per second) → [`routes`] (how it is
-//! served) → [`run`].
+//! [`queues`] (where it comes from) → [`poller`] (once per second) → [`queue_admin`] (the
+//! Queues page's source) → [`routes`] (how it is served) → [`run`].
 
 pub mod config;
 pub mod error;
 pub mod es;
 pub mod poller;
+pub mod queue_admin;
 pub mod queues;
 pub mod routes;
 pub mod snapshot;
@@ -39,6 +43,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let es = es::StatsReader::new(&config.common.elastic, config.query_timeout())?;
     let pool = config.common.redis.pool()?;
+    let admin = queue_admin::QueueAdmin::new(
+        pool.clone(),
+        &config.common.redis.queue_namespace,
+        config.query_timeout(),
+    );
     let queues = queues::QueueReader::new(
         pool,
         &config.common.redis.queue_namespace,
@@ -62,6 +71,7 @@ pub async fn run(
         max_sse_clients: config.max_sse_clients,
         shutdown: shutdown.clone(),
         access: config.common.http.access.load(addr)?,
+        admin,
     };
     tracing::info!(%addr, index_prefix = %config.common.elastic.es_index_prefix, "dashboard listening");
     let served = service_kit::http::serve(

@@ -1,6 +1,6 @@
 //! What every dashboard handler shares: the latest published snapshot (a `watch` receiver), the
-//! poller's counters, the number of open event streams and their cap, and the shutdown token that
-//! ends them.
+//! poller's counters, the number of open event streams and their cap, the shutdown token that
+//! ends them, the read gate's rules and the Queues page's source.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::poller::{PollCounters, Published};
+use crate::queue_admin::QueueAdmin;
 
 /// Shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -21,4 +22,6 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Who may read the page, its events, stats and metrics (the kit's read gate).
     pub access: service_kit::http::Access,
+    /// The admin API's reads and actions (`/api/admin`, the Queues page).
+    pub admin: QueueAdmin,
 }

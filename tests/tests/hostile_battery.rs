@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use e2e::es::wait_for_count;
-use e2e::{Stack, WEBHOOK_SECRET};
+use e2e::{Service, Stack, WEBHOOK_SECRET};
 use hostile::rows::{self, Expect, To};
 use hostile::{exchange, holdings, HealthPoller, Outcome};
 use serde_json::{json, Value};
@@ -156,6 +156,7 @@ async fn every_hostile_request_gets_its_documented_problem_and_changes_nothing()
         .workers(1)
         .webhook(true)
         .dashboard(true)
+        .env_for(Service::Dashboard, "API_KEYS", rows::dashboard::api_keys())
         .env("HTTP_HEADER_TIMEOUT", HEADER_TIMEOUT)
         .env("HTTP_BODY_TIMEOUT", BODY_TIMEOUT)
         .start()
@@ -171,8 +172,20 @@ async fn every_hostile_request_gets_its_documented_problem_and_changes_nothing()
 
     send_good_messages(&env, &stack).await;
     let stats_before = settled(&stack).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // one dashboard poll after the last write
-    let dash_before = get_json(&format!("{}/api/stats", stack.dashboard_url())).await;
+    // The dashboard has polled since the last write: it shows the one delivered resource
+    // (Elasticsearch's refresh and the poll may take a few seconds under load).
+    let start = Instant::now();
+    let dash_before = loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let dash = get_json(&format!("{}/api/stats", stack.dashboard_url())).await;
+        if dash["resources_completed"] == 1 && figures(&dash) == figures(&stats_before) {
+            break dash;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the dashboard never caught up: {dash}"
+        );
+    };
     assert_eq!(stats_before["max_number"], GOOD - 1, "{stats_before}");
     assert_eq!(stats_before["total"], GOOD, "{stats_before}");
     assert_eq!(

@@ -1,9 +1,13 @@
 //! The dashboard's HTTP surface: the page and `/api/stats` ([`page`]), `/events` ([`events`]),
-//! and the kit's `/healthz` and `/metrics` (with the poller's counters). Handlers only read the
-//! latest published snapshot; they never query Elasticsearch or Redis.
+//! and the kit's `/healthz` and `/metrics` (with the poller's counters): these handlers only
+//! read the latest published snapshot, they never query Elasticsearch or Redis. The Queues page
+//! ([`queues_page`]) and its admin API ([`admin`]) read and change queues through
+//! `queue_admin`.
 
+pub mod admin;
 pub mod events;
 pub mod page;
+pub mod queues_page;
 
 use std::sync::atomic::Ordering;
 
@@ -22,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(page::page))
         .route("/events", get(events::events))
         .route("/api/stats", get(page::api_stats))
+        .route("/queues", get(queues_page::page))
+        .merge(admin::routes())
         .with_state(state);
     kit.mount(app)
 }
@@ -138,6 +144,13 @@ mod tests {
     use crate::poller::{PollCounters, Published};
     use crate::snapshot::Snapshot;
 
+    /// An admin source whose pool never connects (these tests do not reach Redis).
+    fn unconnected_admin() -> crate::queue_admin::QueueAdmin {
+        let args = service_kit::config::RedisArgs::new("redis://127.0.0.1:1", "unit");
+        let pool = args.pool().unwrap();
+        crate::queue_admin::QueueAdmin::new(pool, "unit", std::time::Duration::from_millis(200))
+    }
+
     /// The router on a real port 0 listener, with the snapshot before the first poll.
     async fn serve() -> (String, CancellationToken) {
         let (_tx, rx) = watch::channel(Published::new(Snapshot::initial(chrono::Utc::now())));
@@ -149,6 +162,7 @@ mod tests {
             max_sse_clients: 8,
             shutdown: shutdown.clone(),
             access: service_kit::http::Access::open(),
+            admin: unconnected_admin(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -174,6 +188,7 @@ mod tests {
             max_sse_clients: 8,
             shutdown: CancellationToken::new(),
             access: service_kit::http::Access::open(),
+            admin: unconnected_admin(),
         };
         let text = own_metrics(&state);
         assert!(text.contains("# TYPE conveyor_dead_letters_trimmed_total counter\n"));
@@ -201,6 +216,42 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_queues_page_is_served_self_contained_and_linked_both_ways() {
+        let (url, shutdown) = serve().await;
+        let resp = reqwest::get(format!("{url}/queues")).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("<title>Conveyor · queues</title>"));
+        assert!(
+            html.contains(r#"href="./""#),
+            "a link back to the main page"
+        );
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing fetched from elsewhere"
+        );
+        assert!(
+            !html.contains("document.cookie"),
+            "the key is never a cookie"
+        );
+        let main = reqwest::get(format!("{url}/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            main.contains(r#"href="queues""#),
+            "the main page links to it"
+        );
+        shutdown.cancel();
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! never completes). Built fresh for each run (timestamps and signatures are made at `now`).
 
 mod consumer;
+pub mod dashboard;
 mod protocol;
 mod webhook;
 
@@ -112,5 +113,6 @@ pub fn all(now: DateTime<Utc>, secret: &[u8]) -> Vec<Row> {
     consumer::rows(&mut add, now);
     protocol::rows(&mut add);
     webhook::rows(&mut add, now, secret);
+    dashboard::rows(&mut add);
     rows
 }
