@@ -65,6 +65,11 @@ if not exist ".run\secrets\api_key" (
 if not exist ".run\secrets\api_keys" (
   powershell -NoProfile -Command "$k = [IO.File]::ReadAllText('.run\secrets\api_key').Trim(); [IO.File]::WriteAllText('.run\secrets\api_keys', $k + ' producer:*,read')" || exit /b 1
 )
+rem The operator's key (grant admin: the dashboard's Queues page), added to the table once.
+if not exist ".run\secrets\admin_key" (
+  powershell -NoProfile -Command "$b = New-Object byte[] 32; [Security.Cryptography.RandomNumberGenerator]::Create().GetBytes($b); [IO.File]::WriteAllText('.run\secrets\admin_key', -join ($b | ForEach-Object { $_.ToString('x2') }))" || exit /b 1
+)
+powershell -NoProfile -Command "$a = [IO.File]::ReadAllText('.run\secrets\admin_key').Trim(); $t = [IO.File]::ReadAllText('.run\secrets\api_keys'); if (-not ($t -split [char]10 | Where-Object { $_.StartsWith($a + ' ') })) { [IO.File]::WriteAllText('.run\secrets\api_keys', $t.TrimEnd() + [char]10 + $a + ' admin' + [char]10) }" || exit /b 1
 exit /b 0
 
 :run

@@ -59,6 +59,13 @@ api_keys() { # the API key of this installation: secrets/api_key (the producer's
   local key; key=$(cat "$(ensure_secret api_key)")
   local table; table=$(ensure_secret api_keys "$key producer:*,read")
   grep -q "^$key " "$table" || warn "$table does not list the key in secrets/api_key: the producer will be refused"
+  # secrets/admin_key: the operator's key (grant admin: the dashboard's Queues page, its admin
+  # API), added to a table made before it existed
+  local admin; admin=$(cat "$(ensure_secret admin_key)")
+  if ! grep -q "^$admin " "$table"; then
+    [ -z "$(tail -c1 "$table")" ] || echo >> "$table"
+    printf '%s admin\n' "$admin" >> "$table"
+  fi
 }
 
 # prepare_run_dir: RUN_DIR private to whoever runs the services (0700; as root: $SERVICE_USER's,
@@ -115,6 +122,7 @@ Conveyor is running ($1 mode, $WORKERS workers).
   workers        /metrics on http://localhost:$((${WORKER_BASE_PORT:-9100} + 1)) ... (native mode)
   webhook        $3   (GET /resources/{key})
   API key        $RUN_DIR/secrets/api_key   (Authorization: Bearer <key> on POSTs)
+  admin key      $RUN_DIR/secrets/admin_key   (type it into http://127.0.0.1:5000/queues to retry, delete, pause)
   Redis          redis://localhost:$RUN_REDIS_PORT
   Elasticsearch  http://localhost:$RUN_ES_PORT
 EOT

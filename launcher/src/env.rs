@@ -167,7 +167,8 @@ pub struct StackConfig {
     pub webhook_port: u16,
     pub dashboard_port: u16,
     pub output_dir: PathBuf,
-    /// The consumer's key table (`API_KEYS_FILE`); none = writes open (loopback only).
+    /// The key table (`API_KEYS_FILE`) of the consumer, the webhook service and the dashboard;
+    /// none = writes open (loopback only).
     pub api_keys_file: Option<PathBuf>,
     /// The producer's key (`API_KEY_FILE`).
     pub api_key_file: Option<PathBuf>,
@@ -296,6 +297,10 @@ impl StackConfig {
                 env.extend(logging());
                 env.extend(http());
                 env.push(("WEBHOOK_ADDR", addr(self.webhook_port)));
+                // Its reads (GET /resources) take the installation's keys, as the consumer's do.
+                if let Some(file) = &self.api_keys_file {
+                    env.push(("API_KEYS_FILE", file.display().to_string()));
+                }
                 env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
                 let dir = self.output_dir.display().to_string();
                 env.push(("OUTPUT_DIR", dir));
@@ -306,6 +311,13 @@ impl StackConfig {
                 env.extend(http());
                 env.push(("DASHBOARD_ADDR", addr(self.dashboard_port)));
                 env.push(("MAX_SSE_CLIENTS", t("MAX_SSE_CLIENTS")));
+                // The key table gives the Queues page its admin key; the page itself and its
+                // figures stay readable without a key, as on loopback (compose publishes the
+                // port on the host's loopback only, so both modes set it alike).
+                if let Some(file) = &self.api_keys_file {
+                    env.push(("API_KEYS_FILE", file.display().to_string()));
+                }
+                env.push(("PUBLIC_READS", "true".into()));
             }
             Service::Producer => {
                 env.extend(logging());
