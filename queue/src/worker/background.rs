@@ -183,6 +183,9 @@ where
     H: Handler<T>,
 {
     let every = (shared.config.lease / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    // The series exists from the start (at 0), so a dashboard's query finds it before any reclaim.
+    metrics::counter!("conveyor_jobs_reclaimed_total", "queue" => shared.queue.name().to_string())
+        .increment(0);
     let mut backoff = Backoff::default();
     let mut passes = 0u32;
     loop {
