@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Conveyor: one image with every binary (consumer, worker, webhook, dashboard, producer).
+# Conveyor: one image with every binary (consumer, worker, webhook, dashboard, producer, and the
+# operator's CLI `conveyor`: `docker compose exec worker conveyor dead list webhooks`).
 # docker-compose.yml runs each service from this image with its own command.
 
 # Base images are pinned by digest (the multi-platform index digests of the official images, as
@@ -21,7 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bins \
  && mkdir -p /out \
  && cp target/release/consumer target/release/worker target/release/webhook \
-       target/release/dashboard target/release/producer /out/
+       target/release/dashboard target/release/producer target/release/conveyor /out/
 
 # ---- runtime: slim Debian, non-root, curl for the healthchecks -----------------------------------
 FROM debian:bookworm-slim@sha256:abd67ffcfa541b485a3dff59865ab629aa048a6c613e639d36e7456b0b229241 AS runtime
@@ -31,7 +32,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin conveyor \
  && mkdir -p /data/output \
  && chown -R conveyor:conveyor /data
-COPY --from=builder /out/consumer /out/worker /out/webhook /out/dashboard /out/producer /usr/local/bin/
+COPY --from=builder /out/consumer /out/worker /out/webhook /out/dashboard /out/producer /out/conveyor /usr/local/bin/
 USER conveyor
 WORKDIR /data
 ENV LOG_FORMAT=json RUST_LOG=info
