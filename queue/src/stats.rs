@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use redis::streams::StreamRangeReply;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -77,28 +76,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         Ok(stats)
     }
 
-    /// The newest `count` dead letters over all partitions, newest first.
+    /// The newest `count` dead letters over all partitions, newest first (without their
+    /// handles: [`Queue::dead_entries`](crate::Queue::dead_entries) has them).
     pub async fn dead_letters(&self, count: usize) -> Result<Vec<DeadLetter>, QueueError> {
-        let keys = self.keys();
-        let mut pipe = redis::pipe();
-        for p in 0..keys.partitions() {
-            pipe.cmd("XREVRANGE")
-                .arg(keys.dead(p))
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(count);
-        }
-        let mut conn = self.conn().await?;
-        let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
-        let mut letters: Vec<DeadLetter> = replies
-            .iter()
-            .flat_map(|r| r.ids.iter())
-            .filter_map(|e| DeadLetter::from_map(&e.map))
-            .collect();
-        letters.sort_by_key(|l| std::cmp::Reverse(l.dead_at_ms));
-        letters.truncate(count);
-        Ok(letters)
+        let entries = self.dead_entries(count).await?;
+        Ok(entries.into_iter().map(|e| e.letter).collect())
     }
 
     /// Puts a job straight into the dead-letter stream with a reason (trimmed like every

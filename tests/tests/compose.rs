@@ -175,7 +175,10 @@ fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
     // ... and the operator's CLI, which no service runs (`docker compose exec worker conveyor …`).
     let mut shipped = all.clone();
     shipped.insert("conveyor".to_string());
-    assert_eq!(copied, shipped, "the image holds exactly the binaries and the CLI");
+    assert_eq!(
+        copied, shipped,
+        "the image holds exactly the binaries and the CLI"
+    );
     assert!(read("cli/Cargo.toml").contains("name = \"conveyor\""));
 }
 
