@@ -205,6 +205,23 @@ async fn a_dead_letter_made_on_purpose_is_retried_by_the_cli_and_stored_and_paus
     let stats = queue_stats(&env, "messages");
     assert_eq!(stats["pending"], 0, "in-flight jobs finished: {stats}");
     assert_eq!(stats["backlog"].as_u64(), Some(602 - paused_at), "{stats}");
+    // The CLI and the API's /stats agree (the queue stands still while paused).
+    let api: Value = env
+        .http
+        .get(format!("{}/stats", stack.consumer_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for field in ["backlog", "pending", "delayed", "dead", "workers"] {
+        assert!(stats[field].is_u64(), "conveyor stats has {field}: {stats}");
+        assert_eq!(
+            api["queue"][field], stats[field],
+            "{field}: /stats {api} vs conveyor {stats}"
+        );
+    }
     conveyor(&env, &["resume", "messages"]);
     assert_eq!(
         wait_for_count(&env, "messages", 602, Duration::from_secs(60)).await,
