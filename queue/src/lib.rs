@@ -114,6 +114,7 @@ mod reply;
 mod router;
 mod scripts;
 mod stats;
+pub mod wire;
 mod worker;
 
 pub use deadpool_redis::Pool;
@@ -123,7 +124,7 @@ pub use backoff::{retry_delay, Backoff};
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX};
 pub use error::QueueError;
-pub use job::{skew_clock_for_tests, wire, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
+pub use job::{skew_clock_for_tests, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
 pub use keys::{Keys, GROUP};
 pub use queue::Queue;
 pub use recurring::Recurring;

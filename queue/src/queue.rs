@@ -85,7 +85,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             serde_json::to_string(payload)?,
             opts.reply,
             opts.job_id.clone(),
-        );
+        )
+        .traced(opts.trace.as_deref());
         let p = self.partition_for_job(&opts);
         self.push_entry(p, &entry, opts.run_at, opts.job_id.is_some())
             .await?;
@@ -100,16 +101,52 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         &self,
         items: &[(Option<String>, Option<String>, T)],
     ) -> Result<Vec<JobId>, QueueError> {
+        self.enqueue_batch_traced(items, None).await
+    }
+
+    /// [`Queue::enqueue_batch_with_ids`] with every job carrying one trace context (the W3C
+    /// `traceparent` of the span that enqueues them, e.g. a batch request's): see
+    /// [`EnqueueOptions::trace`].
+    pub async fn enqueue_batch_traced(
+        &self,
+        items: &[(Option<String>, Option<String>, T)],
+        trace: Option<&str>,
+    ) -> Result<Vec<JobId>, QueueError> {
         let mut entries = Vec::with_capacity(items.len());
         for (key, id, payload) in items {
-            let p = match (key, id) {
-                (None, Some(id)) => self.inner.keys.partition_of(id),
-                _ => self.partition_for(key.as_deref()),
-            };
-            let entry = Entry::with_id(serde_json::to_string(payload)?, false, id.clone());
-            entries.push((p, entry, id.is_some()));
+            entries.push(self.batch_entry(key, id, payload, trace)?);
         }
         self.push_batch(entries).await
+    }
+
+    /// Each job with its own trace context (the coalescer's batches mix requests).
+    pub(crate) async fn enqueue_batch_each_traced(
+        &self,
+        items: &[(Option<String>, Option<String>, T, Option<String>)],
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (key, id, payload, trace) in items {
+            entries.push(self.batch_entry(key, id, payload, trace.as_deref())?);
+        }
+        self.push_batch(entries).await
+    }
+
+    /// One entry of a batch: its partition (the key's, else the id's, else round-robin), the
+    /// entry, and whether it is deduplicated by its id.
+    fn batch_entry(
+        &self,
+        key: &Option<String>,
+        id: &Option<String>,
+        payload: &T,
+        trace: Option<&str>,
+    ) -> Result<(u16, Entry, bool), QueueError> {
+        let p = match (key, id) {
+            (None, Some(id)) => self.inner.keys.partition_of(id),
+            _ => self.partition_for(key.as_deref()),
+        };
+        let entry =
+            Entry::with_id(serde_json::to_string(payload)?, false, id.clone()).traced(trace);
+        Ok((p, entry, id.is_some()))
     }
 
     /// Checks the partition count against the one stored in Redis (storing it on first use):
