@@ -19,6 +19,10 @@ use crate::keys::Keys;
 use crate::router::RouterSlot;
 use crate::scripts;
 
+/// One job of a batch with its own trace context: partition key, job id, payload, W3C
+/// `traceparent`.
+pub(crate) type TracedItem<T> = (Option<String>, Option<String>, T, Option<String>);
+
 /// A handle on one logical queue. Cheap to clone; clones share the pool and the reply router.
 pub struct Queue<T> {
     pub(crate) inner: Arc<Inner>,
@@ -122,7 +126,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Each job with its own trace context (the coalescer's batches mix requests).
     pub(crate) async fn enqueue_batch_each_traced(
         &self,
-        items: &[(Option<String>, Option<String>, T, Option<String>)],
+        items: &[TracedItem<T>],
     ) -> Result<Vec<JobId>, QueueError> {
         let mut entries = Vec::with_capacity(items.len());
         for (key, id, payload, trace) in items {
