@@ -5,10 +5,14 @@
 //! with another `traceparent` shows it on both packets' store lines and on the resource's
 //! delivery; a message posted without one gets a fresh trace id, found the same way in all three
 //! services. Each trace id stays on its own message's lines, and each resource is stored once.
+//! The worker logs JSON (every line must parse), the others text. With
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` set, each service exports the message's spans (OTLP/HTTP,
+//! protobuf) to a collector, the last of them flushed when it stops.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use e2e::Stack;
+use e2e::{Service, Stack};
 use serde_json::{json, Value};
 use testkit::TestEnv;
 
@@ -41,6 +45,30 @@ fn lines<'a>(log: &'a str, needles: &[&str]) -> Vec<&'a str> {
         .collect()
 }
 
+/// A JSON log as searchable text: one line per JSON object, each value written `key=value`
+/// (nested objects and the span list included, keys in sorted order). Panics on a line that is
+/// not a JSON object (a complete last line only: a line being written is left out).
+fn flatten_json_log(log: &str) -> String {
+    fn walk(key: &str, v: &Value, out: &mut String) {
+        match v {
+            Value::Object(map) => map.iter().for_each(|(k, v)| walk(k, v, out)),
+            Value::Array(items) => items.iter().for_each(|v| walk(key, v, out)),
+            Value::String(s) => out.push_str(&format!(" {key}={s}")),
+            other => out.push_str(&format!(" {key}={other}")),
+        }
+    }
+    let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+    let mut text = String::new();
+    for line in complete.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("worker log line is not JSON ({e}): {line}"));
+        assert!(v.is_object(), "{line}");
+        walk("", &v, &mut text);
+        text.push('\n');
+    }
+    text
+}
+
 /// The `trace_id=` of a log line.
 fn trace_id_of(line: &str) -> Option<&str> {
     let at = line.find("trace_id=")? + "trace_id=".len();
@@ -65,6 +93,8 @@ async fn one_trace_id_follows_a_message_through_consumer_worker_and_webhook() {
     let stack = Stack::builder(&env)
         .webhook(true)
         .env("RUST_LOG", "info,consumer=debug,worker=debug,webhook=debug")
+        // The worker logs JSON (as in compose): its ids must be there too, in valid JSON.
+        .env_for(Service::Worker, "LOG_FORMAT", "json")
         .start()
         .await
         .unwrap();
@@ -120,7 +150,7 @@ async fn one_trace_id_follows_a_message_through_consumer_worker_and_webhook() {
     );
 
     let consumer_log = || stack.consumer().unwrap().output();
-    let worker_log = || stack.worker(0).unwrap().guard.output();
+    let worker_log = || flatten_json_log(&stack.worker(0).unwrap().guard.output());
     let webhook_log = || stack.webhook().unwrap().output();
 
     // The fresh trace id, read from the consumer's line for message 4.
@@ -226,5 +256,111 @@ async fn one_trace_id_follows_a_message_through_consumer_worker_and_webhook() {
                 );
             }
         }
+    }
+}
+
+/// What the collector received: (path, content type, body) per request.
+type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP collector on a free port that keeps every request and answers 200 (an empty
+/// `ExportTraceServiceResponse`); returns its base URL.
+async fn collector(received: Received) -> String {
+    let app = axum::Router::new().fallback(
+        move |uri: axum::http::Uri, headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                let kind = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                received
+                    .lock()
+                    .unwrap()
+                    .push((uri.path().to_string(), kind, body.to_vec()));
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// `needle` occurs in `haystack`.
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_otlp_endpoint_every_service_exports_the_messages_spans() {
+    const EXPORTED: &str = "5e1f2b8a9c3d4e6f708192a3b4c5d6e7";
+    let env = TestEnv::new("e2e_trace_otlp").await;
+    let received: Received = Arc::default();
+    let endpoint = collector(received.clone()).await;
+    let mut stack = Stack::builder(&env)
+        .webhook(true)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .start()
+        .await
+        .unwrap();
+    let resp = env
+        .http
+        .post(format!("{}/messages", stack.consumer_url()))
+        .header("traceparent", format!("00-{EXPORTED}-00f067aa0ba902b7-01"))
+        .json(&packet(1, "exported", 0, 1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        202,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let webhook_log = || stack.webhook().unwrap().output();
+    until(Duration::from_secs(60), || {
+        let log = webhook_log();
+        match lines(&log, &["resource stored", "resource_id=exported"]).len() {
+            1 => Ok(()),
+            n => Err(format!("{n} 'resource stored' lines:\n{log}")),
+        }
+    })
+    .await;
+    // SIGTERM: each service flushes its last spans on the way out.
+    assert!(
+        stack.stop(Duration::from_secs(20)),
+        "every service exits by itself"
+    );
+
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&EXPORTED[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let received = received.lock().unwrap().clone();
+    assert!(!received.is_empty(), "the collector received nothing");
+    for (path, kind, _) in &received {
+        assert_eq!(path, "/v1/traces");
+        assert_eq!(kind, "application/x-protobuf");
+    }
+    for service in ["consumer", "worker", "webhook"] {
+        // The resource attribute `service.name = <service>` as protobuf: the key, then the
+        // AnyValue (field 2) holding the string (field 1).
+        let n = service.len() as u8;
+        let mut name = b"service.name".to_vec();
+        name.extend([0x12, n + 2, 0x0a, n]);
+        name.extend(service.as_bytes());
+        let with_trace = received
+            .iter()
+            .filter(|(_, _, body)| contains(body, &trace_bytes) && contains(body, &name))
+            .count();
+        assert!(
+            with_trace >= 1,
+            "{service}: no exported batch holds the message's trace ({} requests)",
+            received.len()
+        );
     }
 }

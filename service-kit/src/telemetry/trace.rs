@@ -17,9 +17,36 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The W3C trace context header (and the name of the queue entry field that carries it).
 pub const TRACEPARENT: &str = "traceparent";
 
+/// Whether `value` has the W3C shape `<version>-<trace id>-<parent id>-<flags>`: 2, 32, 16 and 2
+/// lowercase hex digits (a later version may add fields after the flags; `ff` is no version).
+/// The propagator alone lets a short id through.
+fn well_formed(value: &str) -> bool {
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let parts: Vec<&str> = value.split('-').collect();
+    match parts.as_slice() {
+        [version, trace, parent, flags, rest @ ..] => {
+            hex(version, 2)
+                && *version != "ff"
+                && (rest.is_empty() || *version != "00")
+                && hex(trace, 32)
+                && hex(parent, 16)
+                && hex(flags, 2)
+        }
+        _ => false,
+    }
+}
+
 /// The remote context in a `traceparent` value, if it is a valid one.
 fn parse(traceparent: &str) -> Option<Context> {
-    let carrier = HashMap::from([(TRACEPARENT.to_string(), traceparent.trim().to_string())]);
+    let traceparent = traceparent.trim();
+    if !well_formed(traceparent) {
+        return None;
+    }
+    let carrier = HashMap::from([(TRACEPARENT.to_string(), traceparent.to_string())]);
     let cx = TraceContextPropagator::new().extract(&carrier);
     cx.span().span_context().is_valid().then_some(cx)
 }
@@ -87,6 +114,9 @@ mod tests {
             "00-00000000000000000000000000000000-b7ad6b7169203331-01",
             "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
             "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
         ] {
             assert_eq!(trace_id_of(bad), None, "{bad:?}");
         }
