@@ -50,8 +50,8 @@
 //!
 //! ## Modules, in reading order
 //!
-//! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`], the [`wire`] layout and all
-//!    encoding of entries and dead letters), `config`, `error`, `backoff`.
+//! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
+//!    dead letters), [`wire`] (their field names), `config`, `error`, `backoff`.
 //! 2. `queue` ([`Queue`]: the enqueue paths, with `dedup` for idempotent ones), which owns `router` (the per-process result
 //!    subscriber); `reply` builds [`Queue::enqueue_and_wait`] on both. `coalesce`
 //!    ([`Coalescer`]) batches single enqueues.

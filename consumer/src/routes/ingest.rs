@@ -190,10 +190,10 @@ pub async fn post_message(
     match wait {
         None => {
             // Coalesced with the other requests of this moment into one pipelined round trip.
-            let doc_id = job.packet.doc_id();
             let id = state.enqueue(job).await?;
             metrics::counter!("conveyor_messages_accepted_total").increment(1);
-            tracing::debug!(job_id = %id, %doc_id, "message enqueued");
+            // The job id is the packet's natural key, its document id.
+            tracing::debug!(doc_id = %id, "message enqueued");
             let answer = Accepted {
                 id: id.0,
                 received_at,

@@ -2,7 +2,8 @@
 //! as protobuf over HTTP (`<OTEL_EXPORTER_OTLP_ENDPOINT>/v1/traces`) in batches, from the SDK's
 //! batch thread, sent by the workspace's reqwest on a one-thread runtime of their own (the
 //! services' runtime may be gone while the last batch is flushed). Without an endpoint there
-//! is no exporter, no batch thread and no runtime: spans only give the logs their ids.
+//! is no exporter, no batch thread and no runtime, and the spans this process starts are not
+//! recorded ([`ids_only`]): they only give the logs their ids and the next service its parent.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use opentelemetry_http::{HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
 
 /// How long one export may take.
@@ -23,7 +24,7 @@ pub(super) fn provider(
 ) -> (SdkTracerProvider, Result<Option<String>, String>) {
     let builder = SdkTracerProvider::builder();
     let Some(endpoint) = endpoint.map(str::trim).filter(|e| !e.is_empty()) else {
-        return (builder.build(), Ok(None));
+        return (builder.with_sampler(ids_only()).build(), Ok(None));
     };
     let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
     match exporter(&url) {
@@ -34,8 +35,19 @@ pub(super) fn provider(
                 .build();
             (provider, Ok(Some(url)))
         }
-        Err(e) => (builder.build(), Err(format!("OTLP exporter to {url}: {e}"))),
+        Err(e) => (
+            builder.with_sampler(ids_only()).build(),
+            Err(format!("OTLP exporter to {url}: {e}")),
+        ),
     }
+}
+
+/// The sampler of a process that exports nothing: a span still gets its trace and span id (for
+/// the logs and the `traceparent` it passes on), but records nothing, unless its caller's
+/// context says "sampled" (then it records and passes that on, for a service further down that
+/// exports). So a trace this process starts is unsampled: set the endpoint on every service.
+fn ids_only() -> Sampler {
+    Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
 }
 
 fn exporter(url: &str) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
