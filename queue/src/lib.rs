@@ -53,8 +53,8 @@
 //! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
 //!    dead letters), [`wire`] (their field names), `config`, `error`, `backoff`.
 //! 2. `queue` ([`Queue`]: the enqueue paths, `bulk` for batches, with `dedup` for idempotent
-//!    ones), which owns `router` (the per-process result subscriber); `reply` builds [`Queue::enqueue_and_wait`] on both. `coalesce`
-//!    ([`Coalescer`]) batches single enqueues.
+//!    ones), which owns `router` (the per-process result subscriber); `reply` builds
+//!    [`Queue::enqueue_and_wait`] on both. `coalesce` ([`Coalescer`]) batches single enqueues.
 //! 3. `worker/`: `shared` (the [`Handler`] contract, the state every part shares, a delivered
 //!    entry) → `read` (XREADGROUP loop, dispatch) → `batch` (run one batch, settle every outcome
 //!    in one round trip) → `background` (heartbeat, promotion of delayed jobs, reclaim); `mod.rs`
