@@ -99,14 +99,16 @@ impl AppState {
     /// The job id is the packet's natural key `{producer}:{number}`, deduplicated by the queue
     /// for its dedup window: a client that retries a POST whose answer it never saw creates no
     /// second job. So an answer from Redis that never came ("outcome unknown") is a 503 like
-    /// "Redis unavailable": retrying is safe.
+    /// "Redis unavailable": retrying is safe. The job carries the current span's trace context
+    /// (the request's), so the worker continues its trace.
     pub async fn enqueue(&self, job: MessageJob) -> Result<JobId, ApiError> {
         let key = job.packet.partition_key();
         let id = job.packet.doc_id();
+        let trace = service_kit::trace::current();
         self.bounded("Redis", async {
             self.inner
                 .coalescer
-                .enqueue_with_id(job, key, Some(id))
+                .enqueue_traced(job, key, Some(id), trace)
                 .await
                 .map_err(from_queue_retry_safe)
         })

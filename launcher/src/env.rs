@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 20] = [
+pub const TUNABLES: [(&str, &str); 21] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -30,6 +30,8 @@ pub const TUNABLES: [(&str, &str); 20] = [
     ("HTTP_IDLE_TIMEOUT", "5s"),
     ("MAX_CONCURRENT_REQUESTS", "1024"),
     ("MAX_SSE_CLIENTS", "256"),
+    // Empty: traces are not exported (only their ids are logged).
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 ];
 
 /// The connection bounds every HTTP server of the stack takes (service-kit's `HttpArgs`).
@@ -241,6 +243,10 @@ impl StackConfig {
                 ("RUST_LOG", t("RUST_LOG")),
                 ("LOG_FORMAT", self.log_format.clone()),
                 ("RUNTIME_THREADS", t("RUNTIME_THREADS")),
+                (
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    t("OTEL_EXPORTER_OTLP_ENDPOINT"),
+                ),
             ]
         };
         let http = || HTTP_BOUNDS.map(|name| (name, t(name)));

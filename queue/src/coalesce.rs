@@ -15,12 +15,13 @@ use crate::error::QueueError;
 use crate::job::JobId;
 use crate::queue::Queue;
 
-/// One waiting enqueue: partition key, caller-supplied job id, payload, and where its answer
-/// goes.
+/// One waiting enqueue: partition key, caller-supplied job id, payload, trace context (W3C
+/// `traceparent`), and where its answer goes.
 type Pending<T> = (
     Option<String>,
     Option<String>,
     T,
+    Option<String>,
     oneshot::Sender<Result<JobId, QueueError>>,
 );
 
@@ -66,10 +67,24 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Coalescer<T> {
         partition_key: Option<String>,
         job_id: Option<String>,
     ) -> Result<JobId, QueueError> {
+        self.enqueue_traced(payload, partition_key, job_id, None)
+            .await
+    }
+
+    /// Like [`Coalescer::enqueue_with_id`], the job carrying the caller's trace context (the W3C
+    /// `traceparent` of the enqueuing span, see [`EnqueueOptions::trace`](crate::EnqueueOptions::trace)).
+    /// Each job of a coalesced round trip keeps its own.
+    pub async fn enqueue_traced(
+        &self,
+        payload: T,
+        partition_key: Option<String>,
+        job_id: Option<String>,
+        trace: Option<String>,
+    ) -> Result<JobId, QueueError> {
         let (answer, answered) = oneshot::channel();
         let stopped = || QueueError::Unavailable("enqueue coalescer stopped".into());
         self.sender()
-            .send((partition_key, job_id, payload, answer))
+            .send((partition_key, job_id, payload, trace, answer))
             .await
             .map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
@@ -113,10 +128,10 @@ async fn flush<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
 ) {
     let mut items = Vec::with_capacity(batch.len());
     let mut answers = Vec::with_capacity(batch.len());
-    for (key, id, payload, answer) in batch {
+    for (key, id, payload, trace, answer) in batch {
         // A caller that stopped waiting (timed out, disconnected) is not enqueued behind its back.
         if !answer.is_closed() {
-            items.push((key, id, payload));
+            items.push((key, id, payload, trace));
             answers.push(answer);
         }
     }
@@ -125,7 +140,7 @@ async fn flush<T: Serialize + DeserializeOwned + Send + Sync + 'static>(
     }
     metrics::histogram!("conveyor_enqueue_coalesced_batch_size", "queue" => queue.config().name.clone())
         .record(items.len() as f64);
-    match queue.enqueue_batch_with_ids(&items).await {
+    match queue.enqueue_batch_each_traced(&items).await {
         Ok(ids) => {
             for (answer, id) in answers.into_iter().zip(ids) {
                 let _ = answer.send(Ok(id));

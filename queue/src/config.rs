@@ -73,6 +73,9 @@ pub struct EnqueueOptions {
     /// [`QueueError::OutcomeUnknown`](crate::QueueError::OutcomeUnknown) is safe. Without a
     /// partition key, the id picks the partition (so a retry lands in the same one).
     pub job_id: Option<String>,
+    /// The W3C `traceparent` of the enqueuing span, carried in the job ([`Job::trace`](crate::Job::trace))
+    /// so its handler continues the trace.
+    pub trace: Option<String>,
 }
 
 /// Settings of one worker instance.

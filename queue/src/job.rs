@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::wire;
+
 /// A job's unique id (a UUID v7 string: time-ordered).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct JobId(pub String);
@@ -25,43 +27,6 @@ impl fmt::Display for JobId {
     }
 }
 
-/// Field names of the entries the queue keeps in Redis, public so code elsewhere (a Lua script,
-/// a dashboard) reads and writes them without spelling them again.
-///
-/// A job entry in a partition stream (`Keys::stream`), as a Lua script elsewhere may XADD it:
-/// `XADD <stream> * id <job id> payload <json> attempt 1 enqueued_at <unix ms> [reply 1]
-/// [history <json>]` ([`ENTRY_FIELDS`](wire::ENTRY_FIELDS) first, in that order).
-///
-/// A dead letter in a partition's dead-letter stream (`Keys::dead`):
-/// `XADD <dead> * id <job id> payload <json> error <final error> attempts <n>
-/// history <json> dead_at <unix ms>` (exactly [`DEAD_FIELDS`](wire::DEAD_FIELDS), in that order).
-pub mod wire {
-    /// The job id (a UUID v7 string).
-    pub const ID: &str = "id";
-    /// The job's payload, JSON.
-    pub const PAYLOAD: &str = "payload";
-    /// 1-based attempt number of a job entry.
-    pub const ATTEMPT: &str = "attempt";
-    /// Unix milliseconds of the first enqueue.
-    pub const ENQUEUED_AT: &str = "enqueued_at";
-    /// Optional, `1`: a caller waits for the result.
-    pub const REPLY: &str = "reply";
-    /// JSON array of the errors of earlier attempts: optional in a job entry (set by retries and
-    /// waits), always in a dead letter (ending with its final error).
-    pub const HISTORY: &str = "history";
-    /// A dead letter's final error.
-    pub const ERROR: &str = "error";
-    /// Attempts a dead-lettered job used (0 if it was dead-lettered without running).
-    pub const ATTEMPTS: &str = "attempts";
-    /// Unix milliseconds a job was dead-lettered.
-    pub const DEAD_AT: &str = "dead_at";
-
-    /// The fields every job entry starts with, in order.
-    pub const ENTRY_FIELDS: [&str; 4] = [ID, PAYLOAD, ATTEMPT, ENQUEUED_AT];
-    /// The fields of a dead letter, in order.
-    pub const DEAD_FIELDS: [&str; 6] = [ID, PAYLOAD, ERROR, ATTEMPTS, HISTORY, DEAD_AT];
-}
-
 /// One job as a handler sees it.
 #[derive(Clone, Debug)]
 pub struct Job<T> {
@@ -75,6 +40,10 @@ pub struct Job<T> {
     /// of `Outcome::Done` is dropped unread, so a handler may answer `Done(Value::Null)` instead
     /// of building it.
     pub reply_wanted: bool,
+    /// The W3C `traceparent` of the span that enqueued the job ([`wire::TRACE`]), kept across
+    /// retries and waits; `None` for a job enqueued without one (and for entries written before
+    /// the field existed). A handler continues the trace from it.
+    pub trace: Option<String>,
 }
 
 /// What became of one job.
@@ -202,6 +171,8 @@ pub(crate) struct Entry {
     pub enqueued_at: u64,
     pub reply: bool,
     pub history: Vec<String>,
+    /// The enqueuer's W3C `traceparent`, if any ([`wire::TRACE`]).
+    pub trace: Option<String>,
 }
 
 impl Entry {
@@ -218,7 +189,15 @@ impl Entry {
             enqueued_at: now_ms(),
             reply,
             history: Vec::new(),
+            trace: None,
         }
+    }
+
+    /// The same entry carrying the enqueuer's trace context (a W3C `traceparent`; an empty
+    /// value counts as none).
+    pub fn traced(mut self, trace: Option<&str>) -> Entry {
+        self.trace = trace.filter(|t| !t.is_empty()).map(str::to_string);
+        self
     }
 
     /// Records a wait in the history, keeping it bounded: the last history item is replaced if
@@ -246,6 +225,9 @@ impl Entry {
         if !self.history.is_empty() {
             let h = serde_json::to_string(&self.history).unwrap_or_else(|_| "[]".into());
             f.push((wire::HISTORY, h));
+        }
+        if let Some(trace) = &self.trace {
+            f.push((wire::TRACE, trace.clone()));
         }
         f
     }
@@ -296,6 +278,7 @@ impl Entry {
             history: get(wire::HISTORY)
                 .and_then(|h| serde_json::from_str(&h).ok())
                 .unwrap_or_default(),
+            trace: get(wire::TRACE).filter(|t| !t.is_empty()),
         })
     }
 }
@@ -326,6 +309,10 @@ impl redis::ToRedisArgs for Entry {
                     .unwrap_or_default()
                     .as_bytes(),
             );
+        }
+        if let Some(trace) = &self.trace {
+            out.write_arg(wire::TRACE.as_bytes());
+            out.write_arg(trace.as_bytes());
         }
     }
 }

@@ -50,11 +50,11 @@
 //!
 //! ## Modules, in reading order
 //!
-//! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`], the [`wire`] layout and all
-//!    encoding of entries and dead letters), `config`, `error`, `backoff`.
-//! 2. `queue` ([`Queue`]: the enqueue paths, with `dedup` for idempotent ones), which owns `router` (the per-process result
-//!    subscriber); `reply` builds [`Queue::enqueue_and_wait`] on both. `coalesce`
-//!    ([`Coalescer`]) batches single enqueues.
+//! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
+//!    dead letters), [`wire`] (their field names), `config`, `error`, `backoff`.
+//! 2. `queue` ([`Queue`]: the enqueue paths, `bulk` for batches, with `dedup` for idempotent
+//!    ones), which owns `router` (the per-process result subscriber); `reply` builds
+//!    [`Queue::enqueue_and_wait`] on both. `coalesce` ([`Coalescer`]) batches single enqueues.
 //! 3. `worker/`: `shared` (the [`Handler`] contract, the state every part shares, a delivered
 //!    entry) → `read` (XREADGROUP loop, dispatch) → `batch` (run one batch, settle every outcome
 //!    in one round trip) → `background` (heartbeat, promotion of delayed jobs, reclaim); `mod.rs`
@@ -102,6 +102,7 @@
 
 pub mod admin;
 mod backoff;
+mod bulk;
 mod coalesce;
 mod config;
 mod dedup;
@@ -114,6 +115,7 @@ mod reply;
 mod router;
 mod scripts;
 mod stats;
+pub mod wire;
 mod worker;
 
 pub use deadpool_redis::Pool;
@@ -123,7 +125,7 @@ pub use backoff::{retry_delay, Backoff};
 pub use coalesce::Coalescer;
 pub use config::{EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX};
 pub use error::QueueError;
-pub use job::{skew_clock_for_tests, wire, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
+pub use job::{skew_clock_for_tests, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
 pub use keys::{Keys, GROUP};
 pub use queue::Queue;
 pub use recurring::Recurring;

@@ -1,5 +1,5 @@
 //! [`Queue`]: the producer side of a queue — enqueue now, in batches, later, or keyed to a
-//! partition. It owns the pool handle and the key schema; it never consumes jobs (see `worker`),
+//! partition (batches: `bulk`). It owns the pool handle and the key schema; it never consumes jobs (see `worker`),
 //! never waits for results itself (see `reply`) and never reads counters (see `stats`).
 
 use std::marker::PhantomData;
@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::config::{EnqueueOptions, QueueConfig};
-use crate::dedup::{push_dedup_args, push_dedup_cmd};
+use crate::dedup::push_dedup_args;
 use crate::error::QueueError;
 use crate::job::{unix_ms, Entry, JobId};
 use crate::keys::Keys;
@@ -85,31 +85,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             serde_json::to_string(payload)?,
             opts.reply,
             opts.job_id.clone(),
-        );
+        )
+        .traced(opts.trace.as_deref());
         let p = self.partition_for_job(&opts);
         self.push_entry(p, &entry, opts.run_at, opts.job_id.is_some())
             .await?;
         Ok(JobId(entry.id))
-    }
-
-    /// Like [`Queue::enqueue_batch_keyed`], each job with its partition key and its optional
-    /// caller-supplied id ([`EnqueueOptions::job_id`]): a job whose id was enqueued within the
-    /// dedup window is not added again (its id is returned all the same), so the whole call
-    /// may be retried after any error.
-    pub async fn enqueue_batch_with_ids(
-        &self,
-        items: &[(Option<String>, Option<String>, T)],
-    ) -> Result<Vec<JobId>, QueueError> {
-        let mut entries = Vec::with_capacity(items.len());
-        for (key, id, payload) in items {
-            let p = match (key, id) {
-                (None, Some(id)) => self.inner.keys.partition_of(id),
-                _ => self.partition_for(key.as_deref()),
-            };
-            let entry = Entry::with_id(serde_json::to_string(payload)?, false, id.clone());
-            entries.push((p, entry, id.is_some()));
-        }
-        self.push_batch(entries).await
     }
 
     /// Checks the partition count against the one stored in Redis (storing it on first use):
@@ -137,33 +118,6 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             });
         }
         Ok(())
-    }
-
-    /// Many jobs in ONE pipelined round trip, all-or-nothing per partition (see
-    /// [`Queue::enqueue_batch_keyed`]); with one partition (the default) the whole call is.
-    pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<JobId>, QueueError> {
-        let mut entries = Vec::with_capacity(payloads.len());
-        for payload in payloads {
-            let p = self.partition_for(None);
-            entries.push((p, Entry::new(serde_json::to_string(payload)?, false), false));
-        }
-        self.push_batch(entries).await
-    }
-
-    /// Like [`Queue::enqueue_batch`], each job with its own partition key. Atomic per
-    /// partition: the jobs of one partition are enqueued together or not at all (one
-    /// `MULTI`/`EXEC` each, all in one round trip). A call whose jobs span several partitions can
-    /// fail after some partitions' jobs were stored; a retry may then enqueue those again.
-    pub async fn enqueue_batch_keyed(
-        &self,
-        items: &[(Option<String>, T)],
-    ) -> Result<Vec<JobId>, QueueError> {
-        let mut entries = Vec::with_capacity(items.len());
-        for (key, payload) in items {
-            let p = self.partition_for(key.as_deref());
-            entries.push((p, Entry::new(serde_json::to_string(payload)?, false), false));
-        }
-        self.push_batch(entries).await
     }
 
     /// Enqueues a job to run after `delay`.
@@ -293,80 +247,7 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// XADDs every entry in ONE round trip, all-or-nothing per partition: the entries of each
-    /// partition go in one `MULTI … EXEC` block (one partition is one hash slot, so the block is
-    /// valid on a Redis Cluster too). Redis runs a transaction only once its `EXEC` arrived, so
-    /// a connection lost mid-call leaves no partial partition; with one partition (the default)
-    /// or one partition key per call, the whole call is all-or-nothing. On an error the caller
-    /// cannot know which partitions' blocks ran before it, but each ran whole or not at all.
-    /// Entries with a caller-supplied id (`dedup`) go through `enqueue.lua` inside the block,
-    /// loaded by a `SCRIPT LOAD` at the head of the same pipeline (so a restarted Redis never
-    /// answers NOSCRIPT there).
-    async fn push_batch(&self, entries: Vec<(u16, Entry, bool)>) -> Result<Vec<JobId>, QueueError> {
-        if entries.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut order: Vec<usize> = (0..entries.len()).collect();
-        order.sort_by_key(|&i| entries[i].0);
-        let mut pipe = redis::pipe();
-        if entries.iter().any(|e| e.2) {
-            pipe.cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(scripts::ENQUEUE_SOURCE)
-                .ignore();
-        }
-        let dedup_ms = self.dedup_ms();
-        let mut blocks = 0usize;
-        let mut open: Option<u16> = None;
-        for i in order {
-            let (p, entry, dedup) = &entries[i];
-            if open != Some(*p) {
-                if open.is_some() {
-                    pipe.cmd("EXEC");
-                }
-                pipe.cmd("MULTI").ignore();
-                open = Some(*p);
-                blocks += 1;
-            }
-            if *dedup {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(scripts::ENQUEUE.get_hash()).arg(3);
-                push_dedup_cmd(&mut cmd, self.keys(), *p, entry, dedup_ms);
-                pipe.add_command(cmd).ignore();
-            } else {
-                pipe.cmd("XADD")
-                    .arg(self.keys().stream_ref(*p))
-                    .arg("*")
-                    .arg(entry)
-                    .ignore();
-            }
-        }
-        pipe.cmd("EXEC");
-        let mut conn = self.conn().await?;
-        // One reply per EXEC: the array of new entry ids, or the error of a failed command.
-        let execs: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
-            .await
-            .map_err(QueueError::after_send)?;
-        let failed = execs.len() != blocks
-            || execs.iter().any(|v| match v {
-                redis::Value::Array(items) => items
-                    .iter()
-                    .any(|i| matches!(i, redis::Value::ServerError(_))),
-                _ => true,
-            });
-        if failed {
-            return Err(QueueError::Redis(redis::RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "batch enqueue: a transaction did not run every XADD",
-            ))));
-        }
-        metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
-            .increment(entries.len() as u64);
-        Ok(entries.into_iter().map(|(_, e, _)| JobId(e.id)).collect())
-    }
-
-    fn dedup_ms(&self) -> u64 {
+    pub(crate) fn dedup_ms(&self) -> u64 {
         u64::try_from(self.inner.config.dedup_window.as_millis())
             .unwrap_or(u64::MAX)
             .max(1)

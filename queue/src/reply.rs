@@ -45,7 +45,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
         let deadline = Instant::now()
             .checked_add(timeout)
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600));
-        let entry = Entry::with_id(serde_json::to_string(payload)?, true, opts.job_id.clone());
+        let entry = Entry::with_id(serde_json::to_string(payload)?, true, opts.job_id.clone())
+            .traced(opts.trace.as_deref());
         let job_id = JobId(entry.id.clone());
         let unavailable =
             || QueueError::Unavailable("timed out before the job was enqueued".into());

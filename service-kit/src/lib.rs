@@ -8,7 +8,8 @@
 //! - [`process`]: the settings every binary has and the body of each `main`;
 //! - [`runtime`]: the tokio runtime sized by `RUNTIME_THREADS`;
 //! - [`shutdown`]: one cancellation token fired by SIGINT/SIGTERM;
-//! - [`telemetry`]: the log subscriber and the Prometheus recorder;
+//! - [`telemetry`]: the log subscriber, OpenTelemetry traces (ids on every log line, OTLP export
+//!   when configured) and the Prometheus recorder; [`trace`] carries a trace across processes;
 //! - [`secret`]: [`secret::Secret`] (never printed), `X` / `X_FILE` secrets, URL redaction;
 //! - [`problem`]: `application/problem+json`, the one shape of every error answer;
 //! - [`http`]: the one HTTP layer stack (health, readiness, metrics, request id, tracing, panic
@@ -29,3 +30,4 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use queue::Backoff;
+pub use telemetry::trace;

@@ -29,7 +29,12 @@ impl ProcessArgs {
             .map(|a| a.rsplit('/').next().unwrap_or_default().to_string())
             .unwrap_or_default();
         tracing::info!(%program, pid = std::process::id(), "starting");
-        crate::runtime::build(&self.runtime)?
-            .block_on(async move { service(crate::shutdown::on_signals()).await })
+        let result = match crate::runtime::build(&self.runtime) {
+            Ok(rt) => rt.block_on(async move { service(crate::shutdown::on_signals()).await }),
+            Err(e) => Err(e.into()),
+        };
+        // After the runtime: the exporter (if any) flushes its last spans, blocking.
+        crate::telemetry::shutdown();
+        result
     }
 }

@@ -249,6 +249,10 @@ impl Stack {
     pub fn consumer(&self) -> Option<&ChildGuard> {
         self.consumer.as_ref()
     }
+    /// The webhook service's process (when it was started).
+    pub fn webhook(&self) -> Option<&ChildGuard> {
+        self.webhook.as_ref()
+    }
     /// SIGKILLs the consumer (like `kill -9`): requests in flight get no answer, and nothing
     /// answers on its port until [`Stack::start_consumer`].
     pub fn kill_consumer(&mut self) {

@@ -8,6 +8,8 @@
 //! place, and after `es_wait` it goes back to the queue to wait (`Outcome::Wait`: no attempt is
 //! used up, so an outage of any length never dead-letters a message). A permanent rejection is
 //! isolated per document so one bad document cannot dead-letter its batch-mates.
+//!
+//! Traces: each job's span continues the trace its request started ([`JobSpans`]).
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,9 @@ use pipeline::collate::{CollateError, Collator};
 use pipeline::packet::{MessageJob, StoredMessage};
 use pipeline::store::{Store, StoreError};
 use queue::{Backoff, Handler, Job, Outcome};
+use service_kit::trace;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::error::{done, retry, wait};
 
@@ -108,6 +112,68 @@ impl MessageHandler {
 
 impl Handler<MessageJob> for MessageHandler {
     async fn handle(&self, jobs: Vec<Job<MessageJob>>) -> Vec<Outcome> {
+        let spans = JobSpans::new(&jobs);
+        let batch = spans.batch.clone();
+        let outcomes = self.handle_batch(jobs, &spans).instrument(batch).await;
+        spans.settle(&outcomes);
+        outcomes
+    }
+}
+
+/// The trace side of a batch: one `message` span per job, continuing the trace the job was
+/// enqueued with (the request that posted it), and one `batch` span for the work the jobs share
+/// (word lengths, the `_bulk`, the collation). The batch span is a child of the first job's span
+/// (a batch of one, the common case at low rates, nests whole) and links to the others' spans;
+/// each job's outcome is logged inside its own span, so every message's store is found under its
+/// own trace id. A resource's delivery job carries the trace of the packet that completed it;
+/// its other packets' traces are found through the `resource_id` their lines carry.
+struct JobSpans {
+    jobs: Vec<tracing::Span>,
+    traces: Vec<Option<String>>,
+    batch: tracing::Span,
+}
+
+impl JobSpans {
+    fn new(jobs: &[Job<MessageJob>]) -> JobSpans {
+        let spans: Vec<tracing::Span> = jobs
+            .iter()
+            .map(|j| {
+                let resource_id = j.payload.packet.part.as_ref().map(|p| p.id().to_string());
+                let resource_id = resource_id.as_deref();
+                let span = tracing::info_span!("message", job_id = %j.id,
+                    doc_id = %j.payload.packet.doc_id(), resource_id, attempt = j.attempt);
+                trace::continue_from(&span, j.trace.as_deref());
+                span
+            })
+            .collect();
+        let traces: Vec<Option<String>> = spans.iter().map(trace::traceparent).collect();
+        let batch = tracing::info_span!(parent: spans.first().and_then(|s| s.id()), "batch", jobs = jobs.len());
+        for tp in traces.iter().skip(1).flatten() {
+            trace::link(&batch, tp);
+        }
+        JobSpans {
+            jobs: spans,
+            traces,
+            batch,
+        }
+    }
+
+    /// One line per job, in its own span: what became of it.
+    fn settle(&self, outcomes: &[Outcome]) {
+        for (span, outcome) in self.jobs.iter().zip(outcomes) {
+            let _in = span.enter();
+            match outcome {
+                Outcome::Done(_) => tracing::debug!("message stored"),
+                Outcome::Wait { reason, .. } => tracing::debug!(%reason, "message waits"),
+                Outcome::Retry { error, .. } => tracing::debug!(%error, "message will be retried"),
+                Outcome::Dead { reason } => tracing::warn!(%reason, "message dead-lettered"),
+            }
+        }
+    }
+}
+
+impl MessageHandler {
+    async fn handle_batch(&self, jobs: Vec<Job<MessageJob>>, spans: &JobSpans) -> Vec<Outcome> {
         let started = Instant::now();
         let (stored, replies) = Self::process_all(jobs);
         // Collation runs concurrently with the `_bulk` instead of after it: the resource's
@@ -120,8 +186,10 @@ impl Handler<MessageJob> for MessageHandler {
         // collated. The one difference: a packet whose document Elasticsearch rejects for good
         // (dead-lettered below) may already count towards its resource; such a document cannot
         // be produced from a validated packet under the strict mapping.
-        let (indexed, collated): (Result<(), StoreError>, Result<usize, CollateError>) =
-            tokio::join!(self.index_patiently(&stored), self.collator.record(&stored));
+        let (indexed, collated): (Result<(), StoreError>, Result<usize, CollateError>) = tokio::join!(
+            self.index_patiently(&stored),
+            self.collator.record_traced(&stored, &spans.traces)
+        );
         let outcomes = match (indexed, collated) {
             (Ok(()), Ok(_)) => {
                 metrics::counter!("conveyor_messages_stored_total").increment(stored.len() as u64);

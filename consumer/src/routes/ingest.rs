@@ -2,7 +2,9 @@
 //! `?wait=true`) and `POST /messages/batch` (up to 1000 packets, all-or-nothing). Order per
 //! request: `received_at` (stamped by the kit on arrival), query, content type, size, JSON
 //! (the kit's `JsonBody`), fields, backlog, enqueue — so nothing invalid is ever enqueued and
-//! every rejection leaves the queue as it was. Also the wire form of a packet for OpenAPI.
+//! every rejection leaves the queue as it was. Every job carries the request span's trace
+//! context (which continues the client's `traceparent`, if sent). Also the wire form of a packet
+//! for OpenAPI.
 
 use std::time::Duration;
 
@@ -190,6 +192,8 @@ pub async fn post_message(
             // Coalesced with the other requests of this moment into one pipelined round trip.
             let id = state.enqueue(job).await?;
             metrics::counter!("conveyor_messages_accepted_total").increment(1);
+            // The job id is the packet's natural key, its document id.
+            tracing::debug!(doc_id = %id, "message enqueued");
             let answer = Accepted {
                 id: id.0,
                 received_at,
@@ -219,8 +223,10 @@ async fn enqueue_and_wait(
     // natural key and collation ignores a part it already has.
     let opts = EnqueueOptions {
         partition_key: job.packet.partition_key(),
+        trace: service_kit::trace::current(),
         ..EnqueueOptions::default()
     };
+    tracing::debug!(doc_id = %job.packet.doc_id(), "message enqueued, waiting for its result");
     let waited = state
         .queue()
         .enqueue_and_wait_with::<StoredMessage>(&job, opts, timeout)
@@ -283,15 +289,18 @@ pub async fn post_batch(
         })
         .collect();
     let queue = state.queue();
+    // Every job of the batch carries the batch request's trace context.
+    let trace = service_kit::trace::current();
     let ids = state
         .bounded("Redis", async {
             queue
-                .enqueue_batch_with_ids(&jobs)
+                .enqueue_batch_traced(&jobs, trace.as_deref())
                 .await
                 .map_err(crate::state::from_queue_retry_safe)
         })
         .await?;
     metrics::counter!("conveyor_messages_accepted_total").increment(ids.len() as u64);
+    tracing::debug!(jobs = ids.len(), "batch enqueued");
     let answer = BatchAccepted {
         ids: ids.into_iter().map(|id| id.0).collect(),
         received_at,

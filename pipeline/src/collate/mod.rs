@@ -46,9 +46,11 @@ use crate::resource::{CollatedResource, DeliveryJob};
 static COLLATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/collate.lua")));
 
+mod error;
 mod sweep;
 mod tombstone;
 
+pub use error::CollateError;
 pub use sweep::{Swept, TimedOut};
 pub use tombstone::Tombstones;
 
@@ -61,38 +63,6 @@ pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const JOB_FIELDS: [&str; 4] = wire::ENTRY_FIELDS;
 /// Dead-letter fields as the queue writes them, in the order the scripts expect them.
 const DEAD_FIELDS: [&str; 6] = wire::DEAD_FIELDS;
-
-#[derive(Debug, thiserror::Error)]
-pub enum CollateError {
-    #[error("redis unavailable: {0}")]
-    Unavailable(String),
-    #[error("redis error: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("encoding: {0}")]
-    Encode(#[from] serde_json::Error),
-}
-
-impl CollateError {
-    /// Whether Redis was unreachable, slow or gone mid-call (a timeout, a dropped connection,
-    /// a refused connection, a busy or loading server): trying again later may succeed, and
-    /// the call's effect is unknown — safe, since collation is idempotent.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            CollateError::Unavailable(_) => true,
-            CollateError::Redis(e) => {
-                e.is_timeout()
-                    || e.is_io_error()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || matches!(
-                        e.kind(),
-                        redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
-                    )
-            }
-            CollateError::Encode(_) => false,
-        }
-    }
-}
 
 /// One packet as kept in the parts hash.
 #[derive(Serialize, Deserialize)]
@@ -182,6 +152,17 @@ impl Collator {
     /// Records every message that has a resource id, seq and total (others are ignored) in one
     /// pipelined round trip; returns how many resources this call completed. Idempotent.
     pub async fn record(&self, messages: &[StoredMessage]) -> Result<usize, CollateError> {
+        self.record_traced(messages, &[]).await
+    }
+
+    /// [`Collator::record`], `traces[i]` being the W3C `traceparent` of message `i`'s span
+    /// (missing or `None`: untraced): the delivery job of a resource carries the trace of the
+    /// packet that completed it (`queue::wire::TRACE`).
+    pub async fn record_traced(
+        &self,
+        messages: &[StoredMessage],
+        traces: &[Option<String>],
+    ) -> Result<usize, CollateError> {
         let now_ms = now_ms();
         let now = now_ms.to_string();
         let completed_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -196,7 +177,8 @@ impl Collator {
         let keep = self.webhooks.config().dead_letter_max.to_string();
         let mut pipe = redis::pipe();
         let mut n = 0usize;
-        for m in messages {
+        for (i, m) in messages.iter().enumerate() {
+            let trace = traces.get(i).and_then(Option::as_deref).unwrap_or("");
             let Some(part) = &m.part else {
                 continue;
             };
@@ -235,7 +217,9 @@ impl Collator {
                 .arg(&max)
                 .arg(&keep)
                 .arg(&JOB_FIELDS[..])
-                .arg(&DEAD_FIELDS[..]);
+                .arg(&DEAD_FIELDS[..])
+                .arg(wire::TRACE)
+                .arg(trace);
             n += 1;
         }
         if n == 0 {

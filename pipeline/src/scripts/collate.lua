@@ -28,6 +28,9 @@
 -- ARGV[16] = most dead letters kept in the partition's dead-letter stream (0 = all)
 -- ARGV[17..20] = job entry field names: id, payload, attempt, enqueued_at (queue::wire)
 -- ARGV[21..26] = dead-letter field names: id, payload, error, attempts, history, dead_at
+-- ARGV[27] = trace field name of a job entry (queue::wire::TRACE)
+-- ARGV[28] = this packet's W3C traceparent, or '': the delivery job carries the trace of the
+--            packet that completed the resource
 -- Returns 1 when this call completed the resource (job enqueued), 0 when recorded, duplicate or
 -- ignored (the resource is finished), -1 when the packet's total disagrees with the resource's
 -- first-seen total (the packet is dead-lettered with the reason, the resource unchanged), -2 when
@@ -83,7 +86,12 @@ if redis.call('HLEN', KEYS[1]) < tonumber(total) then
 end
 redis.call('HSET', KEYS[2], 'done', ARGV[8])
 redis.call('ZREM', KEYS[3], id)
-redis.call('XADD', KEYS[4], '*', ARGV[17], ARGV[7], ARGV[18], ARGV[14], ARGV[19], '1', ARGV[20], ARGV[6])
+if ARGV[28] ~= '' then
+  redis.call('XADD', KEYS[4], '*', ARGV[17], ARGV[7], ARGV[18], ARGV[14], ARGV[19], '1', ARGV[20],
+    ARGV[6], ARGV[27], ARGV[28])
+else
+  redis.call('XADD', KEYS[4], '*', ARGV[17], ARGV[7], ARGV[18], ARGV[14], ARGV[19], '1', ARGV[20], ARGV[6])
+end
 -- Undelivered data is kept for the whole retention; delivery shortens it (Collator::release).
 bury('complete')
 redis.call('EXPIRE', KEYS[1], ARGV[13])

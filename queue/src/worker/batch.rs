@@ -89,6 +89,7 @@ where
                 enqueued_at: 0,
                 reply: false,
                 history: Vec::new(),
+                trace: None,
             });
             let outcome = Outcome::Dead { reason };
             settled.push(Settle {
@@ -115,6 +116,7 @@ where
                     enqueued_at: UNIX_EPOCH + Duration::from_millis(entry.enqueued_at),
                     partition: d.partition,
                     reply_wanted: entry.reply,
+                    trace: entry.trace.clone(),
                 });
                 waiting.push((d.partition, d.entry_id, d.deliveries, entry));
             }

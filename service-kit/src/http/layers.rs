@@ -1,4 +1,5 @@
-//! The fallbacks and the layer stack of `HttpKit::wrap`, outermost last in the code.
+//! The fallbacks and the layer stack of `HttpKit::wrap`, outermost last in the code. The request
+//! span continues the caller's W3C `traceparent`.
 
 use std::any::Any;
 use std::time::Duration;
@@ -48,7 +49,14 @@ fn span(request: &Request) -> tracing::Span {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+    let span = tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id);
+    // The caller's trace continues here (a malformed or missing `traceparent` starts a new one).
+    let parent = request
+        .headers()
+        .get(crate::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    crate::trace::continue_from(&span, parent);
+    span
 }
 
 /// 503 problem+json when the handler has not produced a response head within the limit.

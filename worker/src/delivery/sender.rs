@@ -5,7 +5,8 @@
 //! 408, 429 and other 5xx → Retry with the queue's backoff; any other 4xx → Dead. A job whose
 //! resource was already delivered is Done; one whose data is gone (only if Redis lost data) is
 //! Dead with that reason. A batch's jobs are delivered concurrently over one keep-alive client.
-//! Collation keys and scripts are not touched here.
+//! Each delivery runs in its own span, continuing the job's trace, and the POST carries that
+//! span's `traceparent`. Collation keys and scripts are not touched here.
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use pipeline::signing::{sign_all, standard, Secrets, IDEMPOTENCY_HEADER, SIGNATU
 use queue::{Handler, Job, Outcome};
 use reqwest::StatusCode;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::config::DeliveryArgs;
 
@@ -101,10 +103,12 @@ impl DeliveryHandler {
                 standard::SIGNATURE_HEADER,
                 standard::sign(&self.secrets, &key, now, &body),
             )
-            .header(IDEMPOTENCY_HEADER, &key)
-            .body(body)
-            .send()
-            .await;
+            .header(IDEMPOTENCY_HEADER, &key);
+        let sent = match service_kit::trace::current() {
+            Some(traceparent) => sent.header(service_kit::trace::TRACEPARENT, traceparent),
+            None => sent,
+        };
+        let sent = sent.body(body).send().await;
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_timeout() => {
@@ -213,7 +217,15 @@ pub fn outcome_for(status: StatusCode, after: Option<Duration>, id: &str, attemp
 
 impl Handler<DeliveryJob> for DeliveryHandler {
     async fn handle(&self, jobs: Vec<Job<DeliveryJob>>) -> Vec<Outcome> {
-        futures::future::join_all(jobs.iter().map(|j| self.deliver(j))).await
+        futures::future::join_all(jobs.iter().map(|j| {
+            // Each delivery continues the trace of the packet that completed its resource; the
+            // POST carries this span's `traceparent`, which the webhook service continues.
+            let span = tracing::info_span!("delivery", job_id = %j.id,
+                resource_id = %j.payload.key, attempt = j.attempt);
+            service_kit::trace::continue_from(&span, j.trace.as_deref());
+            self.deliver(j).instrument(span)
+        }))
+        .await
     }
 }
 
@@ -315,6 +327,7 @@ mod redis_tests {
             enqueued_at: SystemTime::now(),
             partition: 0,
             reply_wanted: false,
+            trace: None,
         }
     }
 

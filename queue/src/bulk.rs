@@ -1,0 +1,179 @@
+//! Batch enqueues of [`Queue`]: many jobs in one pipelined round trip, all-or-nothing per
+//! partition (`push_batch`), with or without caller-supplied ids (deduplicated) and trace
+//! contexts. Single enqueues and the key schema stay in `queue`.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::dedup::push_dedup_cmd;
+use crate::error::QueueError;
+use crate::job::{Entry, JobId};
+use crate::queue::Queue;
+use crate::scripts;
+
+/// One job of a batch with its own trace context: partition key, job id, payload, W3C
+/// `traceparent`.
+pub(crate) type TracedItem<T> = (Option<String>, Option<String>, T, Option<String>);
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
+    /// Many jobs in ONE pipelined round trip, all-or-nothing per partition (see
+    /// [`Queue::enqueue_batch_keyed`]); with one partition (the default) the whole call is.
+    pub async fn enqueue_batch(&self, payloads: &[T]) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let p = self.partition_for(None);
+            entries.push((p, Entry::new(serde_json::to_string(payload)?, false), false));
+        }
+        self.push_batch(entries).await
+    }
+
+    /// Like [`Queue::enqueue_batch`], each job with its own partition key. Atomic per
+    /// partition: the jobs of one partition are enqueued together or not at all (one
+    /// `MULTI`/`EXEC` each, all in one round trip). A call whose jobs span several partitions can
+    /// fail after some partitions' jobs were stored; a retry may then enqueue those again.
+    pub async fn enqueue_batch_keyed(
+        &self,
+        items: &[(Option<String>, T)],
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (key, payload) in items {
+            let p = self.partition_for(key.as_deref());
+            entries.push((p, Entry::new(serde_json::to_string(payload)?, false), false));
+        }
+        self.push_batch(entries).await
+    }
+
+    /// Like [`Queue::enqueue_batch_keyed`], each job with its partition key and its optional
+    /// caller-supplied id ([`EnqueueOptions::job_id`]): a job whose id was enqueued within the
+    /// dedup window is not added again (its id is returned all the same), so the whole call
+    /// may be retried after any error.
+    pub async fn enqueue_batch_with_ids(
+        &self,
+        items: &[(Option<String>, Option<String>, T)],
+    ) -> Result<Vec<JobId>, QueueError> {
+        self.enqueue_batch_traced(items, None).await
+    }
+
+    /// [`Queue::enqueue_batch_with_ids`] with every job carrying one trace context (the W3C
+    /// `traceparent` of the span that enqueues them, e.g. a batch request's): see
+    /// [`EnqueueOptions::trace`].
+    pub async fn enqueue_batch_traced(
+        &self,
+        items: &[(Option<String>, Option<String>, T)],
+        trace: Option<&str>,
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (key, id, payload) in items {
+            entries.push(self.batch_entry(key, id, payload, trace)?);
+        }
+        self.push_batch(entries).await
+    }
+
+    /// Each job with its own trace context (the coalescer's batches mix requests).
+    pub(crate) async fn enqueue_batch_each_traced(
+        &self,
+        items: &[TracedItem<T>],
+    ) -> Result<Vec<JobId>, QueueError> {
+        let mut entries = Vec::with_capacity(items.len());
+        for (key, id, payload, trace) in items {
+            entries.push(self.batch_entry(key, id, payload, trace.as_deref())?);
+        }
+        self.push_batch(entries).await
+    }
+
+    /// One entry of a batch: its partition (the key's, else the id's, else round-robin), the
+    /// entry, and whether it is deduplicated by its id.
+    fn batch_entry(
+        &self,
+        key: &Option<String>,
+        id: &Option<String>,
+        payload: &T,
+        trace: Option<&str>,
+    ) -> Result<(u16, Entry, bool), QueueError> {
+        let p = match (key, id) {
+            (None, Some(id)) => self.inner.keys.partition_of(id),
+            _ => self.partition_for(key.as_deref()),
+        };
+        let entry =
+            Entry::with_id(serde_json::to_string(payload)?, false, id.clone()).traced(trace);
+        Ok((p, entry, id.is_some()))
+    }
+}
+
+impl<T> Queue<T> {
+    /// XADDs every entry in ONE round trip, all-or-nothing per partition: the entries of each
+    /// partition go in one `MULTI … EXEC` block (one partition is one hash slot, so the block is
+    /// valid on a Redis Cluster too). Redis runs a transaction only once its `EXEC` arrived, so
+    /// a connection lost mid-call leaves no partial partition; with one partition (the default)
+    /// or one partition key per call, the whole call is all-or-nothing. On an error the caller
+    /// cannot know which partitions' blocks ran before it, but each ran whole or not at all.
+    /// Entries with a caller-supplied id (`dedup`) go through `enqueue.lua` inside the block,
+    /// loaded by a `SCRIPT LOAD` at the head of the same pipeline (so a restarted Redis never
+    /// answers NOSCRIPT there).
+    pub(crate) async fn push_batch(
+        &self,
+        entries: Vec<(u16, Entry, bool)>,
+    ) -> Result<Vec<JobId>, QueueError> {
+        if entries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut order: Vec<usize> = (0..entries.len()).collect();
+        order.sort_by_key(|&i| entries[i].0);
+        let mut pipe = redis::pipe();
+        if entries.iter().any(|e| e.2) {
+            pipe.cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(scripts::ENQUEUE_SOURCE)
+                .ignore();
+        }
+        let dedup_ms = self.dedup_ms();
+        let mut blocks = 0usize;
+        let mut open: Option<u16> = None;
+        for i in order {
+            let (p, entry, dedup) = &entries[i];
+            if open != Some(*p) {
+                if open.is_some() {
+                    pipe.cmd("EXEC");
+                }
+                pipe.cmd("MULTI").ignore();
+                open = Some(*p);
+                blocks += 1;
+            }
+            if *dedup {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(scripts::ENQUEUE.get_hash()).arg(3);
+                push_dedup_cmd(&mut cmd, self.keys(), *p, entry, dedup_ms);
+                pipe.add_command(cmd).ignore();
+            } else {
+                pipe.cmd("XADD")
+                    .arg(self.keys().stream_ref(*p))
+                    .arg("*")
+                    .arg(entry)
+                    .ignore();
+            }
+        }
+        pipe.cmd("EXEC");
+        let mut conn = self.conn().await?;
+        // One reply per EXEC: the array of new entry ids, or the error of a failed command.
+        let execs: Vec<redis::Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(QueueError::after_send)?;
+        let failed = execs.len() != blocks
+            || execs.iter().any(|v| match v {
+                redis::Value::Array(items) => items
+                    .iter()
+                    .any(|i| matches!(i, redis::Value::ServerError(_))),
+                _ => true,
+            });
+        if failed {
+            return Err(QueueError::Redis(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "batch enqueue: a transaction did not run every XADD",
+            ))));
+        }
+        metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
+            .increment(entries.len() as u64);
+        Ok(entries.into_iter().map(|(_, e, _)| JobId(e.id)).collect())
+    }
+}
