@@ -112,10 +112,9 @@ for N in $WORKER_COUNTS; do
     completed="$(metric_sum conveyor_resources_completed_total "" <<<"$workers")"
     # A delivery whose worker gave up waiting (its request timed out) is stored all the same and
     # counted `duplicate` when delivered again: the hint counts both, the resources index decides.
-    delivered="$(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="')"
-    delivered="$(( delivered - $(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="error"') \
-      - $(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="invalid"') \
-      - $(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="unauthorized"') ))"
+    webhook="$(scrape "$WEBHOOK_PORT")"
+    delivered="$(( $(metric_sum conveyor_webhook_deliveries_total 'outcome="stored"' <<<"$webhook") \
+      + $(metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"' <<<"$webhook") ))"
     if [ -z "$T_STORED" ] && [ "$stored" -ge "$COUNT" ]; then T_STORED="$(now)"; fi
     producing=1; kill -0 "$PRODUCER" 2>/dev/null || producing=0
     if [ -n "$T_STORED" ] && [ "$producing" = 0 ] && [ "$delivered" -ge "$completed" ]; then
