@@ -325,3 +325,95 @@ async fn collate_enqueued_jobs_are_consumed_by_a_queue_worker() {
     }
     assert!(q.dead_letters(10).await.unwrap().is_empty());
 }
+
+/// A large batch over several partitions (more packets than one script call takes, so each
+/// partition's packets span several calls of the same round trip), with every packet sent twice
+/// and the resources' packets interleaved: each resource completes exactly once (its delivery
+/// jobs are counted per resource id), reads back whole in seq order in one `fetch_many`, and
+/// after one `release_many` every one of them reads as delivered.
+#[tokio::test]
+async fn a_large_batch_over_partitions_completes_each_resource_once_and_reads_back_in_one_trip() {
+    let env = TestEnv::new("collate_many").await;
+    let (c, q) = collator(&env.redis, &env.namespace, 4);
+    let now = Utc::now();
+    let resources = 300u32;
+    let text = |r: u32, s: u32| {
+        format!(
+            "{} {}",
+            "x".repeat((r % 7 + 1) as usize),
+            "y".repeat((s + 1) as usize)
+        )
+    };
+    // seq-major order: every resource's seq 2, then 0, then 1; each packet twice.
+    let mut batch = Vec::new();
+    for s in [2u32, 0, 1] {
+        for r in 0..resources {
+            let p = packet(&format!("m{r}"), s, 3, &text(r, s), now);
+            batch.push(p.clone());
+            batch.push(p);
+        }
+    }
+    assert_eq!(batch.len(), 1800);
+    assert_eq!(c.record(&batch).await.unwrap(), resources as usize);
+    assert_eq!(
+        c.record(&batch).await.unwrap(),
+        0,
+        "a repeated batch changes nothing"
+    );
+
+    // Delivery jobs per resource id, over every partition's stream.
+    let mut streams: Vec<String> = (0..resources)
+        .map(|r| q.stream_key(Some(&format!("p@m{r}"))))
+        .collect();
+    streams.sort();
+    streams.dedup();
+    assert!(
+        streams.len() >= 3,
+        "resources spread over partitions: {streams:?}"
+    );
+    let mut per_resource = std::collections::HashMap::<String, u32>::new();
+    let mut conn = env.redis.get().await.unwrap();
+    for s in &streams {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(s)
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        for e in entries.ids {
+            let payload: String = e.get("payload").expect("payload field");
+            let job: DeliveryJob = serde_json::from_str(&payload).unwrap();
+            *per_resource.entry(job.key.to_string()).or_default() += 1;
+        }
+    }
+    assert_eq!(per_resource.len(), resources as usize);
+    assert!(
+        per_resource.values().all(|&n| n == 1),
+        "one job per resource"
+    );
+
+    let keys: Vec<_> = (0..resources).map(|r| key(&format!("m{r}"))).collect();
+    let fetched = c.fetch_many(&keys).await.unwrap();
+    assert_eq!(fetched.len(), keys.len());
+    for (r, f) in fetched.into_iter().enumerate() {
+        let r = r as u32;
+        match f.unwrap() {
+            Fetched::Ready(res) => {
+                let expected: Vec<Vec<u32>> = (0..3)
+                    .map(|s| pipeline::task::word_lengths(&text(r, s)))
+                    .collect();
+                assert_eq!(res.word_lengths, expected, "resource m{r}");
+                assert_eq!(res.packets, 3);
+            }
+            other => panic!("resource m{r}: {other:?}"),
+        }
+    }
+    c.release_many(&keys).await.unwrap();
+    let after = c.fetch_many(&keys).await.unwrap();
+    let delivered = after
+        .into_iter()
+        .filter(|f| matches!(f, Ok(Fetched::Delivered)))
+        .count();
+    assert_eq!(delivered, resources as usize);
+}

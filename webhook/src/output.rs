@@ -1,6 +1,6 @@
 //! One JSON file per delivered resource in `OUTPUT_DIR`, written atomically and never overwritten:
 //! the content goes to a temp file in the same directory and is made durable, then is
-//! hard-linked to its final name (which fails if the name exists), the temp name removed and the
+//! renamed to its final name by a rename that never replaces (it fails if the name exists), and the
 //! directory fsynced, so the name survives a power loss once the 201 is answered, never without
 //! its content. Readers never see partial files. Deliveries that arrive together share the two
 //! syncs ([`write_group`], driven by `crate::files`).
@@ -43,7 +43,7 @@ pub fn write_once(dir: &Path, key: &ResourceKey, content: &[u8]) -> std::io::Res
 
 /// Writes several files the way [`write_once`] writes one, with two syncs for the whole group
 /// instead of two per file: every content goes to its temp file, ONE `syncfs` makes all of it
-/// durable, then every temp file is hard-linked to its final name and ONE fsync of the directory
+/// durable, then every temp file gets its final name ([`publish`]) and ONE fsync of the directory
 /// makes the names durable. A name therefore never survives a crash without its full content. One
 /// result per item, in order; an item already there (or named twice in the group: the second)
 /// is `AlreadyThere`. A failed sync fails every item it covered.
@@ -72,15 +72,8 @@ pub fn write_group(dir: &Path, items: &[(&ResourceKey, &[u8])]) -> Vec<std::io::
         for (i, tmp, target) in &staged {
             let result = match &synced {
                 Err(e) => Err(clone_error(e)),
-                Ok(()) => match std::fs::hard_link(tmp, target) {
-                    Ok(()) => Ok(Written::New),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Ok(Written::AlreadyThere)
-                    }
-                    Err(e) => Err(e),
-                },
+                Ok(()) => publish(tmp, target),
             };
-            let _ = std::fs::remove_file(tmp);
             linked.push((*i, result));
         }
         // The new names live in the directory: make them durable before anyone is answered.
@@ -96,6 +89,28 @@ pub fn write_group(dir: &Path, items: &[(&ResourceKey, &[u8])]) -> Vec<std::io::
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not written"))))
         .collect()
+}
+
+/// Gives the temp file `tmp` its final name unless that name exists (then the temp file is
+/// removed). A rename that refuses to replace (`RENAME_NOREPLACE`) keeps the temp file's inode:
+/// no inode is freed per file, which matters because ext4 scans recently freed inodes on every
+/// new one (with link + unlink that scan took most of the service's CPU under load). File
+/// systems without the flag get link + unlink, which also never overwrites.
+fn publish(tmp: &Path, target: &Path) -> std::io::Result<Written> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    use rustix::io::Errno;
+    let result = match renameat_with(CWD, tmp, CWD, target, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(Written::New),
+        Err(Errno::EXIST) => Ok(Written::AlreadyThere),
+        Err(Errno::INVAL | Errno::NOSYS | Errno::NOTSUP) => match std::fs::hard_link(tmp, target) {
+            Ok(()) => Ok(Written::New),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(Written::AlreadyThere),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e.into()),
+    };
+    let _ = std::fs::remove_file(tmp);
+    result
 }
 
 /// Writes `content` to a new temp file beside its final name; `None` when that name exists.

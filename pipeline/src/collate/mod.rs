@@ -1,7 +1,8 @@
 //! Collation of packets per resource in Redis: [`Collator::record`] runs `scripts/collate.lua` once
-//! per packet (one pipelined round trip per batch), which completes a resource and XADDs its
-//! delivery job atomically; [`Collator::fetch`] reads a completed resource back for delivery and
-//! [`Collator::release`] lets its data expire once delivered; [`Collator::sweep`] claims and
+//! per partition of a batch (all calls in one pipelined round trip), which records each packet and
+//! completes a resource and XADDs its delivery job atomically; `read` has
+//! [`Collator::fetch_many`], which reads completed resources back for delivery, and
+//! [`Collator::release_many`], which lets their data expire once delivered; [`Collator::sweep`] claims and
 //! dead-letters (in `scripts/sweep.lua`, atomically) resources that stayed incomplete too long.
 //!
 //! Key schema (all keys of a resource share the hash tag of its webhooks stream partition):
@@ -29,9 +30,10 @@
 //! in Redis and in the worker); past it the resource is dead-lettered ("resource … too large"),
 //! its parts dropped and its later packets ignored. This module never delivers over HTTP.
 
-use std::collections::BTreeMap;
 use std::sync::LazyLock;
 use std::time::Duration;
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use deadpool_redis::Pool;
@@ -47,6 +49,7 @@ static COLLATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("../scripts/collate.lua")));
 
 mod error;
+mod read;
 mod sweep;
 mod tombstone;
 
@@ -59,6 +62,9 @@ pub use crate::resource::MAX_WORD_LENGTHS;
 /// ([`Collator::with_retention`]): 7 days, the edge's `MAX_MESSAGE_AGE`, so a late packet the
 /// API still accepts finds its finished resource's tombstone.
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Packets recorded by one `collate.lua` call at most: the script runs atomically, so a call is
+/// kept short (a few ms) however large the batch; the calls of a batch still share one round trip.
+const PACKETS_PER_CALL: usize = 128;
 /// Job entry fields of a delivery job, in the order `collate.lua` expects them.
 const JOB_FIELDS: [&str; 4] = wire::ENTRY_FIELDS;
 /// Dead-letter fields as the queue writes them, in the order the scripts expect them.
@@ -150,7 +156,9 @@ impl Collator {
     }
 
     /// Records every message that has a resource id, seq and total (others are ignored) in one
-    /// pipelined round trip; returns how many resources this call completed. Idempotent.
+    /// pipelined round trip — one `collate.lua` call per partition (and per
+    /// [`PACKETS_PER_CALL`] packets), packets in batch order; returns how many resources this
+    /// call completed. Idempotent.
     pub async fn record(&self, messages: &[StoredMessage]) -> Result<usize, CollateError> {
         self.record_traced(messages, &[]).await
     }
@@ -175,8 +183,8 @@ impl Collator {
         let retention = self.retention.as_secs().max(1).to_string();
         let max = self.max_word_lengths.to_string();
         let keep = self.webhooks.config().dead_letter_max.to_string();
-        let mut pipe = redis::pipe();
-        let mut n = 0usize;
+        // Packets per partition, in batch order (one partition is one hash slot).
+        let mut packets: BTreeMap<u16, Vec<[String; 10]>> = BTreeMap::new();
         for (i, m) in messages.iter().enumerate() {
             let trace = traces.get(i).and_then(Option::as_deref).unwrap_or("");
             let Some(part) = &m.part else {
@@ -185,48 +193,61 @@ impl Collator {
             let key = ResourceKey::new(m.producer.clone(), part.id().clone());
             let (id, seq, total) = (key.to_string(), part.seq(), part.total());
             let (prefix, p) = self.prefix(&id);
-            let keys = self.webhooks.keys();
             let part = serde_json::to_string(&Part {
                 w: m.word_lengths.clone(),
                 r: m.received_at,
             })?;
             let payload = serde_json::to_string(&DeliveryJob { key })?;
-            pipe.cmd("EVALSHA")
-                .arg(COLLATE.get_hash())
-                .arg(6)
-                .arg(format!("{prefix}parts"))
-                .arg(format!("{prefix}meta"))
-                .arg(keys.in_partition(p, "collate:open"))
-                .arg(keys.stream_ref(p))
-                .arg(keys.dead(p))
-                .arg(keys.dead_trimmed(p))
-                .arg(&id)
-                .arg(seq)
-                .arg(total)
-                .arg(part)
-                .arg(m.word_lengths.len())
-                .arg(&now)
-                .arg(uuid::Uuid::now_v7().to_string())
-                .arg(&completed_at)
-                .arg(Tombstones::prefix(keys, p))
-                .arg(&bucket)
-                .arg(&buckets)
-                .arg(&bucket_ttl)
-                .arg(&retention)
-                .arg(payload)
-                .arg(&max)
-                .arg(&keep)
-                .arg(&JOB_FIELDS[..])
-                .arg(&DEAD_FIELDS[..])
-                .arg(wire::TRACE)
-                .arg(trace);
-            n += 1;
+            packets.entry(p).or_default().push([
+                format!("{prefix}parts"),
+                format!("{prefix}meta"),
+                id,
+                seq.to_string(),
+                total.to_string(),
+                part,
+                m.word_lengths.len().to_string(),
+                uuid::Uuid::now_v7().to_string(),
+                payload,
+                trace.to_string(),
+            ]);
         }
-        if n == 0 {
+        if packets.is_empty() {
             return Ok(0);
         }
+        let keys = self.webhooks.keys();
+        let mut pipe = redis::pipe();
+        for (p, packets) in &packets {
+            for chunk in packets.chunks(PACKETS_PER_CALL) {
+                let cmd = pipe
+                    .cmd("EVALSHA")
+                    .arg(COLLATE.get_hash())
+                    .arg(4 + 2 * chunk.len())
+                    .arg(keys.in_partition(*p, "collate:open"))
+                    .arg(keys.stream_ref(*p))
+                    .arg(keys.dead(*p))
+                    .arg(keys.dead_trimmed(*p));
+                for packet in chunk {
+                    cmd.arg(&packet[0]).arg(&packet[1]);
+                }
+                cmd.arg(&now)
+                    .arg(&completed_at)
+                    .arg(Tombstones::prefix(keys, *p))
+                    .arg(&bucket)
+                    .arg(&buckets)
+                    .arg(&bucket_ttl)
+                    .arg(&retention)
+                    .arg(&max)
+                    .arg(&keep)
+                    .arg(&JOB_FIELDS[..])
+                    .arg(&DEAD_FIELDS[..])
+                    .arg(wire::TRACE);
+                for packet in chunk {
+                    cmd.arg(&packet[2..]);
+                }
+            }
+        }
         let mut conn = self.conn().await?;
-        let results: Vec<i64> = match pipe.query_async(&mut conn).await {
+        let replies: Vec<Vec<i64>> = match pipe.query_async(&mut conn).await {
             Ok(r) => r,
             Err(e) if is_noscript(&e) => {
                 let _: String = redis::cmd("SCRIPT")
@@ -238,6 +259,7 @@ impl Collator {
             }
             Err(e) => return Err(e.into()),
         };
+        let results: Vec<i64> = replies.into_iter().flatten().collect();
         let conflicts = results.iter().filter(|r| **r == -1).count();
         if conflicts > 0 {
             metrics::counter!("conveyor_resource_conflicts_total").increment(conflicts as u64);
@@ -260,122 +282,5 @@ impl Collator {
             metrics::counter!("conveyor_resources_completed_total").increment(completed as u64);
         }
         Ok(completed)
-    }
-
-    /// The completed, undelivered resource, or `None` (unknown, incomplete, finished otherwise).
-    pub async fn load(&self, key: &ResourceKey) -> Result<Option<CollatedResource>, CollateError> {
-        Ok(match self.fetch(key).await? {
-            Fetched::Ready(r) => Some(r),
-            Fetched::Delivered | Fetched::Missing(_) => None,
-        })
-    }
-
-    /// What a delivery job of resource `key` finds in Redis. The parts hash is bounded by the
-    /// size limit enforced in `collate.lua`, so reading it whole is safe.
-    pub async fn fetch(&self, key: &ResourceKey) -> Result<Fetched, CollateError> {
-        let resource_id = key.to_string();
-        let (prefix, p) = self.prefix(&resource_id);
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        pipe.cmd("HGETALL")
-            .arg(format!("{prefix}parts"))
-            .cmd("HMGET")
-            .arg(format!("{prefix}meta"))
-            .arg("total")
-            .arg("done");
-        // The tombstone buckets, newest first: the newest state written wins.
-        for bucket in self.tombstones().lookup(self.webhooks.keys(), p, now_ms()) {
-            pipe.cmd("HGET").arg(bucket).arg(&resource_id);
-        }
-        let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-        let mut states = replies.split_off(2.min(replies.len())).into_iter();
-        let mut replies = replies.into_iter();
-        let parts: BTreeMap<u32, String> =
-            redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
-                .map_err(redis::RedisError::from)?;
-        let (total, done): (Option<u32>, Option<String>) =
-            redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
-                .map_err(redis::RedisError::from)?;
-        let state =
-            states.find_map(|v| redis::from_redis_value::<Option<String>>(v).ok().flatten());
-        let missing = |what: &str| Ok(Fetched::Missing(what.to_string()));
-        match state.as_deref() {
-            Some("delivered") => return Ok(Fetched::Delivered),
-            Some(other @ ("timed_out" | "too_large")) => {
-                return missing(&format!("resource is {other}"))
-            }
-            _ => {}
-        }
-        let (Some(total), Some(done)) = (total, done) else {
-            return missing("no completed resource: unknown, or its keys are gone");
-        };
-        if parts.len() != total as usize {
-            return missing(&format!("{} of {total} parts present", parts.len()));
-        }
-        let Ok(completed_at) = DateTime::parse_from_rfc3339(&done) else {
-            return missing(&format!("unreadable completion time {done:?}"));
-        };
-        let mut word_lengths = Vec::with_capacity(parts.len());
-        let mut first: Option<DateTime<Utc>> = None;
-        let mut last: Option<DateTime<Utc>> = None;
-        for (expected, (seq, raw)) in parts.iter().enumerate() {
-            if *seq as usize != expected {
-                return missing(&format!("seq {expected} absent"));
-            }
-            let part: Part = serde_json::from_str(raw)?;
-            first = Some(first.map_or(part.r, |f| f.min(part.r)));
-            last = Some(last.map_or(part.r, |l| l.max(part.r)));
-            word_lengths.push(part.w);
-        }
-        let (Some(first), Some(last)) = (first, last) else {
-            return missing("no parts");
-        };
-        Ok(Fetched::Ready(CollatedResource {
-            resource_id: key.id().to_string(),
-            producer: key.producer().clone(),
-            packets: total,
-            word_lengths,
-            first_received_at: first,
-            last_received_at: last,
-            completed_at: completed_at.with_timezone(&Utc),
-        }))
-    }
-
-    /// Marks a resource delivered: a re-run of its job then finds [`Fetched::Delivered`], its data
-    /// expires after `completed_ttl` and the tombstone lives the retention more.
-    pub async fn release(&self, key: &ResourceKey) -> Result<(), CollateError> {
-        let resource_id = key.to_string();
-        let (prefix, p) = self.prefix(&resource_id);
-        let ttl = self.completed_ttl.as_secs().max(1);
-        let tombstones = self.tombstones();
-        let bucket = format!(
-            "{}{}",
-            Tombstones::prefix(self.webhooks.keys(), p),
-            tombstones.current(now_ms())
-        );
-        let mut conn = self.conn().await?;
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("HSET")
-            .arg(&bucket)
-            .arg(&resource_id)
-            .arg("delivered")
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&bucket)
-            .arg(tombstones.bucket_ttl_secs())
-            .arg("NX")
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(format!("{prefix}parts"))
-            .arg(ttl)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(format!("{prefix}meta"))
-            .arg(ttl)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
     }
 }

@@ -1,99 +1,119 @@
--- collate.lua: record one packet of a resource; when the resource becomes whole, mark it complete
--- and enqueue its delivery job in the same atomic step. A resource whose collated size passes the
--- limit is dead-lettered here instead, and its parts dropped.
--- Every key shares the hash tag of the webhooks stream partition the resource maps to, so the
--- script touches one slot (Redis Cluster safe). The tombstone bucket keys are derived from ARGV[9]
--- (see collate/tombstone.rs): HASH id -> complete | delivered | timed_out | too_large.
--- KEYS[1] = parts hash of the resource     (field = seq, value = packet JSON)
--- KEYS[2] = meta hash of the resource      (total, first_seen_ms, words, done = completed_at)
--- KEYS[3] = open-resources ZSET of the partition (member = resource id, score = first-seen ms)
--- KEYS[4] = webhooks stream of the partition
--- KEYS[5] = dead-letter stream of the partition
--- KEYS[6] = counter of trimmed dead letters of the partition
--- ARGV[1]  = resource key (collate/mod.rs: producer and resource id)
--- ARGV[2]  = seq
--- ARGV[3]  = total
--- ARGV[4]  = packet JSON {"w":[word lengths],"r":"<received_at RFC 3339>"}
--- ARGV[5]  = number of word lengths in this packet
--- ARGV[6]  = now, unix ms
--- ARGV[7]  = job id (of the delivery job, or of the dead letter: too large, or a conflicting total)
--- ARGV[8]  = completed_at (RFC 3339)
--- ARGV[9]  = tombstone bucket key prefix of the partition
--- ARGV[10] = current tombstone bucket number
--- ARGV[11] = tombstone buckets to read
--- ARGV[12] = TTL in seconds of a new tombstone bucket
--- ARGV[13] = retention in seconds of completed, undelivered data
--- ARGV[14] = delivery job payload JSON (also the dead letter's payload)
--- ARGV[15] = largest number of word lengths a resource may hold
--- ARGV[16] = most dead letters kept in the partition's dead-letter stream (0 = all)
--- ARGV[17..20] = job entry field names: id, payload, attempt, enqueued_at (queue::wire)
--- ARGV[21..26] = dead-letter field names: id, payload, error, attempts, history, dead_at
--- ARGV[27] = trace field name of a job entry (queue::wire::TRACE)
--- ARGV[28] = this packet's W3C traceparent, or '': the delivery job carries the trace of the
---            packet that completed the resource
--- Returns 1 when this call completed the resource (job enqueued), 0 when recorded, duplicate or
--- ignored (the resource is finished), -1 when the packet's total disagrees with the resource's
--- first-seen total (the packet is dead-lettered with the reason, the resource unchanged), -2 when
--- this packet made the resource too large (the resource is dead-lettered).
-local id = ARGV[1]
-local function bury(state)
-  local bucket = ARGV[9] .. ARGV[10]
+-- collate.lua: record packets of resources, in order; when a resource becomes whole, mark it
+-- complete and enqueue its delivery job in the same atomic step. A resource whose collated size
+-- passes the limit is dead-lettered here instead, and its parts dropped.
+-- One call records every packet of a batch that maps to one webhooks stream partition: every key
+-- shares that partition's hash tag, so the script touches one slot (Redis Cluster safe), and the
+-- constants travel once per call instead of once per packet. The tombstone bucket keys are
+-- derived from ARGV[3] (see collate/tombstone.rs): HASH id -> complete | delivered | timed_out |
+-- too_large.
+-- KEYS[1] = open-resources ZSET of the partition (member = resource id, score = first-seen ms)
+-- KEYS[2] = webhooks stream of the partition
+-- KEYS[3] = dead-letter stream of the partition
+-- KEYS[4] = counter of trimmed dead letters of the partition
+-- KEYS[3 + 2i], KEYS[4 + 2i] (i = 1..n) = parts hash (field = seq, value = packet JSON) and meta
+--   hash (total, first_seen_ms, words, done = completed_at) of packet i's resource
+-- ARGV[1]  = now, unix ms
+-- ARGV[2]  = completed_at (RFC 3339)
+-- ARGV[3]  = tombstone bucket key prefix of the partition
+-- ARGV[4]  = current tombstone bucket number
+-- ARGV[5]  = tombstone buckets to read
+-- ARGV[6]  = TTL in seconds of a new tombstone bucket
+-- ARGV[7]  = retention in seconds of completed, undelivered data
+-- ARGV[8]  = largest number of word lengths a resource may hold
+-- ARGV[9]  = most dead letters kept in the partition's dead-letter stream (0 = all)
+-- ARGV[10..13] = job entry field names: id, payload, attempt, enqueued_at (queue::wire)
+-- ARGV[14..19] = dead-letter field names: id, payload, error, attempts, history, dead_at
+-- ARGV[20] = trace field name of a job entry (queue::wire::TRACE)
+-- then 8 per packet i (base b = 20 + 8 (i - 1)):
+-- ARGV[b+1] = resource key (collate/mod.rs: producer and resource id)
+-- ARGV[b+2] = seq
+-- ARGV[b+3] = total
+-- ARGV[b+4] = packet JSON {"w":[word lengths],"r":"<received_at RFC 3339>"}
+-- ARGV[b+5] = number of word lengths in this packet
+-- ARGV[b+6] = job id (of the delivery job, or of the dead letter: too large, or a conflicting
+--             total)
+-- ARGV[b+7] = delivery job payload JSON (also the dead letter's payload)
+-- ARGV[b+8] = this packet's W3C traceparent, or '': the delivery job carries the trace of the
+--             packet that completed the resource
+-- Returns one number per packet, in order: 1 when it completed the resource (job enqueued), 0
+-- when recorded, duplicate or ignored (the resource is finished), -1 when the packet's total
+-- disagrees with the resource's first-seen total (the packet is dead-lettered with the reason, the
+-- resource unchanged), -2 when this packet made the resource too large (the resource is
+-- dead-lettered).
+local now, current = ARGV[1], tonumber(ARGV[4])
+local buckets, max_words, keep = tonumber(ARGV[5]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local n = (#KEYS - 4) / 2
+
+local function bury(id, state)
+  local bucket = ARGV[3] .. ARGV[4]
   redis.call('HSET', bucket, id, state)
-  redis.call('EXPIRE', bucket, ARGV[12], 'NX')
+  redis.call('EXPIRE', bucket, ARGV[6], 'NX')
 end
-local function dead_letter(reason)
-  redis.call('XADD', KEYS[5], '*', ARGV[21], ARGV[7], ARGV[22], ARGV[14], ARGV[23], reason,
-    ARGV[24], '0', ARGV[25], cjson.encode({reason}), ARGV[26], ARGV[6])
-  local keep = tonumber(ARGV[16])
+
+local function dead_letter(job_id, payload, reason)
+  redis.call('XADD', KEYS[3], '*', ARGV[14], job_id, ARGV[15], payload, ARGV[16], reason,
+    ARGV[17], '0', ARGV[18], cjson.encode({reason}), ARGV[19], now)
   if keep > 0 then
-    local trimmed = redis.call('XTRIM', KEYS[5], 'MAXLEN', '~', keep)
-    if trimmed > 0 then redis.call('INCRBY', KEYS[6], trimmed) end
+    local trimmed = redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', keep)
+    if trimmed > 0 then redis.call('INCRBY', KEYS[4], trimmed) end
   end
 end
-local total = redis.call('HGET', KEYS[2], 'total')
-if total then
-  if redis.call('HEXISTS', KEYS[2], 'done') == 1 then return 0 end
-  if total ~= ARGV[3] then
-    dead_letter('resource ' .. id .. ': packet seq ' .. ARGV[2] .. ' says total ' .. ARGV[3] ..
-      ' but the resource has total ' .. total .. ' (from its first packet); the packet was not collated')
-    return -1
+
+local function collate(parts, meta, b)
+  local id, seq, given_total = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local job_id, payload, trace = ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
+  local total = redis.call('HGET', meta, 'total')
+  if total then
+    if redis.call('HEXISTS', meta, 'done') == 1 then return 0 end
+    if total ~= given_total then
+      dead_letter(job_id, payload, 'resource ' .. id .. ': packet seq ' .. seq .. ' says total ' ..
+        given_total .. ' but the resource has total ' .. total ..
+        ' (from its first packet); the packet was not collated')
+      return -1
+    end
+  else
+    -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
+    for back = 0, math.min(buckets - 1, current) do
+      if redis.call('HEXISTS', ARGV[3] .. (current - back), id) == 1 then return 0 end
+    end
+    redis.call('HSET', meta, 'total', given_total, 'first_seen_ms', now, 'words', 0)
+    redis.call('ZADD', KEYS[1], 'NX', now, id)
+    total = given_total
   end
-else
-  -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
-  local current = tonumber(ARGV[10])
-  for back = 0, math.min(tonumber(ARGV[11]) - 1, current) do
-    if redis.call('HEXISTS', ARGV[9] .. (current - back), id) == 1 then return 0 end
+  if redis.call('HSETNX', parts, seq, ARGV[b + 4]) == 0 then
+    return 0
   end
-  redis.call('HSET', KEYS[2], 'total', ARGV[3], 'first_seen_ms', ARGV[6], 'words', 0)
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[6], id)
-  total = ARGV[3]
+  local words = redis.call('HINCRBY', meta, 'words', ARGV[b + 5])
+  if words > max_words then
+    local reason = 'resource ' .. id .. ' too large: ' .. words .. ' word lengths after ' ..
+      redis.call('HLEN', parts) .. ' of ' .. total .. ' packets, over the limit of ' .. ARGV[8]
+    redis.call('DEL', parts, meta)
+    redis.call('ZREM', KEYS[1], id)
+    bury(id, 'too_large')
+    dead_letter(job_id, payload, reason)
+    return -2
+  end
+  if redis.call('HLEN', parts) < tonumber(total) then
+    return 0
+  end
+  redis.call('HSET', meta, 'done', ARGV[2])
+  redis.call('ZREM', KEYS[1], id)
+  if trace ~= '' then
+    redis.call('XADD', KEYS[2], '*', ARGV[10], job_id, ARGV[11], payload, ARGV[12], '1', ARGV[13],
+      now, ARGV[20], trace)
+  else
+    redis.call('XADD', KEYS[2], '*', ARGV[10], job_id, ARGV[11], payload, ARGV[12], '1', ARGV[13],
+      now)
+  end
+  -- Undelivered data is kept for the whole retention; delivery shortens it (Collator::release).
+  bury(id, 'complete')
+  redis.call('EXPIRE', parts, ARGV[7])
+  redis.call('EXPIRE', meta, ARGV[7])
+  return 1
 end
-if redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[4]) == 0 then
-  return 0
+
+local results = {}
+for i = 1, n do
+  results[i] = collate(KEYS[3 + 2 * i], KEYS[4 + 2 * i], 20 + 8 * (i - 1))
 end
-local words = redis.call('HINCRBY', KEYS[2], 'words', tonumber(ARGV[5]))
-if words > tonumber(ARGV[15]) then
-  local reason = 'resource ' .. id .. ' too large: ' .. words .. ' word lengths after ' ..
-    redis.call('HLEN', KEYS[1]) .. ' of ' .. total .. ' packets, over the limit of ' .. ARGV[15]
-  redis.call('DEL', KEYS[1], KEYS[2])
-  redis.call('ZREM', KEYS[3], id)
-  bury('too_large')
-  dead_letter(reason)
-  return -2
-end
-if redis.call('HLEN', KEYS[1]) < tonumber(total) then
-  return 0
-end
-redis.call('HSET', KEYS[2], 'done', ARGV[8])
-redis.call('ZREM', KEYS[3], id)
-if ARGV[28] ~= '' then
-  redis.call('XADD', KEYS[4], '*', ARGV[17], ARGV[7], ARGV[18], ARGV[14], ARGV[19], '1', ARGV[20],
-    ARGV[6], ARGV[27], ARGV[28])
-else
-  redis.call('XADD', KEYS[4], '*', ARGV[17], ARGV[7], ARGV[18], ARGV[14], ARGV[19], '1', ARGV[20], ARGV[6])
-end
--- Undelivered data is kept for the whole retention; delivery shortens it (Collator::release).
-bury('complete')
-redis.call('EXPIRE', KEYS[1], ARGV[13])
-redis.call('EXPIRE', KEYS[2], ARGV[13])
-return 1
+return results

@@ -4,14 +4,18 @@
 //! 502/503/504) → Wait, without using up an attempt; 401/403 (a secret rotation or clock skew),
 //! 408, 429 and other 5xx → Retry with the queue's backoff; any other 4xx → Dead. A job whose
 //! resource was already delivered is Done; one whose data is gone (only if Redis lost data) is
-//! Dead with that reason. A batch's jobs are delivered concurrently over one keep-alive client.
+//! Dead with that reason. A batch's resources are read in one round trip, POSTed concurrently
+//! (at most [`IN_FLIGHT`] at once) over one keep-alive client, and the delivered ones released in
+//! one round trip.
 //! Each delivery runs in its own span, continuing the job's trace, and the POST carries that
 //! span's `traceparent`. Collation keys and scripts are not touched here.
 
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline::collate::{Collator, Fetched};
+use futures::StreamExt;
+use pipeline::collate::{CollateError, Collator, Fetched};
+use pipeline::ids::ResourceKey;
 use pipeline::resource::DeliveryJob;
 use pipeline::signing::{sign_all, standard, Secrets, IDEMPOTENCY_HEADER, SIGNATURE_HEADER};
 use queue::{Handler, Job, Outcome};
@@ -53,39 +57,41 @@ impl DeliveryHandler {
         })
     }
 
-    async fn deliver(&self, job: &Job<DeliveryJob>) -> Outcome {
+    /// POSTs one fetched resource; the flag says whether it was delivered now (its data is then
+    /// released with the batch's others).
+    async fn deliver(
+        &self,
+        job: &Job<DeliveryJob>,
+        fetched: Result<Fetched, CollateError>,
+    ) -> (Outcome, bool) {
         let id = &job.payload.key;
-        let resource = match self.collator.fetch(id).await {
+        let resource = match fetched {
             Ok(Fetched::Ready(r)) => r,
             Ok(Fetched::Delivered) => {
                 count("already_delivered");
                 tracing::info!(resource_id = %id, "resource already delivered");
-                return Outcome::Done(json!({ "already_delivered": true }));
+                return (Outcome::Done(json!({ "already_delivered": true })), false);
             }
             Ok(Fetched::Missing(what)) => {
                 count("dead");
                 tracing::error!(resource_id = %id, found = %what, "resource data missing for a delivery job");
-                return Outcome::Dead {
-                    reason: format!(
-                        "resource {id}: collated data missing in Redis ({what}); \
-                         only possible if Redis lost data"
-                    ),
-                };
+                let reason = format!(
+                    "resource {id}: collated data missing in Redis ({what}); \
+                     only possible if Redis lost data"
+                );
+                return (Outcome::Dead { reason }, false);
             }
             Err(e) => {
                 count("retry");
-                return Outcome::Retry {
-                    error: format!("reading resource {id}: {e}"),
-                    after: None,
-                };
+                let error = format!("reading resource {id}: {e}");
+                return (Outcome::Retry { error, after: None }, false);
             }
         };
         let body = match serde_json::to_vec(&resource) {
             Ok(b) => b,
             Err(e) => {
-                return Outcome::Dead {
-                    reason: format!("encoding resource {id}: {e}"),
-                }
+                let reason = format!("encoding resource {id}: {e}");
+                return (Outcome::Dead { reason }, false);
             }
         };
         // Both schemes over the same instant and body: the Conveyor header, and the Standard
@@ -116,30 +122,26 @@ impl DeliveryHandler {
                 // delivery. Wait without using up an attempt, however long the outage lasts.
                 count("wait");
                 tracing::warn!(resource_id = %id, attempt = job.attempt, error = %e, "webhook unreachable; waiting");
-                return Outcome::Wait {
-                    reason: format!("POST {}: {e}", self.url),
-                    after: UNREACHABLE_WAIT,
-                };
+                let reason = format!("POST {}: {e}", self.url);
+                return (
+                    Outcome::Wait {
+                        reason,
+                        after: UNREACHABLE_WAIT,
+                    },
+                    false,
+                );
             }
             Err(e) => {
                 count("retry");
                 tracing::warn!(resource_id = %id, attempt = job.attempt, error = %e, "webhook request failed");
-                return Outcome::Retry {
-                    error: format!("POST {}: {e}", self.url),
-                    after: None,
-                };
+                let error = format!("POST {}: {e}", self.url);
+                return (Outcome::Retry { error, after: None }, false);
             }
         };
         let status = resp.status();
         let outcome = outcome_for(status, retry_after(&resp), &key, job.attempt);
-        if matches!(outcome, Outcome::Done(_)) {
-            // Delivered: the data may now expire. If this fails the data still expires after
-            // the retention, and a re-run of the job only re-POSTs (an idempotent duplicate).
-            if let Err(e) = self.collator.release(id).await {
-                tracing::warn!(resource_id = %id, error = %e, "releasing a delivered resource failed");
-            }
-        }
-        outcome
+        let delivered = matches!(outcome, Outcome::Done(_));
+        (outcome, delivered)
     }
 }
 
@@ -216,16 +218,59 @@ pub fn outcome_for(status: StatusCode, after: Option<Duration>, id: &str, attemp
 }
 
 impl Handler<DeliveryJob> for DeliveryHandler {
+    /// Reads every job's resource in one round trip, POSTs them concurrently (at most
+    /// [`IN_FLIGHT`] at once: each needs its own connection to the target), then releases the
+    /// delivered ones in one round trip. A release that fails is only logged: the data still
+    /// expires after the retention, and a re-run of a job only re-POSTs (an idempotent duplicate).
     async fn handle(&self, jobs: Vec<Job<DeliveryJob>>) -> Vec<Outcome> {
-        futures::future::join_all(jobs.iter().map(|j| {
+        let keys: Vec<ResourceKey> = jobs.iter().map(|j| j.payload.key.clone()).collect();
+        let fetched = match self.collator.fetch_many(&keys).await {
+            Ok(fetched) => fetched,
+            Err(e) => return jobs.iter().map(|_| unreadable(&e)).collect(),
+        };
+        let mut deliveries = Vec::with_capacity(jobs.len());
+        for (j, fetched) in jobs.iter().zip(fetched) {
             // Each delivery continues the trace of the packet that completed its resource; the
             // POST carries this span's `traceparent`, which the webhook service continues.
             let span = tracing::info_span!("delivery", job_id = %j.id,
                 resource_id = %j.payload.key, attempt = j.attempt);
             service_kit::trace::continue_from(&span, j.trace.as_deref());
-            self.deliver(j).instrument(span)
-        }))
-        .await
+            deliveries.push(self.deliver(j, fetched).instrument(span));
+        }
+        let results: Vec<(Outcome, bool)> = futures::stream::iter(deliveries)
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+        let delivered: Vec<ResourceKey> = results
+            .iter()
+            .zip(keys)
+            .filter_map(|((_, delivered), key)| delivered.then_some(key))
+            .collect();
+        if let Err(e) = self.collator.release_many(&delivered).await {
+            tracing::warn!(resources = delivered.len(), error = %e, "releasing delivered resources failed");
+        }
+        results.into_iter().map(|(outcome, _)| outcome).collect()
+    }
+}
+
+/// Deliveries of one batch in flight at once.
+pub const IN_FLIGHT: usize = 64;
+
+/// The outcome of every job of a batch whose resources could not be read: Redis slow or
+/// unreachable is a dependency outage (wait, no attempt used); anything else retries.
+fn unreadable(e: &CollateError) -> Outcome {
+    if e.is_transient() {
+        count("wait");
+        Outcome::Wait {
+            reason: format!("reading the resources: {e}"),
+            after: UNREACHABLE_WAIT,
+        }
+    } else {
+        count("retry");
+        Outcome::Retry {
+            error: format!("reading the resources: {e}"),
+            after: None,
+        }
     }
 }
 
