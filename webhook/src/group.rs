@@ -3,9 +3,11 @@
 //! Each delivery hands its document to one writer task and waits for its own item's answer. The
 //! writer takes the first waiting document, then every other one already waiting (up to
 //! `max_batch`), and sends them as one `_bulk`; while that request is out, new deliveries queue
-//! up for the next one, and at most [`IN_FLIGHT`] requests are out at once. One delivery alone
+//! up for the next one, and at most [`IN_FLIGHT`] (one) request is out at once. One delivery alone
 //! waits for nothing (its `_bulk` leaves at once); under load Elasticsearch sees a few large
-//! requests instead of one per resource. A failed `_bulk` fails each delivery of it with the same
+//! requests instead of one per resource: everything that arrived while one request was out goes
+//! in the next. (With two out at once the requests were a third smaller, and Elasticsearch pays
+//! ~2.5 ms of CPU per `_bulk` on top of its per-document cost: bench/README.md, "The stack".) A failed `_bulk` fails each delivery of it with the same
 //! error (each then answers 503 and the worker delivers again: create-only writes make that safe).
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::store::{Created, DeliveredResource, ResourceStore};
 
 /// `_bulk` requests out at once.
-pub const IN_FLIGHT: usize = 2;
+pub const IN_FLIGHT: usize = 1;
 /// Deliveries queued for the writer at most; one more waits for room (the service's
 /// concurrency limit bounds them anyway).
 const QUEUED: usize = 1024;

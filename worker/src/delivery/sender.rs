@@ -46,7 +46,10 @@ impl DeliveryHandler {
             // A redirect would re-send a signed body to wherever the target points: never follow
             // one (a 3xx is then an answer like any other: dead-lettered as a refusal).
             .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Below the usual 5 s server-side keep-alive (this project's HTTP_IDLE_TIMEOUT,
+            // Node's default): reusing a connection the server is closing at that instant fails
+            // the POST after it was sent ("error sending request"), a retry for nothing.
+            .pool_idle_timeout(Duration::from_secs(4))
             .build()
             .context("building the webhook HTTP client")?;
         Ok(DeliveryHandler {
