@@ -16,8 +16,12 @@
 #   CPU µs per message of Redis, Elasticsearch and every service (with the kernel's share), and
 #   the Redis commands that took most of Redis's time (INFO commandstats); peak RSS (VmHWM) of every service
 #   and its RSS 10 s after the run;
+#   the _bulk requests Elasticsearch received and documents per _bulk (from its node stats: other
+#   users of the same Elasticsearch count too);
 #   redis-benchmark XADD on the same redis-server (fsync always, pipelined like the API's batches),
-#   for a ratio.
+#   for a ratio. Last, with the stacks stopped: Elasticsearch alone indexing the stack's message
+#   documents in _bulk requests of 500, 100 and 20 (bench/es_bulk_cost.py), CPU µs per document —
+#   what its share of the stack's CPU is made of.
 # Needs the Elasticsearch of `./setup.sh dev` (ELASTICSEARCH_URL). Knobs (env): COUNT CONCURRENCY
 # BATCH WORKER_COUNTS DEADLINE (seconds to wait for the stores, default 600); KEEP=1 keeps the
 # stack running and its logs on exit; BIN=<dir> runs prebuilt binaries instead of building.
@@ -47,6 +51,10 @@ metric_sum() { # NAME LABEL-FILTER < scraped metrics: the sum of one metric over
   awk -v m="$1" -v f="$2" 'index($0, m) == 1 && index($0, f) > 0 { s += $NF } END { printf "%d", s }'
 }
 ES_PID="$(es_pid "$ES")"
+es_bulks() { # "<_bulk requests> <documents indexed>" of the node so far
+  curl -s "$ES/_nodes/_local/stats/indices/indexing,bulk?filter_path=**.indexing.index_total,**.bulk.total_operations" \
+    | python3 -c 'import json,sys; n=list(json.load(sys.stdin)["nodes"].values())[0]["indices"]; print(n["bulk"]["total_operations"], n["indexing"]["index_total"])'
+}
 
 RUN="stack-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DIR="$(mktemp -d)"
@@ -97,6 +105,7 @@ for N in $WORKER_COUNTS; do
   declare -A CPU0=() SYS0=()
   for name in "${!PID[@]}"; do CPU0[$name]="$(cpu_s "${PID[$name]}")"; SYS0[$name]="$(sys_s "${PID[$name]}")"; done
   redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+  read -r BULKS0 DOCS0 <<<"$(es_bulks)"
 
   T0="$(now)"
   /usr/bin/time -f "PRODUCER_CPU %U %S" -o "$D/producer.time" \
@@ -132,6 +141,7 @@ for N in $WORKER_COUNTS; do
     sleep 0.1
   done
   wait "$PRODUCER" || die "the producer failed: $(tail -5 "$D/producer.log")"
+  read -r BULKS1 DOCS1 <<<"$(es_bulks)"
   grep -E "^  (requests|packets|errors|latency)" "$D/producer.log" | sed 's/^/   producer:/'
   declare -A CPU=() SYS=()
   for name in "${!PID[@]}"; do
@@ -181,6 +191,7 @@ for N in $WORKER_COUNTS; do
     [ -n "${HWM[$name]:-}" ] && line="$line $name ${HWM[$name]} (${RSS_AFTER[$name]})"
   done
   echo "$line"
+  echo "   Elasticsearch: $((BULKS1 - BULKS0)) _bulk requests, $((DOCS1 - DOCS0)) documents, $(calc "%.0f" "($DOCS1-$DOCS0)/($BULKS1-$BULKS0+0.001)") per _bulk"
   echo "   redis-benchmark XADD -P $BATCH on this redis-server: $XADD/s"
   RESULTS+=("$N|$(calc "%.0f" "$COUNT/$stored_s")|$(calc "%.0f" "$resources/$delivered_s")|$(echo "$REPORT" | awk -F= '/^post_to_stored_ms=/ {print $2}')|$(echo "$REPORT" | awk -F= '/^last_packet_to_delivery_ms=/ {print $2}')|$dead|$retries|$dups|$(printf '%s\n' "${HWM[@]}" | sort -n | tail -1)|$XADD")
   unset PID CPU0 CPU SYS0 SYS HWM RSS_AFTER
@@ -195,3 +206,7 @@ for r in "${RESULTS[@]}"; do
   printf '%-8s %12s %12s %18s %18s %6s %8s %6s %10s %10s\n' "$n" "$rate" "$rrate" "$p1" "$p2" \
     "$dead" "$retries" "$dups" "$rss" "$(calc "%.3f" "$rate/$xadd")"
 done
+
+echo
+echo "== Elasticsearch alone (stacks stopped): the stack's message documents, by _bulk size"
+python3 bench/es_bulk_cost.py "$ES" "$ES_PID" "${RUN}-" "${ES_DOCS:-20000}" 500 100 20
