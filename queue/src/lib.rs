@@ -80,8 +80,8 @@
 //! }
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool = deadpool_redis::Config::from_url("redis://127.0.0.1:6379")
-//!     .create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+//! // `redis+cluster://127.0.0.1:7001,127.0.0.1:7002` for a Redis Cluster.
+//! let pool = queue::RedisPool::open("redis://127.0.0.1:6379", 32)?;
 //! let queue: Queue<u64> = Queue::new(pool, QueueConfig::new("conveyor", "numbers"));
 //! let shutdown = CancellationToken::new();
 //! let worker = Worker::new(queue.clone(), Double, WorkerConfig::default());
@@ -107,8 +107,10 @@ mod coalesce;
 mod config;
 mod dedup;
 mod error;
+mod fanout;
 mod job;
 mod keys;
+mod pool;
 mod queue;
 mod recurring;
 mod reply;
@@ -118,7 +120,10 @@ mod stats;
 pub mod wire;
 mod worker;
 
-pub use deadpool_redis::Pool;
+/// The pool type every part of Conveyor passes around (one node or a cluster).
+pub type Pool = RedisPool;
+pub use fanout::{cluster_masters, scan_all};
+pub use pool::{cluster_seed_urls, ClusterPool, RedisConnection, RedisPool};
 pub use tokio_util::sync::CancellationToken;
 
 pub use backoff::{retry_delay, Backoff};
