@@ -3,7 +3,7 @@
 //! `scripts/test.sh` starts; without it the test starts a private cluster). The same scenarios
 //! run on each, with 12 partitions so that a queue's partitions land on every master: enqueue
 //! (single, batch, delayed), worker read and settle (ack, retry, dead letter), reclaim of a
-//! killed worker's jobs, stats, and request/reply (`enqueue_and_wait`). Runs are counted per job
+//! killed worker's jobs, stats, request/reply (`enqueue_and_wait`) and the admin views. Runs are counted per job
 //! id; on the cluster the keys are counted per master.
 
 mod support;
@@ -197,6 +197,57 @@ async fn request_reply(pool: RedisPool, ns: String) {
     stop(token, task).await;
 }
 
+/// The operator's views over every partition: queues of the namespace, per-partition states,
+/// delayed jobs, dead letters (and retrying one), purge of the delayed set.
+async fn admin_views(pool: RedisPool, ns: String) {
+    let q = make::<u32>(&pool, &ns, "admin", 3);
+    q.check_partitions().await.unwrap();
+    let payloads: Vec<u32> = (0..24).collect();
+    q.enqueue_batch(&payloads).await.unwrap();
+    for n in 0..6 {
+        q.enqueue_in(&n, Duration::from_secs(3600)).await.unwrap();
+    }
+    for n in 0..3 {
+        q.dead_letter(&n, "by hand").await.unwrap();
+    }
+    let listed = queue::admin::list_queues(&pool, &ns).await.unwrap();
+    let listed: Vec<(&str, u16)> = listed
+        .iter()
+        .map(|r| (r.name.as_str(), r.partitions))
+        .collect();
+    assert_eq!(listed, [("admin", PARTITIONS)]);
+    let states = q.partition_states().await.unwrap();
+    assert_eq!(states.len(), usize::from(PARTITIONS));
+    let sum = |f: fn(&queue::admin::PartitionState) -> u64| states.iter().map(f).sum::<u64>();
+    assert_eq!(
+        (sum(|s| s.backlog), sum(|s| s.delayed), sum(|s| s.dead)),
+        (24, 6, 3)
+    );
+    assert_eq!(q.delayed_jobs(100).await.unwrap().len(), 6);
+    let dead = q.dead_entries(100).await.unwrap();
+    assert_eq!(dead.len(), 3);
+    q.retry_dead(dead[0].partition, &dead[0].entry_id)
+        .await
+        .unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!(
+        (stats.backlog, stats.delayed, stats.dead),
+        (25, 6, 2),
+        "{stats:?}"
+    );
+    let purge = q
+        .purge_request(queue::admin::PurgeTarget::Delayed)
+        .await
+        .unwrap();
+    assert_eq!(purge.count, 6);
+    let removed = q
+        .purge(queue::admin::PurgeTarget::Delayed, &purge.token)
+        .await
+        .unwrap();
+    assert_eq!(removed, 6);
+    assert_eq!(q.stats().await.unwrap().delayed, 0);
+}
+
 /// Namespace keys on each master of the cluster (by `SCAN` on each).
 async fn keys_per_master(pool: &RedisPool, ns: &str) -> Vec<((String, u16), usize)> {
     let mut conn = pool.get().await.unwrap();
@@ -248,13 +299,20 @@ async fn suite(url: &str, label: &str) {
     let pool = RedisPool::open(url, 32).unwrap();
     support::init_tracing();
     let ns = |s: &str| testkit::unique_name(&format!("modes-{s}"));
-    let names = [ns("ack"), ns("retry"), ns("reclaim"), ns("reply")];
+    let names = [
+        ns("ack"),
+        ns("retry"),
+        ns("reclaim"),
+        ns("reply"),
+        ns("admin"),
+    ];
     let started = Instant::now();
     tokio::join!(
         enqueue_and_ack(pool.clone(), names[0].clone()),
         retry_and_dead_letter(pool.clone(), names[1].clone()),
         reclaim_after_kill(pool.clone(), names[2].clone(), url.to_string()),
         request_reply(pool.clone(), names[3].clone()),
+        admin_views(pool.clone(), names[4].clone()),
     );
     println!("{label}: every scenario passed in {:?}", started.elapsed());
     for n in &names {
