@@ -78,6 +78,37 @@ impl Fanout {
     }
 }
 
+/// `GET` of every key in `keys` (values in order): one pipeline on one node; on a cluster, where
+/// the keys may lie in many slots, one `GET` per key, all sent at once.
+pub(crate) async fn get_many(
+    conn: &mut RedisConnection,
+    keys: &[String],
+) -> RedisResult<Vec<Option<String>>> {
+    match conn.fork() {
+        Some((cluster, timeout)) => {
+            let gets = keys.iter().map(|key| {
+                let mut c = cluster.clone();
+                let get = redis::cmd("GET").arg(key).to_owned();
+                async move {
+                    timed(
+                        timeout,
+                        Box::pin(async move { get.query_async(&mut c).await }),
+                    )
+                    .await
+                }
+            });
+            futures::future::try_join_all(gets).await
+        }
+        None => {
+            let mut pipe = redis::pipe();
+            for key in keys {
+                pipe.cmd("GET").arg(key);
+            }
+            pipe.query_async(conn).await
+        }
+    }
+}
+
 /// `(host, port)` of every master of the cluster `conn` is connected to, from `CLUSTER SLOTS`.
 pub async fn cluster_masters(conn: &mut RedisConnection) -> RedisResult<Vec<(String, u16)>> {
     let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;

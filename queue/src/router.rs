@@ -3,8 +3,9 @@
 //! queue's results channel, routes announced results to waiters through a map of oneshot
 //! senders; after every (re)subscription it reads the stored results of all waiters, so a result
 //! announced while the subscriber was away still arrives. No polling, no connection per waiter.
-//! It also defines the result message workers store and announce ([`ReplyMsg`]). It knows no
-//! queue, key schema or payload type: callers pass channel names and result keys.
+//! On a Redis Cluster the subscriber is one RESP3 cluster connection with sharded subscriptions
+//! (`SSUBSCRIBE`) to each waiting partition's channel. It knows no queue, key schema or payload
+//! type: callers pass channel names and result keys. ([`ReplyMsg`] lives in `job`.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
@@ -120,34 +121,30 @@ impl Router {
             tokio::runtime::Handle::current().id()
         );
         let client = redis::Client::open(info)?;
-        let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
-        }
-        let (ready, _) = watch::channel(HashSet::new());
-        let router = Arc::new(Router {
-            pool,
-            waiters: Mutex::new(HashMap::new()),
-            subs: tokio::sync::Mutex::new(Subs::default()),
-            ready,
-        });
-        routers.retain(|_, w| w.strong_count() > 0);
-        routers.insert(key, Arc::downgrade(&router));
-        tokio::spawn(subscribe_loop(Arc::downgrade(&router), client));
-        Ok(router)
+        Ok(Self::registered(key, pool, |r| {
+            tokio::spawn(subscribe_loop(r, client));
+        }))
     }
 
     /// The process-wide router for the cluster of `seeds`: one RESP3 cluster connection whose
     /// sharded subscriptions carry every waiting partition's results.
     fn shared_cluster(seeds: Vec<ConnectionInfo>, pool: Pool) -> Result<Arc<Router>, QueueError> {
         let addrs: Vec<String> = seeds.iter().map(|i| i.addr().to_string()).collect();
-        let key = format!(
-            "cluster {addrs:?} {}",
-            tokio::runtime::Handle::current().id()
-        );
+        let runtime = tokio::runtime::Handle::current().id();
+        Ok(Self::registered(
+            format!("cluster {addrs:?} {runtime}"),
+            pool,
+            |r| {
+                tokio::spawn(cluster_loop(r, seeds));
+            },
+        ))
+    }
+
+    /// The router registered under `key`, or a new one there (`start` spawns its subscriber).
+    fn registered(key: String, pool: Pool, start: impl FnOnce(Weak<Router>)) -> Arc<Router> {
         let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
+            return existing;
         }
         let (ready, _) = watch::channel(HashSet::new());
         let router = Arc::new(Router {
@@ -158,8 +155,8 @@ impl Router {
         });
         routers.retain(|_, w| w.strong_count() > 0);
         routers.insert(key, Arc::downgrade(&router));
-        tokio::spawn(cluster_loop(Arc::downgrade(&router), seeds));
-        Ok(router)
+        start(Arc::downgrade(&router));
+        router
     }
 
     /// Makes sure `channel` is subscribed (now if connected, else on the next connection).
@@ -181,6 +178,17 @@ impl Router {
                 // The subscriber loop subscribes every wanted channel when it reconnects.
                 Err(e) => tracing::warn!(error = %e, channel, "result subscribe failed"),
             }
+        }
+    }
+
+    /// Subscribes `channel` again after the server dropped it (a sharded channel whose slot
+    /// moved), if it is still wanted.
+    async fn resubscribe(&self, channel: &str) {
+        self.ready.send_modify(|s| {
+            s.remove(channel);
+        });
+        if self.subs.lock().await.wanted.contains(channel) {
+            self.listen(channel).await;
         }
     }
 
@@ -229,23 +237,7 @@ impl Router {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        let found: Vec<Option<String>> = match conn.fork() {
-            // One GET per key on a cluster (the keys are in many slots), all sent at once.
-            Some((cluster, _)) => {
-                let gets = pending.iter().map(|key| {
-                    let mut c = cluster.clone();
-                    async move { redis::cmd("GET").arg(key).query_async(&mut c).await }
-                });
-                futures::future::try_join_all(gets).await?
-            }
-            None => {
-                let mut pipe = redis::pipe();
-                for key in &pending {
-                    pipe.cmd("GET").arg(key);
-                }
-                pipe.query_async(&mut conn).await?
-            }
-        };
+        let found = crate::fanout::get_many(&mut conn, &pending).await?;
         for raw in found.into_iter().flatten() {
             if let Ok(msg) = serde_json::from_str::<ReplyMsg>(&raw) {
                 self.deliver(msg);
@@ -384,6 +376,17 @@ async fn cluster_loop(router: Weak<Router>, seeds: Vec<ConnectionInfo>) {
                 }
                 PushKind::SSubscribe => {
                     tokio::spawn(async move { sweep_until_done(&r).await });
+                }
+                // The server dropped a sharded subscription (its slot moved): subscribe again,
+                // at the slot's new owner; the confirmation above sweeps what was missed.
+                PushKind::SUnsubscribe => {
+                    let channel = push
+                        .data
+                        .first()
+                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+                    if let Some(channel) = channel {
+                        tokio::spawn(async move { r.resubscribe(&channel).await });
+                    }
                 }
                 _ => {}
             }

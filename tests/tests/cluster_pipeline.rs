@@ -51,7 +51,9 @@ async fn the_pipeline_runs_on_a_redis_cluster() {
             "{}/messages?wait=true&timeout_ms=15000",
             stack.consumer_url()
         ))
-        .json(&json!({"number": 1000, "sent_at": sent_at, "producer": "clwait", "text": "ab cde f"}))
+        .json(
+            &json!({"number": 1000, "sent_at": sent_at, "producer": "clwait", "text": "ab cde f"}),
+        )
         .send()
         .await
         .unwrap();
