@@ -16,7 +16,7 @@ async fn the_pipeline_runs_on_a_redis_cluster() {
     let env = TestEnv::new("cluster_pipe").await;
     let (cluster_url, _private) = testkit::cluster_url().await;
     let stack = Stack::builder(&env)
-        .redis_url(cluster_url)
+        .redis_url(cluster_url.clone())
         .workers(2)
         .webhook(true)
         .start()
@@ -95,5 +95,20 @@ async fn the_pipeline_runs_on_a_redis_cluster() {
     assert_eq!(hits.len(), resources, "one document per delivered file");
     for hit in hits {
         assert_eq!(hit["_version"], 1, "written once: {hit}");
+    }
+
+    // TestEnv cleans the one-node Redis; the stack's keys are on the cluster.
+    let pool = queue::RedisPool::open(&cluster_url, 2).unwrap();
+    let mut conn = pool.get().await.unwrap();
+    let keys = queue::scan_all(&mut conn, &format!("{}:*", stack.namespace()))
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "the stack used the cluster");
+    for key in keys {
+        let _: () = redis::cmd("DEL")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
     }
 }
