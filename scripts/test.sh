@@ -9,6 +9,8 @@
 # shellcheck shell=bash
 # shellcheck source=scripts/lib/secured.sh
 . "$ROOT/scripts/lib/secured.sh"
+# shellcheck source=scripts/lib/redis_cluster.sh
+. "$ROOT/scripts/lib/redis_cluster.sh"
 
 stop_notebook_stack() { # stops the notebook's stack and drops its Redis keys and indices
   [ "${NB_STACK_DIR:-}" ] || return 0
@@ -136,6 +138,7 @@ cmd_test() {
     stop_schemathesis_stack
     stop_swh_stack
     stop_secured_servers "$TEST_STATE/secured"
+    stop_redis_cluster "$TEST_STATE/cluster"
     log "stopping the test Redis and Elasticsearch"
     stop_pidfile "$TEST_STATE/redis/redis.pid" "$REDIS_PATTERN"
     stop_pidfile "$TEST_STATE/es/es.pid" "$ES_PATTERN"
@@ -143,6 +146,14 @@ cmd_test() {
   }
   trap stop_test_services EXIT
   timed "start the test Redis and Elasticsearch" start_test_servers
+  # The Redis Cluster starts in the background while the checks and the build run; its time is
+  # printed with the others.
+  (
+    t0=$SECONDS
+    start_redis_cluster "$TEST_REDIS_CLUSTER_PORT" "$TEST_STATE/cluster"
+    echo $((SECONDS - t0)) >"$TEST_STATE/cluster.seconds"
+  ) >"$TEST_STATE/cluster.log" 2>&1 &
+  local cluster_pid=$!
 
   export REDIS_URL="redis://127.0.0.1:$TEST_REDIS_PORT"
   export ELASTICSEARCH_URL="http://127.0.0.1:$TEST_ES_PORT"
@@ -158,6 +169,12 @@ cmd_test() {
   log "building the release binaries (services + launcher) the tests and the notebook run"
   timed "cargo build --release --bins" cargo build --workspace --bins --release --quiet
   export CONVEYOR_BIN_DIR="$BIN_DIR"
+  local cluster_rc=0
+  wait "$cluster_pid" || cluster_rc=$?
+  TIMINGS+=("$(printf '%-44s %5s s%s' "start the Redis Cluster (in the background)" "$(cat "$TEST_STATE/cluster.seconds" 2>/dev/null || echo '?')" "$([ $cluster_rc -eq 0 ] || echo "  (exit code $cluster_rc)")")")
+  [ $cluster_rc -eq 0 ] || { cat "$TEST_STATE/cluster.log" >&2; die "the test Redis Cluster did not start"; }
+  export TEST_REDIS_CLUSTER_URL="$(redis_cluster_url "$TEST_REDIS_CLUSTER_PORT")"
+  log "Redis Cluster for the queue's cluster tests: $TEST_REDIS_CLUSTER_URL"
   log "cargo test (Redis $REDIS_URL, Elasticsearch $ELASTICSEARCH_URL, binaries $CONVEYOR_BIN_DIR)"
   local rc=0
   timed "cargo test" cargo test --workspace --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || rc=$?

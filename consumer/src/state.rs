@@ -224,7 +224,7 @@ impl AppState {
                 tracing::warn!(error = %e, "redis pool");
                 ApiError::Unavailable("Redis".into())
             })?;
-            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut *conn).await;
+            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
             match pong {
                 Ok(_) => Ok(()),
                 Err(e) => {

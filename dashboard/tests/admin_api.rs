@@ -272,9 +272,11 @@ async fn dead_letters_are_shown_and_only_an_admin_key_retries_deletes_pauses_and
     }
     let got = post(&http, &format!("{base}/nope/pause"), admin(), None).await;
     assert_problem(&got, 404, "pause an unknown queue");
-    assert!(!queue::admin::exists(&env.redis, &env.namespace, "nope")
-        .await
-        .unwrap());
+    assert!(
+        !queue::admin::exists(&env.redis.clone().into(), &env.namespace, "nope")
+            .await
+            .unwrap()
+    );
     let got = http
         .post(&retry)
         .header("authorization", admin().unwrap())

@@ -47,10 +47,9 @@ fn parallel() -> usize {
     arg("--parallel").and_then(|c| c.parse().ok()).unwrap_or(4)
 }
 
-fn pool(url: &str) -> anyhow::Result<queue::Pool> {
-    let mut cfg = deadpool_redis::Config::from_url(url);
-    cfg.pool = Some(deadpool_redis::PoolConfig::new(16));
-    Ok(cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))?)
+/// One node (`redis://`) or a cluster (`redis+cluster://host:port,...`).
+fn pool(url: &str) -> anyhow::Result<queue::RedisPool> {
+    Ok(queue::RedisPool::open(url, 16)?)
 }
 
 fn worker_config() -> WorkerConfig {

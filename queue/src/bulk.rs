@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::dedup::push_dedup_cmd;
 use crate::error::QueueError;
+use crate::fanout::Fanout;
 use crate::job::{Entry, JobId};
 use crate::queue::Queue;
 use crate::scripts;
@@ -119,9 +120,15 @@ impl<T> Queue<T> {
         }
         let mut order: Vec<usize> = (0..entries.len()).collect();
         order.sort_by_key(|&i| entries[i].0);
-        let mut pipe = redis::pipe();
-        if entries.iter().any(|e| e.2) {
-            pipe.cmd("SCRIPT")
+        // One pipeline on one node; one per partition (its slot) on a cluster, each loading
+        // the script at its head when any entry needs it.
+        let cluster = self.pool().is_cluster();
+        let mut pipes = Fanout::new(cluster);
+        let any_dedup = entries.iter().any(|e| e.2);
+        if any_dedup && !cluster {
+            pipes
+                .other()
+                .cmd("SCRIPT")
                 .arg("LOAD")
                 .arg(scripts::ENQUEUE_SOURCE)
                 .ignore();
@@ -132,13 +139,21 @@ impl<T> Queue<T> {
         for i in order {
             let (p, entry, dedup) = &entries[i];
             if open != Some(*p) {
-                if open.is_some() {
-                    pipe.cmd("EXEC");
+                if let Some(prev) = open {
+                    pipes.partition(prev).cmd("EXEC");
+                }
+                let pipe = pipes.partition(*p);
+                if any_dedup && cluster {
+                    pipe.cmd("SCRIPT")
+                        .arg("LOAD")
+                        .arg(scripts::ENQUEUE_SOURCE)
+                        .ignore();
                 }
                 pipe.cmd("MULTI").ignore();
                 open = Some(*p);
                 blocks += 1;
             }
+            let pipe = pipes.partition(*p);
             if *dedup {
                 let mut cmd = redis::cmd("EVALSHA");
                 cmd.arg(scripts::ENQUEUE.get_hash()).arg(3);
@@ -152,11 +167,13 @@ impl<T> Queue<T> {
                     .ignore();
             }
         }
-        pipe.cmd("EXEC");
+        if let Some(last) = open {
+            pipes.partition(last).cmd("EXEC");
+        }
         let mut conn = self.conn().await?;
         // One reply per EXEC: the array of new entry ids, or the error of a failed command.
-        let execs: Vec<redis::Value> = pipe
-            .query_async(&mut conn)
+        let execs: Vec<redis::Value> = pipes
+            .query(&mut conn)
             .await
             .map_err(QueueError::after_send)?;
         let failed = execs.len() != blocks

@@ -317,6 +317,17 @@ impl redis::ToRedisArgs for Entry {
     }
 }
 
+/// What a worker stores and announces for a reply-wanted job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct ReplyMsg {
+    pub id: String,
+    pub ok: bool,
+    #[serde(default)]
+    pub value: serde_json::Value,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,9 @@
 //! <ns>:{<queue>:<p>}:dedup:<id>   marker of a job enqueued with a caller-supplied id (with TTL)
 //! <ns>:{<queue>}:partitions       STRING the partition count every process must agree on
 //! <ns>:{<queue>}:workers          ZSET member = consumer, score = last heartbeat unix ms
-//! <ns>:{<queue>}:results          pub/sub channel announcing results
+//! <ns>:{<queue>}:results          pub/sub channel announcing results (one Redis node)
+//! <ns>:{<queue>:<p>}:results      sharded pub/sub channel announcing partition p's results
+//!                                 (Redis Cluster: SPUBLISH in the partition's slot)
 //! <ns>:{<queue>}:paused           STRING present while the queue is paused (workers do not read)
 //! <ns>:{<queue>}:purge-token      STRING a pending purge's confirmation token (with TTL)
 //! <ns>:{<queue>:<p>}:<suffix>     an application's own key in partition p (`in_partition`)
@@ -143,6 +145,12 @@ impl Keys {
     /// Pub/sub channel on which results are announced.
     pub fn results_channel(&self) -> String {
         format!("{}:{{{}}}:results", self.ns, self.name)
+    }
+
+    /// Sharded pub/sub channel on which partition `p`'s results are announced on a Redis
+    /// Cluster (`SPUBLISH`: it lives in the partition's slot, so only its shard carries it).
+    pub fn shard_results_channel(&self, p: u16) -> String {
+        self.in_partition(p, "results")
     }
 
     /// Partition a key maps to: FNV-1a 64 of the key, modulo the partition count. Stable across

@@ -43,6 +43,15 @@
 //!   resource in one Lua step that fires its webhook once: the store sees every message exactly
 //!   once and every complete resource is delivered exactly once, however often a job ran.
 //!
+//! ## One node or a Redis Cluster
+//!
+//! A [`RedisPool`] is either (`RedisPool::open` chooses by URL: `redis://` or
+//! `redis+cluster://host:port,…`). On a cluster every partition is one slot; what spans
+//! partitions — a batch enqueue, a batch's settling, stats, dead letters, admin views, a
+//! worker's read — goes out as one pipeline (or one `XREADGROUP`) per partition, all at once
+//! (`fanout`, `worker::xread`), and results are announced with `SPUBLISH` on the partition's
+//! sharded channel. On one node nothing of this costs anything: one pipeline, one read.
+//!
 //! This crate knows nothing about HTTP, Elasticsearch or the pipeline's types. What other code
 //! shares with it is exported: the key schema ([`Keys`], from [`Queue::keys`]), the field names
 //! of entries and dead letters ([`wire`]), the retry-loop [`Backoff`], and with the feature
@@ -50,6 +59,8 @@
 //!
 //! ## Modules, in reading order
 //!
+//! 0. `pool` ([`RedisPool`], [`RedisConnection`]) and `fanout` (pipelines per partition on a
+//!    cluster, `SCAN` over every master).
 //! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
 //!    dead letters), [`wire`] (their field names), `config`, `error`, `backoff`.
 //! 2. `queue` ([`Queue`]: the enqueue paths, `bulk` for batches, with `dedup` for idempotent
@@ -80,8 +91,8 @@
 //! }
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let pool = deadpool_redis::Config::from_url("redis://127.0.0.1:6379")
-//!     .create_pool(Some(deadpool_redis::Runtime::Tokio1))?;
+//! // `redis+cluster://127.0.0.1:7001,127.0.0.1:7002` for a Redis Cluster.
+//! let pool = queue::RedisPool::open("redis://127.0.0.1:6379", 32)?;
 //! let queue: Queue<u64> = Queue::new(pool, QueueConfig::new("conveyor", "numbers"));
 //! let shutdown = CancellationToken::new();
 //! let worker = Worker::new(queue.clone(), Double, WorkerConfig::default());
@@ -107,8 +118,10 @@ mod coalesce;
 mod config;
 mod dedup;
 mod error;
+mod fanout;
 mod job;
 mod keys;
+mod pool;
 mod queue;
 mod recurring;
 mod reply;
@@ -118,7 +131,10 @@ mod stats;
 pub mod wire;
 mod worker;
 
-pub use deadpool_redis::Pool;
+/// The pool type every part of Conveyor passes around (one node or a cluster).
+pub type Pool = RedisPool;
+pub use fanout::{cluster_masters, scan_all};
+pub use pool::{cluster_seed_urls, ClusterPool, RedisConnection, RedisPool};
 pub use tokio_util::sync::CancellationToken;
 
 pub use backoff::{retry_delay, Backoff};

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use deadpool_redis::{Connection, Pool};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,6 +15,7 @@ use crate::dedup::push_dedup_args;
 use crate::error::QueueError;
 use crate::job::{unix_ms, Entry, JobId};
 use crate::keys::Keys;
+use crate::pool::{RedisConnection, RedisPool};
 use crate::router::RouterSlot;
 use crate::scripts;
 
@@ -26,7 +26,7 @@ pub struct Queue<T> {
 }
 
 pub(crate) struct Inner {
-    pub pool: Pool,
+    pub pool: RedisPool,
     pub config: QueueConfig,
     pub keys: Keys,
     round_robin: AtomicU64,
@@ -45,8 +45,10 @@ impl<T> Clone for Queue<T> {
 }
 
 impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
-    /// A queue on `pool` (which the caller creates and may share with other code).
-    pub fn new(pool: Pool, config: QueueConfig) -> Self {
+    /// A queue on `pool` (which the caller creates and may share with other code): a
+    /// [`RedisPool`], or a deadpool-redis pool on one node.
+    pub fn new(pool: impl Into<RedisPool>, config: QueueConfig) -> Self {
+        let pool = pool.into();
         let keys = Keys::new(&config.namespace, &config.name, config.partition_count());
         Queue {
             inner: Arc::new(Inner {
@@ -165,7 +167,7 @@ impl<T> Queue<T> {
         &self.inner.keys
     }
 
-    pub(crate) fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &RedisPool {
         &self.inner.pool
     }
 
@@ -173,7 +175,7 @@ impl<T> Queue<T> {
         &self.inner.config.name
     }
 
-    pub(crate) async fn conn(&self) -> Result<Connection, QueueError> {
+    pub(crate) async fn conn(&self) -> Result<RedisConnection, QueueError> {
         Ok(self.inner.pool.get().await?)
     }
 
@@ -245,6 +247,16 @@ impl<T> Queue<T> {
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
             .increment(1);
         Ok(())
+    }
+
+    /// How a result of partition `p` is announced: `PUBLISH` on the queue's channel on one
+    /// node; on a cluster `SPUBLISH` on the partition's sharded channel (in its slot, so a
+    /// settling pipeline stays single-slot and only that shard's nodes carry the message).
+    pub(crate) fn results_channel(&self, p: u16) -> (&'static str, String) {
+        match self.inner.pool.is_cluster() {
+            false => ("PUBLISH", self.keys().results_channel()),
+            true => ("SPUBLISH", self.keys().shard_results_channel(p)),
+        }
     }
 
     pub(crate) fn dedup_ms(&self) -> u64 {

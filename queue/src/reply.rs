@@ -55,7 +55,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             tokio::time::timeout_at(deadline.into(), self.inner.router.get(self.pool(), info))
                 .await
                 .map_err(|_| unavailable())??;
-        let channel = self.keys().results_channel();
+        let p = self.partition_for_job(&opts);
+        let channel = match self.pool().is_cluster() {
+            false => self.keys().results_channel(),
+            true => self.keys().shard_results_channel(p),
+        };
         // Bounded: a dead connection must not hold the caller past its deadline.
         let _ = tokio::time::timeout_at(deadline.into(), router.listen(&channel)).await;
         let subscribed =
@@ -67,7 +71,6 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 "result subscriber is not connected".into(),
             ));
         }
-        let p = self.partition_for_job(&opts);
         // From here on the waiter must be forgotten on every early exit: `_waiter` does that.
         let (_waiter, rx) = router.register(&entry.id, self.keys().result(p, &entry.id));
         let pushed = tokio::time::timeout_at(

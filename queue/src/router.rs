@@ -3,32 +3,24 @@
 //! queue's results channel, routes announced results to waiters through a map of oneshot
 //! senders; after every (re)subscription it reads the stored results of all waiters, so a result
 //! announced while the subscriber was away still arrives. No polling, no connection per waiter.
-//! It also defines the result message workers store and announce ([`ReplyMsg`]). It knows no
-//! queue, key schema or payload type: callers pass channel names and result keys.
+//! On a Redis Cluster the subscriber is one RESP3 cluster connection with sharded subscriptions
+//! (`SSUBSCRIBE`) to each waiting partition's channel. It knows no queue, key schema or payload
+//! type: callers pass channel names and result keys. ([`ReplyMsg`] lives in `job`.)
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use deadpool_redis::Pool;
 use futures::StreamExt;
 use redis::aio::PubSubSink;
-use serde::{Deserialize, Serialize};
+use redis::cluster_async::ClusterConnection;
+use redis::{ConnectionInfo, PushKind};
 use tokio::sync::{oneshot, watch, OnceCell};
 
 use crate::backoff::Backoff;
 use crate::error::QueueError;
-
-/// What a worker stores and announces for a reply-wanted job.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct ReplyMsg {
-    pub id: String,
-    pub ok: bool,
-    #[serde(default)]
-    pub value: serde_json::Value,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+pub(crate) use crate::job::ReplyMsg;
+use crate::pool::RedisPool as Pool;
 
 struct Waiter {
     tx: oneshot::Sender<ReplyMsg>,
@@ -49,7 +41,24 @@ pub(crate) struct Router {
 #[derive(Default)]
 struct Subs {
     wanted: HashSet<String>,
-    sink: Option<PubSubSink>,
+    sink: Option<Sink>,
+}
+
+/// Where subscriptions are made: a pub/sub connection to one node (`SUBSCRIBE`), or a RESP3
+/// cluster connection (`SSUBSCRIBE`, sent by the cluster client to the node serving the
+/// channel's slot, and renewed by it after a reconnect).
+enum Sink {
+    Node(PubSubSink),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Sink {
+    async fn subscribe(&mut self, channel: &str) -> redis::RedisResult<()> {
+        match self {
+            Sink::Node(sink) => sink.subscribe(channel).await,
+            Sink::Cluster(conn) => conn.ssubscribe(channel).await,
+        }
+    }
 }
 
 /// The queue's handle on its router, resolved on first use.
@@ -71,11 +80,14 @@ impl RouterSlot {
         let router = self
             .0
             .get_or_try_init(|| async {
+                if pool.is_cluster() {
+                    return Router::shared_cluster(pool.cluster_seeds().to_vec(), pool.clone());
+                }
                 let info = match info {
                     Some(info) => info.clone(),
                     None => {
                         use redis::IntoConnectionInfo;
-                        url_from_pool(pool).await?.as_str().into_connection_info()?
+                        pool.server_url().await?.as_str().into_connection_info()?
                     }
                 };
                 Router::shared(info, pool.clone())
@@ -109,9 +121,30 @@ impl Router {
             tokio::runtime::Handle::current().id()
         );
         let client = redis::Client::open(info)?;
+        Ok(Self::registered(key, pool, |r| {
+            tokio::spawn(subscribe_loop(r, client));
+        }))
+    }
+
+    /// The process-wide router for the cluster of `seeds`: one RESP3 cluster connection whose
+    /// sharded subscriptions carry every waiting partition's results.
+    fn shared_cluster(seeds: Vec<ConnectionInfo>, pool: Pool) -> Result<Arc<Router>, QueueError> {
+        let addrs: Vec<String> = seeds.iter().map(|i| i.addr().to_string()).collect();
+        let runtime = tokio::runtime::Handle::current().id();
+        Ok(Self::registered(
+            format!("cluster {addrs:?} {runtime}"),
+            pool,
+            |r| {
+                tokio::spawn(cluster_loop(r, seeds));
+            },
+        ))
+    }
+
+    /// The router registered under `key`, or a new one there (`start` spawns its subscriber).
+    fn registered(key: String, pool: Pool, start: impl FnOnce(Weak<Router>)) -> Arc<Router> {
         let mut routers = ROUTERS.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(existing) = routers.get(&key).and_then(Weak::upgrade) {
-            return Ok(existing);
+            return existing;
         }
         let (ready, _) = watch::channel(HashSet::new());
         let router = Arc::new(Router {
@@ -122,8 +155,8 @@ impl Router {
         });
         routers.retain(|_, w| w.strong_count() > 0);
         routers.insert(key, Arc::downgrade(&router));
-        tokio::spawn(subscribe_loop(Arc::downgrade(&router), client));
-        Ok(router)
+        start(Arc::downgrade(&router));
+        router
     }
 
     /// Makes sure `channel` is subscribed (now if connected, else on the next connection).
@@ -145,6 +178,17 @@ impl Router {
                 // The subscriber loop subscribes every wanted channel when it reconnects.
                 Err(e) => tracing::warn!(error = %e, channel, "result subscribe failed"),
             }
+        }
+    }
+
+    /// Subscribes `channel` again after the server dropped it (a sharded channel whose slot
+    /// moved), if it is still wanted.
+    async fn resubscribe(&self, channel: &str) {
+        self.ready.send_modify(|s| {
+            s.remove(channel);
+        });
+        if self.subs.lock().await.wanted.contains(channel) {
+            self.listen(channel).await;
         }
     }
 
@@ -193,11 +237,7 @@ impl Router {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        let mut pipe = redis::pipe();
-        for key in &pending {
-            pipe.cmd("GET").arg(key);
-        }
-        let found: Vec<Option<String>> = pipe.query_async(&mut conn).await?;
+        let found = crate::fanout::get_many(&mut conn, &pending).await?;
         for raw in found.into_iter().flatten() {
             if let Ok(msg) = serde_json::from_str::<ReplyMsg>(&raw) {
                 self.deliver(msg);
@@ -207,7 +247,7 @@ impl Router {
     }
 
     /// Subscribes every wanted channel on a fresh connection and marks them ready.
-    async fn attach(&self, mut sink: PubSubSink) -> redis::RedisResult<()> {
+    async fn attach(&self, mut sink: Sink) -> redis::RedisResult<()> {
         let mut subs = self.subs.lock().await;
         for channel in &subs.wanted {
             sink.subscribe(channel).await?;
@@ -238,7 +278,7 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
         };
         let (sink, mut messages) = pubsub.split();
         let Some(r) = router.upgrade() else { return };
-        if let Err(e) = r.attach(sink).await {
+        if let Err(e) = r.attach(Sink::Node(sink)).await {
             tracing::warn!(error = %e, "result subscribe failed; reconnecting");
             r.detach().await;
             drop(r);
@@ -246,15 +286,8 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
             continue;
         }
         backoff.reset();
-        // Results announced while no subscription was live are only in their stored keys: the
-        // sweep must succeed, so it is retried (with backoff) until it does.
-        let mut sweep_backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-        while let Err(e) = r.sweep().await {
-            if Arc::strong_count(&r) == 1 {
-                return; // nobody waits any more
-            }
-            tracing::warn!(error = %e, "reading stored results failed; retrying");
-            tokio::time::sleep(sweep_backoff.next_delay()).await;
+        if !sweep_until_done(&r).await {
+            return;
         }
         drop(r);
         tracing::debug!("result subscriber connected");
@@ -276,28 +309,92 @@ async fn subscribe_loop(router: Weak<Router>, client: redis::Client) {
     }
 }
 
-/// `redis://<laddr>/<db>` of the server the pool's connections reach, from `CLIENT INFO`.
-async fn url_from_pool(pool: &Pool) -> Result<String, QueueError> {
-    let mut conn = pool.get().await?;
-    let info: String = redis::cmd("CLIENT")
-        .arg("INFO")
-        .query_async(&mut conn)
-        .await?;
-    let field = |name: &str| {
-        info.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
-            .map(str::to_string)
-    };
-    let laddr =
-        field("laddr").ok_or_else(|| QueueError::Unavailable("CLIENT INFO has no laddr".into()))?;
-    let db = field("db").unwrap_or_else(|| "0".into());
-    let (host, port) = laddr
-        .rsplit_once(':')
-        .ok_or_else(|| QueueError::Unavailable(format!("unexpected laddr {laddr}")))?;
-    let host = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_string()
-    };
-    Ok(format!("redis://{host}:{port}/{db}"))
+/// Results announced while no subscription was live are only in their stored keys: the sweep
+/// must succeed, so it is retried (with backoff) until it does; false once nobody waits.
+async fn sweep_until_done(r: &Arc<Router>) -> bool {
+    let mut sweep_backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    while let Err(e) = r.sweep().await {
+        if Arc::strong_count(r) == 1 {
+            return false; // nobody waits any more
+        }
+        tracing::warn!(error = %e, "reading stored results failed; retrying");
+        tokio::time::sleep(sweep_backoff.next_delay()).await;
+    }
+    true
+}
+
+/// [`subscribe_loop`] on a Redis Cluster: a RESP3 cluster connection whose pushes (sharded
+/// messages, subscription confirmations) arrive on a channel. The cluster client reconnects and
+/// subscribes again by itself (after a failover too); every confirmation is followed by a sweep
+/// of stored results, so one announced while the subscription was away still arrives.
+async fn cluster_loop(router: Weak<Router>, seeds: Vec<ConnectionInfo>) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    loop {
+        let (tx, mut pushes) = tokio::sync::mpsc::unbounded_channel();
+        let client = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(tx)
+            .build();
+        let conn = match client {
+            Ok(client) => client.get_async_connection().await,
+            Err(e) => Err(e),
+        };
+        let conn = match conn {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "result subscriber cannot connect to the cluster; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+                continue;
+            }
+        };
+        let Some(r) = router.upgrade() else { return };
+        if let Err(e) = r.attach(Sink::Cluster(Box::new(conn))).await {
+            tracing::warn!(error = %e, "result subscribe failed; reconnecting");
+            r.detach().await;
+            drop(r);
+            tokio::time::sleep(backoff.next_delay()).await;
+            continue;
+        }
+        backoff.reset();
+        if !sweep_until_done(&r).await {
+            return;
+        }
+        drop(r);
+        while let Some(push) = pushes.recv().await {
+            let Some(r) = router.upgrade() else { return };
+            match push.kind {
+                PushKind::SMessage => {
+                    let raw = push
+                        .data
+                        .get(1)
+                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+                    match raw.map(|raw| serde_json::from_str::<ReplyMsg>(&raw)) {
+                        Some(Ok(m)) => r.deliver(m),
+                        Some(Err(e)) => tracing::warn!(error = %e, "undecodable result message"),
+                        None => {}
+                    }
+                }
+                PushKind::SSubscribe => {
+                    tokio::spawn(async move { sweep_until_done(&r).await });
+                }
+                // The server dropped a sharded subscription (its slot moved): subscribe again,
+                // at the slot's new owner; the confirmation above sweeps what was missed.
+                PushKind::SUnsubscribe => {
+                    let channel = push
+                        .data
+                        .first()
+                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok());
+                    if let Some(channel) = channel {
+                        tokio::spawn(async move { r.resubscribe(&channel).await });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(r) = router.upgrade() else { return };
+        r.detach().await;
+        drop(r);
+        tracing::warn!("result subscriber lost the cluster; reconnecting");
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
 }

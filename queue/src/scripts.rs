@@ -6,6 +6,8 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use crate::pool::RedisConnection;
+
 const ACK_SRC: &str = include_str!("scripts/ack.lua");
 const RETRY_SRC: &str = include_str!("scripts/retry.lua");
 const DEAD_SRC: &str = include_str!("scripts/dead.lua");
@@ -51,10 +53,9 @@ pub static ADMIN_PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_
 pub static ADMIN_PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_PURGE_SRC));
 
 /// Loads every script into the server's script cache (needed after a Redis restart before
-/// EVALSHA in a pipeline can succeed; single invocations reload by themselves).
-pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
-    conn: &mut C,
-) -> redis::RedisResult<()> {
+/// EVALSHA in a pipeline can succeed; single invocations reload by themselves). On a cluster
+/// each `SCRIPT LOAD` goes to every master (the cluster client routes it so).
+pub async fn load_all(conn: &mut RedisConnection) -> redis::RedisResult<()> {
     let mut pipe = redis::pipe();
     for src in [
         ACK_SRC,
@@ -71,9 +72,20 @@ pub async fn load_all<C: redis::aio::ConnectionLike + Send>(
         ADMIN_PROMOTE_SRC,
         ADMIN_PURGE_SRC,
     ] {
-        pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
+        if conn.is_cluster() {
+            redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(src)
+                .query_async::<()>(conn)
+                .await?;
+        } else {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
+        }
     }
-    pipe.query_async::<()>(conn).await
+    match conn.is_cluster() {
+        true => Ok(()),
+        false => pipe.query_async::<()>(conn).await,
+    }
 }
 
 /// Adds `EVALSHA <script> <keys> <args>` to a pipeline.

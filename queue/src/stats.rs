@@ -7,8 +7,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::QueueError;
+use crate::fanout::Fanout;
 use crate::job::{now_ms, DeadLetter, Entry, JobId, QueueStats};
 use crate::keys::GROUP;
+use crate::pool::RedisConnection;
 use crate::queue::Queue;
 use crate::scripts;
 
@@ -23,19 +25,20 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// script's header for why XINFO's `lag` is not used) and one `ZCOUNT` of recent heartbeats.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let keys = self.keys();
-        let mut pipe = redis::pipe();
+        let mut pipe = Fanout::new(self.pool().is_cluster());
         for p in 0..keys.partitions() {
             let (stream, delayed, dead) = (keys.stream(p), keys.delayed(p), keys.dead(p));
             let trimmed = keys.dead_trimmed(p);
             scripts::push(
-                &mut pipe,
+                pipe.partition(p),
                 &scripts::STATS,
                 &[&stream, &delayed, &dead, &trimmed],
                 &[GROUP.to_string()],
             );
         }
         let since = now_ms().saturating_sub(LIVE_WINDOW.as_millis() as u64);
-        pipe.cmd("ZCOUNT")
+        pipe.other()
+            .cmd("ZCOUNT")
             .arg(keys.workers())
             .arg(since)
             .arg("+inf");
@@ -117,11 +120,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
 
 /// Sends the stats pipeline: per partition `[length, pending, delayed, dead, trimmed, bytes]`, then the count of
 /// live workers. A reply of another shape is an error, never read as zeros.
-async fn query_stats<C: redis::aio::ConnectionLike + Send>(
-    pipe: &redis::Pipeline,
-    conn: &mut C,
+async fn query_stats(
+    pipe: &Fanout,
+    conn: &mut RedisConnection,
 ) -> redis::RedisResult<(Vec<[u64; 6]>, u64)> {
-    let mut replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+    let mut replies: Vec<redis::Value> = pipe.query(conn).await?;
     let workers = match replies.pop() {
         Some(v) => redis::from_redis_value(v)?,
         None => 0,

@@ -195,7 +195,7 @@ async fn queues_states_pending_jobs_and_workers_as_an_operator_sees_them() {
     })
     .await;
 
-    let queues = queue::admin::list_queues(&env.redis, &env.namespace)
+    let queues = queue::admin::list_queues(&env.redis.clone().into(), &env.namespace)
         .await
         .unwrap();
     let names: Vec<(&str, u16)> = queues
@@ -203,7 +203,7 @@ async fn queues_states_pending_jobs_and_workers_as_an_operator_sees_them() {
         .map(|q| (q.name.as_str(), q.partitions))
         .collect();
     assert_eq!(names, [("other", 1), ("slow", 2)]);
-    let opened = queue::admin::open(env.redis.clone(), &env.namespace, "slow")
+    let opened = queue::admin::open(env.redis.clone().into(), &env.namespace, "slow")
         .await
         .unwrap();
     assert_eq!(

@@ -13,7 +13,7 @@ mod support;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use queue::{Pool, Queue, QueueStats};
+use queue::{Queue, QueueStats};
 use redis::streams::StreamInfoGroupsReply;
 use support::*;
 use testkit::{xlen, RedisServer};

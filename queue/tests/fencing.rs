@@ -25,11 +25,11 @@ fn runs_per_id(recorders: &[&Recorder<u32>]) -> HashMap<JobId, usize> {
     runs
 }
 
-async fn admin(pool: &queue::Pool) -> deadpool_redis::Connection {
+async fn admin(pool: &Pool) -> deadpool_redis::Connection {
     pool.get().await.unwrap()
 }
 
-async fn zcard(pool: &queue::Pool, key: &str) -> u64 {
+async fn zcard(pool: &Pool, key: &str) -> u64 {
     redis::cmd("ZCARD")
         .arg(key)
         .query_async(&mut admin(pool).await)
@@ -38,7 +38,7 @@ async fn zcard(pool: &queue::Pool, key: &str) -> u64 {
 }
 
 /// Owner consumer of every pending entry of `stream`.
-async fn owners(pool: &queue::Pool, stream: &str) -> Vec<String> {
+async fn owners(pool: &Pool, stream: &str) -> Vec<String> {
     let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
         .arg(stream)
         .arg(queue::GROUP)
@@ -365,7 +365,7 @@ async fn a_waiter_cancelled_during_subscribe_does_not_break_later_waits() {
     stop(t2, w2).await;
 }
 
-async fn consumers(pool: &queue::Pool, stream: &str) -> Vec<String> {
+async fn consumers(pool: &Pool, stream: &str) -> Vec<String> {
     let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(stream)

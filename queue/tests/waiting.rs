@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use queue::{Handler, Job, Outcome, Pool};
+use queue::{Handler, Job, Outcome};
 use support::*;
 use testkit::TestEnv;
 

@@ -8,6 +8,7 @@
 //! through the same variables the services read ([`transport`]).
 //! This crate must not depend on any Conveyor crate: it only knows Redis, HTTP and processes.
 
+mod cluster;
 mod env;
 mod http;
 mod process;
@@ -16,6 +17,7 @@ mod streams;
 mod tls_redis;
 pub mod transport;
 
+pub use cluster::{cluster_url, node_command, RedisCluster, CLUSTER_NODES};
 pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv, DROP_CLEANUP_DEADLINE};
 pub use http::{assert_problem, get_text};
 pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard, RedisServer};

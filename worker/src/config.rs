@@ -182,11 +182,7 @@ impl DeliveryArgs {
     }
 
     /// The `webhooks` queue of a namespace with these attempts and backoff (opens nothing).
-    pub fn webhooks_queue(
-        &self,
-        pool: deadpool_redis::Pool,
-        namespace: &str,
-    ) -> Queue<DeliveryJob> {
+    pub fn webhooks_queue(&self, pool: queue::RedisPool, namespace: &str) -> Queue<DeliveryJob> {
         let mut config = pipeline::queues::webhooks(namespace);
         config.max_attempts = self.webhook_max_attempts;
         config.dead_letter_max = self.dead_letter_max;
@@ -196,7 +192,7 @@ impl DeliveryArgs {
 
     /// The collator the message side records packets with; its delivery jobs land on
     /// `webhooks` (opens nothing).
-    pub fn collator(&self, pool: deadpool_redis::Pool, namespace: &str) -> Collator {
+    pub fn collator(&self, pool: queue::RedisPool, namespace: &str) -> Collator {
         let queue = self.webhooks_queue(pool.clone(), namespace);
         Collator::new(
             pool,

@@ -137,7 +137,7 @@ impl App {
             .arg(self.queue.stream_key(None))
             .arg("-")
             .arg("+")
-            .query_async(&mut *conn)
+            .query_async(&mut conn)
             .await
             .unwrap();
         entries

@@ -2,7 +2,7 @@
 //! every role appends what it did as one JSON field. It is the example's output (besides the
 //! logs) and what its end-to-end test reads. Also the once-per-occurrence guard of decisions.
 
-use deadpool_redis::Pool;
+use queue::RedisPool as Pool;
 
 use crate::model::Event;
 

@@ -91,7 +91,7 @@ struct Seen {
 }
 
 async fn per_occurrence(env: &TestEnv) -> BTreeMap<u64, Seen> {
-    let log = EventLog::new(env.redis.clone(), &env.namespace);
+    let log = EventLog::new(env.redis.clone().into(), &env.namespace);
     let mut map: BTreeMap<u64, Seen> = BTreeMap::new();
     for event in log.read_all().await.expect("read the event log") {
         match event {

@@ -36,7 +36,7 @@ use std::time::Duration;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use deadpool_redis::Pool;
+use queue::RedisPool as Pool;
 use queue::{wire, Queue};
 use redis::Script;
 use serde::{Deserialize, Serialize};
@@ -110,13 +110,13 @@ impl Collator {
     /// `namespace` is implied by the queue's keys and kept for the documented signature.
     /// `completed_ttl` is how long a delivered resource's data stays readable.
     pub fn new(
-        pool: Pool,
+        pool: impl Into<Pool>,
         _namespace: &str,
         webhooks: &Queue<DeliveryJob>,
         completed_ttl: Duration,
     ) -> Self {
         Collator {
-            pool,
+            pool: pool.into(),
             webhooks: webhooks.clone(),
             completed_ttl,
             max_word_lengths: MAX_WORD_LENGTHS,
@@ -148,7 +148,7 @@ impl Collator {
         (keys.in_partition(p, &format!("collate:res:{key}:")), p)
     }
 
-    async fn conn(&self) -> Result<deadpool_redis::Connection, CollateError> {
+    async fn conn(&self) -> Result<queue::RedisConnection, CollateError> {
         self.pool
             .get()
             .await

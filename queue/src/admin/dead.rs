@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::QueueError;
+use crate::fanout::Fanout;
 use crate::job::DeadLetter;
 use crate::queue::Queue;
 use crate::scripts;
@@ -30,9 +31,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// The newest `limit` dead letters over all partitions, newest first, with their handles.
     pub async fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, QueueError> {
         let keys = self.keys();
-        let mut pipe = redis::pipe();
+        let mut pipes = Fanout::new(self.pool().is_cluster());
         for p in 0..keys.partitions() {
-            pipe.cmd("XREVRANGE")
+            pipes
+                .partition(p)
+                .cmd("XREVRANGE")
                 .arg(keys.dead(p))
                 .arg("+")
                 .arg("-")
@@ -40,7 +43,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 .arg(limit.max(1));
         }
         let mut conn = self.conn().await?;
-        let replies: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
+        let replies: Vec<StreamRangeReply> = pipes
+            .query(&mut conn)
+            .await?
+            .into_iter()
+            .map(crate::admin::view::parse)
+            .collect::<Result<_, _>>()?;
         let mut out: Vec<DeadEntry> = replies
             .into_iter()
             .enumerate()

@@ -5,15 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_redis::Pool;
 use redis::streams::StreamRangeReply;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::config::QueueConfig;
 use crate::error::QueueError;
+use crate::fanout::{scan_all, Fanout};
 use crate::job::{wire, Entry};
 use crate::keys::{Keys, GROUP};
+use crate::pool::{RedisConnection, RedisPool as Pool};
 use crate::queue::Queue;
 use crate::scripts;
 
@@ -74,38 +75,23 @@ pub async fn list_queues(pool: &Pool, namespace: &str) -> Result<Vec<QueueRef>, 
     let prefix = format!("{namespace}:{{");
     let pattern = format!("{}*", glob_escape(&prefix));
     let mut found: BTreeMap<String, (Option<u16>, u16)> = BTreeMap::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        for key in keys {
-            let Some(rest) = key.strip_prefix(&prefix) else {
-                continue;
-            };
-            if let Some(name) = rest.strip_suffix("}:partitions") {
-                let stored: Option<String> =
-                    redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
-                let entry = found.entry(name.to_string()).or_default();
-                entry.0 = stored.and_then(|s| s.parse().ok());
-            } else if let Some(inner) = rest.strip_suffix('}') {
-                // A partition stream `<ns>:{<name>:<p>}`.
-                if let Some((name, p)) = inner.rsplit_once(':') {
-                    if let Ok(p) = p.parse::<u16>() {
-                        let entry = found.entry(name.to_string()).or_default();
-                        entry.1 = entry.1.max(p.saturating_add(1));
-                    }
+    // Every master's keys on a cluster (see `scan_all`).
+    for key in scan_all(&mut conn, &pattern).await? {
+        let Some(rest) = key.strip_prefix(&prefix) else {
+            continue;
+        };
+        if let Some(name) = rest.strip_suffix("}:partitions") {
+            let stored: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let entry = found.entry(name.to_string()).or_default();
+            entry.0 = stored.and_then(|s| s.parse().ok());
+        } else if let Some(inner) = rest.strip_suffix('}') {
+            // A partition stream `<ns>:{<name>:<p>}`.
+            if let Some((name, p)) = inner.rsplit_once(':') {
+                if let Ok(p) = p.parse::<u16>() {
+                    let entry = found.entry(name.to_string()).or_default();
+                    entry.1 = entry.1.max(p.saturating_add(1));
                 }
             }
-        }
-        cursor = next;
-        if cursor == 0 {
-            break;
         }
     }
     Ok(found
@@ -161,15 +147,16 @@ pub(crate) fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Sends `pipe`, loading the scripts once if Redis lost its script cache (a restart).
+/// Sends `pipes` (see `Fanout`), loading the scripts once if Redis lost its script cache (a
+/// restart).
 pub(crate) async fn query_pipe(
-    pipe: &redis::Pipeline,
-    conn: &mut deadpool_redis::Connection,
+    pipes: &Fanout,
+    conn: &mut RedisConnection,
 ) -> Result<Vec<redis::Value>, QueueError> {
-    match pipe.query_async(conn).await {
+    match pipes.query(conn).await {
         Err(e) if scripts::is_noscript(&e) => {
             scripts::load_all(conn).await?;
-            Ok(pipe.query_async(conn).await?)
+            Ok(pipes.query(conn).await?)
         }
         other => Ok(other?),
     }
@@ -190,13 +177,14 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Every partition's counts, next due time and oldest job age, in one pipeline.
     pub async fn partition_states(&self) -> Result<Vec<PartitionState>, QueueError> {
         let keys = self.keys();
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME");
+        let mut pipes = Fanout::new(self.pool().is_cluster());
+        pipes.other().cmd("TIME");
         for p in 0..keys.partitions() {
             let (stream, delayed, dead) = (keys.stream(p), keys.delayed(p), keys.dead(p));
             let trimmed = keys.dead_trimmed(p);
+            let pipe = pipes.partition(p);
             scripts::push(
-                &mut pipe,
+                pipe,
                 &scripts::STATS,
                 &[&stream, &delayed, &dead, &trimmed],
                 &[GROUP.to_string()],
@@ -214,7 +202,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 .arg(1);
         }
         let mut conn = self.conn().await?;
-        let mut replies = query_pipe(&pipe, &mut conn).await?.into_iter();
+        let mut replies = query_pipe(&pipes, &mut conn).await?.into_iter();
         let now = redis_ms(replies.next().unwrap_or(redis::Value::Nil))?;
         let mut out = Vec::with_capacity(usize::from(keys.partitions()));
         for partition in 0..keys.partitions() {
@@ -302,16 +290,23 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Up to `limit` delayed jobs per partition, soonest first.
     pub async fn delayed_jobs(&self, limit: usize) -> Result<Vec<DelayedJob>, QueueError> {
         let keys = self.keys();
-        let mut pipe = redis::pipe();
+        let mut pipes = Fanout::new(self.pool().is_cluster());
         for p in 0..keys.partitions() {
-            pipe.cmd("ZRANGE")
+            pipes
+                .partition(p)
+                .cmd("ZRANGE")
                 .arg(keys.delayed(p))
                 .arg(0)
                 .arg(limit.max(1) - 1)
                 .arg("WITHSCORES");
         }
         let mut conn = self.conn().await?;
-        let replies: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn).await?;
+        let replies: Vec<Vec<(String, f64)>> = pipes
+            .query(&mut conn)
+            .await?
+            .into_iter()
+            .map(parse)
+            .collect::<Result<_, _>>()?;
         let mut out = Vec::new();
         for (p, members) in replies.into_iter().enumerate() {
             for (member, score) in members {

@@ -8,7 +8,6 @@
 //! hard stop); an error Redis answers with is retried a few times, then the batch is released
 //! (its entries stay pending, to be run again) and `conveyor_settle_failures_total` counts it.
 
-use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -23,6 +22,7 @@ use super::send;
 use super::shared::{Delivered, Handler, Shared};
 use crate::backoff::retry_delay;
 use crate::config::QueueConfig;
+use crate::fanout::Fanout;
 use crate::job::{Entry, Job, JobId, Outcome, MIN_WAIT};
 use crate::keys::Keys;
 use crate::keys::GROUP;
@@ -200,20 +200,31 @@ where
     }
     let cfg = shared.queue.config();
     let keys = shared.queue.keys();
-    let mut pipe = redis::pipe();
+    // Grouped by partition (a stable sort keeps each partition's order): one pipeline on one
+    // node, one per partition on a cluster, each ending with its partition's ack.
+    let mut settled = settled;
+    settled.sort_by_key(|s| s.partition);
+    let mut pipes = Fanout::new(shared.queue.pool().is_cluster());
     let consumer = &shared.config.consumer;
-    let mut acks: HashMap<u16, Vec<String>> = HashMap::new();
+    let mut acks: Vec<String> = Vec::new();
+    let mut open: Option<u16> = None;
     let (mut done, mut retried, mut waited, mut dead) = (0u64, 0u64, 0u64, 0u64);
     for s in settled {
+        if open != Some(s.partition) {
+            if let Some(p) = open {
+                push_ack(&mut pipes, keys, p, consumer, std::mem::take(&mut acks));
+            }
+            open = Some(s.partition);
+        }
+        let pipe = pipes.partition(s.partition);
         let stream = keys.stream(s.partition);
         let final_error = match s.outcome {
             Outcome::Done(value) => {
                 if s.entry.reply {
-                    announce(shared, &mut pipe, s.partition, &s.entry.id, Ok(value));
+                    announce(shared, pipe, s.partition, &s.entry.id, Ok(value));
                 }
-                let ack = acks.entry(s.partition).or_default();
-                ack.push(s.entry_id);
-                ack.push(s.deliveries.to_string());
+                acks.push(s.entry_id);
+                acks.push(s.deliveries.to_string());
                 done += 1;
                 continue;
             }
@@ -223,7 +234,7 @@ where
                 next.history.push(error);
                 let delay = after.unwrap_or_else(|| retry_delay(cfg, s.entry.attempt));
                 let fence = (consumer.as_str(), s.entry_id, s.deliveries);
-                push_delayed(&mut pipe, keys, s.partition, fence, delay, &next);
+                push_delayed(pipe, keys, s.partition, fence, delay, &next);
                 retried += 1;
                 continue;
             }
@@ -231,14 +242,7 @@ where
                 let mut next = s.entry.clone();
                 next.note_wait(&reason);
                 let fence = (consumer.as_str(), s.entry_id, s.deliveries);
-                push_delayed(
-                    &mut pipe,
-                    keys,
-                    s.partition,
-                    fence,
-                    after.max(MIN_WAIT),
-                    &next,
-                );
+                push_delayed(pipe, keys, s.partition, fence, after.max(MIN_WAIT), &next);
                 waited += 1;
                 continue;
             }
@@ -258,33 +262,17 @@ where
             args.push(v);
         }
         let (dead_key, trimmed) = (keys.dead(s.partition), keys.dead_trimmed(s.partition));
-        scripts::push(
-            &mut pipe,
-            &scripts::DEAD,
-            &[&stream, &dead_key, &trimmed],
-            &args,
-        );
+        scripts::push(pipe, &scripts::DEAD, &[&stream, &dead_key, &trimmed], &args);
         pipe.ignore();
         if s.entry.reply {
-            announce(
-                shared,
-                &mut pipe,
-                s.partition,
-                &s.entry.id,
-                Err(final_error),
-            );
+            announce(shared, pipe, s.partition, &s.entry.id, Err(final_error));
         }
         dead += 1;
     }
-    for (p, ids) in acks {
-        let mut args = Vec::with_capacity(ids.len() + 2);
-        args.push(GROUP.to_string());
-        args.push(consumer.clone());
-        args.extend(ids);
-        scripts::push(&mut pipe, &scripts::ACK, &[&keys.stream(p)], &args);
-        pipe.ignore();
+    if let Some(p) = open {
+        push_ack(&mut pipes, keys, p, consumer, acks);
     }
-    send::send(shared, &pipe).await;
+    send::send(shared, &pipes).await;
     let name = shared.queue.name().to_string();
     let counts = [
         ("done", done),
@@ -297,6 +285,20 @@ where
             metrics::counter!("conveyor_jobs_processed_total", "queue" => name.clone(), "outcome" => outcome).increment(n);
         }
     }
+}
+
+/// Adds `ack.lua` for partition `p`'s finished entries (`ids`: entry id, delivery count, …).
+fn push_ack(pipes: &mut Fanout, keys: &Keys, p: u16, consumer: &str, ids: Vec<String>) {
+    if ids.is_empty() {
+        return;
+    }
+    let mut args = Vec::with_capacity(ids.len() + 2);
+    args.push(GROUP.to_string());
+    args.push(consumer.to_string());
+    args.extend(ids);
+    let pipe = pipes.partition(p);
+    scripts::push(pipe, &scripts::ACK, &[&keys.stream(p)], &args);
+    pipe.ignore();
 }
 
 /// Adds `retry.lua` to the pipeline: the entry leaves the stream and `next` (the entry to run
@@ -356,10 +358,8 @@ fn announce<T, H>(
         .arg("PX")
         .arg(ttl)
         .ignore();
-    pipe.cmd("PUBLISH")
-        .arg(keys.results_channel())
-        .arg(&raw)
-        .ignore();
+    let (publish, channel) = shared.queue.results_channel(partition);
+    pipe.cmd(publish).arg(channel).arg(&raw).ignore();
 }
 
 /// Deliveries after which a reclaimed entry is poison (it keeps killing or stalling its

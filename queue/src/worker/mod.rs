@@ -9,6 +9,7 @@ mod batch;
 mod read;
 mod send;
 mod shared;
+mod xread;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::Connection;
-use redis::aio::MultiplexedConnection;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::OwnedSemaphorePermit;
@@ -15,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::batch;
 use super::shared::{Delivered, Handler, Shared};
+use super::xread::{cluster_read, xreadgroup};
 use crate::backoff::Backoff;
 use crate::error::QueueError;
 use crate::keys::GROUP;
+use crate::pool::RedisConnection;
 
 /// Creates the `workers` group on every partition stream (MKSTREAM; an existing group is fine).
 pub(crate) async fn ensure_groups<T, H>(shared: &Shared<T, H>) -> Result<(), QueueError> {
@@ -49,7 +49,7 @@ where
 {
     let mut backoff = Backoff::default();
     let mut groups_ready = false;
-    let mut reader: Option<MultiplexedConnection> = None;
+    let mut reader: Option<RedisConnection> = None;
     let mut paused = PauseCheck::default();
     loop {
         if !groups_ready {
@@ -170,18 +170,15 @@ async fn pause(
 
 /// A connection of its own for blocking reads (taken out of the pool so BLOCK never delays
 /// other commands), with a response timeout longer than the block time.
-async fn reader_connection<T, H>(
-    shared: &Shared<T, H>,
-) -> Result<MultiplexedConnection, QueueError> {
-    let mut conn = Connection::take(shared.queue.pool().get().await?);
-    conn.set_response_timeout(shared.config.block + Duration::from_secs(5));
-    Ok(conn)
+async fn reader_connection<T, H>(shared: &Shared<T, H>) -> Result<RedisConnection, QueueError> {
+    let timeout = shared.config.block + Duration::from_secs(5);
+    Ok(shared.queue.pool().dedicated(timeout).await?)
 }
 
 /// After a partial batch, keeps reading for up to `batch_linger` to fill it.
 async fn linger<T, H>(
     shared: &Shared<T, H>,
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     entries: &mut Vec<Delivered>,
 ) {
     let linger = shared.config.batch_linger;
@@ -220,7 +217,7 @@ where
 /// one's reclaimer takes it while it waits to run.
 pub(crate) async fn read_batch<T, H>(
     shared: &Shared<T, H>,
-    conn: &mut MultiplexedConnection,
+    conn: &mut RedisConnection,
     count: usize,
     block: Duration,
 ) -> Result<Vec<Delivered>, redis::RedisError> {
@@ -231,19 +228,15 @@ pub(crate) async fn read_batch<T, H>(
     let streams: Vec<String> = (0..k)
         .map(|i| keys.stream(((first + i) % partitions) as u16))
         .collect();
-    let reply: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(GROUP)
-        .arg(&shared.config.consumer)
-        .arg("COUNT")
-        .arg((count / k).max(1))
-        .arg("BLOCK")
-        .arg(block.as_millis().max(1) as u64)
-        .arg("STREAMS")
-        .arg(&streams)
-        .arg(vec![">"; streams.len()])
-        .query_async(conn)
-        .await?;
+    let per = (count / k).max(1);
+    let reply = match conn.is_cluster() {
+        false => {
+            xreadgroup(shared, &streams, per, Some(block))
+                .query_async(conn)
+                .await?
+        }
+        true => cluster_read(shared, conn, &streams, per, block).await?,
+    };
     let all: Vec<String> = (0..keys.partitions()).map(|p| keys.stream(p)).collect();
     let entries = decode_read_reply(reply, &all);
     let ids: Vec<(u16, String)> = entries

@@ -4,6 +4,7 @@
 
 use super::shared::Shared;
 use crate::backoff::Backoff;
+use crate::fanout::Fanout;
 use crate::scripts;
 
 /// Attempts of a settle that Redis answers with an error before the batch is released.
@@ -15,13 +16,13 @@ const SETTLE_TRIES: u32 = 5;
 /// moved slot, a reply too large) is retried [`SETTLE_TRIES`] times, then the batch is
 /// released: its entries stay pending, untracked, to be run again (this worker's reclaim takes
 /// them back after two leases), and the alarm `conveyor_settle_failures_total` counts it.
-pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &redis::Pipeline) {
+pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &Fanout) {
     let mut backoff = Backoff::default();
     let mut refused = 0u32;
     loop {
         let result = match shared.queue.conn().await {
-            Ok(mut conn) => match pipe.query_async::<()>(&mut conn).await {
-                Ok(()) => return,
+            Ok(mut conn) => match pipe.query(&mut conn).await {
+                Ok(_) => return,
                 Err(e) if scripts::is_noscript(&e) || has_noscript(&e) => {
                     match scripts::load_all(&mut conn).await {
                         Ok(()) => continue,

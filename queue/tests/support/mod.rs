@@ -8,8 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use queue::{
-    CancellationToken, Handler, Job, JobId, Outcome, Pool, Queue, QueueConfig, Worker, WorkerConfig,
+    CancellationToken, Handler, Job, JobId, Outcome, Queue, QueueConfig, Worker, WorkerConfig,
 };
+
+/// The one-node pool of these tests (testkit's, for the shared Redis or a private server);
+/// `Queue::new` takes it as it is.
+pub type Pool = deadpool_redis::Pool;
 use redis::streams::{StreamInfoGroupsReply, StreamRangeReply};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -221,7 +225,12 @@ pub fn fast_worker(consumer: &str) -> WorkerConfig {
 }
 
 /// A queue in the test's namespace.
-pub fn queue<T>(pool: Pool, ns: &str, name: &str, tweak: impl FnOnce(&mut QueueConfig)) -> Queue<T>
+pub fn queue<T>(
+    pool: impl Into<queue::RedisPool>,
+    ns: &str,
+    name: &str,
+    tweak: impl FnOnce(&mut QueueConfig),
+) -> Queue<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {

@@ -15,7 +15,9 @@ use crate::secret::{self, redact_url, Secret};
 /// Where Redis is, who we are to it, and which key namespace this deployment uses.
 #[derive(Args, Clone)]
 pub struct RedisArgs {
-    /// Redis URL (single node): redis://[user[:password]@]host:port[/db], or rediss:// for TLS
+    /// Redis URL. One node: redis://[user[:password]@]host:port[/db], or rediss:// for TLS.
+    /// A Redis Cluster: redis+cluster://[user[:password]@]host:port[,host:port...] (or
+    /// rediss+cluster://), one or more seed nodes
     #[arg(
         long,
         env = "REDIS_URL",
@@ -97,19 +99,45 @@ impl RedisArgs {
         redact_url(&self.redis_url)
     }
 
+    /// Whether `REDIS_URL` names a Redis Cluster (`redis+cluster://` / `rediss+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        queue::cluster_seed_urls(&self.redis_url).is_some()
+    }
+
     /// What every connection to Redis is opened with: address (TLS when `rediss://`, trusting
     /// `REDIS_CA_FILE` when set), database, user and password. Reads the password and CA files.
+    /// For a cluster URL: the first seed node's.
     pub fn connection_info(&self) -> anyhow::Result<redis::ConnectionInfo> {
-        let url = &self.redis_url;
+        match self.cluster_seeds()?.into_iter().next() {
+            Some(first) => Ok(first),
+            None => self.connection_info_for(&self.redis_url),
+        }
+    }
+
+    /// The seed nodes of a cluster URL, each with the user, password and CA of
+    /// [`RedisArgs::connection_info`]; empty for a one-node URL.
+    pub fn cluster_seeds(&self) -> anyhow::Result<Vec<redis::ConnectionInfo>> {
+        let Some(seeds) = queue::cluster_seed_urls(&self.redis_url) else {
+            return Ok(Vec::new());
+        };
+        if seeds.is_empty() {
+            bail!(
+                "invalid REDIS_URL {}: a cluster URL needs at least one host:port",
+                redact_url(&self.redis_url)
+            );
+        }
+        seeds.iter().map(|s| self.connection_info_for(s)).collect()
+    }
+
+    fn connection_info_for(&self, url: &str) -> anyhow::Result<redis::ConnectionInfo> {
         if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
             bail!(
-                "invalid REDIS_URL {}: expected redis:// or rediss://",
+                "invalid REDIS_URL {}: expected redis://, rediss://, redis+cluster:// or rediss+cluster://",
                 redact_url(url)
             );
         }
         // redis-rs's parse errors describe the problem, not the URL; the URL shown is redacted.
         let mut info = url
-            .as_str()
             .into_connection_info()
             .map_err(|e| anyhow::anyhow!("invalid REDIS_URL {}: {e}", redact_url(url)))?;
         if let Some(user) = self.redis_username.as_deref().filter(|u| !u.is_empty()) {
@@ -163,8 +191,18 @@ impl RedisArgs {
         Ok(redis::Client::open(self.connection_info()?)?)
     }
 
-    /// A connection pool; connections are opened lazily, so this succeeds while Redis is down.
-    pub fn pool(&self) -> anyhow::Result<deadpool_redis::Pool> {
+    /// A connection pool (one node, or a cluster for a cluster URL); connections are opened
+    /// lazily, so this succeeds while Redis is down.
+    pub fn pool(&self) -> anyhow::Result<queue::RedisPool> {
+        let seeds = self.cluster_seeds()?;
+        if !seeds.is_empty() {
+            return queue::RedisPool::cluster(
+                seeds,
+                self.redis_pool_size,
+                Some(self.redis_response_timeout),
+            )
+            .context("building the Redis Cluster pool");
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_response_timeout(Some(self.redis_response_timeout));
         let manager = deadpool_redis::Manager::new_with_config(self.connection_info()?, config)
@@ -173,6 +211,7 @@ impl RedisArgs {
             .max_size(self.redis_pool_size)
             .runtime(deadpool_redis::Runtime::Tokio1)
             .build()
+            .map(queue::RedisPool::from)
             .context("building the Redis pool")
     }
 }

@@ -19,7 +19,7 @@ pub use sender::DeliveryHandler;
 /// wait); `max_attempts` (the worker's `MAX_ATTEMPTS`) is only logged when it is larger.
 pub async fn run(
     args: DeliveryArgs,
-    redis: deadpool_redis::Pool,
+    redis: queue::RedisPool,
     namespace: String,
     worker: WorkerConfig,
     max_attempts: u32,

@@ -1,0 +1,318 @@
+//! [`RedisPool`]: the connection pool every part of Conveyor uses — one Redis server
+//! (deadpool-redis's pool of multiplexed connections, the default) or a Redis Cluster
+//! (deadpool-redis's `cluster` pool of cluster connections, which route each command by its
+//! key's slot and follow `MOVED`/`ASK` and topology changes by themselves).
+//!
+//! The mode is chosen by the URL ([`RedisPool::open`]): `redis://` / `rediss://` is one node;
+//! `redis+cluster://` / `rediss+cluster://` is a cluster, with one or more comma-separated seed
+//! nodes (`redis+cluster://user:pass@10.0.0.1:7001,10.0.0.2:7001`): any reachable seed is
+//! enough, the others are fallbacks; the client learns every node from `CLUSTER SLOTS`.
+//!
+//! [`RedisConnection`] implements `redis::aio::ConnectionLike` by delegating: on one node it
+//! adds nothing (no allocation, no round trip); on a cluster it bounds every command and
+//! pipeline by the pool's response timeout (the cluster pool has no setting for it). What a
+//! cluster cannot do — a pipeline or multi-key command over several slots — the queue avoids
+//! by grouping per partition (see `fanout`).
+
+use std::time::Duration;
+
+use deadpool_redis::cluster::ClusterConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+
+use crate::error::QueueError;
+
+/// A pool on one Redis server or on a Redis Cluster. Cheap to clone (clones share the pool).
+#[derive(Clone)]
+pub enum RedisPool {
+    /// One server: deadpool-redis's pool of multiplexed connections.
+    Single(deadpool_redis::Pool),
+    /// A Redis Cluster.
+    Cluster(ClusterPool),
+}
+
+/// The cluster side of [`RedisPool`]: the pool, the seeds it was built from (the result
+/// subscriber opens its own cluster connection from them) and the response timeout.
+#[derive(Clone)]
+pub struct ClusterPool {
+    pool: deadpool_redis::cluster::Pool,
+    seeds: Vec<ConnectionInfo>,
+    response_timeout: Option<Duration>,
+}
+
+impl From<deadpool_redis::Pool> for RedisPool {
+    fn from(pool: deadpool_redis::Pool) -> Self {
+        RedisPool::Single(pool)
+    }
+}
+
+impl std::fmt::Debug for RedisPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisPool::Single(p) => f.debug_tuple("Single").field(&p.status()).finish(),
+            RedisPool::Cluster(c) => f.debug_tuple("Cluster").field(&c.seeds.len()).finish(),
+        }
+    }
+}
+
+/// The seed URLs of a `redis+cluster://` / `rediss+cluster://` URL, each a plain `redis://` /
+/// `rediss://` URL with the user info and path of the original; `None` for any other URL.
+/// `redis+cluster://u:p@h1:7001,h2:7002/0` → `redis://u:p@h1:7001/0`, `redis://u:p@h2:7002/0`.
+pub fn cluster_seed_urls(url: &str) -> Option<Vec<String>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let plain = scheme.strip_suffix("+cluster")?;
+    if plain != "redis" && plain != "rediss" {
+        return None;
+    }
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let seeds: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("{plain}://{userinfo}{h}{tail}"))
+        .collect();
+    Some(seeds)
+}
+
+impl RedisPool {
+    /// A pool for `url` with redis-rs's defaults: one node for `redis://` / `rediss://`, a
+    /// cluster for `redis+cluster://` / `rediss+cluster://` (see the module docs). Services
+    /// build theirs with credentials, TLS and timeouts through `service-kit`'s `RedisArgs`.
+    pub fn open(url: &str, max_size: usize) -> Result<RedisPool, QueueError> {
+        match cluster_seed_urls(url) {
+            Some(seeds) => {
+                let infos = seeds
+                    .iter()
+                    .map(|s| s.as_str().into_connection_info())
+                    .collect::<Result<Vec<_>, _>>()?;
+                RedisPool::cluster(infos, max_size, None)
+            }
+            None => {
+                let manager = deadpool_redis::Manager::new(url)?;
+                deadpool_redis::Pool::builder(manager)
+                    .max_size(max_size)
+                    .runtime(deadpool_redis::Runtime::Tokio1)
+                    .build()
+                    .map(RedisPool::Single)
+                    .map_err(|e| QueueError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    /// A cluster pool on `seeds` (at least one reachable node of the cluster); every command
+    /// and pipeline is bounded by `response_timeout` when set. Opens no connection yet.
+    pub fn cluster(
+        seeds: Vec<ConnectionInfo>,
+        max_size: usize,
+        response_timeout: Option<Duration>,
+    ) -> Result<RedisPool, QueueError> {
+        if seeds.is_empty() {
+            return Err(QueueError::Refused(
+                "a Redis Cluster needs a seed node".into(),
+            ));
+        }
+        let manager = deadpool_redis::cluster::Manager::new(seeds.clone(), false)?;
+        let pool = deadpool_redis::cluster::Pool::builder(manager)
+            .max_size(max_size)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+        Ok(RedisPool::Cluster(ClusterPool {
+            pool,
+            seeds,
+            response_timeout,
+        }))
+    }
+
+    /// Whether this is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, RedisPool::Cluster(_))
+    }
+
+    /// The seed nodes of a cluster pool (empty for one node).
+    pub fn cluster_seeds(&self) -> &[ConnectionInfo] {
+        match self {
+            RedisPool::Single(_) => &[],
+            RedisPool::Cluster(c) => &c.seeds,
+        }
+    }
+
+    /// A pooled connection (returned to the pool on drop).
+    pub async fn get(&self) -> Result<RedisConnection, deadpool_redis::PoolError> {
+        Ok(match self {
+            RedisPool::Single(p) => RedisConnection(Conn::Single(p.get().await?)),
+            RedisPool::Cluster(c) => {
+                RedisConnection(Conn::Cluster(c.pool.get().await?, c.response_timeout))
+            }
+        })
+    }
+
+    /// A connection of its own, out of the pool, answering within `response_timeout` (blocking
+    /// reads use one so their `BLOCK` never delays other commands).
+    pub async fn dedicated(
+        &self,
+        response_timeout: Duration,
+    ) -> Result<RedisConnection, deadpool_redis::PoolError> {
+        Ok(match self {
+            RedisPool::Single(p) => {
+                let mut conn = deadpool_redis::Connection::take(p.get().await?);
+                conn.set_response_timeout(response_timeout);
+                RedisConnection(Conn::Multiplexed(conn))
+            }
+            RedisPool::Cluster(c) => {
+                let conn = deadpool_redis::cluster::Connection::take(c.pool.get().await?);
+                RedisConnection(Conn::OwnedCluster(conn, Some(response_timeout)))
+            }
+        })
+    }
+}
+
+impl RedisPool {
+    /// `redis://<laddr>/<db>` of the server the pool's connections reach, from `CLIENT INFO`
+    /// (one node).
+    pub async fn server_url(&self) -> Result<String, QueueError> {
+        let mut conn = self.get().await?;
+        let info: String = redis::cmd("CLIENT")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await?;
+        let field = |name: &str| {
+            info.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+                .map(str::to_string)
+        };
+        let laddr = field("laddr")
+            .ok_or_else(|| QueueError::Unavailable("CLIENT INFO has no laddr".into()))?;
+        let db = field("db").unwrap_or_else(|| "0".into());
+        let (host, port) = laddr
+            .rsplit_once(':')
+            .ok_or_else(|| QueueError::Unavailable(format!("unexpected laddr {laddr}")))?;
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        Ok(format!("redis://{host}:{port}/{db}"))
+    }
+}
+
+/// A connection from a [`RedisPool`]; use it as any `redis::aio::ConnectionLike`.
+pub struct RedisConnection(Conn);
+
+enum Conn {
+    Single(deadpool_redis::Connection),
+    Multiplexed(MultiplexedConnection),
+    Cluster(deadpool_redis::cluster::Connection, Option<Duration>),
+    OwnedCluster(ClusterConnection, Option<Duration>),
+}
+
+impl RedisConnection {
+    /// Whether this connection is to a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.0, Conn::Cluster(..) | Conn::OwnedCluster(..))
+    }
+
+    /// On a cluster: another handle on the same (multiplexed) cluster connection, with its
+    /// timeout, so several single-slot pipelines go out at once. `None` on one node.
+    pub(crate) fn fork(&self) -> Option<(ClusterConnection, Option<Duration>)> {
+        match &self.0 {
+            Conn::Cluster(c, t) => Some(((**c).clone(), *t)),
+            Conn::OwnedCluster(c, t) => Some((c.clone(), *t)),
+            _ => None,
+        }
+    }
+
+    /// On a cluster, the underlying cluster connection (for routing a command to a given
+    /// node); `None` on one node.
+    pub fn cluster_connection(&mut self) -> Option<&mut ClusterConnection> {
+        match &mut self.0 {
+            Conn::Cluster(c, _) => Some(c),
+            Conn::OwnedCluster(c, _) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// An answer that did not come within `timeout` is a timeout error (`is_timeout()`).
+pub(crate) fn timed<'a, T: Send + 'a>(
+    timeout: Option<Duration>,
+    fut: RedisFuture<'a, T>,
+) -> RedisFuture<'a, T> {
+    match timeout {
+        None => fut,
+        Some(t) => Box::pin(async move {
+            match tokio::time::timeout(t, fut).await {
+                Ok(answer) => answer,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer from the Redis Cluster within the response timeout",
+                )
+                .into()),
+            }
+        }),
+    }
+}
+
+impl ConnectionLike for RedisConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match &mut self.0 {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Multiplexed(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c, t) => timed(*t, c.req_packed_command(cmd)),
+            Conn::OwnedCluster(c, t) => timed(*t, c.req_packed_command(cmd)),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match &mut self.0 {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c, t) => timed(*t, c.req_packed_commands(cmd, offset, count)),
+            Conn::OwnedCluster(c, t) => timed(*t, c.req_packed_commands(cmd, offset, count)),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match &self.0 {
+            Conn::Single(c) => c.get_db(),
+            Conn::Multiplexed(c) => c.get_db(),
+            Conn::Cluster(c, _) => c.get_db(),
+            Conn::OwnedCluster(c, _) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_seed_urls;
+
+    #[test]
+    fn cluster_urls_split_into_seeds_and_plain_urls_are_not_clusters() {
+        assert_eq!(
+            cluster_seed_urls("redis+cluster://u:p@h1:7001,h2:7002/0").unwrap(),
+            vec!["redis://u:p@h1:7001/0", "redis://u:p@h2:7002/0"]
+        );
+        assert_eq!(
+            cluster_seed_urls("rediss+cluster://127.0.0.1:7001").unwrap(),
+            vec!["rediss://127.0.0.1:7001"]
+        );
+        assert!(cluster_seed_urls("redis://127.0.0.1:6379").is_none());
+        assert!(cluster_seed_urls("http+cluster://h:1").is_none());
+        assert_eq!(
+            cluster_seed_urls("redis+cluster://").unwrap(),
+            Vec::<String>::new()
+        );
+    }
+}

@@ -1,0 +1,184 @@
+//! A private Redis Cluster for tests: six Debian `redis-server --cluster-enabled yes` on
+//! loopback (3 masters + 3 replicas, `redis-cli --cluster create --cluster-replicas 1`), in a
+//! directory of its own, every node killed on drop. Like [`crate::RedisServer`], a test may
+//! kill or restart nodes without touching the shared servers.
+//!
+//! [`cluster_url`] is what a suite that runs against "a cluster" calls: the cluster of
+//! `TEST_REDIS_CLUSTER_URL` when set (`scripts/test.sh` starts one for the whole run), else a
+//! private one started for the caller.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::process::ChildGuard;
+
+/// Nodes of a cluster: 3 masters, each with one replica.
+pub const CLUSTER_NODES: usize = 6;
+
+/// A running six-node cluster; see the module docs.
+pub struct RedisCluster {
+    /// Client ports of the nodes, in creation order (the first three start as masters).
+    pub ports: Vec<u16>,
+    guards: Vec<Option<ChildGuard>>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for guard in self.guards.iter_mut().flatten() {
+            guard.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The cluster URL for a test: `TEST_REDIS_CLUSTER_URL` when set (no cluster is returned), else
+/// the URL of a private cluster the caller keeps alive for as long as it uses it.
+pub async fn cluster_url() -> (String, Option<RedisCluster>) {
+    match std::env::var("TEST_REDIS_CLUSTER_URL") {
+        Ok(url) if !url.is_empty() => (url, None),
+        _ => {
+            let cluster = RedisCluster::start().await;
+            (cluster.url(), Some(cluster))
+        }
+    }
+}
+
+impl RedisCluster {
+    /// Starts six nodes on free ports, creates the cluster and waits until every node says
+    /// `cluster_state:ok` and knows all six.
+    pub async fn start() -> RedisCluster {
+        let ports: Vec<u16> = (0..CLUSTER_NODES).map(|_| crate::free_port()).collect();
+        Self::start_on(&ports).await
+    }
+
+    /// Like [`RedisCluster::start`] on the given client ports (their cluster bus ports are free
+    /// ones, so `port + 10000` need not be free).
+    pub async fn start_on(ports: &[u16]) -> RedisCluster {
+        assert_eq!(ports.len(), CLUSTER_NODES, "a test cluster has six nodes");
+        let dir = std::env::temp_dir().join(crate::unique_name("redis-cluster"));
+        let mut cluster = RedisCluster {
+            ports: ports.to_vec(),
+            guards: Vec::new(),
+            dir,
+        };
+        for i in 0..CLUSTER_NODES {
+            let guard = cluster.spawn_node(i);
+            cluster.guards.push(Some(guard));
+        }
+        for &port in ports {
+            wait_for_ping(port).await;
+        }
+        let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let created = tokio::task::spawn_blocking(move || {
+            Command::new("redis-cli")
+                .arg("--cluster")
+                .arg("create")
+                .args(&addrs)
+                .args(["--cluster-replicas", "1", "--cluster-yes"])
+                .output()
+        })
+        .await
+        .expect("redis-cli task")
+        .expect("redis-cli is installed (apt: redis-tools)");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        cluster.wait_until_ok(Duration::from_secs(30)).await;
+        cluster
+    }
+
+    fn spawn_node(&self, i: usize) -> ChildGuard {
+        let port = self.ports[i];
+        let dir = self.dir.join(port.to_string());
+        std::fs::create_dir_all(&dir).expect("cluster node dir");
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--cluster-port", &crate::free_port().to_string()])
+            .args(["--save", "", "--appendonly", "yes"])
+            .args(["--appendfsync", "everysec"])
+            .arg("--dir")
+            .arg(&dir);
+        ChildGuard::spawn(&format!("redis-cluster-{port}"), cmd)
+            .expect("redis-server is installed (apt: redis-server)")
+    }
+
+    /// `redis+cluster://127.0.0.1:<p1>,…` over every node.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self
+            .ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// Kills node `i` (SIGKILL), e.g. a master, to make its replica take over.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut guard) = self.guards.get_mut(i).and_then(Option::take) {
+            guard.kill();
+        }
+    }
+
+    /// Waits until every running node answers `cluster_state:ok` and knows all six nodes.
+    pub async fn wait_until_ok(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let mut all_ok = true;
+            for (i, &port) in self.ports.iter().enumerate() {
+                if self.guards.get(i).is_none_or(Option::is_none) {
+                    continue;
+                }
+                let info = node_command(port, &["CLUSTER", "INFO"]).await;
+                let ok = info.as_deref().is_some_and(|i| {
+                    i.contains("cluster_state:ok")
+                        && i.contains(&format!("cluster_known_nodes:{CLUSTER_NODES}"))
+                        && i.contains("cluster_slots_ok:16384")
+                });
+                all_ok &= ok;
+            }
+            if all_ok {
+                return;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the test cluster did not reach cluster_state:ok within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// One command to the node on `port`, its answer as text (`None` if it does not answer).
+pub async fn node_command(port: u16, args: &[&str]) -> Option<String> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let value: redis::Value = cmd.query_async(&mut conn).await.ok()?;
+    match value {
+        redis::Value::BulkString(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        redis::Value::VerbatimString { text, .. } => Some(text),
+        redis::Value::SimpleString(s) => Some(s),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+async fn wait_for_ping(port: u16) {
+    let start = Instant::now();
+    while node_command(port, &["PING"]).await.as_deref() != Some("PONG") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "cluster node on port {port} did not start within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
