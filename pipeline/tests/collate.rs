@@ -335,6 +335,28 @@ async fn collate_enqueued_jobs_are_consumed_by_a_queue_worker() {
 async fn a_large_batch_over_partitions_completes_each_resource_once_and_reads_back_in_one_trip() {
     let env = TestEnv::new("collate_many").await;
     let (c, q) = collator(&env.redis, &env.namespace, 4);
+    large_batch(c, q, env.redis.clone().into()).await;
+}
+
+/// The same on a real Redis Cluster (3 masters): the batch's partitions live in different slots,
+/// so each script call and each read goes to its partition's master (`queue::Fanout`).
+#[tokio::test]
+async fn a_large_batch_over_partitions_works_on_a_redis_cluster() {
+    let (url, _private) = testkit::cluster_url().await;
+    let pool = queue::RedisPool::open(&url, 8).unwrap();
+    let ns = format!("collate_cluster_{}", uuid::Uuid::new_v4().simple());
+    let mut cfg = queue::QueueConfig::new(&ns, "webhooks");
+    cfg.partitions = 6;
+    let q = queue::Queue::new(pool.clone(), cfg);
+    let c = pipeline::collate::Collator::new(pool.clone(), &ns, &q, Duration::from_secs(60));
+    large_batch(c, q, pool).await;
+}
+
+async fn large_batch(
+    c: pipeline::collate::Collator,
+    q: queue::Queue<DeliveryJob>,
+    pool: queue::RedisPool,
+) {
     let now = Utc::now();
     let resources = 300u32;
     let text = |r: u32, s: u32| {
@@ -372,7 +394,7 @@ async fn a_large_batch_over_partitions_completes_each_resource_once_and_reads_ba
         "resources spread over partitions: {streams:?}"
     );
     let mut per_resource = std::collections::HashMap::<String, u32>::new();
-    let mut conn = env.redis.get().await.unwrap();
+    let mut conn = pool.get().await.unwrap();
     for s in &streams {
         let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(s)

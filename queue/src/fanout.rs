@@ -18,7 +18,7 @@ enum Group {
 }
 
 /// Commands grouped by partition; see the module docs.
-pub(crate) struct Fanout {
+pub struct Fanout {
     cluster: bool,
     pipes: Vec<(Group, Pipeline)>,
 }

@@ -133,7 +133,7 @@ mod worker;
 
 /// The pool type every part of Conveyor passes around (one node or a cluster).
 pub type Pool = RedisPool;
-pub use fanout::{cluster_masters, scan_all};
+pub use fanout::{cluster_masters, scan_all, Fanout};
 pub use pool::{cluster_seed_urls, ClusterPool, RedisConnection, RedisPool};
 pub use tokio_util::sync::CancellationToken;
 

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use queue::RedisPool as Pool;
-use queue::{wire, Queue};
+use queue::{wire, Fanout, Queue};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -215,10 +215,12 @@ impl Collator {
             return Ok(0);
         }
         let keys = self.webhooks.keys();
-        let mut pipe = redis::pipe();
+        // One pipeline on one node; one per partition (= hash slot) on a cluster.
+        let mut pipe = Fanout::new(self.pool.is_cluster());
         for (p, packets) in &packets {
             for chunk in packets.chunks(PACKETS_PER_CALL) {
                 let cmd = pipe
+                    .partition(*p)
                     .cmd("EVALSHA")
                     .arg(COLLATE.get_hash())
                     .arg(4 + 2 * chunk.len())
@@ -247,7 +249,7 @@ impl Collator {
             }
         }
         let mut conn = self.conn().await?;
-        let replies: Vec<Vec<i64>> = match pipe.query_async(&mut conn).await {
+        let replies = match pipe.query(&mut conn).await {
             Ok(r) => r,
             Err(e) if is_noscript(&e) => {
                 let _: String = redis::cmd("SCRIPT")
@@ -255,11 +257,16 @@ impl Collator {
                     .arg(include_str!("../scripts/collate.lua"))
                     .query_async(&mut conn)
                     .await?;
-                pipe.query_async(&mut conn).await?
+                pipe.query(&mut conn).await?
             }
             Err(e) => return Err(e.into()),
         };
-        let results: Vec<i64> = replies.into_iter().flatten().collect();
+        let mut results: Vec<i64> = Vec::new();
+        for reply in replies {
+            results.extend(
+                redis::from_redis_value::<Vec<i64>>(reply).map_err(redis::RedisError::from)?,
+            );
+        }
         let conflicts = results.iter().filter(|r| **r == -1).count();
         if conflicts > 0 {
             metrics::counter!("conveyor_resource_conflicts_total").increment(conflicts as u64);

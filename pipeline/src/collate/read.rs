@@ -1,11 +1,13 @@
 //! The delivery side of collation: [`Collator::fetch_many`] reads completed resources back for
 //! delivery and [`Collator::release_many`] lets their data expire once delivered — each in ONE
 //! pipelined round trip for a whole batch of delivery jobs (per resource they were two round
-//! trips, which under load was most of Redis's event-loop iterations and AOF syncs).
+//! trips, which under load was most of Redis's event-loop iterations and AOF syncs); on a Redis
+//! Cluster, one pipeline per partition (a hash slot), all sent at once (`queue::Fanout`).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use queue::Fanout;
 
 use super::{now_ms, CollateError, Collator, Fetched, Part, Tombstones};
 use crate::ids::ResourceKey;
@@ -40,11 +42,13 @@ impl Collator {
             return Ok(Vec::new());
         }
         let now = now_ms();
-        let mut pipe = redis::pipe();
+        // One pipeline on one node; one per partition (= hash slot) on a cluster.
+        let mut fan = Fanout::new(self.pool.is_cluster());
         let mut per_key = 0usize;
         for key in keys {
             let resource_id = key.to_string();
             let (prefix, p) = self.prefix(&resource_id);
+            let pipe = fan.partition(p);
             pipe.cmd("HGETALL")
                 .arg(format!("{prefix}parts"))
                 .cmd("HMGET")
@@ -59,7 +63,7 @@ impl Collator {
             }
         }
         let mut conn = self.conn().await?;
-        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+        let replies = fan.query(&mut conn).await?;
         if replies.len() != per_key * keys.len() {
             return Err(CollateError::Unavailable(format!(
                 "{} replies for {} resources",
@@ -89,12 +93,13 @@ impl Collator {
         let ttl = self.completed_ttl.as_secs().max(1);
         let tombstones = self.tombstones();
         let current = tombstones.current(now_ms());
-        let mut pipe = redis::pipe();
+        let mut fan = Fanout::new(self.pool.is_cluster());
         for key in keys {
             let resource_id = key.to_string();
             let (prefix, p) = self.prefix(&resource_id);
             let bucket = format!("{}{current}", Tombstones::prefix(self.webhooks.keys(), p));
-            pipe.cmd("MULTI")
+            fan.partition(p)
+                .cmd("MULTI")
                 .ignore()
                 .cmd("HSET")
                 .arg(&bucket)
@@ -118,7 +123,7 @@ impl Collator {
                 .ignore();
         }
         let mut conn = self.conn().await?;
-        let _: () = pipe.query_async(&mut conn).await?;
+        fan.query(&mut conn).await?;
         Ok(())
     }
 }
