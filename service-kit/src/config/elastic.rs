@@ -28,6 +28,16 @@ pub struct ElasticArgs {
     /// Prefix prepended to index names (`messages`, `resources`); tests use unique values
     #[arg(long, env = "ES_INDEX_PREFIX", default_value = "")]
     pub es_index_prefix: String,
+    /// Primary shards of each index Conveyor creates (the messages' daily indices, `resources`);
+    /// existing indices keep theirs
+    #[arg(long, env = "ES_SHARDS", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub es_shards: u32,
+    /// Replicas of each shard of the indices Conveyor creates (0 on a single node; 1 on a
+    /// cluster keeps every shard available while one node is down)
+    #[arg(long, env = "ES_REPLICAS", default_value_t = 0,
+          value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub es_replicas: u32,
     /// PEM file of the CA that signed Elasticsearch's certificate (https:// only; added to the
     /// system's roots)
     #[arg(long, env = "ELASTICSEARCH_CA_FILE")]
@@ -55,6 +65,8 @@ impl std::fmt::Debug for ElasticArgs {
         f.debug_struct("ElasticArgs")
             .field("elasticsearch_url", &self.redacted_url())
             .field("es_index_prefix", &self.es_index_prefix)
+            .field("es_shards", &self.es_shards)
+            .field("es_replicas", &self.es_replicas)
             .field("elasticsearch_ca_file", &self.elasticsearch_ca_file)
             .field("elasticsearch_api_key", &self.elasticsearch_api_key)
             .field(
@@ -68,6 +80,23 @@ impl std::fmt::Debug for ElasticArgs {
                 &self.elasticsearch_password_file,
             )
             .finish()
+    }
+}
+
+/// Shards and replicas of an index Conveyor creates (`ES_SHARDS`, `ES_REPLICAS`); the default
+/// is one shard and no replica (a single node).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexSettings {
+    pub shards: u32,
+    pub replicas: u32,
+}
+
+impl Default for IndexSettings {
+    fn default() -> Self {
+        IndexSettings {
+            shards: 1,
+            replicas: 0,
+        }
     }
 }
 
@@ -95,12 +124,22 @@ impl ElasticArgs {
         ElasticArgs {
             elasticsearch_url: url.into(),
             es_index_prefix: prefix.into(),
+            es_shards: 1,
+            es_replicas: 0,
             elasticsearch_ca_file: None,
             elasticsearch_api_key: None,
             elasticsearch_api_key_file: None,
             elasticsearch_username: None,
             elasticsearch_password: None,
             elasticsearch_password_file: None,
+        }
+    }
+
+    /// Shards and replicas of the indices Conveyor creates.
+    pub fn index_settings(&self) -> IndexSettings {
+        IndexSettings {
+            shards: self.es_shards,
+            replicas: self.es_replicas,
         }
     }
 
