@@ -31,7 +31,6 @@ cd "$ROOT"
 . "$ROOT/scripts/run.sh"
 . "$ROOT/scripts/test.sh"
 . "$ROOT/scripts/standard_webhooks.sh"
-. "$ROOT/scripts/lib/es_cluster.sh"
 
 case "${1:-run}" in
   test) cmd_test ;;

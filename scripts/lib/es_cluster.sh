@@ -58,10 +58,17 @@ cluster.routing.allocation.disk.watermark.high: 1gb
 cluster.routing.allocation.disk.watermark.flood_stage: 500mb
 action.destructive_requires_name: false
 EOT
+  # The start command as a script of its own: the test runs it to bring a stopped node back
+  # (ES_CLUSTER_RESTART), with the same config and data.
+  cat > "$ndir/start.sh" <<EOT
+#!/bin/sh
+exec runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ndir/config" \\
+  ES_JAVA_OPTS="-Xms384m -Xmx384m" "$ES_HOME/bin/elasticsearch" -d -p "$ndir/es.pid" \\
+  >"$ndir/logs/startup.out" 2>&1
+EOT
+  chmod 755 "$ndir/start.sh"
   chown -R "$ES_USER:$ES_USER" "$dir"
-  runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$ndir/config" \
-    ES_JAVA_OPTS="-Xms384m -Xmx384m" \
-    "$ES_HOME/bin/elasticsearch" -d -p "$ndir/es.pid" >"$ndir/logs/startup.out" 2>&1 \
+  "$ndir/start.sh" \
     || die "Elasticsearch cluster node $i failed to start (see $ndir/logs/conveyor-cluster-$port.log)"
 }
 
@@ -72,8 +79,11 @@ start_es_cluster() {
   if es_cluster_ready "$port"; then log "the Elasticsearch cluster already answers on $(es_cluster_urls "$port")"; return; fi
   mkdir -p "$dir"; chmod 755 "$dir"
   log "starting a 2-node Elasticsearch $ES_VERSION cluster on $(es_cluster_urls "$port")"
-  start_es_cluster_node 0 "$port" "$tport" "$dir"
-  start_es_cluster_node 1 "$port" "$tport" "$dir"
+  local p0 p1
+  start_es_cluster_node 0 "$port" "$tport" "$dir" & p0=$!
+  start_es_cluster_node 1 "$port" "$tport" "$dir" & p1=$!
+  wait "$p0" || die "Elasticsearch cluster node 0 did not start (see $dir/node0/logs)"
+  wait "$p1" || die "Elasticsearch cluster node 1 did not start (see $dir/node1/logs)"
   local t=0
   until es_cluster_ready "$port"; do
     t=$((t + 1)); [ $t -le 180 ] || die "Elasticsearch cluster not ready after 180 s (see $dir/node*/logs)"
@@ -96,9 +106,38 @@ cmd_dev_cluster() {
   ensure_java; ensure_elasticsearch
   start_es_cluster "$DEV_ES_CLUSTER_PORT" "$DEV_ES_CLUSTER_TRANSPORT_PORT" "$DEV_DIR/es-cluster"
   log "stop it with ./setup.sh dev cluster stop"
-  echo "export ES_CLUSTER_URL=$(es_cluster_urls "$DEV_ES_CLUSTER_PORT")"
+  echo "export ES_CLUSTER_URL=$(es_cluster_urls "$DEV_ES_CLUSTER_PORT") ES_CLUSTER_RESTART=$DEV_DIR/es-cluster/node1/start.sh"
 }
 cmd_dev_cluster_stop() {
   log "stopping the dev Elasticsearch cluster"
   stop_es_cluster "$DEV_DIR/es-cluster"
+}
+
+# start_es_cluster_bg HTTP_PORT TRANSPORT_PORT DIR: start_es_cluster in the background (its
+# output in DIR.log), so `./setup.sh test` builds while the nodes boot; es_cluster_join waits.
+ES_CLUSTER_JOB=""
+start_es_cluster_bg() {
+  ES_CLUSTER_LOG="$3.log"
+  ( t0=$SECONDS; start_es_cluster "$@"; echo $((SECONDS - t0)) > "$3.secs" ) > "$ES_CLUSTER_LOG" 2>&1 &
+  ES_CLUSTER_JOB=$!
+}
+
+# es_cluster_join DIR: waits for start_es_cluster_bg, shows its output, and lists how long the
+# cluster took to start among the parts' times (it ran beside the others).
+es_cluster_join() {
+  local rc=0 secs
+  [ -n "$ES_CLUSTER_JOB" ] || return 0
+  wait "$ES_CLUSTER_JOB" || rc=$?
+  ES_CLUSTER_JOB=""
+  cat "$ES_CLUSTER_LOG" 2>/dev/null || true
+  secs=$(cat "$1.secs" 2>/dev/null || echo "?")
+  TIMINGS+=("$(printf '%-44s %5s s%s' "2-node Elasticsearch cluster (in parallel)" "$secs" \
+    "$([ $rc -eq 0 ] || echo "  (exit code $rc)")")")
+  return $rc
+}
+
+# stop_es_cluster_bg DIR: ends a start still under way, then stops both nodes.
+stop_es_cluster_bg() {
+  if [ -n "$ES_CLUSTER_JOB" ]; then kill "$ES_CLUSTER_JOB" 2>/dev/null || true; ES_CLUSTER_JOB=""; fi
+  stop_es_cluster "$1"
 }
