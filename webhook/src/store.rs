@@ -119,17 +119,15 @@ impl ResourceStore {
     }
 
     async fn add_new_fields(&self) -> Result<(), StoreError> {
+        let (api, index) = (self.store.client().indices(), [self.index.as_str()]);
         let resp = self
             .store
             .call(|| {
-                self.store
-                    .client()
-                    .indices()
-                    .put_mapping(elasticsearch::indices::IndicesPutMappingParts::Index(&[
-                        &self.index,
-                    ]))
-                    .body(json!({ "properties": { "producer": { "type": "keyword" } } }))
-                    .send()
+                api.put_mapping(elasticsearch::indices::IndicesPutMappingParts::Index(
+                    &index,
+                ))
+                .body(json!({ "properties": { "producer": { "type": "keyword" } } }))
+                .send()
             })
             .await?;
         answer(resp).await.map(|_| ())
@@ -250,12 +248,13 @@ impl ResourceStore {
             "sort": [{ "delivered_at": "desc" }, { "resource_id": "asc" }],
             "query": { "match_all": {} }
         });
+        let index = [self.index.as_str()];
         let resp = self
             .store
             .call(|| {
                 self.store
                     .client()
-                    .search(SearchParts::Index(&[&self.index]))
+                    .search(SearchParts::Index(&index))
                     .body(&query)
                     .send()
             })
