@@ -96,6 +96,19 @@ async fn data_only_node(http: &reqwest::Client, url: &str, urls: &[String]) -> (
     (url, pid)
 }
 
+/// The command that starts the killed node again (`ES_CLUSTER_RESTART`): run at the end of the
+/// test, or when it drops unused (a failed assertion), so the next run finds two nodes.
+struct Restart(Option<String>);
+
+impl Drop for Restart {
+    fn drop(&mut self) {
+        if let Some(cmd) = self.0.take() {
+            eprintln!("starting the stopped node again: {cmd}");
+            let _ = std::process::Command::new(&cmd).status();
+        }
+    }
+}
+
 fn producer_total(out: &str, what: &str) -> u64 {
     out.lines()
         .filter(|l| l.contains("total sent="))
@@ -204,6 +217,11 @@ async fn a_data_node_killed_mid_load_loses_nothing_and_stores_nothing_twice() {
     for (index, s) in settings.as_object().expect("settings") {
         assert_eq!(s["settings"]["index"]["number_of_replicas"], "1", "{index}");
     }
+    let mut restart = Restart(
+        std::env::var("ES_CLUSTER_RESTART")
+            .ok()
+            .filter(|c| !c.is_empty()),
+    );
     let status = std::process::Command::new("kill")
         .args(["-KILL", &data_pid.to_string()])
         .status()
@@ -311,10 +329,18 @@ async fn a_data_node_killed_mid_load_loses_nothing_and_stores_nothing_twice() {
         "each resource stored once"
     );
     assert_eq!(delivered.len(), complete.len(), "no other resource stored");
-    assert_eq!(
-        applied,
-        complete.len() as u64,
-        "each applied once at the webhook"
+    // A `_bulk` of creates under way on the killed node may have been applied without the
+    // webhook service hearing so: the worker's retry then finds the resource there and the
+    // service counts a recognised repeat. Applied twice would show as more `stored` than
+    // resources (or two documents for one resource, checked above).
+    assert!(
+        applied <= complete.len() as u64,
+        "no resource applied twice at the webhook: {applied} of {}",
+        complete.len()
+    );
+    assert!(
+        applied + repeats >= complete.len() as u64,
+        "a delivery answered for each resource"
     );
     let resources_settings = get(
         &http,
@@ -326,12 +352,34 @@ async fn a_data_node_killed_mid_load_loses_nothing_and_stores_nothing_twice() {
         .and_then(|o| o.values().next())
         .map(|s| s["settings"]["index"]["number_of_replicas"].clone());
     assert_eq!(replicas, Some(Value::from("1")), "{resources_settings}");
+    // How the services saw it: each process's pool marks the node dead on its first transport
+    // failure there (the log line of `pipeline::store::pool`).
+    let mut logs = vec![("consumer", stack.consumer().map(|g| g.output()))];
+    logs.push(("webhook", stack.webhook().map(|g| g.output())));
+    for i in 0..2 {
+        logs.push(("worker", stack.worker(i).map(|w| w.guard.output())));
+    }
+    let marked: Vec<String> = logs
+        .iter()
+        .map(|(name, log)| {
+            let n = log
+                .as_deref()
+                .unwrap_or_default()
+                .matches("elasticsearch node marked dead")
+                .count();
+            format!("{name} {n}")
+        })
+        .collect();
+    println!(
+        "'node marked dead' log lines per process: {}",
+        marked.join(", ")
+    );
     drop(stack);
 
     // Bring the node back (the command scripts/lib/es_cluster.sh wrote), so the next run finds
     // two nodes.
-    match std::env::var("ES_CLUSTER_RESTART") {
-        Ok(cmd) if !cmd.is_empty() => {
+    match restart.0.take() {
+        Some(cmd) => {
             let t = Instant::now();
             let status = std::process::Command::new(&cmd).status().expect("restart");
             assert!(status.success(), "{cmd} failed");
@@ -348,7 +396,7 @@ async fn a_data_node_killed_mid_load_loses_nothing_and_stores_nothing_twice() {
                 (t.elapsed().max(rejoined)).as_secs_f64()
             );
         }
-        _ => eprintln!(
+        None => eprintln!(
             "!! ES_CLUSTER_RESTART unset: node {data_url} left down (./setup.sh dev cluster \
              restarts it)"
         ),
