@@ -1,9 +1,9 @@
 //! The one Elasticsearch client of every binary, built from service-kit's `ElasticArgs`, and the
-//! one request path ([`Store::call`]) that every store request goes through.
+//! failover of the one request path (`Store::call`) that every store request goes through.
 //!
 //! One node URL: the client's `SingleNodeConnectionPool`, every request sent once (as before
 //! multi-node support). Several: our [`NodePool`] (round-robin over live nodes, dead-node
-//! backoff), which [`Store::call`] tells how each request went, and a request that could not
+//! backoff), which [`failover`] tells how each request went, and a request that could not
 //! connect is sent again to the next live node. Owns no index names and no request bodies.
 
 use std::future::Future;
@@ -19,7 +19,6 @@ use elasticsearch::Elasticsearch;
 use service_kit::config::{ElasticArgs, ElasticAuth};
 
 use super::pool::NodePool;
-use super::{Store, StoreError};
 
 /// The client for `args` and, with several node URLs, its pool: errors name the setting at
 /// fault, never a secret.
@@ -66,47 +65,40 @@ fn transport_failure(e: &elasticsearch::Error) -> Option<(&elasticsearch::http::
     Some((http.url()?, http.is_connect()))
 }
 
-impl Store {
-    /// Sends one request built by `request` (called once per attempt; it borrows the client,
-    /// e.g. `|| store.client().bulk(…).body(&body).send()`) and answers its response, or
-    /// `Unavailable` when no node answered.
-    ///
-    /// With several nodes, the node of a transport failure (refused, reset, timed out) is marked
-    /// dead, and an answer marks its node live. A request that failed to *connect* is sent again
-    /// to the next live node, up to once per node: it never reached Elasticsearch, so sending it
-    /// again cannot apply it twice. (Our writes would survive a repeat anyway — `_bulk` with an
-    /// explicit `_id` per document — but a create-only write repeated after it was applied reads
-    /// as "duplicate", and a timed-out or reset request may have been applied: those are not
-    /// repeated here; the caller's retry (the queue's redelivery) decides.)
-    pub async fn call<F, Fut>(&self, request: F) -> Result<Response, StoreError>
-    where
-        F: Fn() -> Fut,
-        Fut: Future<Output = Result<Response, elasticsearch::Error>>,
-    {
-        let Some(pool) = &self.pool else {
-            return request()
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()));
+/// Sends one request built by `request` (called once per attempt) through `pool`: the node of a
+/// transport failure (refused, reset, timed out) is marked dead, an answer marks its node live,
+/// and a request that failed to *connect* is sent again to the next live node, up to once per
+/// node. It never reached Elasticsearch, so sending it again cannot apply it twice. (Our writes
+/// would survive a repeat anyway — `_bulk` with an explicit `_id` per document — but a
+/// create-only write repeated after it was applied reads as "duplicate", and a timed-out or
+/// reset request may have been applied: those are not repeated here; the caller's retry (the
+/// queue's redelivery) decides.)
+pub(super) async fn failover<F, Fut>(
+    pool: &NodePool,
+    request: F,
+) -> Result<Response, elasticsearch::Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Response, elasticsearch::Error>>,
+{
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match request().await {
+            Ok(response) => {
+                pool.answered(response.url());
+                return Ok(response);
+            }
+            Err(e) => e,
         };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let error = match request().await {
-                Ok(response) => {
-                    pool.answered(response.url());
-                    return Ok(response);
-                }
-                Err(e) => e,
-            };
-            let failure = transport_failure(&error);
-            if let Some((url, _)) = failure {
-                pool.failed(url);
-            }
-            let connect = failure.is_some_and(|(_, connect)| connect);
-            if !connect || attempts >= pool.len() || pool.live() == 0 {
-                return Err(StoreError::Unavailable(error.to_string()));
-            }
-            tracing::debug!(error = %error, attempts, "elasticsearch node unreachable; next node");
+        let failure = transport_failure(&error);
+        if let Some((url, _)) = failure {
+            pool.failed(url);
         }
+        let connect = failure.is_some_and(|(_, connect)| connect);
+        if !connect || attempts >= pool.len() || pool.live() == 0 {
+            return Err(error);
+        }
+        tracing::debug!(error = %error, attempts, "elasticsearch node unreachable; next node");
     }
 }

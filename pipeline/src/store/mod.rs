@@ -211,6 +211,28 @@ impl Store {
         }
     }
 
+    /// Sends one request built by `request` (called once per attempt; it borrows the client,
+    /// e.g. `|| store.client().bulk(…).body(&body).send()`) and answers its response, or
+    /// `Unavailable` when no node answered. With several nodes, dead nodes are skipped and a
+    /// request that could not connect goes to the next node (`client::failover` says why that
+    /// is safe and why nothing else is repeated); with one, it is sent once.
+    pub async fn call<F, Fut>(
+        &self,
+        request: F,
+    ) -> Result<elasticsearch::http::response::Response, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+        >,
+    {
+        let result = match &self.pool {
+            None => request().await,
+            Some(pool) => client::failover(pool, request).await,
+        };
+        result.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
     /// One request with a JSON body (or none); returns the status and the JSON answer
     /// (`Value::Null` for an empty body, e.g. HEAD). Transport failures are `Unavailable`.
     async fn send(
