@@ -11,6 +11,8 @@
 #                       stack, stop everything again; exit code = verdict
 #   ./setup.sh dev      start the test Redis (:16379) + Elasticsearch (:19200) and leave them
 #                       running for `cargo test` by hand; `./setup.sh dev stop` stops them
+#   ./setup.sh dev cluster  start a 2-node Elasticsearch cluster (:19220, :19221) for
+#                       tests/tests/es_cluster.rs; `./setup.sh dev cluster stop` stops it
 #
 # Everything this script needs it installs itself (apt packages, Elasticsearch, Rust crates,
 # the notebook's Python packages), so it works on a fresh machine. Re-running any verb is safe.
@@ -37,7 +39,8 @@ case "${1:-run}" in
     case "${2:-start}" in
       start|up) cmd_dev ;;
       stop|down) cmd_dev_stop ;;
-      *) die "unknown dev verb '$2' (use: ./setup.sh dev [stop])" ;;
+      cluster) case "${3:-start}" in stop|down) cmd_dev_cluster_stop ;; *) cmd_dev_cluster ;; esac ;;
+      *) die "unknown dev verb '$2' (use: ./setup.sh dev [stop|cluster [stop]])" ;;
     esac ;;
   run|up|start) [ $# -gt 0 ] && shift; cmd_run "$@" ;;
   --workers|--workers=*) cmd_run "$@" ;;

@@ -1,9 +1,11 @@
 # The test suite (sourced by setup.sh): `./setup.sh test` installs what is missing, starts a
-# private Redis + Elasticsearch, runs cargo fmt --check, clippy (warnings are errors), builds the
-# release binaries (the launcher among them) once, runs every test with CONVEYOR_BIN_DIR pointing
-# at them, runs the pipeline tests once more against a TLS-only Redis with an ACL user and an
-# Elasticsearch with security on over HTTPS (scripts/lib/secured.sh), runs schemathesis (every
-# check) against the consumer's /openapi.json on a private stack,
+# private Redis + Elasticsearch (and, beside them, a 2-node Elasticsearch cluster for
+# tests/tests/es_cluster.rs: scripts/lib/es_cluster.sh), runs cargo fmt --check, clippy
+# (warnings are errors), builds the release binaries (the launcher among them) once, runs every
+# test with CONVEYOR_BIN_DIR pointing at them, runs the pipeline tests once more against a
+# TLS-only Redis with an ACL user and an Elasticsearch with security on over HTTPS
+# (scripts/lib/secured.sh), runs schemathesis (every check) against the consumer's
+# /openapi.json on a private stack,
 # then executes the notebook against a private stack started by the launcher; it prints
 # how long each part took and stops everything it started. Exit code = verdict.
 # shellcheck shell=bash
@@ -11,6 +13,8 @@
 . "$ROOT/scripts/lib/secured.sh"
 # shellcheck source=scripts/lib/redis_cluster.sh
 . "$ROOT/scripts/lib/redis_cluster.sh"
+# shellcheck source=scripts/lib/es_cluster.sh
+. "$ROOT/scripts/lib/es_cluster.sh"
 
 stop_notebook_stack() { # stops the notebook's stack and drops its Redis keys and indices
   [ "${NB_STACK_DIR:-}" ] || return 0
@@ -139,12 +143,16 @@ cmd_test() {
     stop_swh_stack
     stop_secured_servers "$TEST_STATE/secured"
     stop_redis_cluster "$TEST_STATE/cluster"
+    log "stopping the 2-node Elasticsearch cluster"
+    stop_es_cluster_bg "$TEST_STATE/es-cluster"
     log "stopping the test Redis and Elasticsearch"
     stop_pidfile "$TEST_STATE/redis/redis.pid" "$REDIS_PATTERN"
     stop_pidfile "$TEST_STATE/es/es.pid" "$ES_PATTERN"
     rm -rf "$TEST_STATE"
   }
   trap stop_test_services EXIT
+  # The 2-node cluster of tests/tests/es_cluster.rs boots beside everything up to `cargo test`.
+  start_es_cluster_bg "$TEST_ES_CLUSTER_PORT" "$TEST_ES_CLUSTER_TRANSPORT_PORT" "$TEST_STATE/es-cluster"
   timed "start the test Redis and Elasticsearch" start_test_servers
   # The Redis Cluster starts in the background while the checks and the build run; its time is
   # printed with the others.
@@ -175,10 +183,15 @@ cmd_test() {
   [ $cluster_rc -eq 0 ] || { cat "$TEST_STATE/cluster.log" >&2; die "the test Redis Cluster did not start"; }
   export TEST_REDIS_CLUSTER_URL="$(redis_cluster_url "$TEST_REDIS_CLUSTER_PORT")"
   log "Redis Cluster for the queue's cluster tests: $TEST_REDIS_CLUSTER_URL"
+  log "waiting for the 2-node Elasticsearch cluster (tests/tests/es_cluster.rs)"
+  es_cluster_join "$TEST_STATE/es-cluster" || warn "the 2-node Elasticsearch cluster did not start; es_cluster will fail"
+  export ES_CLUSTER_URL ES_CLUSTER_RESTART="$TEST_STATE/es-cluster/node1/start.sh"
+  ES_CLUSTER_URL="$(es_cluster_urls "$TEST_ES_CLUSTER_PORT")"
   log "cargo test (Redis $REDIS_URL, Elasticsearch $ELASTICSEARCH_URL, binaries $CONVEYOR_BIN_DIR)"
   local rc=0
   timed "cargo test" cargo test --workspace --quiet --no-fail-fast -- --test-threads="${TEST_THREADS:-4}" || rc=$?
   [ $rc -eq 0 ] || warn "cargo test failed (exit code $rc); running the remaining steps anyway"
+  stop_es_cluster_bg "$TEST_STATE/es-cluster" # only es_cluster.rs uses it: free its memory now
   log "pipeline against secured servers: TLS-only Redis + ACL user, Elasticsearch with security on (HTTPS, role-restricted API key)"
   local sec_rc=0
   timed "secured Redis + Elasticsearch, pipeline" run_secured_pipeline || sec_rc=$?

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use elasticsearch::{Elasticsearch, SearchParts};
+use elasticsearch::SearchParts;
 use pipeline::store::{exact_number, MessageStats, Store};
 use serde_json::{json, Value};
 use service_kit::config::ElasticArgs;
@@ -15,7 +15,8 @@ use crate::snapshot::{EsFigures, Latency, SECONDS_IN_CHART};
 /// Reads the dashboard figures; cheap to clone.
 #[derive(Clone)]
 pub struct StatsReader {
-    client: Elasticsearch,
+    /// The pipeline store: its client, and its request path (dead nodes skipped).
+    store: Store,
     messages: String,
     resources: String,
     timeout: Duration,
@@ -27,9 +28,9 @@ impl StatsReader {
     pub fn new(args: &ElasticArgs, timeout: Duration) -> anyhow::Result<StatsReader> {
         let store = Store::new(args)?;
         Ok(StatsReader {
-            client: store.client().clone(),
             messages: store.messages_index().to_string(),
             resources: store.resources_index().to_string(),
+            store,
             timeout,
         })
     }
@@ -37,16 +38,24 @@ impl StatsReader {
     /// One `_search` request; `now_ms` (Unix ms) anchors every time window.
     pub async fn read(&self, now_ms: i64) -> Result<EsFigures, SourceError> {
         let indices = [self.messages.as_str(), self.resources.as_str()];
+        let body = query_body(&self.messages, &self.resources, now_ms);
         let response = self
-            .client
-            .search(SearchParts::Index(&indices))
-            .ignore_unavailable(true)
-            .allow_no_indices(true)
-            .request_timeout(self.timeout)
-            .body(query_body(&self.messages, &self.resources, now_ms))
-            .send()
+            .store
+            .call(|| {
+                self.store
+                    .client()
+                    .search(SearchParts::Index(&indices))
+                    .ignore_unavailable(true)
+                    .allow_no_indices(true)
+                    .request_timeout(self.timeout)
+                    .body(&body)
+                    .send()
+            })
             .await
-            .map_err(|e| SourceError::EsUnreachable(e.to_string()))?;
+            .map_err(|e| match e {
+                pipeline::store::StoreError::Unavailable(why) => SourceError::EsUnreachable(why),
+                other => SourceError::EsUnreachable(other.to_string()),
+            })?;
         let status = response.status_code().as_u16();
         let text = response
             .text()

@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 21] = [
+pub const TUNABLES: [(&str, &str); 23] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -30,6 +30,9 @@ pub const TUNABLES: [(&str, &str); 21] = [
     ("HTTP_IDLE_TIMEOUT", "5s"),
     ("MAX_CONCURRENT_REQUESTS", "1024"),
     ("MAX_SSE_CLIENTS", "256"),
+    // Shards and replicas of the indices the services create (one node: 1 and 0).
+    ("ES_SHARDS", "1"),
+    ("ES_REPLICAS", "0"),
     // Empty: traces are not exported (only their ids are logged).
     ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 ];
@@ -233,6 +236,8 @@ impl StackConfig {
                 ("ELASTICSEARCH_URL", self.elasticsearch_url.clone()),
                 ("QUEUE_NAMESPACE", self.namespace.clone()),
                 ("ES_INDEX_PREFIX", self.index_prefix.clone()),
+                ("ES_SHARDS", t("ES_SHARDS")),
+                ("ES_REPLICAS", t("ES_REPLICAS")),
             ];
             env.extend(self.transport.pairs(&REDIS_TRANSPORT));
             env.extend(elastic());
@@ -299,6 +304,8 @@ impl StackConfig {
                 // the webhook service talks to Elasticsearch only (no Redis)
                 env.push(("ELASTICSEARCH_URL", self.elasticsearch_url.clone()));
                 env.push(("ES_INDEX_PREFIX", self.index_prefix.clone()));
+                env.push(("ES_SHARDS", t("ES_SHARDS")));
+                env.push(("ES_REPLICAS", t("ES_REPLICAS")));
                 env.extend(elastic());
                 env.extend(logging());
                 env.extend(http());

@@ -25,7 +25,7 @@ async fn a_legacy_index_moves_behind_the_alias_without_losing_a_document() {
         &env,
         Method::PUT,
         &format!("/{old}"),
-        Some(messages_index_body()),
+        Some(messages_index_body(Default::default())),
     )
     .await;
     assert_eq!(status, 200, "{answer}");

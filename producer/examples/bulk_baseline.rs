@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
 
     let created = http
         .put(format!("{es}/{index}"))
-        .json(&pipeline::store::messages_index_body())
+        .json(&pipeline::store::messages_index_body(Default::default()))
         .send()
         .await?;
     if !created.status().is_success() {

@@ -17,6 +17,7 @@ use pipeline::resource::CollatedResource;
 use pipeline::store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use service_kit::config::IndexSettings;
 
 /// A delivered resource as stored (document in ES and content of the output file).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -82,10 +83,15 @@ impl ResourceStore {
         &self.index
     }
 
-    /// The explicit mapping of the index (strict: unknown fields are refused).
-    pub fn mapping() -> Value {
+    /// Settings (shards and replicas from `ES_SHARDS` / `ES_REPLICAS`) and the explicit mapping
+    /// of the index (strict: unknown fields are refused).
+    pub fn mapping(settings: IndexSettings) -> Value {
         json!({
-            "settings": { "number_of_replicas": 0, "refresh_interval": "1s" },
+            "settings": {
+                "number_of_shards": settings.shards,
+                "number_of_replicas": settings.replicas,
+                "refresh_interval": "1s"
+            },
             "mappings": {
                 "dynamic": "strict",
                 "properties": {
@@ -107,23 +113,23 @@ impl ResourceStore {
     /// later versions introduced (`producer`) to an index an older version created.
     pub async fn ensure_index(&self) -> Result<(), StoreError> {
         self.store
-            .ensure_index(&self.index, Self::mapping())
+            .ensure_index(&self.index, Self::mapping(self.store.index_settings()))
             .await?;
         self.add_new_fields().await
     }
 
     async fn add_new_fields(&self) -> Result<(), StoreError> {
+        let (api, index) = (self.store.client().indices(), [self.index.as_str()]);
         let resp = self
             .store
-            .client()
-            .indices()
-            .put_mapping(elasticsearch::indices::IndicesPutMappingParts::Index(&[
-                &self.index,
-            ]))
-            .body(json!({ "properties": { "producer": { "type": "keyword" } } }))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .call(|| {
+                api.put_mapping(elasticsearch::indices::IndicesPutMappingParts::Index(
+                    &index,
+                ))
+                .body(json!({ "properties": { "producer": { "type": "keyword" } } }))
+                .send()
+            })
+            .await?;
         answer(resp).await.map(|_| ())
     }
 
@@ -131,7 +137,11 @@ impl ResourceStore {
     pub async fn ensure_until(&self, shutdown: &tokio_util::sync::CancellationToken) -> bool {
         if !self
             .store
-            .ensure_until(&self.index, Self::mapping(), shutdown)
+            .ensure_until(
+                &self.index,
+                Self::mapping(self.store.index_settings()),
+                shutdown,
+            )
             .await
         {
             return false;
@@ -164,21 +174,20 @@ impl ResourceStore {
         docs: Vec<(String, Value)>,
     ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
         let n = docs.len();
-        let mut body = Vec::with_capacity(2 * n);
+        let mut lines = Vec::with_capacity(2 * n);
         for (id, source) in docs {
-            body.push(JsonBody::new(
-                json!({ "create": { "_index": self.index, "_id": id } }),
-            ));
-            body.push(JsonBody::new(source));
+            lines.push(json!({ "create": { "_index": self.index, "_id": id } }));
+            lines.push(source);
         }
+        // Through `Store::call`: sent again to another node only when the connection was refused
+        // (a create applied twice would read as a duplicate; a refused one was never applied).
         let resp = self
             .store
-            .client()
-            .bulk(BulkParts::None)
-            .body(body)
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .call(|| {
+                let body: Vec<JsonBody<&Value>> = lines.iter().map(JsonBody::new).collect();
+                self.store.client().bulk(BulkParts::None).body(body).send()
+            })
+            .await?;
         let answer = answer(resp).await?;
         let items = answer["items"].as_array().map_or(&[][..], Vec::as_slice);
         if items.len() != n {
@@ -195,14 +204,17 @@ impl ResourceStore {
 
     /// The stored resource, `None` when absent (or when nothing was ever delivered).
     pub async fn get(&self, key: &ResourceKey) -> Result<Option<DeliveredResource>, StoreError> {
+        let ids = json!({ "ids": [key.to_string()] });
         let resp = self
             .store
-            .client()
-            .mget(MgetParts::Index(&self.index))
-            .body(json!({ "ids": [key.to_string()] }))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .call(|| {
+                self.store
+                    .client()
+                    .mget(MgetParts::Index(&self.index))
+                    .body(&ids)
+                    .send()
+            })
+            .await?;
         let body = match answer(resp).await {
             Ok(body) => body,
             Err(StoreError::Rejected { status: 404, .. }) => return Ok(None),
@@ -230,19 +242,23 @@ impl ResourceStore {
         } else {
             (size, json!(["word_lengths"]))
         };
+        let query = json!({
+            "from": from, "size": size,
+            "_source": { "excludes": excludes },
+            "sort": [{ "delivered_at": "desc" }, { "resource_id": "asc" }],
+            "query": { "match_all": {} }
+        });
+        let index = [self.index.as_str()];
         let resp = self
             .store
-            .client()
-            .search(SearchParts::Index(&[&self.index]))
-            .body(json!({
-                "from": from, "size": size,
-                "_source": { "excludes": excludes },
-                "sort": [{ "delivered_at": "desc" }, { "resource_id": "asc" }],
-                "query": { "match_all": {} }
-            }))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .call(|| {
+                self.store
+                    .client()
+                    .search(SearchParts::Index(&index))
+                    .body(&query)
+                    .send()
+            })
+            .await?;
         let status = resp.status_code().as_u16();
         let bytes = resp.bytes().await.map_err(unavailable)?;
         match status {

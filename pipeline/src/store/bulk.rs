@@ -184,18 +184,20 @@ impl Store {
             CONTENT_TYPE,
             HeaderValue::from_static("application/x-ndjson"),
         );
+        // Through `call`: a refused connection is sent again to another node (an `index` action
+        // with an explicit `_id` writes the same document however often it is applied).
         let response = self
-            .client
-            .send(
-                Method::Post,
-                &path,
-                headers,
-                Some(&[("filter_path", FILTER_PATH)]),
-                Some(body),
-                None,
-            )
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .call(|| {
+                self.client.send(
+                    Method::Post,
+                    &path,
+                    headers.clone(),
+                    Some(&[("filter_path", FILTER_PATH)]),
+                    Some(body.as_slice()),
+                    None,
+                )
+            })
+            .await?;
         let status = response.status_code().as_u16();
         let bytes = response
             .bytes()

@@ -84,7 +84,7 @@ impl Store {
     /// same length never match the same name, and Elasticsearch refuses overlapping templates
     /// only at equal priority.
     pub fn messages_template_body(&self) -> Value {
-        let mut template = messages_index_body();
+        let mut template = messages_index_body(self.settings);
         template["aliases"] = json!({ self.messages.as_str(): {} });
         json!({
             "index_patterns": [format!("{}-*", self.messages)],
@@ -126,7 +126,7 @@ impl Store {
                 continue;
             }
             let name = self.daily_index(day);
-            let mut body = messages_index_body();
+            let mut body = messages_index_body(self.settings);
             body["aliases"] = json!({ self.messages.as_str(): {} });
             let (status, answer) = self
                 .send(Method::Put, &format!("/{name}"), None, Some(body))

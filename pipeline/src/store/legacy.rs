@@ -105,7 +105,7 @@ impl Store {
         }
         ok(status, &answer)?;
         let settings = json!({"settings": {
-            "index.number_of_replicas": 0,
+            "index.number_of_replicas": self.settings.replicas,
             "index.refresh_interval": "1s"
         }});
         let (status, answer) = self

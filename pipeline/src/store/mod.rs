@@ -9,13 +9,16 @@
 //! their own mapping through [`Store::ensure_index`]. It never refreshes per write and never
 //! retries a rejected document (only 429/5xx items, a few times).
 //!
-//! Modules: [`daily`] (the layout: names, template, start-up), `legacy` (the upgrade from a
-//! single `messages` index), [`retention`] (which daily indices are past the retention), `bulk`
-//! (writes), `query` (reads).
+//! Modules: `client` (the client over one node or several, and the one request path,
+//! [`Store::call`]), [`pool`] (the multi-node pool), [`daily`] (the layout: names, template,
+//! start-up), `legacy` (the upgrade from a single `messages` index), [`retention`] (which daily
+//! indices are past the retention), `bulk` (writes), `query` (reads).
 
 mod bulk;
+mod client;
 pub mod daily;
 mod legacy;
+pub mod pool;
 mod query;
 pub mod retention;
 pub use daily::DAY_FORMAT;
@@ -23,17 +26,14 @@ pub use query::{exact_number, Fields, MessagesPage, MAX_HEAVY_PAGE};
 
 use std::time::Duration;
 
-use elasticsearch::auth::Credentials;
-use elasticsearch::cert::{Certificate, CertificateValidation};
 use elasticsearch::http::headers::HeaderMap;
 use elasticsearch::http::request::JsonBody;
-use elasticsearch::http::transport::{SingleNodeConnectionPool, TransportBuilder};
 use elasticsearch::http::Method;
 use elasticsearch::Elasticsearch;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use service_kit::config::{ElasticArgs, ElasticAuth};
+use service_kit::config::{ElasticArgs, IndexSettings};
 
 /// Largest page a list read returns.
 pub use service_kit::http::body::MAX_PAGE;
@@ -82,6 +82,10 @@ pub struct MessageStats {
 #[derive(Clone)]
 pub struct Store {
     client: Elasticsearch,
+    /// The multi-node pool the client uses (several node URLs); None for one node.
+    pool: Option<pool::NodePool>,
+    /// Shards and replicas of the indices this store creates.
+    settings: IndexSettings,
     messages: String,
     resources: String,
     /// Daily indices this process created or saw created (so a write does not ask again).
@@ -90,19 +94,33 @@ pub struct Store {
 
 impl Store {
     /// Builds the one Elasticsearch client every binary uses from `args` (no request is made):
-    /// the URL, `ELASTICSEARCH_CA_FILE` trusted for https, and the API key or basic auth.
+    /// the URL(s), `ELASTICSEARCH_CA_FILE` trusted for https, and the API key or basic auth.
     pub fn new(args: &ElasticArgs) -> anyhow::Result<Store> {
+        let (client, pool) = client::build(args)?;
         Ok(Store {
-            client: client(args)?,
+            client,
+            pool,
+            settings: args.index_settings(),
             messages: args.index(MESSAGES_INDEX),
             resources: args.index(RESOURCES_INDEX),
             days: daily::KnownDays::default(),
         })
     }
 
-    /// The underlying client, for queries that live elsewhere (e.g. the dashboard).
+    /// The underlying client, for queries that live elsewhere (e.g. the dashboard); send them
+    /// through [`Store::call`] so that a dead node is skipped and a refused connection retried.
     pub fn client(&self) -> &Elasticsearch {
         &self.client
+    }
+
+    /// With several node URLs: (nodes live now, nodes); None for one node.
+    pub fn nodes(&self) -> Option<(usize, usize)> {
+        self.pool.as_ref().map(|p| (p.live(), p.len()))
+    }
+
+    /// Shards and replicas of the indices this store creates (`ES_SHARDS`, `ES_REPLICAS`).
+    pub fn index_settings(&self) -> IndexSettings {
+        self.settings
     }
 
     /// The alias every reader uses (`{prefix}messages`); writes go to the daily indices.
@@ -165,17 +183,17 @@ impl Store {
     /// Answers Ok when `_cluster/health` answers and the cluster is not red.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let response = self
-            .client
-            .send(
-                Method::Get,
-                "/_cluster/health",
-                HeaderMap::new(),
-                None::<&[(&str, &str)]>,
-                None::<JsonBody<Value>>,
-                Some(Duration::from_secs(2)),
-            )
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .call(|| {
+                self.client.send(
+                    Method::Get,
+                    "/_cluster/health",
+                    HeaderMap::new(),
+                    None::<&[(&str, &str)]>,
+                    None::<JsonBody<Value>>,
+                    Some(Duration::from_secs(2)),
+                )
+            })
+            .await?;
         let status = response.status_code().as_u16();
         let body: Value = response
             .json()
@@ -193,6 +211,28 @@ impl Store {
         }
     }
 
+    /// Sends one request built by `request` (called once per attempt; it borrows the client,
+    /// e.g. `|| store.client().bulk(…).body(&body).send()`) and answers its response, or
+    /// `Unavailable` when no node answered. With several nodes, dead nodes are skipped and a
+    /// request that could not connect goes to the next node (`client::failover` says why that
+    /// is safe and why nothing else is repeated); with one, it is sent once.
+    pub async fn call<F, Fut>(
+        &self,
+        request: F,
+    ) -> Result<elasticsearch::http::response::Response, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<
+            Output = Result<elasticsearch::http::response::Response, elasticsearch::Error>,
+        >,
+    {
+        let result = match &self.pool {
+            None => request().await,
+            Some(pool) => client::failover(pool, request).await,
+        };
+        result.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
     /// One request with a JSON body (or none); returns the status and the JSON answer
     /// (`Value::Null` for an empty body, e.g. HEAD). Transport failures are `Unavailable`.
     async fn send(
@@ -202,46 +242,15 @@ impl Store {
         query: Option<&[(&str, &str)]>,
         body: Option<Value>,
     ) -> Result<(u16, Value), StoreError> {
+        let body = body.map(JsonBody::new);
         let response = self
-            .client
-            .send(
-                method,
-                path,
-                HeaderMap::new(),
-                query,
-                body.map(JsonBody::new),
-                None,
-            )
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .call(|| {
+                self.client
+                    .send(method, path, HeaderMap::new(), query, body.as_ref(), None)
+            })
+            .await?;
         read_answer(response).await
     }
-}
-
-/// The client for `args`: errors name the setting at fault, never a secret.
-fn client(args: &ElasticArgs) -> anyhow::Result<Elasticsearch> {
-    use anyhow::Context;
-    let conn = args.connection()?;
-    let mut builder = TransportBuilder::new(SingleNodeConnectionPool::new(conn.url))
-        .timeout(Duration::from_secs(30));
-    if let Some(pem) = &conn.ca_pem {
-        let cert =
-            Certificate::from_pem(pem).context("ELASTICSEARCH_CA_FILE is not a PEM certificate")?;
-        builder = builder.cert_validation(CertificateValidation::Full(cert));
-    }
-    builder = match conn.auth {
-        Some(ElasticAuth::ApiKey(key)) => {
-            builder.auth(Credentials::EncodedApiKey(key.expose().to_string()))
-        }
-        Some(ElasticAuth::Basic { username, password }) => {
-            builder.auth(Credentials::Basic(username, password.expose().to_string()))
-        }
-        None => builder,
-    };
-    let transport = builder
-        .build()
-        .context("building the Elasticsearch transport")?;
-    Ok(Elasticsearch::new(transport))
 }
 
 /// Runs `attempt` until it succeeds (true) or `shutdown` is cancelled (false), pausing 200 ms
@@ -310,13 +319,14 @@ fn rejected(status: u16, answer: &Value) -> StoreError {
     StoreError::Rejected { status, reason }
 }
 
-/// Settings and the strict mapping of the `messages` index.
-pub fn messages_index_body() -> Value {
+/// Settings (shards and replicas from `settings`) and the strict mapping of the `messages`
+/// index.
+pub fn messages_index_body(settings: IndexSettings) -> Value {
     let date = json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"});
     json!({
         "settings": {
-            "number_of_shards": 1,
-            "number_of_replicas": 0,
+            "number_of_shards": settings.shards,
+            "number_of_replicas": settings.replicas,
             "refresh_interval": "1s"
         },
         "mappings": {

@@ -216,18 +216,19 @@ impl Store {
 
     /// `_search` on the messages index, answered as bytes (404 when the index does not exist).
     async fn search_bytes(&self, body: Value) -> Result<(u16, bytes::Bytes), StoreError> {
+        let (path, body) = (format!("/{}/_search", self.messages), JsonBody::new(body));
         let response = self
-            .client
-            .send(
-                Method::Post,
-                &format!("/{}/_search", self.messages),
-                HeaderMap::new(),
-                None::<&()>,
-                Some(JsonBody::new(body)),
-                None,
-            )
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            .call(|| {
+                self.client.send(
+                    Method::Post,
+                    &path,
+                    HeaderMap::new(),
+                    None::<&()>,
+                    Some(&body),
+                    None,
+                )
+            })
+            .await?;
         read_bytes(response).await
     }
 

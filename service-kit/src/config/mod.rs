@@ -9,7 +9,7 @@ mod redis;
 
 use clap::Args;
 
-pub use self::elastic::{ElasticArgs, ElasticAuth, ElasticConnection};
+pub use self::elastic::{ElasticArgs, ElasticAuth, ElasticConnection, IndexSettings};
 pub use self::redis::{install_crypto_provider, RedisArgs};
 
 pub use crate::http::HttpArgs;
