@@ -217,6 +217,26 @@ async fn a_data_node_killed_mid_load_loses_nothing_and_stores_nothing_twice() {
     for (index, s) in settings.as_object().expect("settings") {
         assert_eq!(s["settings"]["index"]["number_of_replicas"], "1", "{index}");
     }
+    // Every shard of this test's indices has its replica started (green) before a node goes:
+    // only then does losing one node lose no acknowledged write. A replica still initializing
+    // (a daily index created moments ago, on a busy machine) would leave its primary alone on
+    // the killed node and the cluster red — a test of nothing the store controls.
+    let indices = format!("{}*", env.index(""));
+    let green_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = get(
+            &http,
+            &format!("{master_url}/_cluster/health/{indices}?wait_for_status=green&timeout=5s"),
+        )
+        .await;
+        if health["status"] == "green" {
+            break;
+        }
+        assert!(
+            Instant::now() < green_by,
+            "replicas of {indices} not started within 30 s: {health}"
+        );
+    }
     let mut restart = Restart(
         std::env::var("ES_CLUSTER_RESTART")
             .ok()
