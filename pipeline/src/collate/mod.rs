@@ -79,6 +79,13 @@ struct Part {
     r: DateTime<Utc>,
 }
 
+/// One packet's part of a `collate.lua` call: its resource's two keys (parts, meta) and its eight
+/// ARGV values, in the script's order.
+struct PacketArgs {
+    keys: [String; 2],
+    argv: [String; 8],
+}
+
 /// What [`Collator::fetch`] found for a delivery job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Fetched {
@@ -186,7 +193,7 @@ impl Collator {
         let max = self.max_word_lengths.to_string();
         let keep = self.webhooks.config().dead_letter_max.to_string();
         // Packets per partition, in batch order (one partition is one hash slot).
-        let mut packets: BTreeMap<u16, Vec<[String; 10]>> = BTreeMap::new();
+        let mut packets: BTreeMap<u16, Vec<PacketArgs>> = BTreeMap::new();
         for (i, m) in messages.iter().enumerate() {
             let trace = traces.get(i).and_then(Option::as_deref).unwrap_or("");
             let Some(part) = &m.part else {
@@ -200,18 +207,19 @@ impl Collator {
                 r: m.received_at,
             })?;
             let payload = serde_json::to_string(&DeliveryJob { key })?;
-            packets.entry(p).or_default().push([
-                format!("{prefix}parts"),
-                format!("{prefix}meta"),
-                id,
-                seq.to_string(),
-                total.to_string(),
-                part,
-                m.word_lengths.len().to_string(),
-                uuid::Uuid::now_v7().to_string(),
-                payload,
-                trace.to_string(),
-            ]);
+            packets.entry(p).or_default().push(PacketArgs {
+                keys: [format!("{prefix}parts"), format!("{prefix}meta")],
+                argv: [
+                    id,
+                    seq.to_string(),
+                    total.to_string(),
+                    part,
+                    m.word_lengths.len().to_string(),
+                    uuid::Uuid::now_v7().to_string(),
+                    payload,
+                    trace.to_string(),
+                ],
+            });
         }
         if packets.is_empty() {
             return Ok(0);
@@ -231,7 +239,7 @@ impl Collator {
                     .arg(keys.dead(*p))
                     .arg(keys.dead_trimmed(*p));
                 for packet in chunk {
-                    cmd.arg(&packet[0]).arg(&packet[1]);
+                    cmd.arg(&packet.keys[..]);
                 }
                 cmd.arg(&now)
                     .arg(&completed_at)
@@ -246,7 +254,7 @@ impl Collator {
                     .arg(&DEAD_FIELDS[..])
                     .arg(wire::TRACE);
                 for packet in chunk {
-                    cmd.arg(&packet[2..]);
+                    cmd.arg(&packet.argv[..]);
                 }
             }
         }
