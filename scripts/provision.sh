@@ -227,18 +227,8 @@ discovery.type: single-node
 network.host: 127.0.0.1
 http.port: $port
 transport.port: $tport
-path.data: $dir/data
-path.logs: $dir/logs
-xpack.security.enabled: false
-# Disk watermarks on, as absolute free space: shards stop being allocated below 2 GB free and
-# indices turn read-only below 500 MB (writes then fail loudly, and the workers retry), instead of
-# the disk filling up. Absolute values keep a small dev disk at 51% use from tripping them.
-cluster.routing.allocation.disk.threshold_enabled: true
-cluster.routing.allocation.disk.watermark.low: 2gb
-cluster.routing.allocation.disk.watermark.high: 1gb
-cluster.routing.allocation.disk.watermark.flood_stage: 500mb
-action.destructive_requires_name: false
 EOT
+  es_shared_settings "$dir" >> "$dir/config/elasticsearch.yml"
   chown -R "$ES_USER:$ES_USER" "$dir"
   log "starting Elasticsearch $ES_VERSION on 127.0.0.1:$port (JDK: $ES_JAVA_HOME)"
   runuser -u "$ES_USER" -- env ES_JAVA_HOME="$ES_JAVA_HOME" ES_PATH_CONF="$dir/config" \
@@ -273,4 +263,23 @@ cmd_dev_stop() { # stops what `./setup.sh dev` started (its pidfiles in $DEV_DIR
   stop_pidfile "$DEV_DIR/redis/redis.pid" "$REDIS_PATTERN" "the dev Redis"
   stop_pidfile "$DEV_DIR/es/es.pid" "$ES_PATTERN" "the dev Elasticsearch"
   if [ $any -eq 0 ]; then log "nothing to stop: no Redis or Elasticsearch started by ./setup.sh dev runs"; fi
+}
+
+# es_shared_settings DIR: the elasticsearch.yml lines every Elasticsearch node of ours shares (the
+# single node and each node of the 2-node cluster, scripts/lib/es_cluster.sh): data and logs under
+# DIR, security off on loopback, and disk watermarks on, as absolute free space: shards stop being
+# allocated below 2 GB free and indices turn read-only below 500 MB (writes then fail loudly, and
+# the workers retry), instead of the disk filling up. Absolute values keep a small dev disk at 51%
+# use from tripping them.
+es_shared_settings() {
+  cat <<EOT
+path.data: $1/data
+path.logs: $1/logs
+xpack.security.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: true
+cluster.routing.allocation.disk.watermark.low: 2gb
+cluster.routing.allocation.disk.watermark.high: 1gb
+cluster.routing.allocation.disk.watermark.flood_stage: 500mb
+action.destructive_requires_name: false
+EOT
 }

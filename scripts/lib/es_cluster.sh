@@ -48,16 +48,7 @@ transport.port: $ntport
 discovery.seed_hosts: ["127.0.0.1:$tport"]
 EOT
   [ "$i" != 0 ] || echo "cluster.initial_master_nodes: [conveyor-cluster-0]" >> "$ndir/config/elasticsearch.yml"
-  cat >> "$ndir/config/elasticsearch.yml" <<EOT
-path.data: $ndir/data
-path.logs: $ndir/logs
-xpack.security.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: true
-cluster.routing.allocation.disk.watermark.low: 2gb
-cluster.routing.allocation.disk.watermark.high: 1gb
-cluster.routing.allocation.disk.watermark.flood_stage: 500mb
-action.destructive_requires_name: false
-EOT
+  es_shared_settings "$ndir" >> "$ndir/config/elasticsearch.yml"
   # The start command as a script of its own: the test runs it to bring a stopped node back
   # (ES_CLUSTER_RESTART), with the same config and data.
   cat > "$ndir/start.sh" <<EOT
