@@ -130,3 +130,66 @@ async fn shutdown_past_the_deadline_leaves_unfinished_jobs_for_others() {
     stop(token, task).await;
     assert_eq!(xlen(&env.redis, &stream).await, 0);
 }
+
+/// The heartbeat extends only entries held a beat interval (lease/3) or longer — a fresh read
+/// has a fresh idle time already. One job that runs for three leases beside an idle second worker:
+/// its idle time in the pending list, sampled all along, stays under the lease (so no reclaim
+/// may take it), the other worker never starts it, and it runs exactly once.
+#[tokio::test]
+async fn a_job_running_three_leases_keeps_its_lease_and_runs_once() {
+    init_tracing();
+    let env = TestEnv::new("queue_long_job").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "jobs", |_| {});
+    let lease = Duration::from_secs(1);
+    let slow = Recorder::<u32>::ok(3 * lease);
+    let (slow_token, slow_task) = spawn_worker(&q, slow.clone(), fast_worker("slow"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    q.enqueue(&7).await.unwrap();
+    let stream = stream_key(&env.namespace, "jobs", 0);
+    let start = Instant::now();
+    while slow.started_count() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the job was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other = Recorder::<u32>::ok(Duration::ZERO);
+    let (other_token, other_task) = spawn_worker(&q, other.clone(), fast_worker("other"));
+
+    let mut max_idle = 0u64;
+    let mut samples = 0;
+    while slow.finished_ids().is_empty() {
+        let mut conn = env.redis.get().await.unwrap();
+        let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("workers")
+            .arg("-")
+            .arg("+")
+            .arg(10)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if let Some((_, _, idle, _)) = rows.first() {
+            max_idle = max_idle.max(*idle);
+            samples += 1;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the job did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(samples >= 40, "sampled the pending entry {samples} times");
+    assert!(
+        max_idle < lease.as_millis() as u64,
+        "idle time reached {max_idle} ms: the heartbeat did not extend a long-held entry"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(other.started_count(), 0, "the live worker's job was taken");
+    assert_eq!(slow.started_count(), 1, "started once");
+    assert_eq!(slow.finished().len(), 1, "finished once");
+    stop(other_token, other_task).await;
+    stop(slow_token, slow_task).await;
+    assert_eq!(pending(&env.redis, &stream).await, 0);
+}

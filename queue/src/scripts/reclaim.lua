@@ -3,7 +3,8 @@
 -- worker keeps its jobs. Nothing is taken within a lease of a gap in everyone's heartbeats
 -- (Redis paused or restarted: every heartbeat is stale then, the workers' too). Own entries
 -- are taken back only when idle for two leases (a batch this worker gave up on; its in-flight
--- entries are extended every lease/3, and the caller drops any it still runs).
+-- entries held a lease/3 or longer are extended every lease/3, so their idle time stays under
+-- 2/3 of a lease; the caller drops any it still runs).
 -- KEYS[1] = partition stream
 -- KEYS[2] = partition heartbeat set
 -- KEYS[3] = partition "heartbeats trusted since"

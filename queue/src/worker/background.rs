@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -30,7 +30,8 @@ const PROMOTE_POLL: Duration = Duration::from_millis(50);
 /// Reclaim passes between two sweeps for consumers that died with nothing pending.
 const PRUNE_EVERY: u32 = 8;
 
-/// Every lease/3: records this worker as live and extends the leases of its in-flight entries.
+/// Every lease/3: records this worker as live and extends the leases of its in-flight entries
+/// held a beat interval or longer.
 /// A failed beat is tried again soon (from 50 ms), so a worker is back in the heartbeat sets
 /// moments after Redis is.
 pub(crate) async fn heartbeat<T, H>(shared: Arc<Shared<T, H>>, stop: CancellationToken)
@@ -77,8 +78,14 @@ where
         .arg(now.saturating_sub(3_600_000))
         .ignore();
     pipe.query_async::<()>(&mut conn).await?;
-    let mut inflight: HashMap<u16, Vec<String>> = shared.inflight_snapshot().into_iter().collect();
+    // Only entries held for a beat interval or more: an entry's idle time then stays under
+    // two intervals (2/3 of a lease) between beats, below what any reclaim waits for.
     let lease_ms = shared.config.lease.as_millis() as u64;
+    let at = Instant::now();
+    let mut inflight: HashMap<u16, Vec<String>> = shared
+        .inflight_older_than(shared.config.lease / 3)
+        .into_iter()
+        .collect();
     for p in 0..keys.partitions() {
         let ids = inflight.remove(&p).unwrap_or_default();
         let mut inv = scripts::EXTEND.prepare_invoke();
@@ -90,6 +97,7 @@ where
             .arg(lease_ms)
             .arg(&ids);
         let extended: usize = inv.invoke_async(&mut conn).await?;
+        shared.renewed(p, &ids, at);
         tracing::trace!(partition = p, extended, "heartbeat; leases extended");
     }
     Ok(())

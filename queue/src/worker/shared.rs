@@ -2,10 +2,11 @@
 //! contract, the [`Shared`] state of one running worker (its queue, handler, settings, in-flight
 //! set, batch slots and hard stop) and [`Delivered`], an entry as read or reclaimed. No I/O here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -38,8 +39,9 @@ pub(crate) struct Shared<T, H> {
     pub queue: Queue<T>,
     pub handler: H,
     pub config: WorkerConfig,
-    /// Entry ids being handled right now, per partition (their leases are extended).
-    inflight: Mutex<HashMap<u16, HashSet<String>>>,
+    /// Entry ids being handled right now, per partition, with when their lease last began (read,
+    /// reclaim or heartbeat extension): the heartbeat extends only those held a while.
+    inflight: Mutex<HashMap<u16, HashMap<String, Instant>>>,
     /// One per batch in flight (`concurrency` in all).
     pub permits: Arc<Semaphore>,
     pub tracker: TaskTracker,
@@ -70,30 +72,56 @@ impl<T, H> Shared<T, H> {
         self.read_rotation.fetch_add(1, Ordering::Relaxed) % partitions.max(1)
     }
 
-    /// Adds (or removes) entries to the in-flight set.
+    /// Adds (or removes) entries to the in-flight set; an added entry's lease began now.
     pub fn track(&self, ids: &[(u16, String)], add: bool) {
+        let now = Instant::now();
         let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         for (p, id) in ids {
-            let set = map.entry(*p).or_default();
+            let held = map.entry(*p).or_default();
             if add {
-                set.insert(id.clone());
+                held.insert(id.clone(), now);
             } else {
-                set.remove(id);
+                held.remove(id);
             }
         }
     }
 
     pub fn is_inflight(&self, p: u16, id: &str) -> bool {
         let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(&p).is_some_and(|s| s.contains(id))
+        map.get(&p).is_some_and(|held| held.contains_key(id))
     }
 
-    /// In-flight entry ids per partition, for the heartbeat's lease extension.
-    pub fn inflight_snapshot(&self) -> Vec<(u16, Vec<String>)> {
+    /// In-flight entry ids per partition whose lease began at least `age` ago, for the
+    /// heartbeat's lease extension. Entries read moments ago have a fresh idle time in Redis
+    /// already: extending them too made every beat walk and re-claim the whole read-ahead
+    /// (thousands of ids per worker, each propagated to the AOF) and stalled Redis for tens of
+    /// milliseconds per beat under load.
+    pub fn inflight_older_than(&self, age: Duration) -> Vec<(u16, Vec<String>)> {
+        let now = Instant::now();
         let map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
         map.iter()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(p, s)| (*p, s.iter().cloned().collect()))
+            .map(|(p, held)| {
+                let ids = held
+                    .iter()
+                    .filter(|(_, since)| now.duration_since(**since) >= age)
+                    .map(|(id, _)| id.clone())
+                    .collect::<Vec<_>>();
+                (*p, ids)
+            })
+            .filter(|(_, ids)| !ids.is_empty())
             .collect()
+    }
+
+    /// Records that the leases of `ids` (partition `p`) were extended at `at` (still in flight
+    /// ones only: a batch may have settled them meanwhile).
+    pub fn renewed(&self, p: u16, ids: &[String], at: Instant) {
+        let mut map = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = map.get_mut(&p) {
+            for id in ids {
+                if let Some(since) = held.get_mut(id) {
+                    *since = at;
+                }
+            }
+        }
     }
 }
