@@ -14,8 +14,10 @@
 #   p50/p99 from a resource's last packet to its delivery (the webhook's latency_ms);
 #   dead letters (must be 0), job retries, duplicate deliveries;
 #   CPU µs per message of Redis, Elasticsearch and every service (with the kernel's share), and
-#   the Redis commands that took most of Redis's time (INFO commandstats); peak RSS (VmHWM) of every service
-#   and its RSS 10 s after the run;
+#   the Redis commands that took most of Redis's time (INFO commandstats), and from a 2 s sample
+#   of every command (SLOWLOG at threshold 0, once a third is stored) the busiest ones with Lua
+#   scripts by name (bench/redis_sample.py); peak RSS (VmHWM) of every service and its RSS 10 s
+#   after the run;
 #   the _bulk requests Elasticsearch received and documents per _bulk (from its node stats: other
 #   users of the same Elasticsearch count too);
 #   redis-benchmark XADD on the same redis-server (fsync always, pipelined like the API's batches),
@@ -114,7 +116,7 @@ for N in $WORKER_COUNTS; do
   PRODUCER=$!
   # Progress, once every 5 s, until every message is stored and every completed resource is
   # delivered (10 minutes at most).
-  T_STORED=""; T_DELIVERED=""; deadline=$((SECONDS + ${DEADLINE:-600})); last_report=0
+  T_STORED=""; T_DELIVERED=""; SAMPLED=""; deadline=$((SECONDS + ${DEADLINE:-600})); last_report=0
   while :; do
     workers="$(scrape "${WPORTS[@]}")"
     stored="$(metric_sum conveyor_messages_stored_total "" <<<"$workers")"
@@ -125,6 +127,16 @@ for N in $WORKER_COUNTS; do
     delivered="$(( $(metric_sum conveyor_webhook_deliveries_total 'outcome="stored"' <<<"$webhook") \
       + $(metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"' <<<"$webhook") ))"
     if [ -z "$T_STORED" ] && [ "$stored" -ge "$COUNT" ]; then T_STORED="$(now)"; fi
+    if [ -z "$SAMPLED" ] && [ "$stored" -ge $((COUNT / 3)) ]; then
+      # A 2 s sample of every command Redis runs (SLOWLOG with threshold 0), in the background.
+      SAMPLED=1
+      (redis-cli -p "$REDIS_PORT" config set slowlog-max-len 200000 >/dev/null
+       redis-cli -p "$REDIS_PORT" slowlog reset >/dev/null
+       redis-cli -p "$REDIS_PORT" config set slowlog-log-slower-than 0 >/dev/null
+       sleep 2
+       redis-cli -p "$REDIS_PORT" config set slowlog-log-slower-than 10000 >/dev/null
+       redis-cli -p "$REDIS_PORT" --json slowlog get 200000 >"$D/slowlog.json") &
+    fi
     producing=1; kill -0 "$PRODUCER" 2>/dev/null || producing=0
     if [ -n "$T_STORED" ] && [ "$producing" = 0 ] && [ "$delivered" -ge "$completed" ]; then
       T_CHECK="$(now)"
@@ -186,6 +198,7 @@ for N in $WORKER_COUNTS; do
   done
   echo "$line"
   echo "   Redis per message by command: $COMMANDS"
+  [ -s "$D/slowlog.json" ] && echo "   Redis's busiest during a 2 s sample: $(python3 bench/redis_sample.py "$D/slowlog.json")"
   line="   peak RSS MB (after 10 s idle):"
   for name in consumer $(printf '%s\n' "${!HWM[@]}" | grep '^worker-' | sort -V) webhook dashboard; do
     [ -n "${HWM[$name]:-}" ] && line="$line $name ${HWM[$name]} (${RSS_AFTER[$name]})"
