@@ -36,6 +36,13 @@ pub enum QueueError {
     /// job, a purge confirmation token that is wrong or expired, an unknown queue. Nothing changed.
     #[error("{0}")]
     Refused(String),
+    /// The write was done on the master, but fewer replicas than asked
+    /// ([`QueueConfig::wait_replicas`](crate::QueueConfig::wait_replicas)) confirmed it within
+    /// the wait timeout: a failover now could lose it. The job may exist (and run): retry with
+    /// the same job id ([`EnqueueOptions::job_id`](crate::EnqueueOptions::job_id)), which
+    /// enqueues it at most once, or accept a possible duplicate.
+    #[error("written on the master but confirmed by {acked} of {wanted} replicas within the wait timeout")]
+    NotReplicated { wanted: u32, acked: u32 },
     /// The waited-for job was dead-lettered instead of completing.
     #[error("job {job_id} failed: {reason}")]
     Failed { job_id: JobId, reason: String },
@@ -49,6 +56,12 @@ impl QueueError {
             QueueError::Redis(e) => redis_unavailable(e),
             _ => false,
         }
+    }
+
+    /// True when the write was done but not confirmed by enough replicas
+    /// ([`QueueError::NotReplicated`]).
+    pub fn is_not_replicated(&self) -> bool {
+        matches!(self, QueueError::NotReplicated { .. })
     }
 
     /// True when a command was sent but its answer never came ([`QueueError::OutcomeUnknown`]).
