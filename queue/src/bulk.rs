@@ -188,6 +188,21 @@ impl<T> Queue<T> {
                 _ => true,
             });
         if failed {
+            // A transaction a cluster node refused mid-failover or mid-migration (MOVED,
+            // READONLY, TRYAGAIN… inside it): nothing of it ran; unavailable, retry later.
+            let topology = execs.iter().any(|v| match v {
+                redis::Value::ServerError(e) => crate::error::topology_code(e.code()),
+                redis::Value::Array(items) => items.iter().any(|i| {
+                    matches!(i, redis::Value::ServerError(e) if crate::error::topology_code(e.code()))
+                }),
+                _ => false,
+            });
+            if topology {
+                return Err(QueueError::Unavailable(
+                    "batch enqueue: a transaction refused by a node mid-failover or mid-migration"
+                        .into(),
+                ));
+            }
             return Err(QueueError::Redis(redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
                 "batch enqueue: a transaction did not run every XADD",

@@ -97,14 +97,37 @@ impl QueueError {
 
 /// Whether a Redis error means "the server is not reachable" rather than "the command failed".
 /// A server that answers "wait and retry" counts as unreachable too: `LOADING` (a restart still
-/// replaying its AOF), `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`.
+/// replaying its AOF), `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`; and so does a Redis Cluster
+/// changing its topology (a failover or a slot migration) past the client's own retries:
+/// `MOVED`, `ASK`, `READONLY` (a demoted master), no connection to a slot's node — alone or
+/// inside a pipeline or transaction.
 pub(crate) fn redis_unavailable(e: &redis::RedisError) -> bool {
+    use redis::RetryMethod as R;
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_unrecoverable_error()
-        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry)
+        || matches!(
+            e.retry_method(),
+            R::WaitAndRetry
+                | R::MovedRedirect
+                | R::AskRedirect
+                | R::RefreshSlotsAndRetry
+                | R::ReconnectFromInitialConnections
+        )
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|items| items.iter().any(|(_, err)| topology_code(err.code())))
+}
+
+/// Server error codes of a node that cannot take the command now, though another node (or the
+/// same, a moment later) will: a cluster mid-failover or mid-migration, a server still loading.
+pub(crate) fn topology_code(code: &str) -> bool {
+    matches!(
+        code,
+        "MOVED" | "ASK" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING"
+    )
 }
 
 impl From<deadpool_redis::PoolError> for QueueError {

@@ -313,3 +313,44 @@ async fn an_enqueue_no_replica_confirms_is_not_ok_and_its_retry_adds_nothing() {
     runs.sort_unstable();
     assert_eq!(runs, vec![1, 2, 3, 4, 5], "each job ran once");
 }
+
+/// One node: the WAIT goes on the connection that wrote. With no replica attached, `WAIT 1`
+/// answers 0 after its timeout: a single enqueue and a batch are `NotReplicated`, their jobs
+/// stand (once each, however often retried); without the wait the same server answers `Ok`.
+#[tokio::test]
+async fn on_one_node_without_replicas_a_replicated_enqueue_is_refused_but_stored_once() {
+    let server = testkit::RedisServer::start().await;
+    let ns = testkit::unique_name("onenode");
+    let q: Queue<u64> = queue(server.pool(), &ns, "nr1", |c| {
+        c.wait_replicas = 1;
+        c.wait_timeout = Duration::from_millis(100);
+    });
+    let opts = EnqueueOptions {
+        job_id: Some("a".into()),
+        ..EnqueueOptions::default()
+    };
+    for _ in 0..2 {
+        let err = q.enqueue_with(&1, opts.clone()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                QueueError::NotReplicated {
+                    wanted: 1,
+                    acked: 0
+                }
+            ),
+            "{err:?}"
+        );
+    }
+    let batch: Vec<(Option<String>, Option<String>, u64)> =
+        (2..5).map(|n| (None, Some(n.to_string()), n)).collect();
+    for _ in 0..2 {
+        let err = q.enqueue_batch_with_ids(&batch).await.unwrap_err();
+        assert!(err.is_not_replicated(), "{err:?}");
+    }
+    assert_eq!(q.stats().await.unwrap().backlog, 4, "each job stored once");
+
+    let plain: Queue<u64> = queue(server.pool(), &ns, "nr1", |_| {});
+    plain.enqueue(&5).await.unwrap();
+    assert_eq!(plain.stats().await.unwrap().backlog, 5);
+}
