@@ -67,7 +67,7 @@ impl QueueConfig {
 
     /// The replication wait of this queue's writes, `None` when off (`wait_replicas` 0).
     pub fn replication(&self) -> Option<crate::fanout::Replication> {
-        (self.wait_replicas > 0).then(|| crate::fanout::Replication {
+        (self.wait_replicas > 0).then_some(crate::fanout::Replication {
             replicas: self.wait_replicas,
             timeout: self.wait_timeout,
         })
