@@ -50,6 +50,10 @@ pub enum ApiError {
     /// Redis is at `maxmemory` and refuses writes.
     #[error("redis is full")]
     Full,
+    /// Enqueued on the Redis master, but fewer replicas than `REDIS_WAIT_REPLICAS` confirmed it
+    /// in time: not durable across a failover, so not a 202.
+    #[error("not replicated ({acked} of {wanted} replicas)")]
+    NotReplicated { wanted: u32, acked: u32 },
     #[error("not processed in time")]
     Timeout { job_id: String, timeout_ms: u64 },
     #[error("internal error")]
@@ -118,6 +122,18 @@ impl ApiError {
                  drain the queue; nothing was enqueued, retry later",
             )
             .retry_after(2),
+            ApiError::NotReplicated { wanted, acked } => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-replicated",
+                "Not replicated",
+                format!(
+                    "the message reached the Redis master but {acked} of the {wanted} replicas \
+                     required (REDIS_WAIT_REPLICAS) confirmed it in time, so a failover could \
+                     lose it; it may still be processed — send the same packet again: it is \
+                     enqueued at most once (its producer and number are its id)"
+                ),
+            )
+            .retry_after(1),
             ApiError::Timeout { job_id, timeout_ms } => Problem::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
@@ -134,6 +150,10 @@ impl ApiError {
             tracing::warn!(error = %e, "redis refuses writes: maxmemory reached");
             metrics::counter!("conveyor_http_storage_full_total").increment(1);
             return ApiError::Full;
+        }
+        if let QueueError::NotReplicated { wanted, acked } = e {
+            tracing::warn!(wanted, acked, "enqueue not confirmed by enough replicas");
+            return ApiError::NotReplicated { wanted, acked };
         }
         Self::from_dependency("Redis", e.is_unavailable(), &e)
     }

@@ -54,7 +54,8 @@ impl AppState {
         let pool = config.common.redis.pool()?;
         // One partition, like the worker: the partition key (resource id) is still passed, so
         // raising the count later only needs both sides to agree.
-        let qc = pipeline::queues::messages(&config.common.redis.queue_namespace);
+        let redis = &config.common.redis;
+        let qc = redis.replicated(pipeline::queues::messages(&redis.queue_namespace));
         let queue = Queue::new(pool.clone(), qc)
             .with_redis_connection(config.common.redis.connection_info()?);
         let store =

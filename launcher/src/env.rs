@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 23] = [
+pub const TUNABLES: [(&str, &str); 25] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -33,6 +33,9 @@ pub const TUNABLES: [(&str, &str); 23] = [
     // Shards and replicas of the indices the services create (one node: 1 and 0).
     ("ES_SHARDS", "1"),
     ("ES_REPLICAS", "0"),
+    // Replicas that must confirm each enqueue and settle (0: no WAIT; README "Scaling out").
+    ("REDIS_WAIT_REPLICAS", "0"),
+    ("REDIS_WAIT_TIMEOUT_MS", "1000"),
     // Empty: traces are not exported (only their ids are logged).
     ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 ];
@@ -238,6 +241,8 @@ impl StackConfig {
                 ("ES_INDEX_PREFIX", self.index_prefix.clone()),
                 ("ES_SHARDS", t("ES_SHARDS")),
                 ("ES_REPLICAS", t("ES_REPLICAS")),
+                ("REDIS_WAIT_REPLICAS", t("REDIS_WAIT_REPLICAS")),
+                ("REDIS_WAIT_TIMEOUT_MS", t("REDIS_WAIT_TIMEOUT_MS")),
             ];
             env.extend(self.transport.pairs(&REDIS_TRANSPORT));
             env.extend(elastic());

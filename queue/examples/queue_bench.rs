@@ -5,6 +5,11 @@
 //! bulk enqueue of N no-op jobs, and draining N jobs by one and by two worker PROCESSES (this
 //! binary re-spawned in `worker` mode). `queue_bench worker --url <redis> --ns <ns>` runs one
 //! worker until its stdin closes.
+//!
+//! `--wait-replicas N` measures instead what the replication wait costs (`WAIT N` after each
+//! enqueue pipeline and each settle, `QueueConfig::wait_replicas`): bulk enqueue, one-at-a-time
+//! enqueue and drain by one worker process, each without and with the wait, and the ratios.
+//! The server(s) need at least N replicas per master (e.g. the 3 + 3 test cluster and N = 1).
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,6 +57,17 @@ fn pool(url: &str) -> anyhow::Result<queue::RedisPool> {
     Ok(queue::RedisPool::open(url, 16)?)
 }
 
+/// `QueueConfig` of namespace `ns`, waiting for `wait` replicas (0: no wait).
+fn queue_config(ns: &str, wait: u32) -> QueueConfig {
+    let mut config = QueueConfig::new(ns, QUEUE);
+    config.wait_replicas = wait;
+    config
+}
+
+fn wait_arg() -> Option<u32> {
+    arg("--wait-replicas").and_then(|w| w.parse().ok())
+}
+
 fn worker_config() -> WorkerConfig {
     WorkerConfig {
         batch_size: arg("--batch").and_then(|b| b.parse().ok()).unwrap_or(500),
@@ -77,7 +93,8 @@ async fn main() -> anyhow::Result<()> {
 
 /// Worker mode: one worker on the namespace until stdin closes.
 async fn run_worker(url: &str, ns: &str) -> anyhow::Result<()> {
-    let q: Queue<Noop> = Queue::new(pool(url)?, QueueConfig::new(ns, QUEUE));
+    let config = queue_config(ns, wait_arg().unwrap_or(0));
+    let q: Queue<Noop> = Queue::new(pool(url)?, config);
     let token = CancellationToken::new();
     let stop = token.clone();
     std::thread::spawn(move || {
@@ -97,6 +114,9 @@ async fn bench(url: &str, n: u64) -> anyhow::Result<()> {
         worker_config().batch_size
     );
 
+    if let Some(wait) = wait_arg().filter(|w| *w > 0) {
+        return wait_cost(&pool, url, n, wait).await;
+    }
     if arg("--only").as_deref() == Some("enqueue") {
         let q: Queue<Noop> = Queue::new(pool.clone(), QueueConfig::new("qe", QUEUE));
         let enq = enqueue(&q, n).await?;
@@ -116,14 +136,58 @@ async fn bench(url: &str, n: u64) -> anyhow::Result<()> {
     let q: Queue<Noop> = Queue::new(pool.clone(), QueueConfig::new("q1", QUEUE));
     let enq = enqueue(&q, n).await?;
     report("queue bulk enqueue (enqueue_batch)", n, enq, Some(bare_add));
-    let one = drain(&q, url, "q1", n, 1).await?;
+    let one = drain(&q, url, "q1", n, 1, 0).await?;
     report("queue drain, 1 worker process", n, one, Some(bare_drain));
 
     let q2: Queue<Noop> = Queue::new(pool.clone(), QueueConfig::new("q2", QUEUE));
     enqueue(&q2, n).await?;
-    let two = drain(&q2, url, "q2", n, 2).await?;
+    let two = drain(&q2, url, "q2", n, 2, 0).await?;
     report("queue drain, 2 worker processes", n, two, Some(bare_drain));
     Ok(())
+}
+
+/// Bulk enqueue, one-at-a-time enqueue (a tenth of `n`) and drain by one worker process, each
+/// without and with `WAIT wait`, on fresh namespaces; prints each rate and the ratios.
+async fn wait_cost(pool: &queue::RedisPool, url: &str, n: u64, wait: u32) -> anyhow::Result<()> {
+    let run = unique_suffix();
+    let mut rates = Vec::new();
+    for w in [0, wait] {
+        let ns = format!("wc{w}-{run}");
+        let q: Queue<Noop> = Queue::new(pool.clone(), queue_config(&ns, w));
+        let bulk = n as f64 / enqueue(&q, n).await?.as_secs_f64();
+        let drained = n as f64 / drain(&q, url, &ns, n, 1, w).await?.as_secs_f64();
+        let singles = (n / 10).max(1);
+        let started = Instant::now();
+        for i in 0..singles {
+            q.enqueue(&Noop { n: i }).await?;
+        }
+        let single = singles as f64 / started.elapsed().as_secs_f64();
+        let label = if w == 0 {
+            "no WAIT".to_string()
+        } else {
+            format!("WAIT {w}")
+        };
+        println!("RESULT wait cost, {label}: bulk enqueue {bulk:.0} jobs/s, one-at-a-time enqueue {single:.0} jobs/s, drain (1 worker process) {drained:.0} jobs/s");
+        rates.push((bulk, single, drained));
+        drain(&q, url, &ns, 0, 1, w).await?;
+    }
+    let (off, on) = (rates[0], rates[1]);
+    println!(
+        "RESULT wait cost, WAIT {wait} vs none: bulk enqueue x{:.2}, one-at-a-time enqueue x{:.2}, drain x{:.2}",
+        on.0 / off.0,
+        on.1 / off.1,
+        on.2 / off.2
+    );
+    Ok(())
+}
+
+/// A suffix that keeps one run's namespaces apart from an earlier run's.
+fn unique_suffix() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{}-{ms}", std::process::id())
 }
 
 fn report(what: &str, n: u64, took: Duration, limit: Option<Duration>) {
@@ -249,13 +313,15 @@ async fn enqueue(q: &Queue<Noop>, n: u64) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
-/// Spawns `procs` worker processes and times them until the queue is empty.
+/// Spawns `procs` worker processes (waiting for `wait` replicas on settle) and times them until
+/// the queue is empty.
 async fn drain(
     q: &Queue<Noop>,
     url: &str,
     ns: &str,
     n: u64,
     procs: usize,
+    wait: u32,
 ) -> anyhow::Result<Duration> {
     let exe = std::env::current_exe()?;
     let pb = bar(n, &format!("drain by {procs} worker process(es)"));
@@ -265,6 +331,7 @@ async fn drain(
         children.push(
             Command::new(&exe)
                 .args(["worker", "--url", url, "--ns", ns])
+                .args(["--wait-replicas", &wait.to_string()])
                 .args(
                     arg("--batch")
                         .map(|b| vec!["--batch".to_string(), b])

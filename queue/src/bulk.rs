@@ -110,7 +110,8 @@ impl<T> Queue<T> {
     /// cannot know which partitions' blocks ran before it, but each ran whole or not at all.
     /// Entries with a caller-supplied id (`dedup`) go through `enqueue.lua` inside the block,
     /// loaded by a `SCRIPT LOAD` at the head of the same pipeline (so a restarted Redis never
-    /// answers NOSCRIPT there).
+    /// answers NOSCRIPT there). With a replication wait each pipeline ends with `WAIT`; too few
+    /// replicas is [`QueueError::NotReplicated`] (the jobs were stored on the master).
     pub(crate) async fn push_batch(
         &self,
         entries: Vec<(u16, Entry, bool)>,
@@ -170,10 +171,13 @@ impl<T> Queue<T> {
         if let Some(last) = open {
             pipes.partition(last).cmd("EXEC");
         }
+        // With a replication wait, each pipeline ends with WAIT (on its partition's master).
+        let replication = self.config().replication();
+        pipes.wait_for(replication);
         let mut conn = self.conn().await?;
         // One reply per EXEC: the array of new entry ids, or the error of a failed command.
-        let execs: Vec<redis::Value> = pipes
-            .query(&mut conn)
+        let (execs, acked): (Vec<redis::Value>, _) = pipes
+            .query_acked(&mut conn)
             .await
             .map_err(QueueError::after_send)?;
         let failed = execs.len() != blocks
@@ -184,6 +188,21 @@ impl<T> Queue<T> {
                 _ => true,
             });
         if failed {
+            // A transaction a cluster node refused mid-failover or mid-migration (MOVED,
+            // READONLY, TRYAGAIN… inside it): nothing of it ran; unavailable, retry later.
+            let topology = execs.iter().any(|v| match v {
+                redis::Value::ServerError(e) => crate::error::topology_code(e.code()),
+                redis::Value::Array(items) => items.iter().any(|i| {
+                    matches!(i, redis::Value::ServerError(e) if crate::error::topology_code(e.code()))
+                }),
+                _ => false,
+            });
+            if topology {
+                return Err(QueueError::Unavailable(
+                    "batch enqueue: a transaction refused by a node mid-failover or mid-migration"
+                        .into(),
+                ));
+            }
             return Err(QueueError::Redis(redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
                 "batch enqueue: a transaction did not run every XADD",
@@ -191,6 +210,9 @@ impl<T> Queue<T> {
         }
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
             .increment(entries.len() as u64);
+        if let (Some(r), Some(acked)) = (replication, acked) {
+            r.check(acked)?;
+        }
         Ok(entries.into_iter().map(|(_, e, _)| JobId(e.id)).collect())
     }
 }

@@ -160,6 +160,10 @@ fn copy_error(e: &QueueError) -> QueueError {
         QueueError::Unavailable(why) => QueueError::Unavailable(why.clone()),
         QueueError::Redis(r) => QueueError::Redis(r.clone()),
         QueueError::OutcomeUnknown(why) => QueueError::OutcomeUnknown(why.clone()),
+        QueueError::NotReplicated { wanted, acked } => QueueError::NotReplicated {
+            wanted: *wanted,
+            acked: *acked,
+        },
         // Payloads are encoded one by one before anything is sent, so the whole batch failed
         // without touching Redis; the text is kept, as a Redis-side failure (not "unavailable").
         other => QueueError::Redis(redis::RedisError::from((

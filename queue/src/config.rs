@@ -32,10 +32,20 @@ pub struct QueueConfig {
     /// enough for a client's retries, short enough that the markers, about 100 bytes each, stay
     /// small in Redis under full load).
     pub dedup_window: Duration,
+    /// Replicas that must confirm a write before it counts (`REDIS_WAIT_REPLICAS`; default 0 =
+    /// do not wait). With n > 0 every enqueue and every settle ends with `WAIT n timeout` on the
+    /// connection (and, on a cluster, the master) that took its writes: an enqueue fewer than n
+    /// replicas confirmed is [`QueueError::NotReplicated`](crate::QueueError::NotReplicated)
+    /// instead of `Ok`; a settle fewer confirmed is counted and logged (at worst its jobs run again).
+    pub wait_replicas: u32,
+    /// How long one `WAIT` waits for the replicas (`REDIS_WAIT_TIMEOUT_MS`; default 1 s).
+    pub wait_timeout: Duration,
 }
 
 /// Dead letters kept per partition unless configured otherwise.
 pub const DEFAULT_DEAD_LETTER_MAX: u64 = 10_000;
+/// How long a replication `WAIT` waits unless configured otherwise.
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_millis(1000);
 
 impl QueueConfig {
     /// A queue with the defaults above.
@@ -50,7 +60,17 @@ impl QueueConfig {
             result_ttl: Duration::from_secs(300),
             dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
             dedup_window: Duration::from_secs(60),
+            wait_replicas: 0,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
         }
+    }
+
+    /// The replication wait of this queue's writes, `None` when off (`wait_replicas` 0).
+    pub fn replication(&self) -> Option<crate::fanout::Replication> {
+        (self.wait_replicas > 0).then_some(crate::fanout::Replication {
+            replicas: self.wait_replicas,
+            timeout: self.wait_timeout,
+        })
     }
 
     /// Partition count actually used (0 is treated as 1).

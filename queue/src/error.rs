@@ -36,6 +36,13 @@ pub enum QueueError {
     /// job, a purge confirmation token that is wrong or expired, an unknown queue. Nothing changed.
     #[error("{0}")]
     Refused(String),
+    /// The write was done on the master, but fewer replicas than asked
+    /// ([`QueueConfig::wait_replicas`](crate::QueueConfig::wait_replicas)) confirmed it within
+    /// the wait timeout: a failover now could lose it. The job may exist (and run): retry with
+    /// the same job id ([`EnqueueOptions::job_id`](crate::EnqueueOptions::job_id)), which
+    /// enqueues it at most once, or accept a possible duplicate.
+    #[error("written on the master but confirmed by {acked} of {wanted} replicas within the wait timeout")]
+    NotReplicated { wanted: u32, acked: u32 },
     /// The waited-for job was dead-lettered instead of completing.
     #[error("job {job_id} failed: {reason}")]
     Failed { job_id: JobId, reason: String },
@@ -49,6 +56,12 @@ impl QueueError {
             QueueError::Redis(e) => redis_unavailable(e),
             _ => false,
         }
+    }
+
+    /// True when the write was done but not confirmed by enough replicas
+    /// ([`QueueError::NotReplicated`]).
+    pub fn is_not_replicated(&self) -> bool {
+        matches!(self, QueueError::NotReplicated { .. })
     }
 
     /// True when a command was sent but its answer never came ([`QueueError::OutcomeUnknown`]).
@@ -84,14 +97,37 @@ impl QueueError {
 
 /// Whether a Redis error means "the server is not reachable" rather than "the command failed".
 /// A server that answers "wait and retry" counts as unreachable too: `LOADING` (a restart still
-/// replaying its AOF), `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`.
+/// replaying its AOF), `MASTERDOWN`, `TRYAGAIN`, `CLUSTERDOWN`; and so does a Redis Cluster
+/// changing its topology (a failover or a slot migration) past the client's own retries:
+/// `MOVED`, `ASK`, `READONLY` (a demoted master), no connection to a slot's node — alone or
+/// inside a pipeline or transaction.
 pub(crate) fn redis_unavailable(e: &redis::RedisError) -> bool {
+    use redis::RetryMethod as R;
     e.is_io_error()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_timeout()
         || e.is_unrecoverable_error()
-        || matches!(e.retry_method(), redis::RetryMethod::WaitAndRetry)
+        || matches!(
+            e.retry_method(),
+            R::WaitAndRetry
+                | R::MovedRedirect
+                | R::AskRedirect
+                | R::RefreshSlotsAndRetry
+                | R::ReconnectFromInitialConnections
+        )
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|items| items.iter().any(|(_, err)| topology_code(err.code())))
+}
+
+/// Server error codes of a node that cannot take the command now, though another node (or the
+/// same, a moment later) will: a cluster mid-failover or mid-migration, a server still loading.
+pub(crate) fn topology_code(code: &str) -> bool {
+    matches!(
+        code,
+        "MOVED" | "ASK" | "READONLY" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING"
+    )
 }
 
 impl From<deadpool_redis::PoolError> for QueueError {

@@ -3,11 +3,59 @@
 //! stay in one hash slot, one pipeline per partition (a partition is one slot), all sent at
 //! once on the same multiplexed cluster connection. Replies come back in the order commands were
 //! added, in both modes. Also: the master nodes of a cluster and a `SCAN` over all of them.
+//!
+//! Replication wait ([`Fanout::wait_for`]): `WAIT n timeout` at the end of each pipeline, so it
+//! runs on the very connection that sent the writes, right after them. On a cluster redis-rs
+//! would send a lone keyless `WAIT` to every master (`RouteBy::AllPrimaries` in its
+//! `cluster_routing`), where this connection wrote nothing; inside a pipeline it is not routed at
+//! all — the pipeline goes to the master of its first keyed command's slot — so the WAIT reaches
+//! exactly the master that took the partition's writes. A lone write is followed by
+//! [`wait_after`], routed explicitly to the master of its key's slot.
 
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use std::time::Duration;
+
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{Pipeline, RedisResult, Value};
 
+use crate::error::QueueError;
 use crate::pool::{timed, RedisConnection};
+
+/// A replication wait: `WAIT replicas timeout` after a group of writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Replication {
+    /// Replicas that must confirm the writes.
+    pub replicas: u32,
+    /// How long the server waits for them.
+    pub timeout: Duration,
+}
+
+impl Replication {
+    fn timeout_ms(&self) -> u64 {
+        u64::try_from(self.timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn cmd(&self) -> redis::Cmd {
+        redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(self.timeout_ms())
+            .to_owned()
+    }
+
+    /// `Ok` when every WAIT reached the replicas asked (`acked` is the fewest any reached),
+    /// else [`QueueError::NotReplicated`].
+    pub fn check(&self, acked: u32) -> Result<(), QueueError> {
+        if acked >= self.replicas {
+            return Ok(());
+        }
+        metrics::counter!("conveyor_writes_not_replicated_total").increment(1);
+        Err(QueueError::NotReplicated {
+            wanted: self.replicas,
+            acked,
+        })
+    }
+}
 
 /// Which slot a group of commands belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -21,6 +69,8 @@ enum Group {
 pub struct Fanout {
     cluster: bool,
     pipes: Vec<(Group, Pipeline)>,
+    /// Set by [`Fanout::wait_for`]: the pipelines end with a WAIT.
+    replication: Option<Replication>,
 }
 
 impl Fanout {
@@ -29,6 +79,28 @@ impl Fanout {
         Fanout {
             cluster,
             pipes: Vec::new(),
+            replication: None,
+        }
+    }
+
+    /// Whether the pipeline of `group` ends with a WAIT: on one node the one pipeline; on a
+    /// cluster each partition's (a pipeline of keyless commands only would go to a random node,
+    /// possibly a replica, where WAIT is an error).
+    fn waits(&self, group: Group) -> bool {
+        self.replication.is_some() && (!self.cluster || group != Group::Other)
+    }
+
+    /// Ends the pipelines with `WAIT replicas timeout` (nothing for `None`); call it after the
+    /// last command. [`Fanout::query_acked`] then takes the WAIT replies out of the replies and
+    /// says the fewest replicas any of them reached.
+    pub fn wait_for(&mut self, replication: Option<Replication>) {
+        let Some(r) = replication else { return };
+        self.replication = Some(r);
+        let cluster = self.cluster;
+        for (group, pipe) in &mut self.pipes {
+            if !cluster || *group != Group::Other {
+                pipe.add_command(r.cmd());
+            }
         }
     }
 
@@ -58,10 +130,19 @@ impl Fanout {
     /// Sends every pipeline; the replies of the commands not `ignore`d, in the order added.
     /// The first error wins (on a cluster the other pipelines may have run).
     pub async fn query(&self, conn: &mut RedisConnection) -> RedisResult<Vec<Value>> {
-        match conn.fork() {
+        Ok(self.query_acked(conn).await?.0)
+    }
+
+    /// Like [`Fanout::query`], and with [`Fanout::wait_for`] the fewest replicas any WAIT
+    /// reached (`None` without WAITs); the WAIT replies are not among the replies.
+    pub async fn query_acked(
+        &self,
+        conn: &mut RedisConnection,
+    ) -> RedisResult<(Vec<Value>, Option<u32>)> {
+        let per_pipe: Vec<Vec<Value>> = match conn.fork() {
             None => match self.pipes.first() {
-                Some((_, pipe)) => pipe.query_async(conn).await,
-                None => Ok(Vec::new()),
+                Some((_, pipe)) => vec![pipe.query_async(conn).await?],
+                None => Vec::new(),
             },
             Some((cluster, timeout)) => {
                 let sends =
@@ -71,11 +152,49 @@ impl Fanout {
                             timed(timeout, Box::pin(pipe.query_async::<Vec<Value>>(&mut c))).await
                         }
                     });
-                let replies = futures::future::try_join_all(sends).await?;
-                Ok(replies.into_iter().flatten().collect())
+                futures::future::try_join_all(sends).await?
+            }
+        };
+        let mut fewest: Option<u32> = None;
+        let mut replies = Vec::new();
+        for ((group, _), mut values) in self.pipes.iter().zip(per_pipe) {
+            if self.waits(*group) {
+                let acked = match values.pop() {
+                    Some(v) => redis::from_redis_value::<i64>(v)?,
+                    None => 0,
+                };
+                let acked = u32::try_from(acked.max(0)).unwrap_or(u32::MAX);
+                fewest = Some(fewest.map_or(acked, |f| f.min(acked)));
+            }
+            replies.extend(values);
+        }
+        Ok((replies, fewest))
+    }
+}
+
+/// `WAIT` for `replication` after a lone write of `key` on `conn`: on one node on that
+/// connection; on a cluster routed to the master of the key's slot (the node connection the
+/// write went through). `Ok` when enough replicas confirmed, else
+/// [`QueueError::NotReplicated`]; an error of the WAIT itself is an unknown outcome.
+pub(crate) async fn wait_after(
+    conn: &mut RedisConnection,
+    key: &str,
+    replication: Replication,
+) -> Result<(), QueueError> {
+    let cmd = replication.cmd();
+    let acked: RedisResult<i64> = match conn.cluster_connection() {
+        Some(cluster) => {
+            let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            match cluster.route_command(cmd, routing).await {
+                Ok(v) => redis::from_redis_value(v).map_err(redis::RedisError::from),
+                Err(e) => Err(e),
             }
         }
-    }
+        None => cmd.query_async(conn).await,
+    };
+    let acked = acked.map_err(|e| QueueError::OutcomeUnknown(format!("replication wait: {e}")))?;
+    replication.check(u32::try_from(acked.max(0)).unwrap_or(u32::MAX))
 }
 
 /// `GET` of every key in `keys` (values in order): one pipeline on one node; on a cluster, where

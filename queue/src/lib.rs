@@ -133,13 +133,15 @@ mod worker;
 
 /// The pool type every part of Conveyor passes around (one node or a cluster).
 pub type Pool = RedisPool;
-pub use fanout::{cluster_masters, scan_all, Fanout};
+pub use fanout::{cluster_masters, scan_all, Fanout, Replication};
 pub use pool::{cluster_seed_urls, ClusterPool, RedisConnection, RedisPool};
 pub use tokio_util::sync::CancellationToken;
 
 pub use backoff::{retry_delay, Backoff};
 pub use coalesce::Coalescer;
-pub use config::{EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX};
+pub use config::{
+    EnqueueOptions, QueueConfig, WorkerConfig, DEFAULT_DEAD_LETTER_MAX, DEFAULT_WAIT_TIMEOUT,
+};
 pub use error::QueueError;
 pub use job::{skew_clock_for_tests, DeadLetter, Job, JobId, Outcome, QueueStats, MIN_WAIT};
 pub use keys::{Keys, GROUP};

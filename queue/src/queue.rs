@@ -201,7 +201,8 @@ impl<T> Queue<T> {
 
     /// XADD now, or ZADD to the delayed set when `run_at` is in the future; with `dedup`, only
     /// if the entry's id was not enqueued within the dedup window (`enqueue.lua`). An answer
-    /// that never came is [`QueueError::OutcomeUnknown`].
+    /// that never came is [`QueueError::OutcomeUnknown`]; a write too few replicas confirmed
+    /// (with a replication wait) is [`QueueError::NotReplicated`].
     pub(crate) async fn push_entry(
         &self,
         p: u16,
@@ -223,7 +224,7 @@ impl<T> Queue<T> {
                 metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
                     .increment(1);
             }
-            return Ok(());
+            return self.wait_replicated(&mut conn, p).await;
         }
         let pushed = match due {
             Some(at) => {
@@ -246,7 +247,16 @@ impl<T> Queue<T> {
         pushed.map_err(QueueError::after_send)?;
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
             .increment(1);
-        Ok(())
+        self.wait_replicated(&mut conn, p).await
+    }
+
+    /// With a replication wait configured ([`QueueConfig::wait_replicas`]): `WAIT` on `conn`
+    /// (on a cluster: to partition `p`'s master) right after a write to partition `p`.
+    async fn wait_replicated(&self, conn: &mut RedisConnection, p: u16) -> Result<(), QueueError> {
+        match self.inner.config.replication() {
+            Some(r) => crate::fanout::wait_after(conn, self.keys().stream_ref(p), r).await,
+            None => Ok(()),
+        }
     }
 
     /// How a result of partition `p` is announced: `PUBLISH` on the queue's channel on one

@@ -14,6 +14,8 @@ use crate::process::ChildGuard;
 
 /// Nodes of a cluster: 3 masters, each with one replica.
 pub const CLUSTER_NODES: usize = 6;
+/// `cluster-node-timeout` of the test clusters: a master unreachable this long is failed over.
+pub const CLUSTER_NODE_TIMEOUT_MS: u64 = 2000;
 
 /// A running six-node cluster; see the module docs.
 pub struct RedisCluster {
@@ -99,7 +101,13 @@ impl RedisCluster {
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
             .args(["--cluster-config-file", "nodes.conf"])
-            .args(["--cluster-node-timeout", "2000"])
+            .args([
+                "--cluster-node-timeout",
+                &CLUSTER_NODE_TIMEOUT_MS.to_string(),
+            ])
+            // A restarted node syncs from its master at once (the default waits 5 s for more
+            // replicas before a diskless sync).
+            .args(["--repl-diskless-sync-delay", "0"])
             .args(["--cluster-port", &crate::free_port().to_string()])
             .args(["--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", "everysec"])
@@ -124,6 +132,57 @@ impl RedisCluster {
         if let Some(mut guard) = self.guards.get_mut(i).and_then(Option::take) {
             guard.kill();
         }
+    }
+
+    /// Starts node `i` again (after [`RedisCluster::kill`]) with its data and `nodes.conf`: a
+    /// master that was failed over meanwhile rejoins as its successor's replica.
+    pub fn restart(&mut self, i: usize) {
+        if self.guards.get(i).is_some_and(Option::is_none) {
+            let guard = self.spawn_node(i);
+            self.guards[i] = Some(guard);
+        }
+    }
+
+    /// Index of the node that is master of `key`'s slot now, asking the running nodes
+    /// (`CLUSTER KEYSLOT` + `CLUSTER SHARDS`); `None` while no running node knows one.
+    pub async fn master_of(&self, key: &str) -> Option<usize> {
+        for (i, &port) in self.ports.iter().enumerate() {
+            if self.guards.get(i).is_none_or(Option::is_none) {
+                continue;
+            }
+            let Some(slot) = node_command(port, &["CLUSTER", "KEYSLOT", key]).await else {
+                continue;
+            };
+            // An integer reply, shown as `Int(n)`.
+            let digits: String = slot.chars().filter(char::is_ascii_digit).collect();
+            let slot: u16 = match digits.parse() {
+                Ok(s) => s,
+                Err(_) => continue,
+            };
+            if let Some(owner) = slot_master(port, slot).await {
+                return self.ports.iter().position(|&p| p == owner);
+            }
+        }
+        None
+    }
+
+    /// Indices of the running nodes that are replicas of node `master` (each one's own word:
+    /// `INFO replication` says `role:slave` and `master_port:<its port>`).
+    pub async fn replicas_of(&self, master: usize) -> Vec<usize> {
+        let wanted = format!("master_port:{}", self.ports[master]);
+        let mut replicas = Vec::new();
+        for (i, &port) in self.ports.iter().enumerate() {
+            if i == master || self.guards.get(i).is_none_or(Option::is_none) {
+                continue;
+            }
+            let info = node_command(port, &["INFO", "replication"]).await;
+            if info.is_some_and(|info| {
+                info.contains("role:slave") && info.lines().any(|l| l.trim() == wanted)
+            }) {
+                replicas.push(i);
+            }
+        }
+        replicas
     }
 
     /// Waits until every running node answers `cluster_state:ok` and knows all six nodes.
@@ -170,6 +229,36 @@ pub async fn node_command(port: u16, args: &[&str]) -> Option<String> {
         redis::Value::SimpleString(s) => Some(s),
         other => Some(format!("{other:?}")),
     }
+}
+
+/// Port of the master serving `slot` according to the node on `port` (`CLUSTER SLOTS`).
+async fn slot_master(port: u16, slot: u16) -> Option<u16> {
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).ok()?;
+    let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await
+        .ok()?;
+    for range in ranges {
+        let redis::Value::Array(parts) = range else {
+            continue;
+        };
+        let num = |v: Option<&redis::Value>| match v {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        let (Some(from), Some(to)) = (num(parts.first()), num(parts.get(1))) else {
+            continue;
+        };
+        if (from..=to).contains(&i64::from(slot)) {
+            let Some(redis::Value::Array(node)) = parts.get(2) else {
+                return None;
+            };
+            return num(node.get(1)).and_then(|p| u16::try_from(p).ok());
+        }
+    }
+    None
 }
 
 async fn wait_for_ping(port: u16) {

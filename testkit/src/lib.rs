@@ -17,7 +17,9 @@ mod streams;
 mod tls_redis;
 pub mod transport;
 
-pub use cluster::{cluster_url, node_command, RedisCluster, CLUSTER_NODES};
+pub use cluster::{
+    cluster_url, node_command, RedisCluster, CLUSTER_NODES, CLUSTER_NODE_TIMEOUT_MS,
+};
 pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv, DROP_CLEANUP_DEADLINE};
 pub use http::{assert_problem, get_text};
 pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard, RedisServer};

@@ -8,7 +8,7 @@ use clap::Parser;
 use pipeline::collate::Collator;
 use pipeline::resource::DeliveryJob;
 use queue::Queue;
-use service_kit::config::ServiceArgs;
+use service_kit::config::{RedisArgs, ServiceArgs};
 
 /// Runs message jobs from the `messages` queue (and webhook deliveries).
 #[derive(Parser, Clone, Debug)]
@@ -101,7 +101,8 @@ impl Config {
 
     /// The `messages` queue of this deployment's namespace.
     pub fn messages_queue(&self) -> queue::QueueConfig {
-        let mut q = pipeline::queues::messages(&self.common.redis.queue_namespace);
+        let redis = &self.common.redis;
+        let mut q = redis.replicated(pipeline::queues::messages(&redis.queue_namespace));
         q.max_attempts = self.max_attempts;
         q.dead_letter_max = self.delivery.dead_letter_max;
         q
@@ -181,9 +182,10 @@ impl DeliveryArgs {
         self.secrets.load()
     }
 
-    /// The `webhooks` queue of a namespace with these attempts and backoff (opens nothing).
-    pub fn webhooks_queue(&self, pool: queue::RedisPool, namespace: &str) -> Queue<DeliveryJob> {
-        let mut config = pipeline::queues::webhooks(namespace);
+    /// The `webhooks` queue of `redis`'s namespace with these attempts and backoff and `redis`'s
+    /// replication wait (opens nothing).
+    pub fn webhooks_queue(&self, pool: queue::RedisPool, redis: &RedisArgs) -> Queue<DeliveryJob> {
+        let mut config = redis.replicated(pipeline::queues::webhooks(&redis.queue_namespace));
         config.max_attempts = self.webhook_max_attempts;
         config.dead_letter_max = self.dead_letter_max;
         config.backoff_max = Duration::from_millis(self.webhook_backoff_max_ms);
@@ -192,11 +194,11 @@ impl DeliveryArgs {
 
     /// The collator the message side records packets with; its delivery jobs land on
     /// `webhooks` (opens nothing).
-    pub fn collator(&self, pool: queue::RedisPool, namespace: &str) -> Collator {
-        let queue = self.webhooks_queue(pool.clone(), namespace);
+    pub fn collator(&self, pool: queue::RedisPool, redis: &RedisArgs) -> Collator {
+        let queue = self.webhooks_queue(pool.clone(), redis);
         Collator::new(
             pool,
-            namespace,
+            &redis.queue_namespace,
             &queue,
             Duration::from_secs(self.resource_ttl_secs),
         )

@@ -59,8 +59,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         shutdown.clone(),
     ));
     let queue: Queue<MessageJob> = Queue::new(pool.clone(), config.messages_queue());
-    let namespace = config.common.redis.queue_namespace.clone();
-    let collator = config.delivery.collator(pool.clone(), &namespace);
+    let collator = config.delivery.collator(pool.clone(), &config.common.redis);
     let handler = MessageHandler::new(
         store,
         collator,
@@ -71,7 +70,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let deliveries = tokio::spawn(delivery::run(
         config.delivery.clone(),
         pool.clone(),
-        namespace.clone(),
+        config.common.redis.clone(),
         worker_config.clone(),
         config.max_attempts,
         shutdown.clone(),

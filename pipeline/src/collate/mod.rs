@@ -258,8 +258,11 @@ impl Collator {
                 }
             }
         }
+        // With a replication wait: each partition's pipeline ends with WAIT on its master.
+        let replication = self.webhooks.config().replication();
+        pipe.wait_for(replication);
         let mut conn = self.conn().await?;
-        let replies = match pipe.query(&mut conn).await {
+        let (replies, acked) = match pipe.query_acked(&mut conn).await {
             Ok(r) => r,
             Err(e) if is_noscript(&e) => {
                 let _: String = redis::cmd("SCRIPT")
@@ -267,10 +270,18 @@ impl Collator {
                     .arg(include_str!("../scripts/collate.lua"))
                     .query_async(&mut conn)
                     .await?;
-                pipe.query(&mut conn).await?
+                pipe.query_acked(&mut conn).await?
             }
             Err(e) => return Err(e.into()),
         };
+        if let (Some(r), Some(acked)) = (replication, acked) {
+            if acked < r.replicas {
+                return Err(CollateError::NotReplicated {
+                    wanted: r.replicas,
+                    acked,
+                });
+            }
+        }
         let mut results: Vec<i64> = Vec::new();
         for reply in replies {
             results.extend(

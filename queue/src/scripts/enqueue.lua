@@ -8,7 +8,13 @@
 -- ARGV[3] = delayed member (JSON array of the field/value pairs; used with a run-at)
 -- ARGV[4..n] = field/value pairs of the job entry
 -- Returns 1 if this call added the job, 0 if it was already added within the window.
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+-- A repeat still writes (the marker's own expiry, unchanged), so a WAIT after it on the
+-- caller's connection covers the first call's writes too (replicas apply writes in order).
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  local left = redis.call('PTTL', KEYS[1])
+  if left > 0 then redis.call('PEXPIRE', KEYS[1], left) end
+  return 0
+end
 if ARGV[2] ~= '' then
   redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
   return 1

@@ -272,6 +272,7 @@ where
     if let Some(p) = open {
         push_ack(&mut pipes, keys, p, consumer, acks);
     }
+    pipes.wait_for(cfg.replication());
     send::send(shared, &pipes).await;
     let name = shared.queue.name().to_string();
     let counts = [

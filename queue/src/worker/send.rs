@@ -1,6 +1,9 @@
 //! Sending a batch's settling pipeline: retried while Redis is unreachable (until the hard
 //! stop), retried a few times when Redis answers with an error, then given up on — the batch is
-//! released and the alarm `conveyor_settle_failures_total` counts it.
+//! released and the alarm `conveyor_settle_failures_total` counts it. A settle that fewer
+//! replicas confirmed than the replication wait asks is done on the master and not sent again:
+//! it is logged and counted (`conveyor_settle_not_replicated_total`); if a failover then
+//! promotes a replica without it, its jobs are delivered again (at least once, as always).
 
 use super::shared::Shared;
 use crate::backoff::Backoff;
@@ -21,8 +24,19 @@ pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &Fanout) {
     let mut refused = 0u32;
     loop {
         let result = match shared.queue.conn().await {
-            Ok(mut conn) => match pipe.query(&mut conn).await {
-                Ok(_) => return,
+            Ok(mut conn) => match pipe.query_acked(&mut conn).await {
+                Ok((_, acked)) => {
+                    let replication = shared.queue.config().replication();
+                    if let (Some(r), Some(acked)) = (replication, acked) {
+                        if acked < r.replicas {
+                            tracing::warn!(queue = shared.queue.name(), acked, wanted = r.replicas,
+                                "a settle was not confirmed by enough replicas; a failover now may run its jobs again");
+                            metrics::counter!("conveyor_settle_not_replicated_total", "queue" => shared.queue.name().to_string())
+                                .increment(1);
+                        }
+                    }
+                    return;
+                }
                 Err(e) if scripts::is_noscript(&e) || has_noscript(&e) => {
                     match scripts::load_all(&mut conn).await {
                         Ok(()) => continue,

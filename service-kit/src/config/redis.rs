@@ -50,6 +50,14 @@ pub struct RedisArgs {
     #[arg(long, env = "REDIS_RESPONSE_TIMEOUT", default_value = "5s",
           value_parser = response_timeout)]
     pub redis_response_timeout: std::time::Duration,
+    /// Replicas that must confirm every enqueue and every settle (`WAIT n timeout` on the
+    /// master that took the writes); 0 = do not wait. An enqueue confirmed by fewer answers 503
+    #[arg(long, env = "REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// How long one replication WAIT waits, in ms (keep it well below REDIS_RESPONSE_TIMEOUT)
+    #[arg(long, env = "REDIS_WAIT_TIMEOUT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub redis_wait_timeout_ms: u64,
 }
 
 fn response_timeout(value: &str) -> Result<std::time::Duration, String> {
@@ -74,6 +82,8 @@ impl std::fmt::Debug for RedisArgs {
             .field("queue_namespace", &self.queue_namespace)
             .field("redis_pool_size", &self.redis_pool_size)
             .field("redis_response_timeout", &self.redis_response_timeout)
+            .field("redis_wait_replicas", &self.redis_wait_replicas)
+            .field("redis_wait_timeout_ms", &self.redis_wait_timeout_ms)
             .finish()
     }
 }
@@ -91,7 +101,17 @@ impl RedisArgs {
             queue_namespace: namespace.into(),
             redis_pool_size: 32,
             redis_response_timeout: DEFAULT_RESPONSE_TIMEOUT,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 1000,
         }
+    }
+
+    /// `config` with this deployment's replication wait (`REDIS_WAIT_REPLICAS`,
+    /// `REDIS_WAIT_TIMEOUT_MS`): every queue a binary builds goes through here.
+    pub fn replicated(&self, mut config: queue::QueueConfig) -> queue::QueueConfig {
+        config.wait_replicas = self.redis_wait_replicas;
+        config.wait_timeout = std::time::Duration::from_millis(self.redis_wait_timeout_ms);
+        config
     }
 
     /// The URL as it may appear in a log line (password replaced).

@@ -20,12 +20,12 @@ pub use sender::DeliveryHandler;
 pub async fn run(
     args: DeliveryArgs,
     redis: queue::RedisPool,
-    namespace: String,
+    redis_args: service_kit::config::RedisArgs,
     worker: WorkerConfig,
     max_attempts: u32,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let queue = args.webhooks_queue(redis.clone(), &namespace);
+    let queue = args.webhooks_queue(redis.clone(), &redis_args);
     if max_attempts > args.webhook_max_attempts {
         tracing::info!(
             max_attempts,
@@ -33,7 +33,7 @@ pub async fn run(
             "webhook deliveries use WEBHOOK_MAX_ATTEMPTS, not MAX_ATTEMPTS"
         );
     }
-    let collator = args.collator(redis, &namespace);
+    let collator = args.collator(redis, &redis_args);
     let handler = DeliveryHandler::new(&args, collator.clone())?;
     let config = WorkerConfig {
         batch_linger: Duration::from_millis(args.webhook_batch_linger_ms),

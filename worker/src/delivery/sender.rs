@@ -410,7 +410,10 @@ mod redis_tests {
             "30",
         ])
         .delivery;
-        let collator = args.collator(env.redis.clone().into(), &env.namespace);
+        let collator = args.collator(
+            env.redis.clone().into(),
+            &service_kit::config::RedisArgs::new(testkit::redis_url(), &env.namespace),
+        );
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         assert_eq!(
             collator
@@ -473,7 +476,10 @@ mod redis_tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
         let args =
             Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", SECRET]).delivery;
-        let collator = args.collator(env.redis.clone().into(), &env.namespace);
+        let collator = args.collator(
+            env.redis.clone().into(),
+            &service_kit::config::RedisArgs::new(testkit::redis_url(), &env.namespace),
+        );
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         collator.record(&[packet("moved")]).await.unwrap();
         let out = handler.handle(vec![job("moved")]).await;
@@ -495,7 +501,10 @@ mod redis_tests {
         let url = format!("http://127.0.0.1:{}/hook", testkit::free_port());
         let args =
             Cli::parse_from(["t", "--webhook-url", &url, "--webhook-secret", SECRET]).delivery;
-        let collator = args.collator(env.redis.clone().into(), &env.namespace);
+        let collator = args.collator(
+            env.redis.clone().into(),
+            &service_kit::config::RedisArgs::new(testkit::redis_url(), &env.namespace),
+        );
         let handler = DeliveryHandler::new(&args, collator.clone()).unwrap();
         collator.record(&[packet("down")]).await.unwrap();
         let out = handler.handle(vec![job("down")]).await;
