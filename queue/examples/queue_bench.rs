@@ -10,6 +10,10 @@
 //! enqueue pipeline and each settle, `QueueConfig::wait_replicas`): bulk enqueue, one-at-a-time
 //! enqueue and drain by one worker process, each without and with the wait, and the ratios.
 //! The server(s) need at least N replicas per master (e.g. the 3 + 3 test cluster and N = 1).
+//!
+//! `--only scale` (for `bench/cluster.sh`): bulk enqueue of N jobs, then their drain by
+//! `--procs` worker processes (default 2), on a fresh namespace; `--partitions P` (default 1,
+//! also for the other modes) spreads the queue over P partitions.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,11 +61,19 @@ fn pool(url: &str) -> anyhow::Result<queue::RedisPool> {
     Ok(queue::RedisPool::open(url, 16)?)
 }
 
-/// `QueueConfig` of namespace `ns`, waiting for `wait` replicas (0: no wait).
+/// `QueueConfig` of namespace `ns`, waiting for `wait` replicas (0: no wait), with the
+/// `--partitions` count.
 fn queue_config(ns: &str, wait: u32) -> QueueConfig {
     let mut config = QueueConfig::new(ns, QUEUE);
     config.wait_replicas = wait;
+    config.partitions = partitions();
     config
+}
+
+fn partitions() -> u16 {
+    arg("--partitions")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
 }
 
 fn wait_arg() -> Option<u32> {
@@ -117,8 +129,11 @@ async fn bench(url: &str, n: u64) -> anyhow::Result<()> {
     if let Some(wait) = wait_arg().filter(|w| *w > 0) {
         return wait_cost(&pool, url, n, wait).await;
     }
+    if arg("--only").as_deref() == Some("scale") {
+        return scale(&pool, url, n).await;
+    }
     if arg("--only").as_deref() == Some("enqueue") {
-        let q: Queue<Noop> = Queue::new(pool.clone(), QueueConfig::new("qe", QUEUE));
+        let q: Queue<Noop> = Queue::new(pool.clone(), queue_config("qe", 0));
         let enq = enqueue(&q, n).await?;
         report("queue bulk enqueue (enqueue_batch)", n, enq, None);
         return Ok(());
@@ -133,13 +148,13 @@ async fn bench(url: &str, n: u64) -> anyhow::Result<()> {
         None,
     );
 
-    let q: Queue<Noop> = Queue::new(pool.clone(), QueueConfig::new("q1", QUEUE));
+    let q: Queue<Noop> = Queue::new(pool.clone(), queue_config("q1", 0));
     let enq = enqueue(&q, n).await?;
     report("queue bulk enqueue (enqueue_batch)", n, enq, Some(bare_add));
     let one = drain(&q, url, "q1", n, 1, 0).await?;
     report("queue drain, 1 worker process", n, one, Some(bare_drain));
 
-    let q2: Queue<Noop> = Queue::new(pool.clone(), QueueConfig::new("q2", QUEUE));
+    let q2: Queue<Noop> = Queue::new(pool.clone(), queue_config("q2", 0));
     enqueue(&q2, n).await?;
     let two = drain(&q2, url, "q2", n, 2, 0).await?;
     report("queue drain, 2 worker processes", n, two, Some(bare_drain));
@@ -177,6 +192,24 @@ async fn wait_cost(pool: &queue::RedisPool, url: &str, n: u64, wait: u32) -> any
         on.0 / off.0,
         on.1 / off.1,
         on.2 / off.2
+    );
+    Ok(())
+}
+
+/// Bulk enqueue of `n` jobs, then their drain by `--procs` worker processes, on a fresh
+/// namespace: what `bench/cluster.sh` runs against one node and against a cluster.
+async fn scale(pool: &queue::RedisPool, url: &str, n: u64) -> anyhow::Result<()> {
+    let procs: usize = arg("--procs").and_then(|p| p.parse().ok()).unwrap_or(2);
+    let ns = format!("scale-{}", unique_suffix());
+    let q: Queue<Noop> = Queue::new(pool.clone(), queue_config(&ns, 0));
+    q.check_partitions().await?;
+    let enq = enqueue(&q, n).await?;
+    let drained = drain(&q, url, &ns, n, procs, 0).await?;
+    println!(
+        "RESULT scale: {} partitions, bulk enqueue {:.0} jobs/s, drain by {procs} worker processes {:.0} jobs/s",
+        partitions(),
+        n as f64 / enq.as_secs_f64(),
+        n as f64 / drained.as_secs_f64()
     );
     Ok(())
 }
@@ -332,6 +365,7 @@ async fn drain(
             Command::new(&exe)
                 .args(["worker", "--url", url, "--ns", ns])
                 .args(["--wait-replicas", &wait.to_string()])
+                .args(["--partitions", &partitions().to_string()])
                 .args(
                     arg("--batch")
                         .map(|b| vec!["--batch".to_string(), b])

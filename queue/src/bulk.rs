@@ -124,7 +124,7 @@ impl<T> Queue<T> {
         // One pipeline on one node; one per partition (its slot) on a cluster, each loading
         // the script at its head when any entry needs it.
         let cluster = self.pool().is_cluster();
-        let mut pipes = Fanout::new(cluster);
+        let mut pipes = Fanout::new(cluster, self.keys());
         let any_dedup = entries.iter().any(|e| e.2);
         if any_dedup && !cluster {
             pipes
@@ -141,16 +141,18 @@ impl<T> Queue<T> {
             let (p, entry, dedup) = &entries[i];
             if open != Some(*p) {
                 if let Some(prev) = open {
-                    pipes.partition(prev).cmd("EXEC");
+                    pipes.commit(prev);
                 }
-                let pipe = pipes.partition(*p);
                 if any_dedup && cluster {
-                    pipe.cmd("SCRIPT")
+                    // Inside the partition's transaction: queued first, run first.
+                    pipes
+                        .partition(*p)
+                        .cmd("SCRIPT")
                         .arg("LOAD")
                         .arg(scripts::ENQUEUE_SOURCE)
                         .ignore();
                 }
-                pipe.cmd("MULTI").ignore();
+                pipes.begin(*p);
                 open = Some(*p);
                 blocks += 1;
             }
@@ -169,27 +171,31 @@ impl<T> Queue<T> {
             }
         }
         if let Some(last) = open {
-            pipes.partition(last).cmd("EXEC");
+            pipes.commit(last);
         }
-        // With a replication wait, each pipeline ends with WAIT (on its partition's master).
+        // With a replication wait, each partition's writes are followed by a WAIT on its master.
         let replication = self.config().replication();
         pipes.wait_for(replication);
         let mut conn = self.conn().await?;
-        // One reply per EXEC: the array of new entry ids, or the error of a failed command.
+        // On one node, one reply per EXEC: the array of new entry ids, or the error of a failed
+        // command. On a cluster, no reply (every command is ignored) and an error inside a
+        // partition's transaction fails the query; one a slot move refused is sent again there
+        // for a while (`Fanout`), then fails as a topology error (unavailable: retry later).
         let (execs, acked): (Vec<redis::Value>, _) = pipes
             .query_acked(&mut conn)
             .await
             .map_err(QueueError::after_send)?;
-        let failed = execs.len() != blocks
-            || execs.iter().any(|v| match v {
-                redis::Value::Array(items) => items
-                    .iter()
-                    .any(|i| matches!(i, redis::Value::ServerError(_))),
-                _ => true,
-            });
+        let failed = !cluster
+            && (execs.len() != blocks
+                || execs.iter().any(|v| match v {
+                    redis::Value::Array(items) => items
+                        .iter()
+                        .any(|i| matches!(i, redis::Value::ServerError(_))),
+                    _ => true,
+                }));
         if failed {
-            // A transaction a cluster node refused mid-failover or mid-migration (MOVED,
-            // READONLY, TRYAGAIN… inside it): nothing of it ran; unavailable, retry later.
+            // A transaction the node refused (READONLY, LOADING… inside it): nothing of it
+            // ran; unavailable, retry later.
             let topology = execs.iter().any(|v| match v {
                 redis::Value::ServerError(e) => crate::error::topology_code(e.code()),
                 redis::Value::Array(items) => items.iter().any(|i| {

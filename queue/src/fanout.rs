@@ -2,22 +2,32 @@
 //! in ONE round trip (as before clusters existed); on a Redis Cluster, where a pipeline must
 //! stay in one hash slot, one pipeline per partition (a partition is one slot), all sent at
 //! once on the same multiplexed cluster connection. Replies come back in the order commands were
-//! added, in both modes. Also: the master nodes of a cluster and a `SCAN` over all of them.
+//! added, in both modes.
 //!
-//! Replication wait ([`Fanout::wait_for`]): `WAIT n timeout` at the end of each pipeline, so it
-//! runs on the very connection that sent the writes, right after them. On a cluster redis-rs
-//! would send a lone keyless `WAIT` to every master (`RouteBy::AllPrimaries` in its
-//! `cluster_routing`), where this connection wrote nothing; inside a pipeline it is not routed at
-//! all — the pipeline goes to the master of its first keyed command's slot — so the WAIT reaches
-//! exactly the master that took the partition's writes. A lone write is followed by
-//! [`wait_after`], routed explicitly to the master of its key's slot.
+//! On a cluster each partition's pipeline is one transaction (`MULTI … EXEC`), so a slot that
+//! moves under it (a reshard, a failover) makes the node refuse all of it at once (`MOVED`,
+//! `ASK`, `TRYAGAIN`, `READONLY` while queueing, then `EXECABORT`) and none of it runs. Such a
+//! refused transaction is sent again, after one keyed command has made the client learn the
+//! slot's new owner, for up to [`RESEND_FOR`]: callers see a slot move as a short delay, never
+//! as a half-applied pipeline. (A plain pipeline would run the commands before the first key
+//! that moved and refuse the rest — redis-rs does not redirect inside a pipeline — and sending
+//! it again would apply those twice.)
+//!
+//! Replication wait ([`Fanout::wait_for`]): `WAIT n timeout` after each pipeline's writes, on
+//! the master that took them. On one node it ends the one pipeline. On a cluster it follows the
+//! partition's `EXEC` as its own command (a WAIT inside `MULTI` does not block), routed to the
+//! master of the partition's slot — the node connection the transaction went through. A lone
+//! write is followed by [`wait_after`], routed the same way.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use deadpool_redis::cluster::ClusterConnection;
+use redis::aio::ConnectionLike;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{Pipeline, RedisResult, Value};
+use redis::{ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
-use crate::error::QueueError;
+use crate::error::{topology_code, QueueError};
+use crate::keys::Keys;
 use crate::pool::{timed, RedisConnection};
 
 /// A replication wait: `WAIT replicas timeout` after a group of writes.
@@ -57,6 +67,11 @@ impl Replication {
     }
 }
 
+/// How long a partition's transaction refused for a slot move is sent again before its
+/// error is returned (a `redis-cli --cluster reshard` moves a slot in well under a second; a
+/// failover takes the cluster-node-timeout plus the election).
+pub const RESEND_FOR: Duration = Duration::from_secs(20);
+
 /// Which slot a group of commands belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Group {
@@ -66,39 +81,35 @@ enum Group {
 }
 
 /// Commands grouped by partition; see the module docs.
-pub struct Fanout {
+pub struct Fanout<'k> {
     cluster: bool,
+    keys: &'k Keys,
     pipes: Vec<(Group, Pipeline)>,
-    /// Set by [`Fanout::wait_for`]: the pipelines end with a WAIT.
+    /// Set by [`Fanout::wait_for`]: the pipelines' writes are followed by a WAIT.
     replication: Option<Replication>,
 }
 
-impl Fanout {
-    /// Pipelines for a cluster (`cluster`) or one node (then all commands share one).
-    pub fn new(cluster: bool) -> Fanout {
+impl<'k> Fanout<'k> {
+    /// Pipelines for the partitions of the queue with `keys`, on a cluster (`cluster`) or one
+    /// node (then all commands share one pipeline).
+    pub fn new(cluster: bool, keys: &'k Keys) -> Fanout<'k> {
         Fanout {
             cluster,
+            keys,
             pipes: Vec::new(),
             replication: None,
         }
     }
 
-    /// Whether the pipeline of `group` ends with a WAIT: on one node the one pipeline; on a
-    /// cluster each partition's (a pipeline of keyless commands only would go to a random node,
-    /// possibly a replica, where WAIT is an error).
-    fn waits(&self, group: Group) -> bool {
-        self.replication.is_some() && (!self.cluster || group != Group::Other)
-    }
-
-    /// Ends the pipelines with `WAIT replicas timeout` (nothing for `None`); call it after the
-    /// last command. [`Fanout::query_acked`] then takes the WAIT replies out of the replies and
-    /// says the fewest replicas any of them reached.
+    /// Follows the writes with `WAIT replicas timeout` (nothing for `None`); call it after the
+    /// last command. [`Fanout::query_acked`] then says the fewest replicas any WAIT reached; the
+    /// WAIT replies are not among the replies. On a cluster only partitions' pipelines wait (a
+    /// pipeline of keyless commands goes to any node, possibly a replica, where WAIT fails).
     pub fn wait_for(&mut self, replication: Option<Replication>) {
         let Some(r) = replication else { return };
         self.replication = Some(r);
-        let cluster = self.cluster;
-        for (group, pipe) in &mut self.pipes {
-            if !cluster || *group != Group::Other {
+        if !self.cluster {
+            for (_, pipe) in &mut self.pipes {
                 pipe.add_command(r.cmd());
             }
         }
@@ -110,16 +121,42 @@ impl Fanout {
             None => false,
         };
         if !reuse {
-            self.pipes.push((group, redis::pipe()));
+            let mut pipe = redis::pipe();
+            if self.cluster && group != Group::Other {
+                pipe.atomic();
+            }
+            self.pipes.push((group, pipe));
         }
         let last = self.pipes.len() - 1;
         &mut self.pipes[last].1
     }
 
     /// The pipeline for commands on partition `p`'s keys. On a cluster, commands of one
-    /// partition added one after the other share a pipeline.
+    /// partition added one after the other share a pipeline (one transaction).
     pub fn partition(&mut self, p: u16) -> &mut Pipeline {
         self.pipe_for(Group::Partition(p))
+    }
+
+    /// Opens an all-or-nothing block of partition `p`'s commands: `MULTI` on one node, nothing
+    /// on a cluster (where the partition's pipeline is a transaction already). Close it with
+    /// [`Fanout::commit`]; add nothing of another partition in between.
+    pub fn begin(&mut self, p: u16) -> &mut Pipeline {
+        let cluster = self.cluster;
+        let pipe = self.partition(p);
+        if !cluster {
+            pipe.cmd("MULTI").ignore();
+        }
+        pipe
+    }
+
+    /// Closes the block [`Fanout::begin`] opened: `EXEC` on one node, whose reply is the array
+    /// of the block's replies (a failed command's error inside it); nothing on a cluster, where
+    /// the block's replies come one by one like any pipeline's and an error in any of them
+    /// fails the query.
+    pub fn commit(&mut self, p: u16) {
+        if !self.cluster {
+            self.partition(p).cmd("EXEC");
+        }
     }
 
     /// The pipeline for commands outside the partitions.
@@ -128,47 +165,108 @@ impl Fanout {
     }
 
     /// Sends every pipeline; the replies of the commands not `ignore`d, in the order added.
-    /// The first error wins (on a cluster the other pipelines may have run).
+    /// The first error wins (on a cluster the other partitions' pipelines may have run).
     pub async fn query(&self, conn: &mut RedisConnection) -> RedisResult<Vec<Value>> {
         Ok(self.query_acked(conn).await?.0)
     }
 
     /// Like [`Fanout::query`], and with [`Fanout::wait_for`] the fewest replicas any WAIT
-    /// reached (`None` without WAITs); the WAIT replies are not among the replies.
+    /// reached (`None` without WAITs).
     pub async fn query_acked(
         &self,
         conn: &mut RedisConnection,
     ) -> RedisResult<(Vec<Value>, Option<u32>)> {
-        let per_pipe: Vec<Vec<Value>> = match conn.fork() {
-            None => match self.pipes.first() {
-                Some((_, pipe)) => vec![pipe.query_async(conn).await?],
-                None => Vec::new(),
-            },
-            Some((cluster, timeout)) => {
-                let sends =
-                    self.pipes.iter().map(|(_, pipe)| {
-                        let mut c = cluster.clone();
-                        async move {
-                            timed(timeout, Box::pin(pipe.query_async::<Vec<Value>>(&mut c))).await
-                        }
-                    });
-                futures::future::try_join_all(sends).await?
-            }
+        let Some((cluster, timeout)) = conn.fork() else {
+            let Some((_, pipe)) = self.pipes.first() else {
+                return Ok((Vec::new(), None));
+            };
+            let mut values: Vec<Value> = pipe.query_async(conn).await?;
+            return match self.replication {
+                Some(_) => {
+                    let acked = acked_of(values.pop())?;
+                    Ok((values, Some(acked)))
+                }
+                None => Ok((values, None)),
+            };
         };
+        let sends = self.pipes.iter().map(|(group, pipe)| {
+            let c = cluster.clone();
+            async move { self.send_one(c, timeout, *group, pipe).await }
+        });
+        let per_pipe = futures::future::try_join_all(sends).await?;
         let mut fewest: Option<u32> = None;
         let mut replies = Vec::new();
-        for ((group, _), mut values) in self.pipes.iter().zip(per_pipe) {
-            if self.waits(*group) {
-                let acked = match values.pop() {
-                    Some(v) => redis::from_redis_value::<i64>(v)?,
-                    None => 0,
-                };
-                let acked = u32::try_from(acked.max(0)).unwrap_or(u32::MAX);
+        for (values, acked) in per_pipe {
+            if let Some(acked) = acked {
                 fewest = Some(fewest.map_or(acked, |f| f.min(acked)));
             }
             replies.extend(values);
         }
         Ok((replies, fewest))
+    }
+
+    /// One pipeline on a cluster: sent again while its slot moves (see the module docs), then
+    /// followed by the WAIT of a partition's writes.
+    async fn send_one(
+        &self,
+        mut cluster: ClusterConnection,
+        timeout: Option<Duration>,
+        group: Group,
+        pipe: &Pipeline,
+    ) -> RedisResult<(Vec<Value>, Option<u32>)> {
+        let Group::Partition(p) = group else {
+            let values = timed(timeout, Box::pin(pipe.query_async(&mut cluster))).await?;
+            return Ok((values, None));
+        };
+        let key = self.keys.stream_ref(p);
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(10);
+        let values: Vec<Value> = loop {
+            match timed(timeout, Box::pin(pipe.query_async(&mut cluster))).await {
+                Err(e) if refused_whole(&e) && started.elapsed() < RESEND_FOR => {
+                    metrics::counter!("conveyor_transactions_resent_total").increment(1);
+                    tracing::debug!(error = %e, key, "a partition's transaction was refused for a slot move; sending it again");
+                    // A keyed command the client routes itself: a MOVED answer makes it
+                    // redirect and relearn the slot map, so the next send reaches the new owner.
+                    let exists = redis::cmd("EXISTS").arg(key).to_owned();
+                    let _ = timed(timeout, cluster.req_packed_command(&exists)).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => break other?,
+            }
+        };
+        let Some(r) = self.replication else {
+            return Ok((values, None));
+        };
+        let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+        let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+        let acked = timed(timeout, Box::pin(cluster.route_command(r.cmd(), routing))).await?;
+        Ok((values, Some(acked_of(Some(acked))?)))
+    }
+}
+
+/// Replicas a WAIT reply says confirmed (0 for no reply).
+fn acked_of(reply: Option<Value>) -> RedisResult<u32> {
+    let acked = match reply {
+        Some(v) => redis::from_redis_value::<i64>(v)?,
+        None => 0,
+    };
+    Ok(u32::try_from(acked.max(0)).unwrap_or(u32::MAX))
+}
+
+/// Whether a cluster transaction's error means the node refused all of it because its slot is
+/// moving or moved: `EXECABORT` after a topology error while queueing, or an `EXEC` answered
+/// with an error instead of replies (redis-rs reports that as an unparsable multi response;
+/// EXEC answers an error only when it ran nothing).
+fn refused_whole(e: &RedisError) -> bool {
+    match e.kind() {
+        ErrorKind::Server(ServerErrorKind::ExecAbort) => e
+            .clone()
+            .into_server_errors()
+            .is_some_and(|items| items.iter().any(|(_, err)| topology_code(err.code()))),
+        ErrorKind::UnexpectedReturnType => e.to_string().contains("multi response"),
+        _ => false,
     }
 }
 
@@ -195,106 +293,4 @@ pub(crate) async fn wait_after(
     };
     let acked = acked.map_err(|e| QueueError::OutcomeUnknown(format!("replication wait: {e}")))?;
     replication.check(u32::try_from(acked.max(0)).unwrap_or(u32::MAX))
-}
-
-/// `GET` of every key in `keys` (values in order): one pipeline on one node; on a cluster, where
-/// the keys may lie in many slots, one `GET` per key, all sent at once.
-pub(crate) async fn get_many(
-    conn: &mut RedisConnection,
-    keys: &[String],
-) -> RedisResult<Vec<Option<String>>> {
-    match conn.fork() {
-        Some((cluster, timeout)) => {
-            let gets = keys.iter().map(|key| {
-                let mut c = cluster.clone();
-                let get = redis::cmd("GET").arg(key).to_owned();
-                async move {
-                    timed(
-                        timeout,
-                        Box::pin(async move { get.query_async(&mut c).await }),
-                    )
-                    .await
-                }
-            });
-            futures::future::try_join_all(gets).await
-        }
-        None => {
-            let mut pipe = redis::pipe();
-            for key in keys {
-                pipe.cmd("GET").arg(key);
-            }
-            pipe.query_async(conn).await
-        }
-    }
-}
-
-/// `(host, port)` of every master of the cluster `conn` is connected to, from `CLUSTER SLOTS`.
-pub async fn cluster_masters(conn: &mut RedisConnection) -> RedisResult<Vec<(String, u16)>> {
-    let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
-    let mut masters = Vec::new();
-    for range in slots {
-        let Value::Array(parts) = range else { continue };
-        let Some(Value::Array(node)) = parts.get(2) else {
-            continue;
-        };
-        let host: Option<String> = node
-            .first()
-            .and_then(|v| redis::from_redis_value_ref(v).ok());
-        let port: Option<u16> = node
-            .get(1)
-            .and_then(|v| redis::from_redis_value_ref(v).ok());
-        if let (Some(host), Some(port)) = (host, port) {
-            if !masters.contains(&(host.clone(), port)) {
-                masters.push((host, port));
-            }
-        }
-    }
-    Ok(masters)
-}
-
-/// Every key matching `pattern` (a `SCAN MATCH` glob): on one node one SCAN walk, on a cluster
-/// one walk per master. O(keys of the server); for operators and tests, never hot paths.
-pub async fn scan_all(conn: &mut RedisConnection, pattern: &str) -> RedisResult<Vec<String>> {
-    let mut out = Vec::new();
-    if !conn.is_cluster() {
-        scan_node(conn, None, pattern, &mut out).await?;
-        return Ok(out);
-    }
-    for master in cluster_masters(conn).await? {
-        scan_node(conn, Some(master), pattern, &mut out).await?;
-    }
-    Ok(out)
-}
-
-async fn scan_node(
-    conn: &mut RedisConnection,
-    node: Option<(String, u16)>,
-    pattern: &str,
-    out: &mut Vec<String>,
-) -> RedisResult<()> {
-    let mut cursor: u64 = 0;
-    loop {
-        let mut cmd = redis::cmd("SCAN");
-        cmd.arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000);
-        let reply: Value = match (&node, conn.cluster_connection()) {
-            (Some((host, port)), Some(cluster)) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.clone(),
-                    port: *port,
-                });
-                cluster.route_command(cmd, route).await?
-            }
-            _ => cmd.query_async(conn).await?,
-        };
-        let (next, keys): (u64, Vec<String>) = redis::from_redis_value(reply)?;
-        out.extend(keys);
-        cursor = next;
-        if cursor == 0 {
-            return Ok(());
-        }
-    }
 }

@@ -1,6 +1,7 @@
 //! The Redis key schema of a queue, in one place. Every key of a partition carries the hash tag
 //! `{<queue>:<p>}` so all of a partition's keys live in one cluster slot and its Lua scripts
-//! stay single-slot. Nothing else in the crate formats a key. No I/O here. Public as
+//! stay single-slot. On a Redis Cluster the tag is `{<queue>:<p>:s<n>}`, `n` chosen so the
+//! partitions spread evenly over the slot space and so over the masters ([`crate::slot`]). Nothing else in the crate formats a key. No I/O here. Public as
 //! [`Keys`] (see [`Queue::keys`](crate::Queue::keys)) so code outside the crate that reads or
 //! writes a queue's keys — a dashboard reading dead letters, a Lua script that XADDs a job with
 //! its own writes — names them through these builders instead of spelling them again.
@@ -25,6 +26,8 @@
 //! <ns>:{<queue>:<p>}:<suffix>     an application's own key in partition p (`in_partition`)
 //! ```
 
+use crate::slot;
+
 /// Consumer group every worker joins.
 pub const GROUP: &str = "workers";
 
@@ -40,16 +43,36 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Keys of queue `name` in namespace `ns` with `partitions` partitions (0 counts as 1);
-    /// the same values as the queue's [`QueueConfig`](crate::QueueConfig) give the same keys.
+    /// Keys of queue `name` in namespace `ns` with `partitions` partitions (0 counts as 1) on
+    /// one Redis node; the same values as the queue's [`QueueConfig`](crate::QueueConfig) give
+    /// the same keys.
     pub fn new(ns: &str, name: &str, partitions: u16) -> Self {
+        Keys::build(ns, name, partitions, |p| format!("{name}:{p}"))
+    }
+
+    /// The same queue's keys on a Redis Cluster: partition tags spread over the slot space
+    /// ([`crate::slot::spread_tag`]), so 12 partitions on 3 equal masters are 4 per master.
+    pub fn spread(ns: &str, name: &str, partitions: u16) -> Self {
+        let n = partitions.max(1);
+        Keys::build(ns, name, partitions, |p| slot::spread_tag(name, p, n))
+    }
+
+    /// [`Keys::spread`] on a cluster (`cluster`), else [`Keys::new`].
+    pub fn for_mode(ns: &str, name: &str, partitions: u16, cluster: bool) -> Self {
+        match cluster {
+            true => Keys::spread(ns, name, partitions),
+            false => Keys::new(ns, name, partitions),
+        }
+    }
+
+    fn build(ns: &str, name: &str, partitions: u16, tag: impl Fn(u16) -> String) -> Self {
         let partitions = partitions.max(1);
         Keys {
             ns: ns.to_string(),
             name: name.to_string(),
             partitions,
             streams: (0..partitions)
-                .map(|p| format!("{ns}:{{{name}:{p}}}"))
+                .map(|p| format!("{ns}:{{{}}}", tag(p)))
                 .collect(),
         }
     }
@@ -203,5 +226,30 @@ mod tests {
         let hit: std::collections::HashSet<u16> =
             (0..100).map(|i| k.partition_of(&format!("r{i}"))).collect();
         assert_eq!(hit.len(), 4);
+    }
+
+    #[test]
+    fn cluster_keys_keep_one_tag_per_partition_and_the_queue_wide_keys() {
+        let k = Keys::spread("ns", "q", 12);
+        for p in 0..12 {
+            let stream = k.stream(p);
+            let tag = stream
+                .strip_prefix("ns:{")
+                .and_then(|s| s.strip_suffix('}'));
+            assert_eq!(tag.and_then(slot::parse_tag), Some(("q", p)), "{stream}");
+            let slot = slot::slot_of(&stream);
+            for key in [k.delayed(p), k.dead(p), k.dedup(p, "x"), k.consumers(p)] {
+                assert_eq!(slot::slot_of(&key), slot, "{key}");
+            }
+        }
+        assert_eq!(
+            k.partitions_key(),
+            Keys::new("ns", "q", 12).partitions_key()
+        );
+        assert_eq!(Keys::for_mode("ns", "q", 3, false).stream(1), "ns:{q:1}");
+        assert_eq!(
+            Keys::for_mode("ns", "q", 3, true).stream(1),
+            Keys::spread("ns", "q", 3).stream(1)
+        );
     }
 }

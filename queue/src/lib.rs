@@ -46,7 +46,8 @@
 //! ## One node or a Redis Cluster
 //!
 //! A [`RedisPool`] is either (`RedisPool::open` chooses by URL: `redis://` or
-//! `redis+cluster://host:port,…`). On a cluster every partition is one slot; what spans
+//! `redis+cluster://host:port,…`). On a cluster every partition is one slot, the partitions
+//! spread evenly over the slot space ([`slot`]); what spans
 //! partitions — a batch enqueue, a batch's settling, stats, dead letters, admin views, a
 //! worker's read — goes out as one pipeline (or one `XREADGROUP`) per partition, all at once
 //! (`fanout`, `worker::xread`), and results are announced with `SPUBLISH` on the partition's
@@ -61,7 +62,7 @@
 //!
 //! 0. `pool` ([`RedisPool`], [`RedisConnection`]) and `fanout` (pipelines per partition on a
 //!    cluster, `SCAN` over every master).
-//! 1. `keys` (every Redis key), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
+//! 1. `keys` (every Redis key; [`slot`]: where a partition lands on a cluster), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
 //!    dead letters), [`wire`] (their field names), `config`, `error`, `backoff`.
 //! 2. `queue` ([`Queue`]: the enqueue paths, `bulk` for batches, with `dedup` for idempotent
 //!    ones), which owns `router` (the per-process result subscriber); `reply` builds
@@ -121,19 +122,22 @@ mod error;
 mod fanout;
 mod job;
 mod keys;
+mod nodes;
 mod pool;
 mod queue;
 mod recurring;
 mod reply;
 mod router;
 mod scripts;
+pub mod slot;
 mod stats;
 pub mod wire;
 mod worker;
 
 /// The pool type every part of Conveyor passes around (one node or a cluster).
 pub type Pool = RedisPool;
-pub use fanout::{cluster_masters, scan_all, Fanout, Replication};
+pub use fanout::{Fanout, Replication, RESEND_FOR};
+pub use nodes::{cluster_masters, scan_all};
 pub use pool::{cluster_seed_urls, ClusterPool, RedisConnection, RedisPool};
 pub use tokio_util::sync::CancellationToken;
 

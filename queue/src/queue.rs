@@ -49,7 +49,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// [`RedisPool`], or a deadpool-redis pool on one node.
     pub fn new(pool: impl Into<RedisPool>, config: QueueConfig) -> Self {
         let pool = pool.into();
-        let keys = Keys::new(&config.namespace, &config.name, config.partition_count());
+        let keys = Keys::for_mode(
+            &config.namespace,
+            &config.name,
+            config.partition_count(),
+            pool.is_cluster(),
+        );
         Queue {
             inner: Arc::new(Inner {
                 pool,

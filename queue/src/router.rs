@@ -237,7 +237,7 @@ impl Router {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        let found = crate::fanout::get_many(&mut conn, &pending).await?;
+        let found = crate::nodes::get_many(&mut conn, &pending).await?;
         for raw in found.into_iter().flatten() {
             if let Ok(msg) = serde_json::from_str::<ReplyMsg>(&raw) {
                 self.deliver(msg);

@@ -25,7 +25,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// script's header for why XINFO's `lag` is not used) and one `ZCOUNT` of recent heartbeats.
     pub async fn stats(&self) -> Result<QueueStats, QueueError> {
         let keys = self.keys();
-        let mut pipe = Fanout::new(self.pool().is_cluster());
+        let mut pipe = Fanout::new(self.pool().is_cluster(), self.keys());
         for p in 0..keys.partitions() {
             let (stream, delayed, dead) = (keys.stream(p), keys.delayed(p), keys.dead(p));
             let trimmed = keys.dead_trimmed(p);
@@ -121,7 +121,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
 /// Sends the stats pipeline: per partition `[length, pending, delayed, dead, trimmed, bytes]`, then the count of
 /// live workers. A reply of another shape is an error, never read as zeros.
 async fn query_stats(
-    pipe: &Fanout,
+    pipe: &Fanout<'_>,
     conn: &mut RedisConnection,
 ) -> redis::RedisResult<(Vec<[u64; 6]>, u64)> {
     let mut replies: Vec<redis::Value> = pipe.query(conn).await?;

@@ -9,80 +9,15 @@
 
 mod support;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use queue::{EnqueueOptions, Queue, QueueError, RedisPool};
+use support::load::{produce, tally, Sent};
 use support::{fast_worker, queue, spawn_worker, stop, Recorder};
 use testkit::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 
 const PARTITIONS: u16 = 6;
-
-/// Numbers enqueued `Ok` (number, partition, when the call began, when it answered), and
-/// the errors seen (by kind).
-#[derive(Default)]
-struct Sent {
-    ok: Vec<(u64, u16, Instant, Instant)>,
-    errors: HashMap<&'static str, usize>,
-}
-
-fn kind(e: &QueueError) -> &'static str {
-    match e {
-        QueueError::NotReplicated { .. } => "not replicated",
-        QueueError::OutcomeUnknown(_) => "outcome unknown",
-        e if e.is_unavailable() => "unavailable",
-        _ => "other",
-    }
-}
-
-/// Enqueues `from..` one by one (or `batch` at a time) until `stop`; an error is retried with the
-/// same ids after 50 ms.
-async fn produce(
-    q: Queue<u64>,
-    sent: Arc<Mutex<Sent>>,
-    from: u64,
-    batch: u64,
-    stop: queue::CancellationToken,
-) {
-    let mut n = from;
-    while !stop.is_cancelled() {
-        let numbers: Vec<u64> = (n..n + batch).collect();
-        let began = Instant::now();
-        let result = if batch == 1 {
-            let opts = EnqueueOptions {
-                job_id: Some(n.to_string()),
-                ..EnqueueOptions::default()
-            };
-            q.enqueue_with(&n, opts).await.map(|_| ())
-        } else {
-            let items: Vec<(Option<String>, Option<String>, u64)> = numbers
-                .iter()
-                .map(|&k| (None, Some(k.to_string()), k))
-                .collect();
-            q.enqueue_batch_with_ids(&items).await.map(|_| ())
-        };
-        let at = Instant::now();
-        match result {
-            Ok(()) => {
-                {
-                    let mut s = sent.lock().unwrap();
-                    for &k in &numbers {
-                        s.ok.push((k, q.partition_of(&k.to_string()), began, at));
-                    }
-                }
-                n += batch;
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(e) => {
-                {
-                    *sent.lock().unwrap().errors.entry(kind(&e)).or_insert(0) += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
 
 #[tokio::test]
 async fn every_acknowledged_enqueue_survives_a_master_failover_and_runs_once() {
@@ -205,20 +140,14 @@ async fn every_acknowledged_enqueue_survives_a_master_failover_and_runs_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop(worker_token, worker).await;
 
-    let mut runs: HashMap<u64, usize> = HashMap::new();
-    for s in rec.started.lock().unwrap().iter() {
-        *runs.entry(s.payload).or_insert(0) += 1;
-    }
-    let lost: Vec<u64> = accepted
+    let runs: Vec<u64> = rec
+        .started
+        .lock()
+        .unwrap()
         .iter()
-        .copied()
-        .filter(|n| !runs.contains_key(n))
+        .map(|s| s.payload)
         .collect();
-    let twice: Vec<(u64, usize)> = runs
-        .iter()
-        .filter(|(_, r)| **r > 1)
-        .map(|(n, r)| (*n, *r))
-        .collect();
+    let (lost, twice) = tally(&accepted, &runs);
     println!(
         "RESULT queue failover: acknowledged {}, lost {}, run more than once {}",
         accepted.len(),

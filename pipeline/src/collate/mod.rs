@@ -226,7 +226,7 @@ impl Collator {
         }
         let keys = self.webhooks.keys();
         // One pipeline on one node; one per partition (= hash slot) on a cluster.
-        let mut pipe = Fanout::new(self.pool.is_cluster());
+        let mut pipe = Fanout::new(self.pool.is_cluster(), keys);
         for (p, packets) in &packets {
             for chunk in packets.chunks(PACKETS_PER_CALL) {
                 let cmd = pipe

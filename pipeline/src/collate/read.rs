@@ -43,7 +43,7 @@ impl Collator {
         }
         let now = now_ms();
         // One pipeline on one node; one per partition (= hash slot) on a cluster.
-        let mut fan = Fanout::new(self.pool.is_cluster());
+        let mut fan = Fanout::new(self.pool.is_cluster(), self.webhooks.keys());
         let mut per_key = 0usize;
         for key in keys {
             let resource_id = key.to_string();
@@ -83,8 +83,8 @@ impl Collator {
         self.release_many(std::slice::from_ref(key)).await
     }
 
-    /// Marks resources delivered, in one pipelined round trip (one `MULTI … EXEC` per resource,
-    /// each within its own hash slot): a re-run of a job then finds [`Fetched::Delivered`], the
+    /// Marks resources delivered, in one pipelined round trip (all or nothing per resource: a
+    /// `MULTI … EXEC` each on one node, one transaction per partition on a cluster): a re-run of a job then finds [`Fetched::Delivered`], the
     /// data expires after `completed_ttl` and the tombstone lives the retention more.
     pub async fn release_many(&self, keys: &[ResourceKey]) -> Result<(), CollateError> {
         if keys.is_empty() {
@@ -93,14 +93,12 @@ impl Collator {
         let ttl = self.completed_ttl.as_secs().max(1);
         let tombstones = self.tombstones();
         let current = tombstones.current(now_ms());
-        let mut fan = Fanout::new(self.pool.is_cluster());
+        let mut fan = Fanout::new(self.pool.is_cluster(), self.webhooks.keys());
         for key in keys {
             let resource_id = key.to_string();
             let (prefix, p) = self.prefix(&resource_id);
             let bucket = format!("{}{current}", Tombstones::prefix(self.webhooks.keys(), p));
-            fan.partition(p)
-                .cmd("MULTI")
-                .ignore()
+            fan.begin(p)
                 .cmd("HSET")
                 .arg(&bucket)
                 .arg(&resource_id)
@@ -118,9 +116,8 @@ impl Collator {
                 .cmd("EXPIRE")
                 .arg(format!("{prefix}meta"))
                 .arg(ttl)
-                .ignore()
-                .cmd("EXEC")
                 .ignore();
+            fan.commit(p);
         }
         let mut conn = self.conn().await?;
         fan.query(&mut conn).await?;

@@ -31,7 +31,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// The newest `limit` dead letters over all partitions, newest first, with their handles.
     pub async fn dead_entries(&self, limit: usize) -> Result<Vec<DeadEntry>, QueueError> {
         let keys = self.keys();
-        let mut pipes = Fanout::new(self.pool().is_cluster());
+        let mut pipes = Fanout::new(self.pool().is_cluster(), self.keys());
         for p in 0..keys.partitions() {
             pipes
                 .partition(p)

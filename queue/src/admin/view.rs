@@ -11,9 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::QueueConfig;
 use crate::error::QueueError;
-use crate::fanout::{scan_all, Fanout};
+use crate::fanout::Fanout;
 use crate::job::{wire, Entry};
 use crate::keys::{Keys, GROUP};
+use crate::nodes::scan_all;
 use crate::pool::{RedisConnection, RedisPool as Pool};
 use crate::queue::Queue;
 use crate::scripts;
@@ -85,12 +86,10 @@ pub async fn list_queues(pool: &Pool, namespace: &str) -> Result<Vec<QueueRef>, 
             let entry = found.entry(name.to_string()).or_default();
             entry.0 = stored.and_then(|s| s.parse().ok());
         } else if let Some(inner) = rest.strip_suffix('}') {
-            // A partition stream `<ns>:{<name>:<p>}`.
-            if let Some((name, p)) = inner.rsplit_once(':') {
-                if let Ok(p) = p.parse::<u16>() {
-                    let entry = found.entry(name.to_string()).or_default();
-                    entry.1 = entry.1.max(p.saturating_add(1));
-                }
+            // A partition stream `<ns>:{<name>:<p>}` (`<ns>:{<name>:<p>:s<n>}` on a cluster).
+            if let Some((name, p)) = crate::slot::parse_tag(inner) {
+                let entry = found.entry(name.to_string()).or_default();
+                entry.1 = entry.1.max(p.saturating_add(1));
             }
         }
     }
@@ -122,7 +121,7 @@ pub async fn open(
 /// partition 0's stream, delayed set or dead letters (a queue's partitions are used evenly, so a
 /// used queue has partition 0 keys unless everything there settled and its workers never ran).
 pub async fn exists(pool: &Pool, namespace: &str, name: &str) -> Result<bool, QueueError> {
-    let keys = Keys::new(namespace, name, 1);
+    let keys = Keys::for_mode(namespace, name, 1, pool.is_cluster());
     let mut conn = pool.get().await?;
     let n: u64 = redis::cmd("EXISTS")
         .arg(keys.partitions_key())
@@ -150,7 +149,7 @@ pub(crate) fn glob_escape(text: &str) -> String {
 /// Sends `pipes` (see `Fanout`), loading the scripts once if Redis lost its script cache (a
 /// restart).
 pub(crate) async fn query_pipe(
-    pipes: &Fanout,
+    pipes: &Fanout<'_>,
     conn: &mut RedisConnection,
 ) -> Result<Vec<redis::Value>, QueueError> {
     match pipes.query(conn).await {
@@ -177,7 +176,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Every partition's counts, next due time and oldest job age, in one pipeline.
     pub async fn partition_states(&self) -> Result<Vec<PartitionState>, QueueError> {
         let keys = self.keys();
-        let mut pipes = Fanout::new(self.pool().is_cluster());
+        let mut pipes = Fanout::new(self.pool().is_cluster(), self.keys());
         pipes.other().cmd("TIME");
         for p in 0..keys.partitions() {
             let (stream, delayed, dead) = (keys.stream(p), keys.delayed(p), keys.dead(p));
@@ -290,7 +289,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
     /// Up to `limit` delayed jobs per partition, soonest first.
     pub async fn delayed_jobs(&self, limit: usize) -> Result<Vec<DelayedJob>, QueueError> {
         let keys = self.keys();
-        let mut pipes = Fanout::new(self.pool().is_cluster());
+        let mut pipes = Fanout::new(self.pool().is_cluster(), self.keys());
         for p in 0..keys.partitions() {
             pipes
                 .partition(p)

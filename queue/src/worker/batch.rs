@@ -204,7 +204,7 @@ where
     // node, one per partition on a cluster, each ending with its partition's ack.
     let mut settled = settled;
     settled.sort_by_key(|s| s.partition);
-    let mut pipes = Fanout::new(shared.queue.pool().is_cluster());
+    let mut pipes = Fanout::new(shared.queue.pool().is_cluster(), shared.queue.keys());
     let consumer = &shared.config.consumer;
     let mut acks: Vec<String> = Vec::new();
     let mut open: Option<u16> = None;

@@ -19,7 +19,7 @@ const SETTLE_TRIES: u32 = 5;
 /// moved slot, a reply too large) is retried [`SETTLE_TRIES`] times, then the batch is
 /// released: its entries stay pending, untracked, to be run again (this worker's reclaim takes
 /// them back after two leases), and the alarm `conveyor_settle_failures_total` counts it.
-pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &Fanout) {
+pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &Fanout<'_>) {
     let mut backoff = Backoff::default();
     let mut refused = 0u32;
     loop {

@@ -2,6 +2,8 @@
 //! test chooses, worker start-up, and Redis assertions (stream lengths, pending counts).
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
