@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use queue::{EnqueueOptions, Queue, QueueError, RedisPool};
-use support::load::{produce, tally, Sent};
+use support::load::{produce, wait_and_tally, Sent, Tally};
 use support::{fast_worker, queue, spawn_worker, stop, Recorder};
 use testkit::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 
@@ -123,31 +123,13 @@ async fn every_acknowledged_enqueue_survives_a_master_failover_and_runs_once() {
         p.await.unwrap();
     }
 
-    let (accepted, errors) = {
-        let s = sent.lock().unwrap();
-        (
-            s.ok.iter().map(|(n, ..)| *n).collect::<Vec<u64>>(),
-            s.errors.clone(),
-        )
-    };
-    println!(
-        "acknowledged {} enqueues; errors retried: {errors:?}",
-        accepted.len()
-    );
-    rec.wait_finished(accepted.len(), Duration::from_secs(60))
-        .await;
-    // A moment for any duplicate run (a re-delivery) to show.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Tally {
+        accepted,
+        lost,
+        twice,
+        ..
+    } = wait_and_tally(&sent, &rec).await;
     stop(worker_token, worker).await;
-
-    let runs: Vec<u64> = rec
-        .started
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.payload)
-        .collect();
-    let (lost, twice) = tally(&accepted, &runs);
     println!(
         "RESULT queue failover: acknowledged {}, lost {}, run more than once {}",
         accepted.len(),

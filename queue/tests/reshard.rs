@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use queue::{Queue, RedisPool, WorkerConfig};
-use support::load::{produce, tally, Sent};
+use support::load::{produce, wait_and_tally, Sent, Tally};
 use support::{queue, spawn_worker, stop, Recorder};
 use testkit::{node_command, RedisCluster};
 
@@ -210,30 +210,16 @@ async fn slots_of_live_partitions_move_under_load_and_every_job_runs_once() {
     assert_ne!(after[8], before[8], "partition 8 moved");
     assert_eq!(cluster.ports[after[4]], to, "partition 4 moved");
 
-    let (accepted, errors) = {
-        let s = sent.lock().unwrap();
-        let ok: Vec<u64> = s.ok.iter().map(|(n, ..)| *n).collect();
-        (ok, s.errors.clone())
-    };
-    println!(
-        "acknowledged {} enqueues; errors retried: {errors:?}",
-        accepted.len()
-    );
-    rec.wait_finished(accepted.len(), Duration::from_secs(60))
-        .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let Tally {
+        accepted,
+        errors,
+        lost,
+        twice,
+    } = wait_and_tally(&sent, &rec).await;
     let stats = q.stats().await.unwrap();
     for (token, task) in workers {
         stop(token, task).await;
     }
-    let runs: Vec<u64> = rec
-        .started
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|s| s.payload)
-        .collect();
-    let (lost, twice) = tally(&accepted, &runs);
     println!(
         "RESULT queue reshard: acknowledged {}, lost {}, run more than once {}, \
          left waiting {}, pending {}, dead {}",

@@ -106,7 +106,9 @@ async fn a_master_killed_under_load_loses_nothing_and_runs_nothing_twice() {
         .start()
         .await
         .unwrap();
-    let messages_key = format!("{}:{{messages:0}}", stack.namespace());
+    // The stream of the `messages` queue's one partition, with the cluster's spread tag.
+    let messages_key =
+        queue::Keys::spread(stack.namespace(), pipeline::queues::MESSAGES, 1).stream(0);
 
     let sent = Arc::new(Mutex::new(Sent::default()));
     let next = Arc::new(AtomicU64::new(0));

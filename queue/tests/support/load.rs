@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use queue::{EnqueueOptions, Queue, QueueError};
 
+use super::Recorder;
+
 /// Numbers enqueued `Ok` (number, partition, when the call began, when it answered), and
 /// the errors seen (by kind).
 #[derive(Default)]
@@ -73,12 +75,34 @@ pub async fn produce(
     }
 }
 
-/// Runs counted per number: the accepted numbers that never ran, and those that ran more than
-/// once (with their run count).
-pub fn tally(accepted: &[u64], runs_of: &[u64]) -> (Vec<u64>, Vec<(u64, usize)>) {
+/// What came of the producers' work: the numbers acknowledged, the errors they retried (by
+/// kind), the acknowledged numbers that never ran and those that ran more than once (with
+/// their run count). Runs are counted per number.
+pub struct Tally {
+    pub accepted: Vec<u64>,
+    pub errors: HashMap<&'static str, usize>,
+    pub lost: Vec<u64>,
+    pub twice: Vec<(u64, usize)>,
+}
+
+/// Waits (60 s at most) until `rec` finished as many jobs as `sent` acknowledged, then 2 s more
+/// for any duplicate run (a re-delivery) to show, and counts.
+pub async fn wait_and_tally(sent: &Mutex<Sent>, rec: &Recorder<u64>) -> Tally {
+    let (accepted, errors) = {
+        let s = sent.lock().unwrap();
+        let ok: Vec<u64> = s.ok.iter().map(|(n, ..)| *n).collect();
+        (ok, s.errors.clone())
+    };
+    println!(
+        "acknowledged {} enqueues; errors retried: {errors:?}",
+        accepted.len()
+    );
+    rec.wait_finished(accepted.len(), Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut runs: HashMap<u64, usize> = HashMap::new();
-    for n in runs_of {
-        *runs.entry(*n).or_insert(0) += 1;
+    for s in rec.started.lock().unwrap().iter() {
+        *runs.entry(s.payload).or_insert(0) += 1;
     }
     let lost = accepted
         .iter()
@@ -87,5 +111,10 @@ pub fn tally(accepted: &[u64], runs_of: &[u64]) -> (Vec<u64>, Vec<(u64, usize)>)
         .collect();
     let mut twice: Vec<(u64, usize)> = runs.into_iter().filter(|(_, r)| *r > 1).collect();
     twice.sort_unstable();
-    (lost, twice)
+    Tally {
+        accepted,
+        errors,
+        lost,
+        twice,
+    }
 }
