@@ -40,8 +40,13 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, namespace = %config.common.redis.queue_namespace,
         partitions = config.common.redis.queue_partitions, "consumer listening");
-    service_kit::http::serve(listener, router(state), &config.common.http, shutdown.clone())
-        .await?;
+    service_kit::http::serve(
+        listener,
+        router(state),
+        &config.common.http,
+        shutdown.clone(),
+    )
+    .await?;
     shutdown.cancel();
     partitions.await??;
     tracing::info!("consumer stopped");

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use queue::{Pool, Queue, QueueConfig, QueueStats};
-use service_kit::config::RedisArgs;
 use serde_json::Value;
+use service_kit::config::RedisArgs;
 
 use crate::error::SourceError;
 

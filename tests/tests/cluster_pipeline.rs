@@ -120,7 +120,10 @@ async fn the_pipeline_runs_on_a_redis_cluster() {
     }
     let k = queue::Keys::new(stack.namespace(), "messages", 12);
     let used = (0..12).filter(|p| keys.contains(&k.stream(*p))).count();
-    assert!(used >= 6, "the jobs spread over the partitions: {used} of 12 used");
+    assert!(
+        used >= 6,
+        "the jobs spread over the partitions: {used} of 12 used"
+    );
     for key in keys {
         let _: () = redis::cmd("DEL")
             .arg(&key)

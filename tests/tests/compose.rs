@@ -774,14 +774,21 @@ const REDIS_NODES: [&str; 6] = [
 #[test]
 fn the_cluster_file_runs_every_binary_with_variables_they_read_and_the_launchers_names() {
     let doc = cluster();
-    assert_eq!(doc["name"].as_str(), Some("conveyor-cluster"), "its own project");
+    assert_eq!(
+        doc["name"].as_str(),
+        Some("conveyor-cluster"),
+        "its own project"
+    );
     assert_every_variable_is_read(&doc);
     let copied = dockerfile_binaries(&read("Dockerfile"));
     let mut seen = BTreeSet::new();
     for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
         let name = name_of(key);
         let bin = command_of(&name, svc);
-        assert!(copied.contains(&bin), "{name} runs `{bin}`, which the image holds");
+        assert!(
+            copied.contains(&bin),
+            "{name} runs `{bin}`, which the image holds"
+        );
         assert_eq!(svc["image"].as_str(), Some("conveyor:local"), "{name}");
         let service: Service = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
         let in_launcher: BTreeSet<String> = StackConfig::env_names(service).into_iter().collect();
@@ -792,7 +799,11 @@ fn the_cluster_file_runs_every_binary_with_variables_they_read_and_the_launchers
         );
         seen.insert(service);
     }
-    assert_eq!(seen, Service::ALL.into_iter().collect(), "every service runs");
+    assert_eq!(
+        seen,
+        Service::ALL.into_iter().collect(),
+        "every service runs"
+    );
     let example = read(".env.example");
     for (_, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
         for var in env_names(svc) {
@@ -878,7 +889,10 @@ fn the_cluster_files_services_reach_both_clusters_and_wait_for_them() {
             );
         }
         if let Some(url) = env["ELASTICSEARCH_URL"].as_str() {
-            assert_eq!(url, "http://es-1:9200,http://es-2:9200", "{name}: both nodes");
+            assert_eq!(
+                url, "http://es-1:9200,http://es-2:9200",
+                "{name}: both nodes"
+            );
             for node in ["es-1", "es-2"] {
                 assert!(waits(node, "service_healthy"), "{name} waits for {node}");
             }
@@ -893,10 +907,18 @@ fn the_cluster_files_services_reach_both_clusters_and_wait_for_them() {
             let want = if is_one_shot(target) {
                 "service_completed_successfully"
             } else {
-                assert!(target.get("healthcheck").is_some(), "{dep:?} has a healthcheck");
+                assert!(
+                    target.get("healthcheck").is_some(),
+                    "{dep:?} has a healthcheck"
+                );
                 "service_healthy"
             };
-            assert_eq!(how["condition"].as_str(), Some(want), "{} -> {dep:?}", name_of(key));
+            assert_eq!(
+                how["condition"].as_str(),
+                Some(want),
+                "{} -> {dep:?}",
+                name_of(key)
+            );
         }
     }
     let replicas = svcs["worker"]["deploy"]["replicas"].as_u64().unwrap_or(0);
@@ -912,7 +934,10 @@ fn the_cluster_files_services_reach_both_clusters_and_wait_for_them() {
         assert_eq!(published(&svcs[name]), vec![(host, container)], "{name}");
     }
     for name in REDIS_NODES.iter().chain(&["worker", "producer"]) {
-        assert!(published(&svcs[*name]).is_empty(), "{name} publishes no port");
+        assert!(
+            published(&svcs[*name]).is_empty(),
+            "{name} publishes no port"
+        );
     }
 }
 
@@ -926,14 +951,28 @@ fn the_redis_cluster_has_six_nodes_announcing_fixed_addresses_created_once() {
         .and_then(|s| s.strip_suffix(".0/24"))
         .expect("a /24 subnet")
         .to_string();
-    let dynamic = subnet["ip_range"].as_str().expect("ip_range for the others");
-    assert_eq!(dynamic, format!("{prefix}.128/25"), "the others get the upper half");
+    let dynamic = subnet["ip_range"]
+        .as_str()
+        .expect("ip_range for the others");
+    assert_eq!(
+        dynamic,
+        format!("{prefix}.128/25"),
+        "the others get the upper half"
+    );
     let main = compose();
     let mut ips = Vec::new();
     for node in REDIS_NODES {
         let svc = &svcs[node];
-        assert_eq!(svc["image"], services(&main)["redis"]["image"], "{node}: the same image");
-        assert_eq!(svc["user"].as_str(), Some("10001:10001"), "{node} runs unprivileged");
+        assert_eq!(
+            svc["image"],
+            services(&main)["redis"]["image"],
+            "{node}: the same image"
+        );
+        assert_eq!(
+            svc["user"].as_str(),
+            Some("10001:10001"),
+            "{node} runs unprivileged"
+        );
         let ip = svc["networks"]["conveyor"]["ipv4_address"]
             .as_str()
             .unwrap_or_else(|| panic!("{node} has a fixed address"))
@@ -943,7 +982,11 @@ fn the_redis_cluster_has_six_nodes_announcing_fixed_addresses_created_once() {
             .and_then(|l| l.parse().ok())
             .unwrap_or_else(|| panic!("{node}: {ip} is in the subnet"));
         assert!(last < 128, "{node}: {ip} is outside the dynamic range");
-        assert_eq!(svc["environment"]["NODE_IP"].as_str(), Some(ip.as_str()), "{node}");
+        assert_eq!(
+            svc["environment"]["NODE_IP"].as_str(),
+            Some(ip.as_str()),
+            "{node}"
+        );
         let command = format!("{:?}", svc["command"]);
         for part in [
             "--cluster-enabled yes",
@@ -958,13 +1001,20 @@ fn the_redis_cluster_has_six_nodes_announcing_fixed_addresses_created_once() {
         }
         assert!(format!("{:?}", svc["healthcheck"]["test"]).contains("REDISCLI_AUTH"));
         let data = svc["volumes"][0].as_str().unwrap_or_default();
-        assert_eq!(data, format!("{node}-data:/data"), "{node} keeps its own data");
+        assert_eq!(
+            data,
+            format!("{node}-data:/data"),
+            "{node} keeps its own data"
+        );
         ips.push(ip);
     }
     let distinct: BTreeSet<&String> = ips.iter().collect();
     assert_eq!(distinct.len(), 6, "six addresses");
     let init = &svcs["redis-cluster-init"];
-    assert!(is_one_shot(init), "the cluster is created by a one-shot job");
+    assert!(
+        is_one_shot(init),
+        "the cluster is created by a one-shot job"
+    );
     let script = format!("{:?}", init["command"]);
     for ip in &ips {
         assert!(script.contains(ip.as_str()), "the job joins {ip}");
@@ -1005,22 +1055,40 @@ fn the_elasticsearch_cluster_is_one_master_and_one_data_node() {
     let image = services(&main)["elasticsearch"]["image"].clone();
     let env = |node: &str, key: &str| svcs[node]["environment"][key].as_str().map(str::to_string);
     for node in ["es-1", "es-2"] {
-        assert_eq!(svcs[node]["image"], image, "{node}: the same image as docker-compose.yml");
+        assert_eq!(
+            svcs[node]["image"], image,
+            "{node}: the same image as docker-compose.yml"
+        );
         assert_eq!(env(node, "cluster.name").as_deref(), Some("conveyor"));
         assert_eq!(env(node, "node.name").as_deref(), Some(node));
         assert_eq!(env(node, "discovery.seed_hosts").as_deref(), Some("es-1"));
-        assert_eq!(env(node, "xpack.security.enabled").as_deref(), Some("false"));
-        assert_eq!(env(node, "ES_JAVA_OPTS").as_deref(), Some("-Xms512m -Xmx512m"));
+        assert_eq!(
+            env(node, "xpack.security.enabled").as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            env(node, "ES_JAVA_OPTS").as_deref(),
+            Some("-Xms512m -Xmx512m")
+        );
         assert_eq!(env(node, "discovery.type"), None, "not single-node");
         let health = format!("{:?}", svcs[node]["healthcheck"]["test"]);
-        assert!(health.contains("wait_for_nodes=2"), "{node} is healthy in a 2-node cluster");
+        assert!(
+            health.contains("wait_for_nodes=2"),
+            "{node} is healthy in a 2-node cluster"
+        );
     }
     assert_eq!(env("es-1", "node.roles").as_deref(), Some("master,data"));
-    assert_eq!(env("es-1", "cluster.initial_master_nodes").as_deref(), Some("es-1"));
+    assert_eq!(
+        env("es-1", "cluster.initial_master_nodes").as_deref(),
+        Some("es-1")
+    );
     assert_eq!(env("es-2", "node.roles").as_deref(), Some("data"));
     assert_eq!(env("es-2", "cluster.initial_master_nodes"), None);
     let text = read("docker-compose.cluster.yml");
-    assert!(text.contains("not by digest"), "the image without a digest says why");
+    assert!(
+        text.contains("not by digest"),
+        "the image without a digest says why"
+    );
 }
 
 #[test]
@@ -1035,6 +1103,9 @@ fn the_cluster_files_redis_password_reaches_only_its_clients() {
         let mounts = format!("{:?}", svc["volumes"]);
         let sees = mounts.contains("secrets:/run/secrets/conveyor:ro");
         let uses_redis = env_names(svc).contains("REDIS_URL");
-        assert_eq!(sees, uses_redis, "{name} sees Redis's password only if it uses Redis");
+        assert_eq!(
+            sees, uses_redis,
+            "{name} sees Redis's password only if it uses Redis"
+        );
     }
 }

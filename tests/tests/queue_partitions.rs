@@ -107,7 +107,10 @@ async fn a_process_with_another_partition_count_than_the_queues_exits_and_says_w
     // With the queues' count, the same process runs (it answers /healthz and keeps running).
     let child = spawn(Service::Consumer, &launch_env(&env, Service::Consumer, "1"));
     let (code, out) = exit_of(child, Duration::from_secs(3));
-    assert_eq!(code, None, "the consumer with QUEUE_PARTITIONS=1 runs:\n{out}");
+    assert_eq!(
+        code, None,
+        "the consumer with QUEUE_PARTITIONS=1 runs:\n{out}"
+    );
     env.cleanup().await;
 }
 
@@ -128,8 +131,14 @@ async fn a_partition_count_outside_1_to_1024_is_refused_at_start() {
         }
     }
     // The largest count is taken (the queues of this fresh namespace are created with it).
-    let child = spawn(Service::Consumer, &launch_env(&env, Service::Consumer, "1024"));
+    let child = spawn(
+        Service::Consumer,
+        &launch_env(&env, Service::Consumer, "1024"),
+    );
     let (code, out) = exit_of(child, Duration::from_secs(3));
-    assert_eq!(code, None, "the consumer with QUEUE_PARTITIONS=1024 runs:\n{out}");
+    assert_eq!(
+        code, None,
+        "the consumer with QUEUE_PARTITIONS=1024 runs:\n{out}"
+    );
     env.cleanup().await;
 }
