@@ -5,7 +5,7 @@
 //! start with the variable's name. (That the stack with 4 partitions stores every message:
 //! tests/tests/webhook_delivery.rs.)
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use conveyor_stack::{Service, StackConfig, Transport, Tunables};
