@@ -1,10 +1,14 @@
-# Running the stack (sourced by setup.sh): `./setup.sh [--workers N]`, `stop`, `status`.
+# Running the stack (sourced by setup.sh): `./setup.sh [--cluster] [--workers N]`, `stop`, `status`.
 # With a Docker engine: docker compose. Without one (native mode): Redis and Elasticsearch from
 # scripts/provision.sh, then every Conveyor service through the launcher (`conveyor-stack up`),
 # detached, with pidfiles and logs in .run/. The launcher owns each service's environment (the
 # same names compose sets), refuses ports held by anything else, and counts a service as started
 # only when the process it started answers /healthz with its own pid.
+# `--cluster`: the same on a 6-node Redis Cluster and a 2-node Elasticsearch cluster
+# (docker-compose.cluster.yml, or natively scripts/lib/cluster_stack.sh).
 # shellcheck shell=bash
+# shellcheck source=scripts/lib/cluster_stack.sh
+. "$ROOT/scripts/lib/cluster_stack.sh"
 
 # Native run mode: fixed ports on loopback, the same ones docker-compose.yml publishes. The
 # services' ports move with CONSUMER_PORT, WEBHOOK_PORT, DASHBOARD_PORT, WORKER_BASE_PORT (read
@@ -100,19 +104,23 @@ docker_ok() { # a Docker engine answers and compose is there
   command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1
 }
 
-parse_run_args() { # --workers N (default: the count of the previous run, else 2)
+parse_run_args() { # [--cluster] --workers N (default: the count of the previous run, else 2)
   WORKERS="${WORKERS:-$(cat "$RUN_DIR/workers" 2>/dev/null || echo 2)}"
+  CLUSTER=0
   while [ $# -gt 0 ]; do
     case $1 in
       --workers) [ $# -ge 2 ] || die "--workers needs a number"; WORKERS=$2; shift 2 ;;
       --workers=*) WORKERS=${1#--workers=}; shift ;;
-      *) die "unknown option '$1' (run accepts --workers N)" ;;
+      --cluster) CLUSTER=1; shift ;;
+      *) die "unknown option '$1' (run accepts --cluster and --workers N)" ;;
     esac
   done
   [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive number, not '$WORKERS'"
   mkdir -p "$RUN_DIR"; echo "$WORKERS" >"$RUN_DIR/workers"
 }
 
+# What print_urls shows for Redis and Elasticsearch (the cluster run sets its own).
+SHOWN_REDIS="" SHOWN_ES=""
 print_urls() { # mode consumer_url webhook_url dashboard_url
   cat <<EOT
 
@@ -123,52 +131,47 @@ Conveyor is running ($1 mode, $WORKERS workers).
   webhook        $3   (GET /resources/{key})
   API key        $RUN_DIR/secrets/api_key   (Authorization: Bearer <key> on POSTs)
   admin key      $RUN_DIR/secrets/admin_key   (type it into http://127.0.0.1:5000/queues to retry, delete, pause)
-  Redis          redis://localhost:$RUN_REDIS_PORT
-  Elasticsearch  http://localhost:$RUN_ES_PORT
+  Redis          ${SHOWN_REDIS:-redis://localhost:$RUN_REDIS_PORT}
+  Elasticsearch  ${SHOWN_ES:-http://localhost:$RUN_ES_PORT}
 EOT
 }
+
+# compose_file MODE: the compose file of a Docker run (docker-cluster: the cluster topology).
+compose_file() { if [ "$1" = docker-cluster ]; then echo docker-compose.cluster.yml; else echo docker-compose.yml; fi; }
 
 cmd_run() {
   prepare_run_dir
   parse_run_args "$@"
   local started=$SECONDS
   if docker_ok; then
-    log "a Docker engine answers: docker compose up -d --build --scale worker=$WORKERS"
-    echo docker >"$RUN_DIR/mode"
+    local mode=docker; [ "$CLUSTER" -eq 0 ] || mode=docker-cluster
+    local file; file=$(compose_file "$mode")
+    log "a Docker engine answers: docker compose -f $file up -d --build --scale worker=$WORKERS"
+    echo "$mode" >"$RUN_DIR/mode"
     api_keys
     export CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets"
-    WEBHOOK_SECRET="$(webhook_secret)" docker compose up -d --build --scale worker="$WORKERS"
+    WEBHOOK_SECRET="$(webhook_secret)" docker compose -f "$file" up -d --build --scale worker="$WORKERS"
     local t=0
     until curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:5000/healthz 2>/dev/null; do
-      t=$((t + 1)); [ $t -le 300 ] || die "the dashboard did not come up within 300 s (docker compose logs)"
+      t=$((t + 1)); [ $t -le 300 ] || die "the dashboard did not come up within 300 s (docker compose -f $file logs)"
       sleep 1
     done
-    print_urls docker http://localhost:8000 http://localhost:8001 http://localhost:5000
-    echo "  logs           docker compose logs -f [service]"
+    [ "$CLUSTER" -eq 0 ] || { SHOWN_REDIS="a 6-node Redis Cluster (redis-1 ... redis-6, not published)"; SHOWN_ES="http://localhost:9200,http://localhost:9201"; }
+    print_urls "$mode" http://localhost:8000 http://localhost:8001 http://localhost:5000
+    echo "  logs           docker compose -f $file logs -f [service]"
     echo "  stop           ./setup.sh stop"
     return
   fi
+  if [ "$CLUSTER" -eq 1 ]; then cluster_run_native; log "up in $((SECONDS - started)) s"; return; fi
   log "no Docker engine answers: native mode (processes on loopback, logs and pids in $RUN_DIR)"
-  load_dotenv
-  ensure_redis; ensure_java; ensure_elasticsearch
-  prepare_run_dir native
-  command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
-  apt_install curl ca-certificates
-  log "cargo build --release --bins"
-  cargo build --release --bins --quiet
-  local bins; bins=$(service_bin_dir)
+  native_prepare
   echo native >"$RUN_DIR/mode"
-  (umask 077; mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs")
-  webhook_secret >/dev/null
-  api_keys
-  local redis_pw; redis_pw=$(ensure_secret redis_password)
-  [ "$(id -u)" -ne 0 ] || chown -R "$SERVICE_USER:$SERVICE_USER" "$RUN_DIR"
   if redis_answers "$RUN_REDIS_PORT"; then
     log "Redis already answers on 127.0.0.1:$RUN_REDIS_PORT (reused)"
-    redis_up_auth "$RUN_REDIS_PORT" "$redis_pw" \
-      || warn "that Redis does not take the password in $redis_pw: the services will be refused"
+    redis_up_auth "$RUN_REDIS_PORT" "$NATIVE_REDIS_PW" \
+      || warn "that Redis does not take the password in $NATIVE_REDIS_PW: the services will be refused"
   else
-    start_native_redis "$RUN_REDIS_PORT" "$STATE_HOME/redis" "$RUN_DIR/redis.conf" "$redis_pw" \
+    start_native_redis "$RUN_REDIS_PORT" "$STATE_HOME/redis" "$RUN_DIR/redis.conf" "$NATIVE_REDIS_PW" \
       "$RUN_DIR/pids/redis.pid" "$RUN_DIR/logs/redis.log"
   fi
   if es_up "$RUN_ES_PORT"; then
@@ -178,20 +181,47 @@ cmd_run() {
     cp "$STATE_HOME/es/es.pid" "$RUN_DIR/pids/elasticsearch.pid"
     ln -sf "$STATE_HOME/es/logs/conveyor.log" "$RUN_DIR/logs/elasticsearch.log"
   fi
+  native_services "redis://127.0.0.1:$RUN_REDIS_PORT" "http://127.0.0.1:$RUN_ES_PORT"
+  log "up in $((SECONDS - started)) s"
+}
+
+# native_prepare: what every native run needs before its servers start: .env, the packages,
+# Redis, a JDK and Elasticsearch installed, the run dir handed to the service user, the release
+# binaries, the secrets. Sets NATIVE_BINS (where the service user runs the binaries from) and
+# NATIVE_REDIS_PW (the Redis password file).
+native_prepare() {
+  load_dotenv
+  ensure_redis; ensure_java; ensure_elasticsearch
+  prepare_run_dir native
+  command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
+  apt_install curl ca-certificates
+  log "cargo build --release --bins"
+  cargo build --release --bins --quiet
+  NATIVE_BINS=$(service_bin_dir)
+  (umask 077; mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs")
+  webhook_secret >/dev/null
+  api_keys
+  NATIVE_REDIS_PW=$(ensure_secret redis_password)
+  [ "$(id -u)" -ne 0 ] || chown -R "$SERVICE_USER:$SERVICE_USER" "$RUN_DIR"
+}
+
+# native_services REDIS_URL ELASTICSEARCH_URL: every Conveyor service through the launcher, as
+# the service user, pointed at them; then the URLs. The tunables (QUEUE_PARTITIONS, …) reach the
+# launcher from this environment.
+native_services() {
+  local bins=$NATIVE_BINS
   log "starting the services as $(as_service id -un): conveyor-stack up --dir $RUN_DIR --workers $WORKERS"
   as_service "$bins/conveyor-stack" up --dir "$RUN_DIR" --bin-dir "$bins" --workers "$WORKERS" \
-    --redis-url "redis://127.0.0.1:$RUN_REDIS_PORT" --redis-password-file "$redis_pw" \
-    --elasticsearch-url "http://127.0.0.1:$RUN_ES_PORT" \
+    --redis-url "$1" --redis-password-file "$NATIVE_REDIS_PW" --elasticsearch-url "$2" \
     --namespace "${QUEUE_NAMESPACE:-conveyor}" --index-prefix "${ES_INDEX_PREFIX:-}" \
     --log-format "${LOG_FORMAT:-pretty}" --webhook-secret-file "$RUN_DIR/secrets/webhook_secret" \
     --api-keys-file "$RUN_DIR/secrets/api_keys" --api-key-file "$RUN_DIR/secrets/api_key" \
     || die "the stack did not start (see above; ./setup.sh status, ./setup.sh stop)"
   local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
   eval "$(as_service "$bins/conveyor-stack" urls --dir "$RUN_DIR")"
-  print_urls native "$CONSUMER_URL" "$WEBHOOK_BASE_URL" "$DASHBOARD_URL"
+  print_urls "$(cat "$RUN_DIR/mode")" "$CONSUMER_URL" "$WEBHOOK_BASE_URL" "$DASHBOARD_URL"
   echo "  logs           $RUN_DIR/logs/"
   echo "  status / stop  ./setup.sh status | ./setup.sh stop"
-  log "up in $((SECONDS - started)) s"
 }
 
 # stack_cmd VERB: `conveyor-stack VERB --dir $RUN_DIR` as the user the stack runs as (the owner
@@ -222,13 +252,15 @@ server_pid() { # name
 cmd_stop() {
   prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
-  if [ "$mode" = docker ]; then
-    log "docker compose down"
-    CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets" WEBHOOK_SECRET="$(webhook_secret)" docker compose down
+  if [ "$mode" = docker ] || [ "$mode" = docker-cluster ]; then
+    local file; file=$(compose_file "$mode")
+    log "docker compose -f $file down"
+    CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets" WEBHOOK_SECRET="$(webhook_secret)" docker compose -f "$file" down
     rm -f "$RUN_DIR/mode"
     return
   fi
   if [ -d "$RUN_DIR/pids" ]; then stack_cmd stop; fi
+  cluster_stop_native # the servers of a `./setup.sh --cluster` run, if that is what ran
   stop_pidfile "$RUN_DIR/pids/elasticsearch.pid" "$ES_PATTERN" elasticsearch "$ES_USER"
   stop_pidfile "$RUN_DIR/pids/redis.pid" "redis-server 127.0.0.1:$RUN_REDIS_PORT" redis "$(stat -c %U "$RUN_DIR")"
   rm -f "$RUN_DIR/mode"
@@ -238,10 +270,14 @@ cmd_stop() {
 cmd_status() {
   prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
-  if [ "$mode" = docker ]; then CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets" WEBHOOK_SECRET="$(webhook_secret)" docker compose ps; return; fi
+  if [ "$mode" = docker ] || [ "$mode" = docker-cluster ]; then
+    CONVEYOR_SECRETS_DIR="$RUN_DIR/secrets" WEBHOOK_SECRET="$(webhook_secret)" docker compose -f "$(compose_file "$mode")" ps
+    return
+  fi
   printf '%-14s %-8s %-9s %-6s %s\n' NAME PID STATE PORT LOG
-  local s port pid log
-  for s in redis elasticsearch; do
+  local s port pid log servers="redis elasticsearch"
+  if [ -f "$RUN_DIR/cluster.env" ]; then cluster_status_native; servers=""; fi
+  for s in $servers; do
     if [ $s = redis ]; then port=$RUN_REDIS_PORT; else port=$RUN_ES_PORT; fi
     log="$RUN_DIR/logs/$s.log"
     if pid=$(server_pid "$s"); then

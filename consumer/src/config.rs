@@ -79,4 +79,11 @@ impl Config {
     pub fn dependency_timeout(&self) -> Duration {
         Duration::from_millis(self.dependency_timeout_ms.max(1))
     }
+
+    /// The `messages` queue of this deployment: its namespace, `QUEUE_PARTITIONS` and
+    /// replication wait (opens nothing).
+    pub fn messages_queue(&self) -> queue::QueueConfig {
+        let redis = &self.common.redis;
+        redis.stack_queue(pipeline::queues::messages(&redis.queue_namespace))
+    }
 }

@@ -29,10 +29,26 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     service_kit::telemetry::prometheus();
     let state = AppState::new(&config)?;
+    // Serving starts while Redis may still be down; a partition count that disagrees with the
+    // queue's stops the process (with the reason) as soon as Redis answers.
+    let partitions = service_kit::partitions::guard(
+        state.pool().clone(),
+        vec![config.messages_queue()],
+        shutdown.clone(),
+    );
     tokio::spawn(ensure_indices(state.clone(), shutdown.clone()));
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, namespace = %config.common.redis.queue_namespace, "consumer listening");
-    service_kit::http::serve(listener, router(state), &config.common.http, shutdown).await?;
+    tracing::info!(%addr, namespace = %config.common.redis.queue_namespace,
+        partitions = config.common.redis.queue_partitions, "consumer listening");
+    service_kit::http::serve(
+        listener,
+        router(state),
+        &config.common.http,
+        shutdown.clone(),
+    )
+    .await?;
+    shutdown.cancel();
+    partitions.await??;
     tracing::info!("consumer stopped");
     Ok(())
 }

@@ -52,10 +52,8 @@ impl AppState {
         let access = config.common.http.access.load(config.addr)?;
         access.require_keys_unless_loopback(config.addr, "CONSUMER_ADDR")?;
         let pool = config.common.redis.pool()?;
-        // One partition, like the worker: the partition key (resource id) is still passed, so
-        // raising the count later only needs both sides to agree.
-        let redis = &config.common.redis;
-        let qc = redis.replicated(pipeline::queues::messages(&redis.queue_namespace));
+        // QUEUE_PARTITIONS partitions, as every process of the stack (checked at start: `run`).
+        let qc = config.messages_queue();
         let queue = Queue::new(pool.clone(), qc)
             .with_redis_connection(config.common.redis.connection_info()?);
         let store =

@@ -48,11 +48,14 @@ pub async fn run(
         &config.common.redis.queue_namespace,
         config.query_timeout(),
     );
-    let queues = queues::QueueReader::new(
-        pool,
-        &config.common.redis.queue_namespace,
-        config.query_timeout(),
+    // The counters read every partition of QUEUE_PARTITIONS; a count that disagrees with the
+    // queues' stops the dashboard (with the reason) as soon as Redis answers.
+    let partitions = service_kit::partitions::guard(
+        pool.clone(),
+        queues::QueueReader::configs(&config.common.redis).to_vec(),
+        shutdown.clone(),
     );
+    let queues = queues::QueueReader::new(pool, &config.common.redis, config.query_timeout());
     let (tx, rx) = watch::channel(Published::new(Snapshot::initial(Utc::now())));
     let counters = Arc::new(PollCounters::default());
     let poller = Poller {
@@ -84,5 +87,6 @@ pub async fn run(
     .context("serving HTTP");
     shutdown.cancel();
     let _ = poll_task.await;
-    served
+    served?;
+    partitions.await.context("partition check")?
 }

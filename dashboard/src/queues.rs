@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use queue::{Pool, Queue, QueueStats};
+use queue::{Pool, Queue, QueueConfig, QueueStats};
 use serde_json::Value;
+use service_kit::config::RedisArgs;
 
 use crate::error::SourceError;
 
@@ -18,12 +19,23 @@ pub struct QueueReader {
 }
 
 impl QueueReader {
-    pub fn new(pool: Pool, namespace: &str, timeout: Duration) -> QueueReader {
+    /// The two queues as `redis` describes them (namespace, `QUEUE_PARTITIONS`): the counters
+    /// add up every partition, so the count must be the queues' own.
+    pub fn new(pool: Pool, redis: &RedisArgs, timeout: Duration) -> QueueReader {
         QueueReader {
-            messages: Queue::new(pool.clone(), pipeline::queues::messages(namespace)),
-            webhooks: Queue::new(pool, pipeline::queues::webhooks(namespace)),
+            messages: Queue::new(pool.clone(), Self::configs(redis)[0].clone()),
+            webhooks: Queue::new(pool, Self::configs(redis)[1].clone()),
             timeout,
         }
+    }
+
+    /// `[messages, webhooks]` of this deployment (opens nothing).
+    pub fn configs(redis: &RedisArgs) -> [QueueConfig; 2] {
+        let ns = &redis.queue_namespace;
+        [
+            redis.stack_queue(pipeline::queues::messages(ns)),
+            redis.stack_queue(pipeline::queues::webhooks(ns)),
+        ]
     }
 
     /// Age in milliseconds of the oldest job waiting or running in `(messages, webhooks)`

@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 25] = [
+pub const TUNABLES: [(&str, &str); 26] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -36,6 +36,9 @@ pub const TUNABLES: [(&str, &str); 25] = [
     // Replicas that must confirm each enqueue and settle (0: no WAIT; README "Scaling out").
     ("REDIS_WAIT_REPLICAS", "0"),
     ("REDIS_WAIT_TIMEOUT_MS", "1000"),
+    // Partitions of the stack's queues; every process must use the queues' own count (README
+    // "Scaling out": 12 on a 3-master Redis Cluster).
+    ("QUEUE_PARTITIONS", "1"),
     // Empty: traces are not exported (only their ids are logged).
     ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 ];
@@ -238,6 +241,7 @@ impl StackConfig {
                 ("REDIS_URL", self.redis_url.clone()),
                 ("ELASTICSEARCH_URL", self.elasticsearch_url.clone()),
                 ("QUEUE_NAMESPACE", self.namespace.clone()),
+                ("QUEUE_PARTITIONS", t("QUEUE_PARTITIONS")),
                 ("ES_INDEX_PREFIX", self.index_prefix.clone()),
                 ("ES_SHARDS", t("ES_SHARDS")),
                 ("ES_REPLICAS", t("ES_REPLICAS")),

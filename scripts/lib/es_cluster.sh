@@ -1,6 +1,7 @@
 # A real 2-node Elasticsearch cluster on loopback (sourced by setup.sh): `./setup.sh test` runs
 # tests/tests/es_cluster.rs against it, `./setup.sh dev cluster [stop]` leaves one running for
-# `cargo test` by hand. Same install (ES_HOME), same user (conveyor-es) as the single node.
+# `cargo test` by hand, and `./setup.sh --cluster` runs the stack on one
+# (scripts/lib/cluster_stack.sh). Same install (ES_HOME), same user (conveyor-es) as the single node.
 #
 # Node 0 is the only master-eligible node (roles master + data, the one name in
 # cluster.initial_master_nodes); node 1 is data-only. Two master-eligible nodes would need both
@@ -84,11 +85,12 @@ start_es_cluster() {
   log "Elasticsearch cluster ready (2 nodes, green) on $(es_cluster_urls "$port")"
 }
 
-# stop_es_cluster DIR: stops both nodes (those whose pidfile is ours).
+# stop_es_cluster DIR [USER]: stops both nodes (those whose pidfile is ours: Elasticsearch's
+# command line and, given USER, running as USER; then each is named as it stops).
 stop_es_cluster() {
-  local dir=$1
-  stop_pidfile "$dir/node1/es.pid" "$ES_PATTERN"
-  stop_pidfile "$dir/node0/es.pid" "$ES_PATTERN"
+  local dir=$1 user=${2:-}
+  stop_pidfile "$dir/node1/es.pid" "$ES_PATTERN" "${user:+Elasticsearch node 1}" "$user"
+  stop_pidfile "$dir/node0/es.pid" "$ES_PATTERN" "${user:+Elasticsearch node 0}" "$user"
 }
 
 # ./setup.sh dev cluster [stop]: the dev cluster left running (state in $DEV_DIR/es-cluster).

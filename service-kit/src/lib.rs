@@ -15,6 +15,8 @@
 //! - [`http`]: the one HTTP layer stack (health, readiness, metrics, request id, tracing, panic
 //!   catching, time limit, body limit, 404/405 fallbacks), the body/query extractors and `serve`,
 //!   whose connections are bounded (header, body and idle timeouts, a concurrency limit);
+//! - [`partitions`]: the start-up check that a process's `QUEUE_PARTITIONS` is the count its
+//!   queues were created with;
 //! - [`Backoff`]: the one retry pause (re-exported from the queue, where it was born).
 //!
 //! It knows nothing about packets, resources or Elasticsearch documents (that is `pipeline`),
@@ -22,6 +24,7 @@
 
 pub mod config;
 pub mod http;
+pub mod partitions;
 pub mod problem;
 pub mod process;
 pub mod runtime;

@@ -1,6 +1,7 @@
 //! The pipeline end to end with the real binaries (consumer, two workers, webhook service,
 //! producer) against a real Redis Cluster of 3 masters + 3 replicas (`REDIS_URL` =
-//! `redis+cluster://…`): every message stored exactly once, every complete resource delivered once
+//! `redis+cluster://…`), with the queues in 12 partitions as the cluster runs use them
+//! (`QUEUE_PARTITIONS=12`, spread over the masters): every message stored exactly once, every complete resource delivered once
 //! (one document written once, one file), and `?wait=true` answered through sharded pub/sub.
 //! The cluster is `TEST_REDIS_CLUSTER_URL`'s (`./setup.sh test` starts one) or a private one.
 
@@ -17,6 +18,7 @@ async fn the_pipeline_runs_on_a_redis_cluster() {
     let (cluster_url, _private) = testkit::cluster_url().await;
     let stack = Stack::builder(&env)
         .redis_url(cluster_url.clone())
+        .env("QUEUE_PARTITIONS", "12")
         .workers(2)
         .webhook(true)
         .start()
@@ -104,6 +106,25 @@ async fn the_pipeline_runs_on_a_redis_cluster() {
         .await
         .unwrap();
     assert!(!keys.is_empty(), "the stack used the cluster");
+    // Both queues were created with the stack's 12 partitions, and the jobs spread over them
+    // (a partition's stream exists once it took a job; the run's ~17 resources and its
+    // request/reply hash to most of the 12).
+    let mut conn2 = pool.get().await.unwrap();
+    for name in ["messages", "webhooks"] {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:{{{name}}}:partitions", stack.namespace()))
+            .query_async(&mut conn2)
+            .await
+            .unwrap();
+        assert_eq!(stored.as_deref(), Some("12"), "{name}");
+    }
+    // The cluster's layout: partition tags spread over the slot space.
+    let k = queue::Keys::spread(stack.namespace(), "messages", 12);
+    let used = (0..12).filter(|p| keys.contains(&k.stream(*p))).count();
+    assert!(
+        used >= 6,
+        "the jobs spread over the partitions: {used} of 12 used"
+    );
     for key in keys {
         let _: () = redis::cmd("DEL")
             .arg(&key)

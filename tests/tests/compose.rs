@@ -752,3 +752,360 @@ fn the_secured_variant_uses_tls_credentials_from_files_and_binaries_that_read_th
         }
     }
 }
+
+// ---- docker-compose.cluster.yml: the stack on a 6-node Redis Cluster and a 2-node
+// Elasticsearch cluster, checked as docker-compose.yml is, plus what makes the clusters work.
+
+fn cluster() -> Value {
+    compose_file("docker-compose.cluster.yml")
+}
+
+/// The tunables whose default differs on the cluster, and the shell line of
+/// scripts/lib/cluster_stack.sh (native `./setup.sh --cluster`) that gives the same value.
+const CLUSTER_DEFAULTS: [(&str, &str, &str); 2] = [
+    ("QUEUE_PARTITIONS", "12", "CLUSTER_QUEUE_PARTITIONS=12"),
+    ("ES_REPLICAS", "1", "CLUSTER_ES_REPLICAS=1"),
+];
+
+const REDIS_NODES: [&str; 6] = [
+    "redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6",
+];
+
+#[test]
+fn the_cluster_file_runs_every_binary_with_variables_they_read_and_the_launchers_names() {
+    let doc = cluster();
+    assert_eq!(
+        doc["name"].as_str(),
+        Some("conveyor-cluster"),
+        "its own project"
+    );
+    assert_every_variable_is_read(&doc);
+    let copied = dockerfile_binaries(&read("Dockerfile"));
+    let mut seen = BTreeSet::new();
+    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let bin = command_of(&name, svc);
+        assert!(
+            copied.contains(&bin),
+            "{name} runs `{bin}`, which the image holds"
+        );
+        assert_eq!(svc["image"].as_str(), Some("conveyor:local"), "{name}");
+        let service: Service = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let in_launcher: BTreeSet<String> = StackConfig::env_names(service).into_iter().collect();
+        assert_eq!(
+            in_launcher,
+            env_names(svc),
+            "{name}: conveyor-stack (./setup.sh --cluster) vs docker-compose.cluster.yml"
+        );
+        seen.insert(service);
+    }
+    assert_eq!(
+        seen,
+        Service::ALL.into_iter().collect(),
+        "every service runs"
+    );
+    let example = read(".env.example");
+    for (_, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        for var in env_names(svc) {
+            assert!(
+                example.lines().any(|l| l.starts_with(&format!("{var}="))),
+                ".env.example documents {var}"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_cluster_files_defaults_are_the_launchers_but_partitions_and_replicas() {
+    let doc = cluster();
+    let native = read("scripts/lib/cluster_stack.sh");
+    let mut checked = BTreeSet::new();
+    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let Some(env) = svc.get("environment").and_then(Value::as_mapping) else {
+            continue;
+        };
+        for (var, value) in env {
+            let var = name_of(var);
+            let Some((_, default)) = TUNABLES.iter().find(|(n, _)| *n == var) else {
+                continue;
+            };
+            let want = match CLUSTER_DEFAULTS.iter().find(|(n, _, _)| *n == var) {
+                Some((_, cluster, line)) => {
+                    assert!(
+                        native.lines().any(|l| l.trim() == *line),
+                        "scripts/lib/cluster_stack.sh has `{line}`, as the cluster file"
+                    );
+                    cluster.to_string()
+                }
+                None => default.to_string(),
+            };
+            assert_eq!(
+                value.as_str().unwrap_or_default(),
+                format!("${{{var}:-{want}}}"),
+                "{}: the cluster default of {var}",
+                name_of(key)
+            );
+            checked.insert(var);
+        }
+    }
+    assert_eq!(checked.len(), TUNABLES.len(), "every tunable appears");
+}
+
+/// `host:port` seeds of a `redis+cluster://` URL.
+fn seeds(url: &str) -> Vec<String> {
+    let rest = url
+        .strip_prefix("redis+cluster://")
+        .unwrap_or_else(|| panic!("{url} is a redis+cluster:// URL"));
+    rest.split(',').map(str::to_string).collect()
+}
+
+#[test]
+fn the_cluster_files_services_reach_both_clusters_and_wait_for_them() {
+    let doc = cluster();
+    let svcs = services(&doc);
+    let mut with_redis = 0;
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let env = &svc["environment"];
+        let deps = svc["depends_on"].as_mapping().cloned().unwrap_or_default();
+        let waits = |dep: &str, condition: &str| {
+            deps.get(dep).and_then(|d| d["condition"].as_str()) == Some(condition)
+        };
+        if let Some(url) = env["REDIS_URL"].as_str() {
+            with_redis += 1;
+            for seed in seeds(url) {
+                let (host, port) = seed.split_once(':').expect("host:port");
+                assert!(REDIS_NODES.contains(&host), "{name}: seed {seed} is a node");
+                assert_eq!(port, "6379");
+            }
+            assert!(
+                waits("redis-cluster-init", "service_completed_successfully"),
+                "{name} starts after the cluster is created and ok"
+            );
+            assert_eq!(
+                env["REDIS_PASSWORD_FILE"].as_str(),
+                Some("/run/secrets/conveyor/redis_password"),
+                "{name}"
+            );
+        }
+        if let Some(url) = env["ELASTICSEARCH_URL"].as_str() {
+            assert_eq!(
+                url, "http://es-1:9200,http://es-2:9200",
+                "{name}: both nodes"
+            );
+            for node in ["es-1", "es-2"] {
+                assert!(waits(node, "service_healthy"), "{name} waits for {node}");
+            }
+        }
+    }
+    assert_eq!(with_redis, 3, "consumer, worker and dashboard use Redis");
+    // Every dependency exists, with the condition fit for it.
+    for (key, svc) in svcs {
+        for (dep, how) in svc["depends_on"].as_mapping().into_iter().flatten() {
+            let target = &svcs[dep];
+            assert!(target.is_mapping(), "{} -> {dep:?} exists", name_of(key));
+            let want = if is_one_shot(target) {
+                "service_completed_successfully"
+            } else {
+                assert!(
+                    target.get("healthcheck").is_some(),
+                    "{dep:?} has a healthcheck"
+                );
+                "service_healthy"
+            };
+            assert_eq!(
+                how["condition"].as_str(),
+                Some(want),
+                "{} -> {dep:?}",
+                name_of(key)
+            );
+        }
+    }
+    let replicas = svcs["worker"]["deploy"]["replicas"].as_u64().unwrap_or(0);
+    assert!(replicas >= 2, "worker deploy.replicas >= 2");
+    let expected = [
+        ("consumer", 8000, 8000),
+        ("webhook", 8001, 8001),
+        ("dashboard", 5000, 5000),
+        ("es-1", 9200, 9200),
+        ("es-2", 9201, 9200),
+    ];
+    for (name, host, container) in expected {
+        assert_eq!(published(&svcs[name]), vec![(host, container)], "{name}");
+    }
+    for name in REDIS_NODES.iter().chain(&["worker", "producer"]) {
+        assert!(
+            published(&svcs[*name]).is_empty(),
+            "{name} publishes no port"
+        );
+    }
+}
+
+#[test]
+fn the_redis_cluster_has_six_nodes_announcing_fixed_addresses_created_once() {
+    let doc = cluster();
+    let svcs = services(&doc);
+    let subnet = doc["networks"]["conveyor"]["ipam"]["config"][0].clone();
+    let prefix = subnet["subnet"]
+        .as_str()
+        .and_then(|s| s.strip_suffix(".0/24"))
+        .expect("a /24 subnet")
+        .to_string();
+    let dynamic = subnet["ip_range"]
+        .as_str()
+        .expect("ip_range for the others");
+    assert_eq!(
+        dynamic,
+        format!("{prefix}.128/25"),
+        "the others get the upper half"
+    );
+    let main = compose();
+    let mut ips = Vec::new();
+    for node in REDIS_NODES {
+        let svc = &svcs[node];
+        assert_eq!(
+            svc["image"],
+            services(&main)["redis"]["image"],
+            "{node}: the same image"
+        );
+        assert_eq!(
+            svc["user"].as_str(),
+            Some("10001:10001"),
+            "{node} runs unprivileged"
+        );
+        let ip = svc["networks"]["conveyor"]["ipv4_address"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{node} has a fixed address"))
+            .to_string();
+        let last: u8 = ip
+            .strip_prefix(&format!("{prefix}."))
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("{node}: {ip} is in the subnet"));
+        assert!(last < 128, "{node}: {ip} is outside the dynamic range");
+        assert_eq!(
+            svc["environment"]["NODE_IP"].as_str(),
+            Some(ip.as_str()),
+            "{node}"
+        );
+        let command = format!("{:?}", svc["command"]);
+        for part in [
+            "--cluster-enabled yes",
+            "--cluster-announce-ip \\\"$$NODE_IP\\\"",
+            "--appendonly yes --appendfsync always",
+            "--maxmemory-policy noeviction",
+            "requirepass $$(cat /run/secrets/conveyor/redis_password)",
+            "masterauth $$(cat /run/secrets/conveyor/redis_password)",
+            "redis-server -",
+        ] {
+            assert!(command.contains(part), "{node}: `{part}` in {command}");
+        }
+        assert!(format!("{:?}", svc["healthcheck"]["test"]).contains("REDISCLI_AUTH"));
+        let data = svc["volumes"][0].as_str().unwrap_or_default();
+        assert_eq!(
+            data,
+            format!("{node}-data:/data"),
+            "{node} keeps its own data"
+        );
+        ips.push(ip);
+    }
+    let distinct: BTreeSet<&String> = ips.iter().collect();
+    assert_eq!(distinct.len(), 6, "six addresses");
+    let init = &svcs["redis-cluster-init"];
+    assert!(
+        is_one_shot(init),
+        "the cluster is created by a one-shot job"
+    );
+    let script = format!("{:?}", init["command"]);
+    for ip in &ips {
+        assert!(script.contains(ip.as_str()), "the job joins {ip}");
+    }
+    for part in [
+        "--cluster create",
+        "--cluster-replicas 1",
+        "--cluster-yes",
+        // created only when the first node does not know six nodes yet: safe on every `up`
+        "cluster_known_nodes:6",
+        "cluster_state:ok",
+        "REDISCLI_AUTH",
+    ] {
+        assert!(script.contains(part), "the init job has `{part}`: {script}");
+    }
+    let waits: BTreeSet<String> = init["depends_on"]
+        .as_mapping()
+        .expect("depends_on")
+        .keys()
+        .map(name_of)
+        .collect();
+    let nodes: BTreeSet<String> = REDIS_NODES.iter().map(|n| n.to_string()).collect();
+    assert_eq!(waits, nodes, "the job starts once every node answers");
+    let secrets = format!("{:?}", svcs["secrets"]["volumes"]);
+    for node in REDIS_NODES {
+        assert!(
+            secrets.contains(&format!("{node}-data:")),
+            "the secrets job hands {node}'s volume to uid 10001"
+        );
+    }
+}
+
+#[test]
+fn the_elasticsearch_cluster_is_one_master_and_one_data_node() {
+    let doc = cluster();
+    let svcs = services(&doc);
+    let main = compose();
+    let image = services(&main)["elasticsearch"]["image"].clone();
+    let env = |node: &str, key: &str| svcs[node]["environment"][key].as_str().map(str::to_string);
+    for node in ["es-1", "es-2"] {
+        assert_eq!(
+            svcs[node]["image"], image,
+            "{node}: the same image as docker-compose.yml"
+        );
+        assert_eq!(env(node, "cluster.name").as_deref(), Some("conveyor"));
+        assert_eq!(env(node, "node.name").as_deref(), Some(node));
+        assert_eq!(env(node, "discovery.seed_hosts").as_deref(), Some("es-1"));
+        assert_eq!(
+            env(node, "xpack.security.enabled").as_deref(),
+            Some("false")
+        );
+        assert_eq!(
+            env(node, "ES_JAVA_OPTS").as_deref(),
+            Some("-Xms512m -Xmx512m")
+        );
+        assert_eq!(env(node, "discovery.type"), None, "not single-node");
+        let health = format!("{:?}", svcs[node]["healthcheck"]["test"]);
+        assert!(
+            health.contains("wait_for_nodes=2"),
+            "{node} is healthy in a 2-node cluster"
+        );
+    }
+    assert_eq!(env("es-1", "node.roles").as_deref(), Some("master,data"));
+    assert_eq!(
+        env("es-1", "cluster.initial_master_nodes").as_deref(),
+        Some("es-1")
+    );
+    assert_eq!(env("es-2", "node.roles").as_deref(), Some("data"));
+    assert_eq!(env("es-2", "cluster.initial_master_nodes"), None);
+    let text = read("docker-compose.cluster.yml");
+    assert!(
+        text.contains("not by digest"),
+        "the image without a digest says why"
+    );
+}
+
+#[test]
+fn the_cluster_files_redis_password_reaches_only_its_clients() {
+    let doc = cluster();
+    let svcs = services(&doc);
+    assert!(is_one_shot(&svcs["secrets"]));
+    let script = format!("{:?}", svcs["secrets"]["command"]);
+    assert!(script.contains("umask 077") && script.contains("/dev/urandom"));
+    for (key, svc) in svcs.iter().filter(|(_, s)| is_conveyor(s)) {
+        let name = name_of(key);
+        let mounts = format!("{:?}", svc["volumes"]);
+        let sees = mounts.contains("secrets:/run/secrets/conveyor:ro");
+        let uses_redis = env_names(svc).contains("REDIS_URL");
+        assert_eq!(
+            sees, uses_redis,
+            "{name} sees Redis's password only if it uses Redis"
+        );
+    }
+}

@@ -215,10 +215,44 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn every_resource_is_delivered_exactly_once_in_seq_order() {
-    let env = TestEnv::new("webhook_e2e").await;
+    every_resource_once_with_partitions("webhook_e2e", 1).await;
+}
+
+/// The same run with the stack's queues in 4 partitions (`QUEUE_PARTITIONS=4`, one Redis):
+/// packets, collation and deliveries spread over them, and still every message is stored and
+/// every resource delivered once.
+#[tokio::test]
+async fn with_four_queue_partitions_every_message_and_resource_is_stored_once() {
+    let env = every_resource_once_with_partitions("webhook_e2e4", 4).await;
+    // Every partition of both queues took part (their streams exist), and Redis keeps the count.
+    let mut conn = env.redis.get().await.unwrap();
+    for name in ["messages", "webhooks"] {
+        let keys = queue::Keys::new(&env.namespace, name, 4);
+        for p in 0..4 {
+            let exists: bool = redis::cmd("EXISTS")
+                .arg(keys.stream(p))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            assert!(exists, "{name} partition {p} was used");
+        }
+        let stored: String = redis::cmd("GET")
+            .arg(keys.partitions_key())
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(stored, "4", "{name}");
+    }
+}
+
+/// 200 resources through a stack with `partitions` queue partitions: every message stored once,
+/// every resource delivered once in seq order. Returns the environment for further checks.
+async fn every_resource_once_with_partitions(test: &str, partitions: u16) -> TestEnv {
+    let env = TestEnv::new(test).await;
     let stack = Stack::builder(&env)
         .workers(2)
         .webhook(true)
+        .env("QUEUE_PARTITIONS", partitions.to_string())
         .start()
         .await
         .unwrap();
@@ -229,6 +263,14 @@ async fn every_resource_is_delivered_exactly_once_in_seq_order() {
     tokio::time::sleep(Duration::from_secs(2)).await; // late duplicates would show up now
     assert_eq!(resources_count(&env).await, 200);
     assert_each_resource_stored_once(&env, stack.output_dir(), &plan).await;
+    let numbers: std::collections::BTreeSet<u64> = plan
+        .packets
+        .iter()
+        .map(|p| p["number"].as_u64().unwrap())
+        .collect();
+    let want = numbers.len() as u64;
+    let stored = e2e::es::wait_for_count(&env, "messages", want, Duration::from_secs(60)).await;
+    assert_eq!(stored, want, "every message stored once");
 
     let metrics = testkit::get_text(&env.http, &format!("{}/metrics", stack.webhook_url())).await;
     let stored = metric(
@@ -244,6 +286,7 @@ async fn every_resource_is_delivered_exactly_once_in_seq_order() {
         "the webhook service stored 200 deliveries:\n{metrics}"
     );
     assert_eq!(duplicates, 0.0, "no resource was delivered twice");
+    env
 }
 
 fn spawn_webhook(env: &TestEnv, port: u16, output: &Path) -> ChildGuard {

@@ -99,10 +99,10 @@ impl Config {
         }
     }
 
-    /// The `messages` queue of this deployment's namespace.
+    /// The `messages` queue of this deployment's namespace, with `QUEUE_PARTITIONS` partitions.
     pub fn messages_queue(&self) -> queue::QueueConfig {
         let redis = &self.common.redis;
-        let mut q = redis.replicated(pipeline::queues::messages(&redis.queue_namespace));
+        let mut q = redis.stack_queue(pipeline::queues::messages(&redis.queue_namespace));
         q.max_attempts = self.max_attempts;
         q.dead_letter_max = self.delivery.dead_letter_max;
         q
@@ -185,7 +185,7 @@ impl DeliveryArgs {
     /// The `webhooks` queue of `redis`'s namespace with these attempts and backoff and `redis`'s
     /// replication wait (opens nothing).
     pub fn webhooks_queue(&self, pool: queue::RedisPool, redis: &RedisArgs) -> Queue<DeliveryJob> {
-        let mut config = redis.replicated(pipeline::queues::webhooks(&redis.queue_namespace));
+        let mut config = redis.stack_queue(pipeline::queues::webhooks(&redis.queue_namespace));
         config.max_attempts = self.webhook_max_attempts;
         config.dead_letter_max = self.dead_letter_max;
         config.backoff_max = Duration::from_millis(self.webhook_backoff_max_ms);

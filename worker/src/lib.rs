@@ -50,6 +50,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         });
         tracing::info!(%addr, "health and metrics listening");
     }
+    // Both queues' partition counts before anything is read or collated: a worker hashing to
+    // partitions the others do not use would strand jobs and resources.
+    let queues = [
+        config.messages_queue(),
+        config
+            .delivery
+            .webhooks_queue(pool.clone(), &config.common.redis)
+            .config()
+            .clone(),
+    ];
+    if !service_kit::partitions::check(&pool, &queues, &shutdown).await? {
+        return Ok(());
+    }
     if !store.ensure_messages_until(&shutdown).await {
         return Ok(());
     }

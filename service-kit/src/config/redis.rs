@@ -41,6 +41,13 @@ pub struct RedisArgs {
     /// Prefix of every Redis key Conveyor writes (tests use unique values)
     #[arg(long, env = "QUEUE_NAMESPACE", default_value = "conveyor")]
     pub queue_namespace: String,
+    /// Partitions of each of the stack's queues (`messages`, `webhooks`), 1 to 1024. Each
+    /// partition is one stream in one hash slot, so on a Redis Cluster more partitions spread a
+    /// queue over more masters. Every process must use the count the queue was created with
+    /// (each checks it against Redis at start and refuses to run otherwise)
+    #[arg(long, env = "QUEUE_PARTITIONS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=MAX_QUEUE_PARTITIONS))]
+    pub queue_partitions: u16,
     /// Largest number of pooled Redis connections
     #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 32)]
     pub redis_pool_size: usize,
@@ -68,6 +75,10 @@ fn response_timeout(value: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// The largest `QUEUE_PARTITIONS`: a partition costs every idle worker a read per poll on a
+/// cluster, and 1024 already gives each of a large cluster's masters several.
+pub const MAX_QUEUE_PARTITIONS: i64 = 1024;
+
 /// Default `REDIS_RESPONSE_TIMEOUT` (redis-rs's own default is 500 ms).
 pub const DEFAULT_RESPONSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -80,6 +91,7 @@ impl std::fmt::Debug for RedisArgs {
             .field("redis_password_file", &self.redis_password_file)
             .field("redis_ca_file", &self.redis_ca_file)
             .field("queue_namespace", &self.queue_namespace)
+            .field("queue_partitions", &self.queue_partitions)
             .field("redis_pool_size", &self.redis_pool_size)
             .field("redis_response_timeout", &self.redis_response_timeout)
             .field("redis_wait_replicas", &self.redis_wait_replicas)
@@ -99,6 +111,7 @@ impl RedisArgs {
             redis_password_file: None,
             redis_ca_file: None,
             queue_namespace: namespace.into(),
+            queue_partitions: 1,
             redis_pool_size: 32,
             redis_response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             redis_wait_replicas: 0,
@@ -106,8 +119,16 @@ impl RedisArgs {
         }
     }
 
+    /// One of the stack's queues as this deployment runs it: `QUEUE_PARTITIONS` partitions and
+    /// the replication wait (`REDIS_WAIT_REPLICAS`, `REDIS_WAIT_TIMEOUT_MS`). Every process that
+    /// opens `messages` or `webhooks` builds it through here, so all agree on the count.
+    pub fn stack_queue(&self, mut config: queue::QueueConfig) -> queue::QueueConfig {
+        config.partitions = self.queue_partitions;
+        self.replicated(config)
+    }
+
     /// `config` with this deployment's replication wait (`REDIS_WAIT_REPLICAS`,
-    /// `REDIS_WAIT_TIMEOUT_MS`): every queue a binary builds goes through here.
+    /// `REDIS_WAIT_TIMEOUT_MS`).
     pub fn replicated(&self, mut config: queue::QueueConfig) -> queue::QueueConfig {
         config.wait_replicas = self.redis_wait_replicas;
         config.wait_timeout = std::time::Duration::from_millis(self.redis_wait_timeout_ms);
