@@ -79,6 +79,25 @@ fn name_of(key: &Value) -> String {
     key.as_str().expect("service name").to_string()
 }
 
+/// Every launcher tunable a Conveyor service of `doc` sets: (service, variable, the value as
+/// written, the launcher's default).
+fn tunables_set(doc: &Value) -> Vec<(String, String, String, &'static str)> {
+    let mut out = Vec::new();
+    for (key, svc) in services(doc).iter().filter(|(_, s)| is_conveyor(s)) {
+        let Some(env) = svc.get("environment").and_then(Value::as_mapping) else {
+            continue;
+        };
+        for (var, value) in env {
+            let var = name_of(var);
+            if let Some((_, default)) = TUNABLES.iter().find(|(n, _)| *n == var) {
+                let value = value.as_str().unwrap_or_default().to_string();
+                out.push((name_of(key), var, value, *default));
+            }
+        }
+    }
+    out
+}
+
 /// The binary a Conveyor service runs: the first word of its command (or entrypoint).
 fn command_of(name: &str, svc: &Value) -> String {
     let cmd = svc.get("entrypoint").or_else(|| svc.get("command"));
@@ -470,26 +489,14 @@ fn the_launcher_sets_the_same_variables_as_compose() {
 
 #[test]
 fn the_launcher_defaults_are_the_compose_defaults() {
-    let doc = compose();
     let mut checked = 0;
-    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
-        let Some(env) = svc.get("environment").and_then(Value::as_mapping) else {
-            continue;
-        };
-        for (var, value) in env {
-            let var = name_of(var);
-            let Some((_, default)) = TUNABLES.iter().find(|(n, _)| *n == var) else {
-                continue;
-            };
-            let value = value.as_str().unwrap_or_default();
-            assert_eq!(
-                value,
-                format!("${{{var}:-{default}}}"),
-                "{}: compose's default for {var} vs the launcher's",
-                name_of(key)
-            );
-            checked += 1;
-        }
+    for (service, var, value, default) in tunables_set(&compose()) {
+        assert_eq!(
+            value,
+            format!("${{{var}:-{default}}}"),
+            "{service}: compose's default for {var} vs the launcher's"
+        );
+        checked += 1;
     }
     assert!(
         checked >= TUNABLES.len(),
@@ -817,36 +824,25 @@ fn the_cluster_file_runs_every_binary_with_variables_they_read_and_the_launchers
 
 #[test]
 fn the_cluster_files_defaults_are_the_launchers_but_partitions_and_replicas() {
-    let doc = cluster();
     let native = read("scripts/lib/cluster_stack.sh");
     let mut checked = BTreeSet::new();
-    for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
-        let Some(env) = svc.get("environment").and_then(Value::as_mapping) else {
-            continue;
+    for (service, var, value, default) in tunables_set(&cluster()) {
+        let want = match CLUSTER_DEFAULTS.iter().find(|(n, _, _)| *n == var) {
+            Some((_, cluster, line)) => {
+                assert!(
+                    native.lines().any(|l| l.trim() == *line),
+                    "scripts/lib/cluster_stack.sh has `{line}`, as the cluster file"
+                );
+                cluster.to_string()
+            }
+            None => default.to_string(),
         };
-        for (var, value) in env {
-            let var = name_of(var);
-            let Some((_, default)) = TUNABLES.iter().find(|(n, _)| *n == var) else {
-                continue;
-            };
-            let want = match CLUSTER_DEFAULTS.iter().find(|(n, _, _)| *n == var) {
-                Some((_, cluster, line)) => {
-                    assert!(
-                        native.lines().any(|l| l.trim() == *line),
-                        "scripts/lib/cluster_stack.sh has `{line}`, as the cluster file"
-                    );
-                    cluster.to_string()
-                }
-                None => default.to_string(),
-            };
-            assert_eq!(
-                value.as_str().unwrap_or_default(),
-                format!("${{{var}:-{want}}}"),
-                "{}: the cluster default of {var}",
-                name_of(key)
-            );
-            checked.insert(var);
-        }
+        assert_eq!(
+            value,
+            format!("${{{var}:-{want}}}"),
+            "{service}: the cluster default of {var}"
+        );
+        checked.insert(var);
     }
     assert_eq!(checked.len(), TUNABLES.len(), "every tunable appears");
 }
