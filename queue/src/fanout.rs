@@ -7,9 +7,10 @@
 //! On a cluster each partition's pipeline is one transaction (`MULTI … EXEC`), so a slot that
 //! moves under it (a reshard, a failover) makes the node refuse all of it at once (`MOVED`,
 //! `ASK`, `TRYAGAIN`, `READONLY` while queueing, then `EXECABORT`) and none of it runs. Such a
-//! refused transaction is sent again, after one keyed command has made the client learn the
-//! slot's new owner, for up to [`RESEND_FOR`]: callers see a slot move as a short delay, never
-//! as a half-applied pipeline. (A plain pipeline would run the commands before the first key
+//! refused transaction is sent again, on a connection made since the refusal (which reads the
+//! slot map anew: redis-rs learns nothing from a refused transaction, see `topology`), for up
+//! to [`RESEND_FOR`]: callers see a slot move as a short delay, never as a half-applied
+//! pipeline. (A plain pipeline would run the commands before the first key
 //! that moved and refuse the rest — redis-rs does not redirect inside a pipeline — and sending
 //! it again would apply those twice.)
 //!
@@ -21,14 +22,13 @@
 
 use std::time::{Duration, Instant};
 
-use deadpool_redis::cluster::ClusterConnection;
-use redis::aio::ConnectionLike;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
 use redis::{ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
 
 use crate::error::{topology_code, QueueError};
 use crate::keys::Keys;
-use crate::pool::{timed, RedisConnection};
+use crate::pool::RedisConnection;
+use crate::topology::ClusterHandle;
 
 /// A replication wait: `WAIT replicas timeout` after a group of writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,7 +176,7 @@ impl<'k> Fanout<'k> {
         &self,
         conn: &mut RedisConnection,
     ) -> RedisResult<(Vec<Value>, Option<u32>)> {
-        let Some((cluster, timeout)) = conn.fork() else {
+        let Some(cluster) = conn.fork() else {
             let Some((_, pipe)) = self.pipes.first() else {
                 return Ok((Vec::new(), None));
             };
@@ -191,7 +191,7 @@ impl<'k> Fanout<'k> {
         };
         let sends = self.pipes.iter().map(|(group, pipe)| {
             let c = cluster.clone();
-            async move { self.send_one(c, timeout, *group, pipe).await }
+            async move { self.send_one(c, *group, pipe).await }
         });
         let per_pipe = futures::future::try_join_all(sends).await?;
         let mut fewest: Option<u32> = None;
@@ -209,28 +209,26 @@ impl<'k> Fanout<'k> {
     /// followed by the WAIT of a partition's writes.
     async fn send_one(
         &self,
-        mut cluster: ClusterConnection,
-        timeout: Option<Duration>,
+        mut cluster: ClusterHandle,
         group: Group,
         pipe: &Pipeline,
     ) -> RedisResult<(Vec<Value>, Option<u32>)> {
         let Group::Partition(p) = group else {
-            let values = timed(timeout, Box::pin(pipe.query_async(&mut cluster))).await?;
+            let values = pipe.query_async(&mut cluster).await?;
             return Ok((values, None));
         };
         let key = self.keys.stream_ref(p);
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
         let values: Vec<Value> = loop {
-            match timed(timeout, Box::pin(pipe.query_async(&mut cluster))).await {
+            match pipe.query_async(&mut cluster).await {
                 Err(e) if refused_whole(&e) && started.elapsed() < RESEND_FOR => {
                     metrics::counter!("conveyor_transactions_resent_total").increment(1);
                     tracing::debug!(error = %e, key, "a partition's transaction was refused for a slot move; sending it again");
-                    // A keyed command the client routes itself: a MOVED answer makes it
-                    // redirect and relearn the slot map, so the next send reaches the new owner.
-                    let exists = redis::cmd("EXISTS").arg(key).to_owned();
-                    let _ = timed(timeout, cluster.req_packed_command(&exists)).await;
+                    // The refusal taught this connection nothing: the next send goes through
+                    // one made since, whose slot map names the slot's owner now.
                     tokio::time::sleep(pause).await;
+                    cluster = cluster.renewed().await;
                     pause = (pause * 2).min(Duration::from_millis(500));
                 }
                 other => break other?,
@@ -241,7 +239,9 @@ impl<'k> Fanout<'k> {
         };
         let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
         let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-        let acked = timed(timeout, Box::pin(cluster.route_command(r.cmd(), routing))).await?;
+        let timeout = cluster.timeout();
+        let routed = Box::pin(cluster.inner().route_command(r.cmd(), routing));
+        let acked = crate::topology::timed(timeout, routed).await?;
         Ok((values, Some(acked_of(Some(acked))?)))
     }
 }

@@ -60,7 +60,8 @@
 //!
 //! ## Modules, in reading order
 //!
-//! 0. `pool` ([`RedisPool`], [`RedisConnection`]) and `fanout` (pipelines per partition on a
+//! 0. `pool` ([`RedisPool`], [`RedisConnection`]), `topology` (cluster connections that
+//!    outlived a topology change are replaced) and `fanout` (pipelines per partition on a
 //!    cluster, `SCAN` over every master).
 //! 1. `keys` (every Redis key; [`slot`]: where a partition lands on a cluster), `job` (ids, [`Job`], [`Outcome`] and all encoding of entries and
 //!    dead letters), [`wire`] (their field names), `config`, `error`, `backoff`.
@@ -131,6 +132,7 @@ mod router;
 mod scripts;
 pub mod slot;
 mod stats;
+mod topology;
 pub mod wire;
 mod worker;
 

@@ -5,7 +5,7 @@
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{RedisResult, Value};
 
-use crate::pool::{timed, RedisConnection};
+use crate::pool::RedisConnection;
 
 /// `GET` of every key in `keys` (values in order): one pipeline on one node; on a cluster, where
 /// the keys may lie in many slots, one `GET` per key, all sent at once.
@@ -14,17 +14,11 @@ pub(crate) async fn get_many(
     keys: &[String],
 ) -> RedisResult<Vec<Option<String>>> {
     match conn.fork() {
-        Some((cluster, timeout)) => {
+        Some(cluster) => {
             let gets = keys.iter().map(|key| {
                 let mut c = cluster.clone();
                 let get = redis::cmd("GET").arg(key).to_owned();
-                async move {
-                    timed(
-                        timeout,
-                        Box::pin(async move { get.query_async(&mut c).await }),
-                    )
-                    .await
-                }
+                async move { get.query_async(&mut c).await }
             });
             futures::future::try_join_all(gets).await
         }

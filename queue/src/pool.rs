@@ -10,17 +10,19 @@
 //!
 //! [`RedisConnection`] implements `redis::aio::ConnectionLike` by delegating: on one node it
 //! adds nothing (no allocation, no round trip); on a cluster it bounds every command and
-//! pipeline by the pool's response timeout (the cluster pool has no setting for it). What a
+//! pipeline by the pool's response timeout (the cluster pool has no setting for it) and
+//! replaces connections that outlived a topology change (see `topology`). What a
 //! cluster cannot do — a pipeline or multi-key command over several slots — the queue avoids
 //! by grouping per partition (see `fanout`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::cluster::ClusterConnection;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
 use crate::error::QueueError;
+use crate::topology::{fresh, ClusterHandle, Topology};
 
 /// A pool on one Redis server or on a Redis Cluster. Cheap to clone (clones share the pool).
 #[derive(Clone)]
@@ -32,12 +34,34 @@ pub enum RedisPool {
 }
 
 /// The cluster side of [`RedisPool`]: the pool, the seeds it was built from (the result
-/// subscriber opens its own cluster connection from them) and the response timeout.
+/// subscriber opens its own cluster connection from them), the response timeout and when the
+/// topology last changed (connections older than that are replaced: see `topology`).
 #[derive(Clone)]
 pub struct ClusterPool {
     pool: deadpool_redis::cluster::Pool,
     seeds: Vec<ConnectionInfo>,
     response_timeout: Option<Duration>,
+    topology: Arc<Topology>,
+}
+
+/// Longest a pooled cluster connection's check (a `PING` of every node it knows) may take
+/// before the pool drops it for a new one: a connection that still counts a dead node waits
+/// on it.
+const CLUSTER_RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl ClusterPool {
+    fn handle(
+        &self,
+        conn: redis::cluster_async::ClusterConnection,
+        timeout: Option<Duration>,
+    ) -> ClusterHandle {
+        ClusterHandle::new(
+            conn,
+            timeout,
+            Arc::clone(&self.topology),
+            Some(self.pool.clone()),
+        )
+    }
 }
 
 impl From<deadpool_redis::Pool> for RedisPool {
@@ -122,12 +146,14 @@ impl RedisPool {
         let pool = deadpool_redis::cluster::Pool::builder(manager)
             .max_size(max_size)
             .runtime(deadpool_redis::Runtime::Tokio1)
+            .recycle_timeout(Some(CLUSTER_RECYCLE_TIMEOUT))
             .build()
             .map_err(|e| QueueError::Unavailable(e.to_string()))?;
         Ok(RedisPool::Cluster(ClusterPool {
             pool,
             seeds,
             response_timeout,
+            topology: Arc::default(),
         }))
     }
 
@@ -149,7 +175,9 @@ impl RedisPool {
         Ok(match self {
             RedisPool::Single(p) => RedisConnection(Conn::Single(p.get().await?)),
             RedisPool::Cluster(c) => {
-                RedisConnection(Conn::Cluster(c.pool.get().await?, c.response_timeout))
+                let conn = fresh(&c.pool, &c.topology).await?;
+                let handle = c.handle((*conn).clone(), c.response_timeout);
+                RedisConnection(Conn::Cluster(conn, handle))
             }
         })
     }
@@ -167,8 +195,9 @@ impl RedisPool {
                 RedisConnection(Conn::Multiplexed(conn))
             }
             RedisPool::Cluster(c) => {
-                let conn = deadpool_redis::cluster::Connection::take(c.pool.get().await?);
-                RedisConnection(Conn::OwnedCluster(conn, Some(response_timeout)))
+                let conn = fresh(&c.pool, &c.topology).await?;
+                let conn = deadpool_redis::cluster::Connection::take(conn);
+                RedisConnection(Conn::OwnedCluster(c.handle(conn, Some(response_timeout))))
             }
         })
     }
@@ -209,8 +238,13 @@ pub struct RedisConnection(Conn);
 enum Conn {
     Single(deadpool_redis::Connection),
     Multiplexed(MultiplexedConnection),
-    Cluster(deadpool_redis::cluster::Connection, Option<Duration>),
-    OwnedCluster(ClusterConnection, Option<Duration>),
+    /// The pooled connection (held only to go back to the pool on drop) and the handle
+    /// commands go through.
+    Cluster(
+        #[allow(dead_code)] deadpool_redis::cluster::Connection,
+        ClusterHandle,
+    ),
+    OwnedCluster(ClusterHandle),
 }
 
 impl RedisConnection {
@@ -221,42 +255,20 @@ impl RedisConnection {
 
     /// On a cluster: another handle on the same (multiplexed) cluster connection, with its
     /// timeout, so several single-slot pipelines go out at once. `None` on one node.
-    pub(crate) fn fork(&self) -> Option<(ClusterConnection, Option<Duration>)> {
+    pub(crate) fn fork(&self) -> Option<ClusterHandle> {
         match &self.0 {
-            Conn::Cluster(c, t) => Some(((**c).clone(), *t)),
-            Conn::OwnedCluster(c, t) => Some((c.clone(), *t)),
+            Conn::Cluster(_, h) | Conn::OwnedCluster(h) => Some(h.clone()),
             _ => None,
         }
     }
 
     /// On a cluster, the underlying cluster connection (for routing a command to a given
     /// node); `None` on one node.
-    pub fn cluster_connection(&mut self) -> Option<&mut ClusterConnection> {
+    pub fn cluster_connection(&mut self) -> Option<&mut redis::cluster_async::ClusterConnection> {
         match &mut self.0 {
-            Conn::Cluster(c, _) => Some(c),
-            Conn::OwnedCluster(c, _) => Some(c),
+            Conn::Cluster(_, h) | Conn::OwnedCluster(h) => Some(h.inner()),
             _ => None,
         }
-    }
-}
-
-/// An answer that did not come within `timeout` is a timeout error (`is_timeout()`).
-pub(crate) fn timed<'a, T: Send + 'a>(
-    timeout: Option<Duration>,
-    fut: RedisFuture<'a, T>,
-) -> RedisFuture<'a, T> {
-    match timeout {
-        None => fut,
-        Some(t) => Box::pin(async move {
-            match tokio::time::timeout(t, fut).await {
-                Ok(answer) => answer,
-                Err(_) => Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "no answer from the Redis Cluster within the response timeout",
-                )
-                .into()),
-            }
-        }),
     }
 }
 
@@ -265,8 +277,7 @@ impl ConnectionLike for RedisConnection {
         match &mut self.0 {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Multiplexed(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c, t) => timed(*t, c.req_packed_command(cmd)),
-            Conn::OwnedCluster(c, t) => timed(*t, c.req_packed_command(cmd)),
+            Conn::Cluster(_, h) | Conn::OwnedCluster(h) => h.req_packed_command(cmd),
         }
     }
 
@@ -279,8 +290,9 @@ impl ConnectionLike for RedisConnection {
         match &mut self.0 {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
-            Conn::Cluster(c, t) => timed(*t, c.req_packed_commands(cmd, offset, count)),
-            Conn::OwnedCluster(c, t) => timed(*t, c.req_packed_commands(cmd, offset, count)),
+            Conn::Cluster(_, h) | Conn::OwnedCluster(h) => {
+                h.req_packed_commands(cmd, offset, count)
+            }
         }
     }
 
@@ -288,8 +300,7 @@ impl ConnectionLike for RedisConnection {
         match &self.0 {
             Conn::Single(c) => c.get_db(),
             Conn::Multiplexed(c) => c.get_db(),
-            Conn::Cluster(c, _) => c.get_db(),
-            Conn::OwnedCluster(c, _) => c.get_db(),
+            Conn::Cluster(_, h) | Conn::OwnedCluster(h) => h.get_db(),
         }
     }
 }

@@ -46,16 +46,13 @@ pub(crate) async fn cluster_read<T, H>(
     per: usize,
     block: Duration,
 ) -> Result<redis::Value, redis::RedisError> {
-    let Some((cluster, timeout)) = conn.fork() else {
+    let Some(cluster) = conn.fork() else {
         return Err((redis::ErrorKind::Client, "not a cluster connection").into());
     };
     let reads = streams.iter().map(|stream| {
         let cmd = xreadgroup(shared, std::slice::from_ref(stream), per, None);
         let mut c = cluster.clone();
-        async move {
-            let read = Box::pin(async move { cmd.query_async::<redis::Value>(&mut c).await });
-            crate::pool::timed(timeout, read).await
-        }
+        async move { cmd.query_async::<redis::Value>(&mut c).await }
     });
     let mut merged = Vec::new();
     for reply in futures::future::try_join_all(reads).await? {
