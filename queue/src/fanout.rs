@@ -23,12 +23,12 @@
 use std::time::{Duration, Instant};
 
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
-use redis::{ErrorKind, Pipeline, RedisError, RedisResult, ServerErrorKind, Value};
+use redis::{Pipeline, RedisResult, Value};
 
-use crate::error::{topology_code, QueueError};
+use crate::error::QueueError;
 use crate::keys::Keys;
 use crate::pool::RedisConnection;
-use crate::topology::ClusterHandle;
+use crate::topology::{refused_transaction, ClusterHandle};
 
 /// A replication wait: `WAIT replicas timeout` after a group of writes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,7 +222,7 @@ impl<'k> Fanout<'k> {
         let mut pause = Duration::from_millis(10);
         let values: Vec<Value> = loop {
             match pipe.query_async(&mut cluster).await {
-                Err(e) if refused_whole(&e) && started.elapsed() < RESEND_FOR => {
+                Err(e) if refused_transaction(&e) && started.elapsed() < RESEND_FOR => {
                     metrics::counter!("conveyor_transactions_resent_total").increment(1);
                     tracing::debug!(error = %e, key, "a partition's transaction was refused for a slot move; sending it again");
                     // The refusal taught this connection nothing: the next send goes through
@@ -253,21 +253,6 @@ fn acked_of(reply: Option<Value>) -> RedisResult<u32> {
         None => 0,
     };
     Ok(u32::try_from(acked.max(0)).unwrap_or(u32::MAX))
-}
-
-/// Whether a cluster transaction's error means the node refused all of it because its slot is
-/// moving or moved: `EXECABORT` after a topology error while queueing, or an `EXEC` answered
-/// with an error instead of replies (redis-rs reports that as an unparsable multi response;
-/// EXEC answers an error only when it ran nothing).
-fn refused_whole(e: &RedisError) -> bool {
-    match e.kind() {
-        ErrorKind::Server(ServerErrorKind::ExecAbort) => e
-            .clone()
-            .into_server_errors()
-            .is_some_and(|items| items.iter().any(|(_, err)| topology_code(err.code()))),
-        ErrorKind::UnexpectedReturnType => e.to_string().contains("multi response"),
-        _ => false,
-    }
 }
 
 /// `WAIT` for `replication` after a lone write of `key` on `conn`: on one node on that

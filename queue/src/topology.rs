@@ -62,6 +62,16 @@ pub(crate) fn signals_change(e: &RedisError) -> bool {
     match e.kind() {
         ErrorKind::ClusterConnectionNotFound => true,
         ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::ClusterDown) => true,
+        _ => refused_transaction(e),
+    }
+}
+
+/// Whether a cluster transaction's error means the node refused all of it because its slot is
+/// moving or moved: `EXECABORT` after a topology error while queueing, or an `EXEC` answered
+/// with an error instead of replies (redis-rs reports that as an unparsable multi response;
+/// EXEC answers an error only when it ran nothing).
+pub(crate) fn refused_transaction(e: &RedisError) -> bool {
+    match e.kind() {
         ErrorKind::Server(ServerErrorKind::ExecAbort) => e
             .clone()
             .into_server_errors()

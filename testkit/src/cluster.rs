@@ -166,6 +166,23 @@ impl RedisCluster {
         None
     }
 
+    /// After node `victim`, the master of `key`'s slot, was killed: waits until another node
+    /// masters that slot (its replica promoted) and returns its index. Panics after 30 s.
+    pub async fn promoted_for(&self, key: &str, victim: usize) -> usize {
+        let start = Instant::now();
+        loop {
+            match self.master_of(key).await {
+                Some(m) if m != victim => return m,
+                _ => {}
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "no replica was promoted within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Indices of the running nodes that are replicas of node `master` (each one's own word:
     /// `INFO replication` says `role:slave` and `master_port:<its port>`).
     pub async fn replicas_of(&self, master: usize) -> Vec<usize> {
