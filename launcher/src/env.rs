@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 26] = [
+pub const TUNABLES: [(&str, &str); 27] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -18,6 +18,7 @@ pub const TUNABLES: [(&str, &str); 26] = [
     ("WORKER_CONCURRENCY", "4"),
     ("WORKER_BATCH_SIZE", "500"),
     ("WORKER_BATCH_LINGER_MS", "0"),
+    ("WORKER_MAX_INFLIGHT_MB", "4"),
     ("LEASE_MS", "5000"),
     ("MAX_ATTEMPTS", "5"),
     ("RESOURCE_TIMEOUT_MS", "60000"),
@@ -292,6 +293,7 @@ impl StackConfig {
                     env.push((name, t(name)));
                 }
                 env.push(("WORKER_BATCH_LINGER_MS", t("WORKER_BATCH_LINGER_MS")));
+                env.push(("WORKER_MAX_INFLIGHT_MB", t("WORKER_MAX_INFLIGHT_MB")));
                 env.push(("WORKER_METRICS_ADDR", addr(worker_port)));
                 env.push(("LEASE_MS", t("LEASE_MS")));
                 env.push(("MAX_ATTEMPTS", t("MAX_ATTEMPTS")));

@@ -109,6 +109,10 @@ pub struct WorkerConfig {
     pub batch_linger: Duration,
     /// Batches in flight at once (default 4).
     pub concurrency: usize,
+    /// Most bytes of entries held at once over all batches in flight (default 4 MiB): reads
+    /// ask for fewer entries when entries are large. One read may exceed it when its entries
+    /// are larger than any before; then no other read starts until batches have returned room.
+    pub max_inflight_bytes: usize,
     /// An unacked job is reclaimed by others after this idle time; extended by heartbeat (default 5 s).
     pub lease: Duration,
     /// XREADGROUP BLOCK time (default 1 s).
@@ -124,6 +128,7 @@ impl Default for WorkerConfig {
             batch_size: 100,
             batch_linger: Duration::from_millis(2),
             concurrency: 4,
+            max_inflight_bytes: 4 << 20,
             lease: Duration::from_secs(5),
             block: Duration::from_secs(1),
             shutdown_deadline: Duration::from_secs(10),

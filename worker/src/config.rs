@@ -33,6 +33,13 @@ pub struct Config {
     /// slot is busy), so lingering only delays an idle queue's jobs (webhook latency)
     #[arg(long, env = "WORKER_BATCH_LINGER_MS", default_value_t = 0)]
     pub batch_linger_ms: u64,
+    /// Most MB of jobs held at once over the batches in flight: reads ask for fewer jobs when
+    /// jobs are large (a batch holds a few copies of each: the read reply, the decoded packet,
+    /// the word lengths, the store request), so 500 × 4 batches of 60 KB texts cannot make a
+    /// worker hold hundreds of MB
+    #[arg(long, env = "WORKER_MAX_INFLIGHT_MB", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=4095))]
+    pub max_inflight_mb: u32,
     /// A job not acked within this many ms (heartbeat extends it) is reclaimed by another worker
     #[arg(long, env = "LEASE_MS", default_value_t = 5000,
           value_parser = clap::value_parser!(u64).range(100..))]
@@ -93,6 +100,7 @@ impl Config {
             batch_size: self.batch_size as usize,
             batch_linger: Duration::from_millis(self.batch_linger_ms),
             concurrency: self.concurrency as usize,
+            max_inflight_bytes: (self.max_inflight_mb as usize) << 20,
             lease: Duration::from_millis(self.lease_ms),
             shutdown_deadline: Duration::from_millis(self.shutdown_ms),
             ..queue::WorkerConfig::default()
@@ -260,6 +268,9 @@ mod tests {
         };
         assert_eq!(default("batch_size"), Some(vec!["500".into()]));
         assert_eq!(default("batch_linger_ms"), Some(vec!["0".into()]));
+        assert_eq!(default("max_inflight_mb"), Some(vec!["4".into()]));
+        assert_eq!(w.max_inflight_bytes, 4 << 20);
+        assert!(Config::try_parse_from(["worker", "--max-inflight-mb", "0"]).is_err());
         let q = c.messages_queue();
         assert_eq!(
             (q.namespace.as_str(), q.name.as_str(), q.max_attempts),

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::batch;
-use super::shared::{Delivered, Handler, Shared};
+use super::shared::{Delivered, Handler, Held, Shared};
 use crate::backoff::Backoff;
 use crate::job::now_ms;
 use crate::keys::GROUP;
@@ -240,6 +240,10 @@ where
             _ = stop.cancelled() => return Ok(()),
             p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(()) },
         };
+        let reservation = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = shared.budget.reserve(shared.config.batch_size) => r,
+        };
         let mut conn = shared.queue.conn().await?;
         let mut inv = scripts::RECLAIM.prepare_invoke();
         inv.key(keys.stream(p))
@@ -248,7 +252,7 @@ where
             .arg(GROUP)
             .arg(&shared.config.consumer)
             .arg(lease_ms)
-            .arg(shared.config.batch_size)
+            .arg(reservation.count)
             .arg(&cursor);
         let (next, claimed): (String, Vec<Claimed>) =
             split_reply(inv.invoke_async(&mut conn).await?);
@@ -274,10 +278,16 @@ where
                 count = entries.len(),
                 "reclaimed entries of a worker whose heartbeat stopped"
             );
+            let bytes = entries.iter().map(Delivered::bytes).sum();
+            let held = Held {
+                _slot: permit,
+                // Not cancelled by `stop`: the entries are claimed, so they are run.
+                _bytes: shared.budget.fit(reservation, bytes, entries.len()).await,
+            };
             let task_shared = shared.clone();
             shared
                 .tracker
-                .spawn(async move { batch::process(task_shared, entries, permit).await });
+                .spawn(async move { batch::process(task_shared, entries, held).await });
         }
         if cursor == "0-0" {
             return Ok(());

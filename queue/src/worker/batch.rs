@@ -15,11 +15,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::send;
-use super::shared::{Delivered, Handler, Shared};
+use super::shared::{Delivered, Handler, Held, Shared};
 use crate::backoff::retry_delay;
 use crate::config::QueueConfig;
 use crate::fanout::Fanout;
@@ -39,11 +38,8 @@ struct Settle {
 }
 
 /// Runs one batch to completion (or until the shutdown deadline's hard stop).
-pub(crate) async fn process<T, H>(
-    shared: Arc<Shared<T, H>>,
-    entries: Vec<Delivered>,
-    _permit: OwnedSemaphorePermit,
-) where
+pub(crate) async fn process<T, H>(shared: Arc<Shared<T, H>>, entries: Vec<Delivered>, _held: Held)
+where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Handler<T>,
 {

@@ -6,6 +6,7 @@
 
 mod background;
 mod batch;
+mod budget;
 mod read;
 mod send;
 mod shared;

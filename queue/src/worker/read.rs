@@ -1,5 +1,5 @@
 //! Getting entries: consumer-group creation, the XREADGROUP read loop over all partitions (with
-//! batch linger and bounded concurrency), and turning replies into [`Delivered`] entries.
+//! batch linger, bounded concurrency and the byte budget), and turning replies into [`Delivered`] entries.
 //! Settling entries is `batch`'s job; reclaiming is `background`'s.
 
 use std::collections::HashMap;
@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use super::batch;
-use super::shared::{Delivered, Handler, Shared};
+use super::shared::{Delivered, Handler, Held, Shared};
 use super::xread::{cluster_read, xreadgroup};
 use crate::backoff::Backoff;
 use crate::error::QueueError;
@@ -85,10 +84,15 @@ where
                 Err(_) => return,
             },
         };
+        let reservation = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = shared.budget.reserve(shared.config.batch_size) => r,
+        };
+        let count = reservation.count;
         let read = tokio::select! {
             // Dropping the reader closes its socket, so a pending blocked read delivers nothing.
             _ = shutdown.cancelled() => return,
-            r = read_batch(shared, conn, shared.config.batch_size, shared.config.block) => r,
+            r = read_batch(shared, conn, count, shared.config.block) => r,
         };
         match read {
             Ok(mut entries) => {
@@ -96,8 +100,18 @@ where
                 if entries.is_empty() {
                     continue;
                 }
-                linger(shared, conn, &mut entries).await;
-                dispatch(shared, entries, permit);
+                linger(shared, conn, &mut entries, count).await;
+                let bytes = entries.iter().map(Delivered::bytes).sum();
+                let fitted = shared.budget.fit(reservation, bytes, entries.len());
+                let held = tokio::select! {
+                    // Not run here: pending, they go to other workers once this one has left.
+                    _ = shutdown.cancelled() => {
+                        shared.track(&in_flight(&entries), false);
+                        return;
+                    }
+                    bytes = fitted => Held { _slot: permit, _bytes: bytes },
+                };
+                dispatch(shared, entries, held);
             }
             Err(e) => {
                 reader = None;
@@ -175,20 +189,21 @@ async fn reader_connection<T, H>(shared: &Shared<T, H>) -> Result<RedisConnectio
     Ok(shared.queue.pool().dedicated(timeout).await?)
 }
 
-/// After a partial batch, keeps reading for up to `batch_linger` to fill it.
+/// After a partial batch, keeps reading for up to `batch_linger` to fill it to `count`.
 async fn linger<T, H>(
     shared: &Shared<T, H>,
     conn: &mut RedisConnection,
     entries: &mut Vec<Delivered>,
+    count: usize,
 ) {
     let linger = shared.config.batch_linger;
     let until = Instant::now() + linger;
-    while entries.len() < shared.config.batch_size {
+    while entries.len() < count {
         let left = until.saturating_duration_since(Instant::now());
         if left < Duration::from_millis(1) {
             break;
         }
-        let want = shared.config.batch_size - entries.len();
+        let want = count - entries.len();
         match read_batch(shared, conn, want, left).await {
             Ok(more) if !more.is_empty() => entries.extend(more),
             _ => break,
@@ -198,7 +213,7 @@ async fn linger<T, H>(
 
 /// Spawns the batch task for what was read (at most `batch_size` entries, already tracked as
 /// in flight by [`read_batch`]).
-fn dispatch<T, H>(shared: &Arc<Shared<T, H>>, entries: Vec<Delivered>, permit: OwnedSemaphorePermit)
+fn dispatch<T, H>(shared: &Arc<Shared<T, H>>, entries: Vec<Delivered>, held: Held)
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
     H: Handler<T>,
@@ -206,7 +221,15 @@ where
     let task_shared = shared.clone();
     shared
         .tracker
-        .spawn(async move { batch::process(task_shared, entries, permit).await });
+        .spawn(async move { batch::process(task_shared, entries, held).await });
+}
+
+/// The (partition, entry id) pairs of `entries`, as the in-flight set keeps them.
+pub(crate) fn in_flight(entries: &[Delivered]) -> Vec<(u16, String)> {
+    entries
+        .iter()
+        .map(|d| (d.partition, d.entry_id.clone()))
+        .collect()
 }
 
 /// `XREADGROUP GROUP workers <me> COUNT c BLOCK ms STREAMS <k partitions> > …`, sized so one
@@ -239,11 +262,7 @@ pub(crate) async fn read_batch<T, H>(
     };
     let all: Vec<String> = (0..keys.partitions()).map(|p| keys.stream(p)).collect();
     let entries = decode_read_reply(reply, &all);
-    let ids: Vec<(u16, String)> = entries
-        .iter()
-        .map(|d| (d.partition, d.entry_id.clone()))
-        .collect();
-    shared.track(&ids, true);
+    shared.track(&in_flight(&entries), true);
     Ok(entries)
 }
 

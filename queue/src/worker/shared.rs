@@ -1,6 +1,6 @@
 //! What the worker's parts share, so none of them imports another's internals: the [`Handler`]
 //! contract, the [`Shared`] state of one running worker (its queue, handler, settings, in-flight
-//! set, batch slots and hard stop) and [`Delivered`], an entry as read or reclaimed. No I/O here.
+//! set, batch slots, byte budget and hard stop) and [`Delivered`], an entry as read or reclaimed. No I/O here.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::budget::Budget;
 use crate::config::WorkerConfig;
 use crate::job::{Job, Outcome};
 use crate::queue::Queue;
@@ -34,6 +35,29 @@ pub(crate) struct Delivered {
     pub deliveries: u64,
 }
 
+impl Delivered {
+    /// About the bytes it holds: its field names and values.
+    pub fn bytes(&self) -> usize {
+        let value = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => b.len(),
+            redis::Value::SimpleString(s) => s.len(),
+            _ => 8,
+        };
+        self.entry_id.len()
+            + self
+                .map
+                .iter()
+                .map(|(k, v)| k.len() + value(v))
+                .sum::<usize>()
+    }
+}
+
+/// What a running batch holds: its batch slot and its part of the byte budget.
+pub(crate) struct Held {
+    pub _slot: OwnedSemaphorePermit,
+    pub _bytes: Option<OwnedSemaphorePermit>,
+}
+
 /// State shared by the read loop, the batch tasks and the background tasks.
 pub(crate) struct Shared<T, H> {
     pub queue: Queue<T>,
@@ -44,6 +68,8 @@ pub(crate) struct Shared<T, H> {
     inflight: Mutex<HashMap<u16, HashMap<String, Instant>>>,
     /// One per batch in flight (`concurrency` in all).
     pub permits: Arc<Semaphore>,
+    /// Bytes of entries in flight, over all batches.
+    pub budget: Budget,
     pub tracker: TaskTracker,
     /// Cancelled when the shutdown deadline passes: batch tasks stop where they are.
     pub hard_stop: CancellationToken,
@@ -55,12 +81,14 @@ impl<T, H> Shared<T, H> {
     /// `config` as given: the worker normalizes it first.
     pub fn new(queue: Queue<T>, handler: H, config: WorkerConfig) -> Self {
         let permits = Arc::new(Semaphore::new(config.concurrency));
+        let budget = Budget::new(config.max_inflight_bytes);
         Shared {
             queue,
             handler,
             config,
             inflight: Mutex::new(HashMap::new()),
             permits,
+            budget,
             tracker: TaskTracker::new(),
             hard_stop: CancellationToken::new(),
             read_rotation: AtomicUsize::new(0),
