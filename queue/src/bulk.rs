@@ -173,6 +173,9 @@ impl<T> Queue<T> {
         if let Some(last) = open {
             pipes.commit(last);
         }
+        // The pipeline holds its own copy of every entry: keep only the ids through the round
+        // trip (a batch of large jobs would otherwise be held twice while Redis answers).
+        let ids: Vec<JobId> = entries.into_iter().map(|(_, e, _)| JobId(e.id)).collect();
         // With a replication wait, each partition's writes are followed by a WAIT on its master.
         let replication = self.config().replication();
         pipes.wait_for(replication);
@@ -215,10 +218,10 @@ impl<T> Queue<T> {
             ))));
         }
         metrics::counter!("conveyor_jobs_enqueued_total", "queue" => self.name().to_string())
-            .increment(entries.len() as u64);
+            .increment(ids.len() as u64);
         if let (Some(r), Some(acked)) = (replication, acked) {
             r.check(acked)?;
         }
-        Ok(entries.into_iter().map(|(_, e, _)| JobId(e.id)).collect())
+        Ok(ids)
     }
 }

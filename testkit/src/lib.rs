@@ -13,6 +13,7 @@ mod env;
 mod http;
 mod process;
 mod proxy;
+mod redis_server;
 mod streams;
 mod tls_redis;
 pub mod transport;
@@ -22,7 +23,8 @@ pub use cluster::{
 };
 pub use env::{elasticsearch_url, redis_url, unique_name, TestEnv, DROP_CLEANUP_DEADLINE};
 pub use http::{assert_problem, get_text};
-pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard, RedisServer};
+pub use process::{bin_dir, bin_path, free_port, wait_for_http, ChildGuard};
 pub use proxy::TcpProxy;
+pub use redis_server::RedisServer;
 pub use streams::{redis_pool, xlen};
 pub use tls_redis::{TlsRedisServer, TLS_REDIS_USER};
