@@ -240,10 +240,7 @@ where
             _ = stop.cancelled() => return Ok(()),
             p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Ok(()) },
         };
-        let reservation = tokio::select! {
-            _ = stop.cancelled() => return Ok(()),
-            r = shared.budget.reserve(shared.config.batch_size) => r,
-        };
+        let reservation = shared.budget.free(shared.config.batch_size);
         let mut conn = shared.queue.conn().await?;
         let mut inv = scripts::RECLAIM.prepare_invoke();
         inv.key(keys.stream(p))
@@ -281,7 +278,6 @@ where
             let bytes = entries.iter().map(Delivered::bytes).sum();
             let held = Held {
                 _slot: permit,
-                // Not cancelled by `stop`: the entries are claimed, so they are run.
                 _bytes: shared.budget.fit(reservation, bytes, entries.len()).await,
             };
             let task_shared = shared.clone();

@@ -9,13 +9,17 @@
 //! and lets the read ask for as many as the free budget holds; after it, [`Budget::fit`] learns
 //! the sizes read, returns what the reservation held too much or waits (before the batch runs)
 //! until what it read fits. The estimate starts high (64 KiB) and follows larger entries at
-//! once, smaller ones by halves. One reservation is made at a time (the read loop's or the
-//! reclaimer's), so two half-made reservations never wait on each other.
+//! once, smaller ones by halves.
+//!
+//! Only the read loop waits on the budget, one wait at a time, so no two half-made
+//! reservations can wait on each other. The reclaimer takes what is free without waiting
+//! ([`Budget::free`], at least one entry per claim, possibly over the budget by that much): a
+//! dead worker's jobs are taken over even while this worker's reads fill the budget.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The estimate of an entry's size before anything was read.
 const FIRST_ESTIMATE: u32 = 64 * 1024;
@@ -25,14 +29,14 @@ pub(crate) struct Budget {
     total: u32,
     /// Estimated bytes of one entry.
     estimate: AtomicU32,
-    turn: Arc<Mutex<()>>,
 }
 
 /// Room reserved for one read of at most [`Reservation::count`] entries.
 pub(crate) struct Reservation {
     pub count: usize,
     held: Option<OwnedSemaphorePermit>,
-    _turn: OwnedMutexGuard<()>,
+    /// Whether [`Budget::fit`] may wait for more room (the read loop's reservations only).
+    wait: bool,
 }
 
 impl Budget {
@@ -43,17 +47,37 @@ impl Budget {
             bytes: Arc::new(Semaphore::new(total as usize)),
             total,
             estimate: AtomicU32::new(FIRST_ESTIMATE.min(total)),
-            turn: Arc::new(Mutex::new(())),
         }
     }
 
-    /// Waits for the turn to read and for room for one entry of the estimated size; the
-    /// reservation's count (1 to `max`) is how many such entries the free budget holds.
+    /// Waits for room for one entry of the estimated size; the reservation's count (1 to
+    /// `max`) is how many such entries the free budget holds. For the read loop only.
     pub async fn reserve(&self, max: usize) -> Reservation {
-        let turn = self.turn.clone().lock_owned().await;
-        let estimate = self.estimate.load(Ordering::Relaxed).clamp(1, self.total);
+        let estimate = self.estimate();
         // The semaphore is never closed, so acquiring fails never.
-        let mut held = self.bytes.clone().acquire_many_owned(estimate).await.ok();
+        let held = self.bytes.clone().acquire_many_owned(estimate).await.ok();
+        self.more(held, estimate, max, true)
+    }
+
+    /// Room for what is free now, without waiting: at least one entry even when nothing is.
+    pub fn free(&self, max: usize) -> Reservation {
+        let estimate = self.estimate();
+        let held = self.bytes.clone().try_acquire_many_owned(estimate).ok();
+        self.more(held, estimate, max, false)
+    }
+
+    fn estimate(&self) -> u32 {
+        self.estimate.load(Ordering::Relaxed).clamp(1, self.total)
+    }
+
+    /// `held` plus what else is free, up to `max` entries of `estimate` bytes in all.
+    fn more(
+        &self,
+        mut held: Option<OwnedSemaphorePermit>,
+        estimate: u32,
+        max: usize,
+        wait: bool,
+    ) -> Reservation {
         let room = self.bytes.available_permits() / estimate as usize;
         let more = max.saturating_sub(1).min(room);
         if more > 0 {
@@ -70,13 +94,14 @@ impl Budget {
         Reservation {
             count: count.clamp(1, max.max(1)),
             held,
-            _turn: turn,
+            wait,
         }
     }
 
     /// After a read of `entries` entries of `bytes` bytes in all: learns their size, and
-    /// returns the part of the budget they hold (at most all of it), waiting for batches in
-    /// flight to return room when they need more than was reserved.
+    /// returns the part of the budget they hold (at most all of it). When they need more than
+    /// was reserved, a read loop's reservation waits for batches in flight to return room; a
+    /// reclaimer's takes what is free.
     pub async fn fit(
         &self,
         mut reservation: Reservation,
@@ -98,22 +123,26 @@ impl Budget {
             // Dropping the split-off part returns it.
             drop(reservation.held.as_mut().and_then(|p| p.split(held - want)));
         } else if want > held {
-            if let Ok(extra) = self
-                .bytes
-                .clone()
-                .acquire_many_owned((want - held) as u32)
-                .await
-            {
+            let short = want - held;
+            let extra = match reservation.wait {
+                true => self
+                    .bytes
+                    .clone()
+                    .acquire_many_owned(short as u32)
+                    .await
+                    .ok(),
+                false => {
+                    let free = short.min(self.bytes.available_permits());
+                    (free > 0)
+                        .then(|| self.bytes.clone().try_acquire_many_owned(free as u32).ok())
+                        .flatten()
+                }
+            };
+            if let Some(extra) = extra {
                 merge(&mut reservation.held, extra);
             }
         }
         reservation.held.filter(|p| p.num_permits() > 0)
-    }
-
-    /// The estimated size of an entry, in bytes.
-    #[cfg(test)]
-    fn estimate(&self) -> u32 {
-        self.estimate.load(Ordering::Relaxed)
     }
 }
 
@@ -175,6 +204,23 @@ mod tests {
         drop(first);
         let (count, held) = waiting.await.unwrap();
         assert_eq!((count, held), (1, Some(900)));
+    }
+
+    #[tokio::test]
+    async fn the_reclaimer_takes_one_entry_over_a_full_budget_without_waiting() {
+        let budget = Budget::new(1000);
+        let r = budget.reserve(10).await;
+        let full = budget.fit(r, 1000, 1).await.unwrap();
+        let r = budget.free(10);
+        assert_eq!(r.count, 1, "one entry, although nothing is free");
+        assert!(
+            budget.fit(r, 1000, 1).await.is_none(),
+            "it holds nothing of the budget"
+        );
+        drop(full);
+        let r = budget.free(10);
+        assert_eq!(r.count, 1);
+        assert_eq!(budget.fit(r, 300, 1).await.unwrap().num_permits(), 300);
     }
 
     #[tokio::test]
