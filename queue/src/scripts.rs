@@ -54,46 +54,39 @@ pub static ADMIN_PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_PU
 
 /// Loads every script into the server's script cache (needed after a Redis restart before
 /// EVALSHA in a pipeline can succeed; single invocations reload by themselves). On a cluster
-/// each `SCRIPT LOAD` goes to every master (the cluster client routes it so) over a connection
-/// made for it: a promoted replica has no scripts (they are not replicated), and a connection
-/// made before the failover may not know it as a master yet (`tests/tests/cluster_failover.rs`
-/// once saw a POST answer 500 with NOSCRIPT from a partition's `stats` transaction after a
-/// failover, although `stats` reloads the scripts and asks again).
+/// each `SCRIPT LOAD` goes to every master (the cluster client routes it so).
 pub async fn load_all(conn: &mut RedisConnection) -> redis::RedisResult<()> {
-    if let Some(cluster) = conn.fork() {
-        let mut fresh = cluster.renewed().await;
-        for src in SOURCES {
+    let mut pipe = redis::pipe();
+    for src in [
+        ACK_SRC,
+        RETRY_SRC,
+        DEAD_SRC,
+        PROMOTE_SRC,
+        RECURRING_SRC,
+        EXTEND_SRC,
+        STATS_SRC,
+        RECLAIM_SRC,
+        CONSUMERS_SRC,
+        ENQUEUE_SRC,
+        ADMIN_DEAD_SRC,
+        ADMIN_PROMOTE_SRC,
+        ADMIN_PURGE_SRC,
+    ] {
+        if conn.is_cluster() {
             redis::cmd("SCRIPT")
                 .arg("LOAD")
                 .arg(src)
-                .query_async::<()>(&mut fresh)
+                .query_async::<()>(conn)
                 .await?;
+        } else {
+            pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
         }
-        return Ok(());
     }
-    let mut pipe = redis::pipe();
-    for src in SOURCES {
-        pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
+    match conn.is_cluster() {
+        true => Ok(()),
+        false => pipe.query_async::<()>(conn).await,
     }
-    pipe.query_async::<()>(conn).await
 }
-
-/// Every script's source.
-const SOURCES: [&str; 13] = [
-    ACK_SRC,
-    RETRY_SRC,
-    DEAD_SRC,
-    PROMOTE_SRC,
-    RECURRING_SRC,
-    EXTEND_SRC,
-    STATS_SRC,
-    RECLAIM_SRC,
-    CONSUMERS_SRC,
-    ENQUEUE_SRC,
-    ADMIN_DEAD_SRC,
-    ADMIN_PROMOTE_SRC,
-    ADMIN_PURGE_SRC,
-];
 
 /// Adds `EVALSHA <script> <keys> <args>` to a pipeline.
 pub fn push(pipe: &mut redis::Pipeline, script: &Script, keys: &[&str], args: &[String]) {
