@@ -112,6 +112,7 @@ pub struct WorkerConfig {
     /// Most bytes of entries held at once over all batches in flight (default 4 MiB): reads
     /// ask for fewer entries when entries are large. One read may exceed it when its entries
     /// are larger than any before; then no other read starts until batches have returned room.
+    /// Reclaiming a dead worker's jobs never waits for room: it may exceed it by one job.
     pub max_inflight_bytes: usize,
     /// An unacked job is reclaimed by others after this idle time; extended by heartbeat (default 5 s).
     pub lease: Duration,

@@ -15,7 +15,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::batch;
-use super::shared::{Delivered, Handler, Held, Shared};
+use super::shared::{in_flight, Delivered, Handler, Shared};
 use crate::backoff::Backoff;
 use crate::job::now_ms;
 use crate::keys::GROUP;
@@ -266,8 +266,7 @@ where
             })
             .collect();
         if !entries.is_empty() {
-            let ids: Vec<(u16, String)> = entries.iter().map(|d| (p, d.entry_id.clone())).collect();
-            shared.track(&ids, true);
+            shared.track(&in_flight(&entries), true);
             metrics::counter!("conveyor_jobs_reclaimed_total", "queue" => shared.queue.name().to_string())
                 .increment(entries.len() as u64);
             tracing::info!(
@@ -275,11 +274,7 @@ where
                 count = entries.len(),
                 "reclaimed entries of a worker whose heartbeat stopped"
             );
-            let bytes = entries.iter().map(Delivered::bytes).sum();
-            let held = Held {
-                _slot: permit,
-                _bytes: shared.budget.fit(reservation, bytes, entries.len()).await,
-            };
+            let held = shared.hold(permit, reservation, &entries).await;
             let task_shared = shared.clone();
             shared
                 .tracker

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::send;
-use super::shared::{Delivered, Handler, Held, Shared};
+use super::shared::{in_flight, Delivered, Handler, Held, Shared};
 use crate::backoff::retry_delay;
 use crate::config::QueueConfig;
 use crate::fanout::Fanout;
@@ -44,10 +44,7 @@ where
     H: Handler<T>,
 {
     // Tracked as in flight by whoever read or reclaimed them; untracked here when settled.
-    let ids: Vec<(u16, String)> = entries
-        .iter()
-        .map(|d| (d.partition, d.entry_id.clone()))
-        .collect();
+    let ids = in_flight(&entries);
     let hard_stop = shared.hard_stop.clone();
     let span = tracing::debug_span!("batch", queue = shared.queue.name(), size = ids.len());
     tokio::select! {

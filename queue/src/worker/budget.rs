@@ -132,10 +132,8 @@ impl Budget {
                     .await
                     .ok(),
                 false => {
-                    let free = short.min(self.bytes.available_permits());
-                    (free > 0)
-                        .then(|| self.bytes.clone().try_acquire_many_owned(free as u32).ok())
-                        .flatten()
+                    let free = short.min(self.bytes.available_permits()) as u32;
+                    self.bytes.clone().try_acquire_many_owned(free).ok()
                 }
             };
             if let Some(extra) = extra {

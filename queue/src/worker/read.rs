@@ -11,7 +11,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::batch;
-use super::shared::{Delivered, Handler, Held, Shared};
+use super::shared::{in_flight, Delivered, Handler, Held, Shared};
 use super::xread::{cluster_read, xreadgroup};
 use crate::backoff::Backoff;
 use crate::error::QueueError;
@@ -101,15 +101,13 @@ where
                     continue;
                 }
                 linger(shared, conn, &mut entries, count).await;
-                let bytes = entries.iter().map(Delivered::bytes).sum();
-                let fitted = shared.budget.fit(reservation, bytes, entries.len());
                 let held = tokio::select! {
                     // Not run here: pending, they go to other workers once this one has left.
                     _ = shutdown.cancelled() => {
                         shared.track(&in_flight(&entries), false);
                         return;
                     }
-                    bytes = fitted => Held { _slot: permit, _bytes: bytes },
+                    held = shared.hold(permit, reservation, &entries) => held,
                 };
                 dispatch(shared, entries, held);
             }
@@ -222,14 +220,6 @@ where
     shared
         .tracker
         .spawn(async move { batch::process(task_shared, entries, held).await });
-}
-
-/// The (partition, entry id) pairs of `entries`, as the in-flight set keeps them.
-pub(crate) fn in_flight(entries: &[Delivered]) -> Vec<(u16, String)> {
-    entries
-        .iter()
-        .map(|d| (d.partition, d.entry_id.clone()))
-        .collect()
 }
 
 /// `XREADGROUP GROUP workers <me> COUNT c BLOCK ms STREAMS <k partitions> > …`, sized so one

@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::budget::Budget;
+use super::budget::{Budget, Reservation};
 use crate::config::WorkerConfig;
 use crate::job::{Job, Outcome};
 use crate::queue::Queue;
@@ -52,10 +52,18 @@ impl Delivered {
     }
 }
 
+/// The (partition, entry id) pairs of `entries`, as the in-flight set keeps them.
+pub(crate) fn in_flight(entries: &[Delivered]) -> Vec<(u16, String)> {
+    entries
+        .iter()
+        .map(|d| (d.partition, d.entry_id.clone()))
+        .collect()
+}
+
 /// What a running batch holds: its batch slot and its part of the byte budget.
 pub(crate) struct Held {
-    pub _slot: OwnedSemaphorePermit,
-    pub _bytes: Option<OwnedSemaphorePermit>,
+    _slot: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
 }
 
 /// State shared by the read loop, the batch tasks and the background tasks.
@@ -98,6 +106,21 @@ impl<T, H> Shared<T, H> {
     /// The partition the next read starts with, rotating over `partitions`.
     pub fn next_read_partition(&self, partitions: usize) -> usize {
         self.read_rotation.fetch_add(1, Ordering::Relaxed) % partitions.max(1)
+    }
+
+    /// What a batch of `entries` holds: its batch `slot`, and its part of the byte budget fitted
+    /// from `reservation` (see [`Budget::fit`]).
+    pub async fn hold(
+        &self,
+        slot: OwnedSemaphorePermit,
+        reservation: Reservation,
+        entries: &[Delivered],
+    ) -> Held {
+        let bytes = entries.iter().map(Delivered::bytes).sum();
+        Held {
+            _slot: slot,
+            _bytes: self.budget.fit(reservation, bytes, entries.len()).await,
+        }
     }
 
     /// Adds (or removes) entries to the in-flight set; an added entry's lease began now.
