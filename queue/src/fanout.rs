@@ -14,6 +14,13 @@
 //! that moved and refuse the rest — redis-rs does not redirect inside a pipeline — and sending
 //! it again would apply those twice.)
 //!
+//! A pipeline whose `EVALSHA` meets a node without the script (a restarted Redis; a promoted
+//! replica, since Redis does not replicate the script cache) is sent again after a `SCRIPT LOAD`
+//! of the scripts it names on the node that answered: on one node over the same connection, on
+//! a cluster routed to the slot's master over the connection the transaction went through. The
+//! commands before the failed one may have run, so only pipelines safe to send twice may
+//! `EVALSHA` here (reads, and the fenced settling scripts, which act once).
+//!
 //! Replication wait ([`Fanout::wait_for`]): `WAIT n timeout` after each pipeline's writes, on
 //! the master that took them. On one node it ends the one pipeline. On a cluster it follows the
 //! partition's `EXEC` as its own command (a WAIT inside `MULTI` does not block), routed to the
@@ -28,6 +35,7 @@ use redis::{Pipeline, RedisResult, Value};
 use crate::error::QueueError;
 use crate::keys::Keys;
 use crate::pool::RedisConnection;
+use crate::scripts;
 use crate::topology::{refused_transaction, ClusterHandle};
 
 /// A replication wait: `WAIT replicas timeout` after a group of writes.
@@ -72,6 +80,10 @@ impl Replication {
 /// failover takes the cluster-node-timeout plus the election).
 pub const RESEND_FOR: Duration = Duration::from_secs(20);
 
+/// Times a partition's transaction that met NOSCRIPT is sent again after loading its scripts
+/// (a second time covers a failover between the load and the send).
+const SCRIPT_LOADS: u32 = 3;
+
 /// Which slot a group of commands belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Group {
@@ -87,6 +99,8 @@ pub struct Fanout<'k> {
     pipes: Vec<(Group, Pipeline)>,
     /// Set by [`Fanout::wait_for`]: the pipelines' writes are followed by a WAIT.
     replication: Option<Replication>,
+    /// Sources of scripts outside this crate the pipelines may `EVALSHA` ([`Fanout::scripts`]).
+    extra: &'static [&'static str],
 }
 
 impl<'k> Fanout<'k> {
@@ -98,7 +112,15 @@ impl<'k> Fanout<'k> {
             keys,
             pipes: Vec::new(),
             replication: None,
+            extra: &[],
         }
+    }
+
+    /// Names the sources of scripts outside this crate that the pipelines `EVALSHA`, so that a
+    /// node without them gets them loaded (see the module docs; this crate's are known).
+    pub fn scripts(mut self, sources: &'static [&'static str]) -> Self {
+        self.extra = sources;
+        self
     }
 
     /// Follows the writes with `WAIT replicas timeout` (nothing for `None`); call it after the
@@ -180,7 +202,17 @@ impl<'k> Fanout<'k> {
             let Some((_, pipe)) = self.pipes.first() else {
                 return Ok((Vec::new(), None));
             };
-            let mut values: Vec<Value> = pipe.query_async(conn).await?;
+            let mut values: Vec<Value> = match pipe.query_async(conn).await {
+                Err(e) if scripts::missing(&e) => {
+                    let mut load = redis::pipe();
+                    for src in scripts::used_by(pipe, self.extra) {
+                        load.add_command(scripts::load_cmd(src)).ignore();
+                    }
+                    load.query_async::<()>(conn).await?;
+                    pipe.query_async(conn).await?
+                }
+                other => other?,
+            };
             return match self.replication {
                 Some(_) => {
                     let acked = acked_of(values.pop())?;
@@ -220,8 +252,21 @@ impl<'k> Fanout<'k> {
         let key = self.keys.stream_ref(p);
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
+        let mut loads = 0u32;
         let values: Vec<Value> = loop {
             match pipe.query_async(&mut cluster).await {
+                Err(e) if scripts::missing(&e) && loads < SCRIPT_LOADS => {
+                    // The node that ran the transaction lacks a script: load them there, over
+                    // this connection (its slot map sent the transaction there), and send again.
+                    loads += 1;
+                    if let Err(e) = self.load_scripts(&mut cluster, key, pipe).await {
+                        if !crate::topology::signals_change(&e) {
+                            return Err(e);
+                        }
+                        // The slot moved again meanwhile: ask the node that has it now.
+                        cluster = cluster.renewed().await;
+                    }
+                }
                 Err(e) if refused_transaction(&e) && started.elapsed() < RESEND_FOR => {
                     metrics::counter!("conveyor_transactions_resent_total").increment(1);
                     tracing::debug!(error = %e, key, "a partition's transaction was refused for a slot move; sending it again");
@@ -243,6 +288,28 @@ impl<'k> Fanout<'k> {
         let routed = Box::pin(cluster.inner().route_command(r.cmd(), routing));
         let acked = crate::topology::timed(timeout, routed).await?;
         Ok((values, Some(acked_of(Some(acked))?)))
+    }
+}
+
+impl Fanout<'_> {
+    /// `SCRIPT LOAD` of the scripts `pipe` names, on the master of `key`'s slot as `cluster`'s
+    /// slot map has it (where the transaction went).
+    async fn load_scripts(
+        &self,
+        cluster: &mut ClusterHandle,
+        key: &str,
+        pipe: &Pipeline,
+    ) -> RedisResult<()> {
+        let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
+        for src in scripts::used_by(pipe, self.extra) {
+            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+            let timeout = cluster.timeout();
+            let sent = cluster
+                .inner()
+                .route_command(scripts::load_cmd(src), routing);
+            crate::topology::timed(timeout, Box::pin(sent)).await?;
+        }
+        Ok(())
     }
 }
 

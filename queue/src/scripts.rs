@@ -6,8 +6,6 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use crate::pool::RedisConnection;
-
 const ACK_SRC: &str = include_str!("scripts/ack.lua");
 const RETRY_SRC: &str = include_str!("scripts/retry.lua");
 const DEAD_SRC: &str = include_str!("scripts/dead.lua");
@@ -52,40 +50,53 @@ pub static ADMIN_PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_
 /// Removes waiting (undelivered), delayed or dead jobs of a partition.
 pub static ADMIN_PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_PURGE_SRC));
 
-/// Loads every script into the server's script cache (needed after a Redis restart before
-/// EVALSHA in a pipeline can succeed; single invocations reload by themselves). On a cluster
-/// each `SCRIPT LOAD` goes to every master (the cluster client routes it so).
-pub async fn load_all(conn: &mut RedisConnection) -> redis::RedisResult<()> {
-    let mut pipe = redis::pipe();
-    for src in [
-        ACK_SRC,
-        RETRY_SRC,
-        DEAD_SRC,
-        PROMOTE_SRC,
-        RECURRING_SRC,
-        EXTEND_SRC,
-        STATS_SRC,
-        RECLAIM_SRC,
-        CONSUMERS_SRC,
-        ENQUEUE_SRC,
-        ADMIN_DEAD_SRC,
-        ADMIN_PROMOTE_SRC,
-        ADMIN_PURGE_SRC,
-    ] {
-        if conn.is_cluster() {
-            redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(src)
-                .query_async::<()>(conn)
-                .await?;
-        } else {
-            pipe.cmd("SCRIPT").arg("LOAD").arg(src).ignore();
+/// Every script with its source: what [`used_by`] looks hashes up in.
+static ALL: [(&LazyLock<Script>, &str); 13] = [
+    (&ACK, ACK_SRC),
+    (&RETRY, RETRY_SRC),
+    (&DEAD, DEAD_SRC),
+    (&PROMOTE, PROMOTE_SRC),
+    (&RECURRING, RECURRING_SRC),
+    (&EXTEND, EXTEND_SRC),
+    (&STATS, STATS_SRC),
+    (&RECLAIM, RECLAIM_SRC),
+    (&CONSUMERS, CONSUMERS_SRC),
+    (&ENQUEUE, ENQUEUE_SRC),
+    (&ADMIN_DEAD, ADMIN_DEAD_SRC),
+    (&ADMIN_PROMOTE, ADMIN_PROMOTE_SRC),
+    (&ADMIN_PURGE, ADMIN_PURGE_SRC),
+];
+
+/// The sources of the scripts `pipe` runs by `EVALSHA`, each once, for a `SCRIPT LOAD` on a
+/// node that lost (a restart) or never had (a promoted replica: Redis does not replicate the
+/// script cache) them: this module's and those of `extra` (sources of other crates' scripts).
+pub fn used_by(pipe: &redis::Pipeline, extra: &[&'static str]) -> Vec<&'static str> {
+    let extra: Vec<(Script, &'static str)> = extra.iter().map(|s| (Script::new(s), *s)).collect();
+    let mut out: Vec<&'static str> = Vec::new();
+    for cmd in pipe.cmd_iter() {
+        let mut args = cmd.args_iter();
+        let (Some(redis::Arg::Simple(name)), Some(redis::Arg::Simple(hash))) =
+            (args.next(), args.next())
+        else {
+            continue;
+        };
+        if !name.eq_ignore_ascii_case(b"EVALSHA") {
+            continue;
+        }
+        let ours = ALL.iter().find(|(s, _)| s.get_hash().as_bytes() == hash);
+        let theirs = extra.iter().find(|(s, _)| s.get_hash().as_bytes() == hash);
+        if let Some(src) = ours.map(|(_, s)| *s).or(theirs.map(|(_, s)| *s)) {
+            if !out.contains(&src) {
+                out.push(src);
+            }
         }
     }
-    match conn.is_cluster() {
-        true => Ok(()),
-        false => pipe.query_async::<()>(conn).await,
-    }
+    out
+}
+
+/// `SCRIPT LOAD <source>`.
+pub fn load_cmd(source: &str) -> redis::Cmd {
+    redis::cmd("SCRIPT").arg("LOAD").arg(source).to_owned()
 }
 
 /// Adds `EVALSHA <script> <keys> <args>` to a pipeline.
@@ -97,7 +108,11 @@ pub fn push(pipe: &mut redis::Pipeline, script: &Script, keys: &[&str], args: &[
         .arg(args);
 }
 
-/// Whether an error says a script is missing from the server's cache.
-pub fn is_noscript(e: &redis::RedisError) -> bool {
+/// Whether an error says a script is missing from the server's cache: a command's own error,
+/// or a pipeline's whose failed commands include one.
+pub fn missing(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || e.clone()
+            .into_server_errors()
+            .is_some_and(|items| items.iter().any(|(_, err)| err.code() == "NOSCRIPT"))
 }

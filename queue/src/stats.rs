@@ -43,14 +43,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
             .arg(since)
             .arg("+inf");
         let mut conn = self.conn().await?;
-        let (partitions, workers) = match query_stats(&pipe, &mut conn).await {
-            Err(e) if scripts::is_noscript(&e) => {
-                // Redis restarted and lost its script cache: load and ask once more.
-                scripts::load_all(&mut conn).await?;
-                query_stats(&pipe, &mut conn).await?
-            }
-            other => other?,
-        };
+        // A node without stats.lua (a restart, a promoted replica) gets it loaded by `Fanout`.
+        let (partitions, workers) = query_stats(&pipe, &mut conn).await?;
         let mut stats = QueueStats {
             workers,
             ..QueueStats::default()

@@ -14,8 +14,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use deadpool::managed::Manager as _;
 use deadpool_redis::cluster::{Connection, Pool};
-use deadpool_redis::PoolError;
+use deadpool_redis::{PoolError, Timeouts};
 use redis::aio::ConnectionLike;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
@@ -94,6 +95,23 @@ pub(crate) async fn fresh(pool: &Pool, topology: &Topology) -> Result<Connection
     pool.get().await
 }
 
+/// A pooled connection made after the last topology change if the pool has one free (or room
+/// for one) now, without waiting; stale ones met on the way are dropped.
+async fn fresh_now(pool: &Pool, topology: &Topology) -> Option<Connection> {
+    let now = Timeouts {
+        wait: Some(Duration::ZERO),
+        ..Timeouts::default()
+    };
+    for _ in 0..=pool.status().max_size {
+        let conn = pool.timeout_get(&now).await.ok()?;
+        if !topology.is_stale(Connection::metrics(&conn).created) {
+            return Some(conn);
+        }
+        drop(Connection::take(conn));
+    }
+    None
+}
+
 /// Marks `topology` when the answer's error says the topology changed.
 pub(crate) fn watched<'a, T: Send + 'a>(
     topology: &Arc<Topology>,
@@ -148,16 +166,26 @@ impl ClusterHandle {
     }
 
     /// After a refusal that says the topology changed: marks it and returns a handle on a
-    /// connection made since (this one again for a connection outside the pool, or when the
-    /// pool cannot give one now; the caller's next attempt finds out).
+    /// connection made since (this one again for a connection outside the pool, or when none
+    /// can be made now; the caller's next attempt finds out). It never waits for the pool: every
+    /// pooled connection may be held by a caller renewing too (a failover refuses them all at
+    /// once), and each would wait for another forever. So a fresh pooled connection if one is
+    /// free, else one made for this with the pool's settings, dropped after use.
     pub(crate) async fn renewed(&self) -> ClusterHandle {
         self.topology.mark();
         let Some(pool) = &self.pool else {
             return self.clone();
         };
-        match fresh(pool, &self.topology).await {
-            Ok(conn) => ClusterHandle {
+        if let Some(conn) = fresh_now(pool, &self.topology).await {
+            return ClusterHandle {
                 conn: (*conn).clone(),
+                ..self.clone()
+            };
+        }
+        let made = Box::pin(async { pool.manager().create().await });
+        match timed(self.timeout, made).await {
+            Ok(conn) => ClusterHandle {
+                conn,
                 ..self.clone()
             },
             Err(_) => self.clone(),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use queue::{EnqueueOptions, Queue, QueueError, RedisPool};
 use support::load::{produce, wait_and_tally, Sent, Tally};
-use support::{fast_worker, queue, spawn_worker, stop, Recorder};
+use support::{cluster_pool, fast_worker, queue, spawn_worker, stop, Recorder};
 use testkit::{RedisCluster, CLUSTER_NODE_TIMEOUT_MS};
 
 const PARTITIONS: u16 = 6;
@@ -23,13 +23,7 @@ const PARTITIONS: u16 = 6;
 async fn every_acknowledged_enqueue_survives_a_master_failover_and_runs_once() {
     let test_start = Instant::now();
     let mut cluster = RedisCluster::start().await;
-    let seeds = cluster
-        .ports
-        .iter()
-        .map(|p| redis::IntoConnectionInfo::into_connection_info(format!("redis://127.0.0.1:{p}")))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let pool = RedisPool::cluster(seeds, 8, Some(Duration::from_secs(5))).unwrap();
+    let pool = cluster_pool(&cluster, 8, Duration::from_secs(5));
     let ns = testkit::unique_name("failover");
     let q: Queue<u64> = queue(pool, &ns, "fo", |c| {
         c.partitions = PARTITIONS;

@@ -15,8 +15,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use queue::{Queue, RedisPool};
-use support::queue;
+use queue::Queue;
+use support::{cluster_pool, queue};
 use testkit::RedisCluster;
 
 const PARTITIONS: u16 = 12;
@@ -73,13 +73,7 @@ async fn use_the_pool(q: &Queue<u64>, base: u64) -> (Vec<String>, Duration, u64)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_a_failover_no_pooled_connection_waits_on_the_dead_master() {
     let mut cluster = RedisCluster::start().await;
-    let seeds = cluster
-        .ports
-        .iter()
-        .map(|p| redis::IntoConnectionInfo::into_connection_info(format!("redis://127.0.0.1:{p}")))
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let pool = RedisPool::cluster(seeds, TASKS as usize, Some(RESPONSE_TIMEOUT)).unwrap();
+    let pool = cluster_pool(&cluster, TASKS as usize, RESPONSE_TIMEOUT);
     let ns = testkit::unique_name("stale");
     let q: Queue<u64> = queue(pool, &ns, "stale", |c| c.partitions = PARTITIONS);
     q.check_partitions().await.unwrap();

@@ -202,6 +202,58 @@ impl RedisCluster {
         replicas
     }
 
+    /// A manual failover of node `master`: its first replica takes over (`CLUSTER FAILOVER`,
+    /// graceful, nothing lost) and the old master becomes its replica. Returns the new master's
+    /// index once it says `role:master`; panics after 30 s.
+    pub async fn fail_over(&self, master: usize) -> usize {
+        let replica = *self
+            .replicas_of(master)
+            .await
+            .first()
+            .expect("the master has a replica");
+        let port = self.ports[replica];
+        let start = Instant::now();
+        let mut asked: Option<Instant> = None;
+        loop {
+            let info = node_command(port, &["INFO", "replication"]).await;
+            let info = info.unwrap_or_default();
+            if info.contains("role:master") {
+                return replica;
+            }
+            // A manual failover needs the replica in sync (a node that just became a replica
+            // is still loading its master's data); one that timed out is asked again.
+            let due = asked.is_none_or(|at| at.elapsed() > Duration::from_secs(6));
+            if info.contains("master_link_status:up") && due {
+                let answer = node_command(port, &["CLUSTER", "FAILOVER"]).await;
+                assert!(
+                    answer.is_some_and(|a| a.eq_ignore_ascii_case("ok")),
+                    "CLUSTER FAILOVER on {port}"
+                );
+                asked = Some(Instant::now());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "node {replica} did not take over within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Indices of the running nodes that say `role:master`.
+    pub async fn masters(&self) -> Vec<usize> {
+        let mut masters = Vec::new();
+        for (i, &port) in self.ports.iter().enumerate() {
+            if self.guards.get(i).is_none_or(Option::is_none) {
+                continue;
+            }
+            let info = node_command(port, &["INFO", "replication"]).await;
+            if info.is_some_and(|i| i.contains("role:master")) {
+                masters.push(i);
+            }
+        }
+        masters
+    }
+
     /// Waits until every running node answers `cluster_state:ok` and knows all six nodes.
     pub async fn wait_until_ok(&self, timeout: Duration) {
         let start = Instant::now();

@@ -45,8 +45,8 @@ use crate::ids::ResourceKey;
 use crate::packet::StoredMessage;
 use crate::resource::{CollatedResource, DeliveryJob};
 
-static COLLATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("../scripts/collate.lua")));
+const COLLATE_SRC: &str = include_str!("../scripts/collate.lua");
+static COLLATE: LazyLock<Script> = LazyLock::new(|| Script::new(COLLATE_SRC));
 
 mod error;
 mod read;
@@ -109,10 +109,6 @@ pub struct Collator {
 
 fn now_ms() -> u64 {
     u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0)
-}
-
-fn is_noscript(e: &redis::RedisError) -> bool {
-    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 impl Collator {
@@ -226,7 +222,7 @@ impl Collator {
         }
         let keys = self.webhooks.keys();
         // One pipeline on one node; one per partition (= hash slot) on a cluster.
-        let mut pipe = Fanout::new(self.pool.is_cluster(), keys);
+        let mut pipe = Fanout::new(self.pool.is_cluster(), keys).scripts(&[COLLATE_SRC]);
         for (p, packets) in &packets {
             for chunk in packets.chunks(PACKETS_PER_CALL) {
                 let cmd = pipe
@@ -262,18 +258,8 @@ impl Collator {
         let replication = self.webhooks.config().replication();
         pipe.wait_for(replication);
         let mut conn = self.conn().await?;
-        let (replies, acked) = match pipe.query_acked(&mut conn).await {
-            Ok(r) => r,
-            Err(e) if is_noscript(&e) => {
-                let _: String = redis::cmd("SCRIPT")
-                    .arg("LOAD")
-                    .arg(include_str!("../scripts/collate.lua"))
-                    .query_async(&mut conn)
-                    .await?;
-                pipe.query_acked(&mut conn).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
+        // A node without collate.lua (a restart, a promoted replica) gets it loaded by `Fanout`.
+        let (replies, acked) = pipe.query_acked(&mut conn).await?;
         if let (Some(r), Some(acked)) = (replication, acked) {
             if acked < r.replicas {
                 return Err(CollateError::NotReplicated {

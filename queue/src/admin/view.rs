@@ -15,7 +15,7 @@ use crate::fanout::Fanout;
 use crate::job::{wire, Entry};
 use crate::keys::{Keys, GROUP};
 use crate::nodes::scan_all;
-use crate::pool::{RedisConnection, RedisPool as Pool};
+use crate::pool::RedisPool as Pool;
 use crate::queue::Queue;
 use crate::scripts;
 
@@ -146,21 +146,6 @@ pub(crate) fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Sends `pipes` (see `Fanout`), loading the scripts once if Redis lost its script cache (a
-/// restart).
-pub(crate) async fn query_pipe(
-    pipes: &Fanout<'_>,
-    conn: &mut RedisConnection,
-) -> Result<Vec<redis::Value>, QueueError> {
-    match pipes.query(conn).await {
-        Err(e) if scripts::is_noscript(&e) => {
-            scripts::load_all(conn).await?;
-            Ok(pipes.query(conn).await?)
-        }
-        other => Ok(other?),
-    }
-}
-
 /// One reply of a pipeline as `R`.
 pub(crate) fn parse<R: redis::FromRedisValue>(v: redis::Value) -> Result<R, QueueError> {
     redis::from_redis_value(v).map_err(|e| QueueError::Redis(e.into()))
@@ -201,7 +186,7 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Queue<T> {
                 .arg(1);
         }
         let mut conn = self.conn().await?;
-        let mut replies = query_pipe(&pipes, &mut conn).await?.into_iter();
+        let mut replies = pipes.query(&mut conn).await?.into_iter();
         let now = redis_ms(replies.next().unwrap_or(redis::Value::Nil))?;
         let mut out = Vec::with_capacity(usize::from(keys.partitions()));
         for partition in 0..keys.partitions() {

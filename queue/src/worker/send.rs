@@ -8,12 +8,11 @@
 use super::shared::Shared;
 use crate::backoff::Backoff;
 use crate::fanout::Fanout;
-use crate::scripts;
 
 /// Attempts of a settle that Redis answers with an error before the batch is released.
 const SETTLE_TRIES: u32 = 5;
 
-/// Sends the settling pipeline, reloading scripts after a Redis restart. While Redis is
+/// Sends the settling pipeline (`Fanout` loads the scripts on a node that lacks them). While Redis is
 /// unreachable it retries with backoff until the worker's hard stop (every step in it is
 /// idempotent: fenced scripts act once). An error Redis answers with (a wrong key type, a
 /// moved slot, a reply too large) is retried [`SETTLE_TRIES`] times, then the batch is
@@ -37,12 +36,6 @@ pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &Fanout<'_>) {
                     }
                     return;
                 }
-                Err(e) if scripts::is_noscript(&e) || has_noscript(&e) => {
-                    match scripts::load_all(&mut conn).await {
-                        Ok(()) => continue,
-                        Err(e) => e,
-                    }
-                }
                 Err(e) => e,
             },
             Err(e) => {
@@ -64,11 +57,4 @@ pub(crate) async fn send<T, H>(shared: &Shared<T, H>, pipe: &Fanout<'_>) {
             return;
         }
     }
-}
-
-/// Whether a pipeline's errors include a NOSCRIPT (a restarted Redis lost its script cache).
-fn has_noscript(e: &redis::RedisError) -> bool {
-    e.clone()
-        .into_server_errors()
-        .is_some_and(|items| items.iter().any(|(_, err)| err.code() == "NOSCRIPT"))
 }

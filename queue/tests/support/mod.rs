@@ -226,6 +226,21 @@ pub fn fast_worker(consumer: &str) -> WorkerConfig {
     }
 }
 
+/// A pool of `size` connections on a private test cluster, each command bounded by `timeout`.
+pub fn cluster_pool(
+    cluster: &testkit::RedisCluster,
+    size: usize,
+    timeout: Duration,
+) -> queue::RedisPool {
+    let seeds = cluster
+        .ports
+        .iter()
+        .map(|p| redis::IntoConnectionInfo::into_connection_info(format!("redis://127.0.0.1:{p}")))
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    queue::RedisPool::cluster(seeds, size, Some(timeout)).unwrap()
+}
+
 /// A queue in the test's namespace.
 pub fn queue<T>(
     pool: impl Into<queue::RedisPool>,
