@@ -15,11 +15,12 @@
 //! it again would apply those twice.)
 //!
 //! A pipeline whose `EVALSHA` meets a node without the script (a restarted Redis; a promoted
-//! replica, since Redis does not replicate the script cache) is sent again after a `SCRIPT LOAD`
-//! of the scripts it names on the node that answered: on one node over the same connection, on
-//! a cluster routed to the slot's master over the connection the transaction went through. The
-//! commands before the failed one may have run, so only pipelines safe to send twice may
-//! `EVALSHA` here (reads, and the fenced settling scripts, which act once).
+//! replica, since Redis does not replicate the script cache) is sent again with a `SCRIPT LOAD`
+//! of the scripts it names at its head (`scripts::loading`): in a partition's transaction, the
+//! node that runs it loads them first, whichever node that is (a separate load could reach
+//! another node than the transaction while a failover changes the slot map). The commands
+//! before the failed one may have run, so only pipelines safe to send twice may `EVALSHA` here
+//! (reads, and the fenced settling scripts, which act once).
 //!
 //! Replication wait ([`Fanout::wait_for`]): `WAIT n timeout` after each pipeline's writes, on
 //! the master that took them. On one node it ends the one pipeline. On a cluster it follows the
@@ -79,10 +80,6 @@ impl Replication {
 /// error is returned (a `redis-cli --cluster reshard` moves a slot in well under a second; a
 /// failover takes the cluster-node-timeout plus the election).
 pub const RESEND_FOR: Duration = Duration::from_secs(20);
-
-/// Times a partition's transaction that met NOSCRIPT is sent again after loading its scripts
-/// (a second time covers a failover between the load and the send).
-const SCRIPT_LOADS: u32 = 3;
 
 /// Which slot a group of commands belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -204,12 +201,8 @@ impl<'k> Fanout<'k> {
             };
             let mut values: Vec<Value> = match pipe.query_async(conn).await {
                 Err(e) if scripts::missing(&e) => {
-                    let mut load = redis::pipe();
-                    for src in scripts::used_by(pipe, self.extra) {
-                        load.add_command(scripts::load_cmd(src)).ignore();
-                    }
-                    load.query_async::<()>(conn).await?;
-                    pipe.query_async(conn).await?
+                    let again = scripts::loading(pipe, self.extra);
+                    again.query_async(conn).await?
                 }
                 other => other?,
             };
@@ -252,20 +245,13 @@ impl<'k> Fanout<'k> {
         let key = self.keys.stream_ref(p);
         let started = Instant::now();
         let mut pause = Duration::from_millis(10);
-        let mut loads = 0u32;
+        // Set once the node met lacked a script: the transaction with its scripts' loads.
+        let mut loading: Option<Pipeline> = None;
         let values: Vec<Value> = loop {
-            match pipe.query_async(&mut cluster).await {
-                Err(e) if scripts::missing(&e) && loads < SCRIPT_LOADS => {
-                    // The node that ran the transaction lacks a script: load them there, over
-                    // this connection (its slot map sent the transaction there), and send again.
-                    loads += 1;
-                    if let Err(e) = self.load_scripts(&mut cluster, key, pipe).await {
-                        if !crate::topology::signals_change(&e) {
-                            return Err(e);
-                        }
-                        // The slot moved again meanwhile: ask the node that has it now.
-                        cluster = cluster.renewed().await;
-                    }
+            let sent = loading.as_ref().unwrap_or(pipe);
+            match sent.query_async(&mut cluster).await {
+                Err(e) if scripts::missing(&e) && loading.is_none() => {
+                    loading = Some(scripts::loading(pipe, self.extra));
                 }
                 Err(e) if refused_transaction(&e) && started.elapsed() < RESEND_FOR => {
                     metrics::counter!("conveyor_transactions_resent_total").increment(1);
@@ -288,28 +274,6 @@ impl<'k> Fanout<'k> {
         let routed = Box::pin(cluster.inner().route_command(r.cmd(), routing));
         let acked = crate::topology::timed(timeout, routed).await?;
         Ok((values, Some(acked_of(Some(acked))?)))
-    }
-}
-
-impl Fanout<'_> {
-    /// `SCRIPT LOAD` of the scripts `pipe` names, on the master of `key`'s slot as `cluster`'s
-    /// slot map has it (where the transaction went).
-    async fn load_scripts(
-        &self,
-        cluster: &mut ClusterHandle,
-        key: &str,
-        pipe: &Pipeline,
-    ) -> RedisResult<()> {
-        let route = Route::with_slot(Slot::for_key(key), SlotAddr::Master);
-        for src in scripts::used_by(pipe, self.extra) {
-            let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
-            let timeout = cluster.timeout();
-            let sent = cluster
-                .inner()
-                .route_command(scripts::load_cmd(src), routing);
-            crate::topology::timed(timeout, Box::pin(sent)).await?;
-        }
-        Ok(())
     }
 }
 

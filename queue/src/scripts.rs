@@ -99,6 +99,76 @@ pub fn load_cmd(source: &str) -> redis::Cmd {
     redis::cmd("SCRIPT").arg("LOAD").arg(source).to_owned()
 }
 
+/// `pipe` again, with a `SCRIPT LOAD` of every script it runs by `EVALSHA` ahead of its
+/// commands (their replies ignored; the rest reply as in `pipe`). In a transaction the node that
+/// runs it loads the scripts first, whichever node the connection's slot map sends it to.
+pub fn loading(pipe: &redis::Pipeline, extra: &[&'static str]) -> redis::Pipeline {
+    let replied = replied(pipe);
+    let mut out = redis::pipe();
+    if pipe.is_transaction() {
+        out.atomic();
+    }
+    for src in used_by(pipe, extra) {
+        out.add_command(load_cmd(src)).ignore();
+    }
+    for (i, cmd) in pipe.cmd_iter().enumerate() {
+        out.add_command(cmd.clone());
+        if !replied.contains(&i) {
+            out.ignore();
+        }
+    }
+    out
+}
+
+/// Indices of the commands of `pipe` whose replies a query returns (the others were
+/// `ignore`d). redis-rs keeps that set to itself; a query on a connection that answers every
+/// command with its own index shows it (offset and count as `ConnectionLike` defines them).
+fn replied(pipe: &redis::Pipeline) -> Vec<usize> {
+    struct Indices {
+        commands: usize,
+        atomic: bool,
+    }
+    impl redis::ConnectionLike for Indices {
+        fn req_packed_command(&mut self, _: &[u8]) -> redis::RedisResult<redis::Value> {
+            Ok(redis::Value::Nil)
+        }
+        fn req_packed_commands(
+            &mut self,
+            _: &[u8],
+            _: usize,
+            _: usize,
+        ) -> redis::RedisResult<Vec<redis::Value>> {
+            let each = (0..self.commands).map(|i| redis::Value::Int(i as i64));
+            Ok(match self.atomic {
+                // The reply of EXEC, the one reply a transaction's query asks for.
+                true => vec![redis::Value::Array(each.collect())],
+                false => each.collect(),
+            })
+        }
+        fn get_db(&self) -> i64 {
+            0
+        }
+        fn check_connection(&mut self) -> bool {
+            true
+        }
+        fn is_open(&self) -> bool {
+            true
+        }
+    }
+    let mut conn = Indices {
+        commands: pipe.cmd_iter().count(),
+        atomic: pipe.is_transaction(),
+    };
+    let values: Vec<redis::Value> = pipe.query(&mut conn).unwrap_or_default();
+    values
+        .into_iter()
+        .filter_map(|v| match v {
+            redis::Value::Int(i) => usize::try_from(i).ok(),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Adds `EVALSHA <script> <keys> <args>` to a pipeline.
 pub fn push(pipe: &mut redis::Pipeline, script: &Script, keys: &[&str], args: &[String]) {
     pipe.cmd("EVALSHA")
@@ -115,4 +185,60 @@ pub fn missing(e: &redis::RedisError) -> bool {
         || e.clone()
             .into_server_errors()
             .is_some_and(|items| items.iter().any(|(_, err)| err.code() == "NOSCRIPT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(atomic: bool) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
+        pipe.cmd("SET").arg("k").arg(1).ignore();
+        push(&mut pipe, &STATS, &["a", "b", "c", "d"], &["g".to_string()]);
+        pipe.cmd("XADD")
+            .arg("s")
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .ignore();
+        push(&mut pipe, &ACK, &["s"], &[]);
+        push(&mut pipe, &STATS, &["a", "b", "c", "d"], &["g".to_string()]);
+        pipe
+    }
+
+    #[test]
+    fn a_pipeline_with_loads_replies_as_the_original() {
+        for atomic in [false, true] {
+            let pipe = sample(atomic);
+            assert_eq!(replied(&pipe), vec![1, 3, 4], "atomic: {atomic}");
+            assert_eq!(used_by(&pipe, &[]), vec![STATS_SRC, ACK_SRC]);
+            let again = loading(&pipe, &[]);
+            assert_eq!(again.is_transaction(), atomic);
+            let names: Vec<Vec<u8>> = again
+                .cmd_iter()
+                .map(|c| match c.args_iter().next() {
+                    Some(redis::Arg::Simple(name)) => name.to_vec(),
+                    _ => Vec::new(),
+                })
+                .collect();
+            let expected: Vec<&[u8]> = vec![
+                b"SCRIPT", b"SCRIPT", b"SET", b"EVALSHA", b"XADD", b"EVALSHA", b"EVALSHA",
+            ];
+            assert_eq!(names, expected);
+            // The loads and the ignored commands stay out of the replies.
+            assert_eq!(replied(&again), vec![3, 5, 6]);
+        }
+    }
+
+    #[test]
+    fn scripts_of_other_crates_are_found_by_their_source() {
+        let theirs: &'static str = "return 1";
+        let mut pipe = redis::pipe();
+        push(&mut pipe, &Script::new(theirs), &["k"], &[]);
+        assert!(used_by(&pipe, &[]).is_empty());
+        assert_eq!(used_by(&pipe, &[theirs]), vec![theirs]);
+    }
 }
