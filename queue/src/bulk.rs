@@ -124,7 +124,7 @@ impl<T> Queue<T> {
         // One pipeline on one node; one per partition (its slot) on a cluster, each loading
         // the script at its head when any entry needs it.
         let cluster = self.pool().is_cluster();
-        let mut pipes = Fanout::new(cluster, self.keys());
+        let mut pipes = Fanout::new(cluster, self.keys()).preloaded();
         let any_dedup = entries.iter().any(|e| e.2);
         if any_dedup && !cluster {
             pipes

@@ -18,9 +18,11 @@
 //! replica, since Redis does not replicate the script cache) is sent again with a `SCRIPT LOAD`
 //! of the scripts it names at its head (`scripts::loading`): in a partition's transaction, the
 //! node that runs it loads them first, whichever node that is (a separate load could reach
-//! another node than the transaction while a failover changes the slot map). The commands
-//! before the failed one may have run, so only pipelines safe to send twice may `EVALSHA` here
-//! (reads, and the fenced settling scripts, which act once).
+//! another node than the transaction while a failover changes the slot map). Every other
+//! command of it ran, so only pipelines safe to send twice may `EVALSHA` here: reads, and
+//! the settling of a batch (its scripts are fenced and act once; a result it announces may be
+//! announced twice). Pipelines that must not be sent twice load their scripts themselves and
+//! say so ([`Fanout::preloaded`]).
 //!
 //! Replication wait ([`Fanout::wait_for`]): `WAIT n timeout` after each pipeline's writes, on
 //! the master that took them. On one node it ends the one pipeline. On a cluster it follows the
@@ -98,6 +100,8 @@ pub struct Fanout<'k> {
     replication: Option<Replication>,
     /// Sources of scripts outside this crate the pipelines may `EVALSHA` ([`Fanout::scripts`]).
     extra: &'static [&'static str],
+    /// Set by [`Fanout::preloaded`]: a NOSCRIPT is returned, never answered by sending again.
+    preloaded: bool,
 }
 
 impl<'k> Fanout<'k> {
@@ -110,7 +114,16 @@ impl<'k> Fanout<'k> {
             pipes: Vec::new(),
             replication: None,
             extra: &[],
+            preloaded: false,
         }
+    }
+
+    /// The pipelines load the scripts they run themselves and must never be sent twice (a
+    /// batch enqueue's `XADD`s): a NOSCRIPT, which only a `SCRIPT FLUSH` between their load and
+    /// their `EVALSHA` can cause, is returned as an error instead of sending them again.
+    pub fn preloaded(mut self) -> Self {
+        self.preloaded = true;
+        self
     }
 
     /// Names the sources of scripts outside this crate that the pipelines `EVALSHA`, so that a
@@ -200,7 +213,7 @@ impl<'k> Fanout<'k> {
                 return Ok((Vec::new(), None));
             };
             let mut values: Vec<Value> = match pipe.query_async(conn).await {
-                Err(e) if scripts::missing(&e) => {
+                Err(e) if scripts::missing(&e) && !self.preloaded => {
                     let again = scripts::loading(pipe, self.extra);
                     again.query_async(conn).await?
                 }
@@ -250,7 +263,7 @@ impl<'k> Fanout<'k> {
         let values: Vec<Value> = loop {
             let sent = loading.as_ref().unwrap_or(pipe);
             match sent.query_async(&mut cluster).await {
-                Err(e) if scripts::missing(&e) && loading.is_none() => {
+                Err(e) if scripts::missing(&e) && loading.is_none() && !self.preloaded => {
                     loading = Some(scripts::loading(pipe, self.extra));
                 }
                 Err(e) if refused_transaction(&e) && started.elapsed() < RESEND_FOR => {

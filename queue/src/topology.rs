@@ -27,10 +27,16 @@ use crate::error::topology_code;
 /// even if errors go on (a failover still under way refuses new connections' commands too).
 pub(crate) const MARK_EVERY: Duration = Duration::from_secs(1);
 
+/// How long [`ClusterHandle::renewed`] may look for a connection when the pool has no
+/// response timeout.
+const RENEW_WITHIN: Duration = Duration::from_secs(5);
+
 /// When the pool last learned that its cluster's topology changed.
 #[derive(Default)]
 pub(crate) struct Topology {
     changed: Mutex<Option<Instant>>,
+    /// A connection outside the pool and when it was made: see [`Topology::spare`].
+    spare: tokio::sync::Mutex<Option<(Instant, ClusterConnection)>>,
 }
 
 impl Topology {
@@ -50,6 +56,22 @@ impl Topology {
     pub(crate) fn is_stale(&self, created: Instant) -> bool {
         let changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
         changed.is_some_and(|at| created < at)
+    }
+
+    /// A connection outside `pool` (its settings) made since the last change, shared by every
+    /// caller that found no fresh pooled connection free: a failover costs one such connection
+    /// per change, not one per refused transaction. The latest one is kept for the next change.
+    async fn spare(&self, pool: &Pool) -> Option<ClusterConnection> {
+        let mut spare = self.spare.lock().await;
+        if let Some((made, conn)) = spare.as_ref() {
+            if !self.is_stale(*made) {
+                return Some(conn.clone());
+            }
+        }
+        let started = Instant::now();
+        let conn = pool.manager().create().await.ok()?;
+        *spare = Some((started, conn.clone()));
+        Some(conn)
     }
 }
 
@@ -100,7 +122,7 @@ pub(crate) async fn fresh(pool: &Pool, topology: &Topology) -> Result<Connection
 async fn fresh_now(pool: &Pool, topology: &Topology) -> Option<Connection> {
     let now = Timeouts {
         wait: Some(Duration::ZERO),
-        ..Timeouts::default()
+        ..pool.timeouts()
     };
     for _ in 0..=pool.status().max_size {
         let conn = pool.timeout_get(&now).await.ok()?;
@@ -167,28 +189,29 @@ impl ClusterHandle {
 
     /// After a refusal that says the topology changed: marks it and returns a handle on a
     /// connection made since (this one again for a connection outside the pool, or when none
-    /// can be made now; the caller's next attempt finds out). It never waits for the pool: every
-    /// pooled connection may be held by a caller renewing too (a failover refuses them all at
-    /// once), and each would wait for another forever. So a fresh pooled connection if one is
-    /// free, else one made for this with the pool's settings, dropped after use.
+    /// comes within the response timeout; the caller's next attempt finds out). It never waits
+    /// for the pool: every pooled connection may be held by a caller renewing too (a failover
+    /// refuses them all at once), and each would wait for another forever. So a fresh pooled
+    /// connection if one is free, else the topology's spare one ([`Topology::spare`]).
     pub(crate) async fn renewed(&self) -> ClusterHandle {
         self.topology.mark();
         let Some(pool) = &self.pool else {
             return self.clone();
         };
-        if let Some(conn) = fresh_now(pool, &self.topology).await {
+        let limit = self.timeout.unwrap_or(RENEW_WITHIN);
+        let pooled = tokio::time::timeout(limit, fresh_now(pool, &self.topology)).await;
+        if let Ok(Some(conn)) = pooled {
             return ClusterHandle {
                 conn: (*conn).clone(),
                 ..self.clone()
             };
         }
-        let made = Box::pin(async { pool.manager().create().await });
-        match timed(self.timeout, made).await {
-            Ok(conn) => ClusterHandle {
+        match tokio::time::timeout(limit, self.topology.spare(pool)).await {
+            Ok(Some(conn)) => ClusterHandle {
                 conn,
                 ..self.clone()
             },
-            Err(_) => self.clone(),
+            _ => self.clone(),
         }
     }
 }
