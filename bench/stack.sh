@@ -14,9 +14,9 @@
 #   p50/p99 from a resource's last packet to its delivery (the webhook's latency_ms);
 #   dead letters (must be 0), job retries, duplicate deliveries;
 #   CPU µs per message of Redis, Elasticsearch and every service (with the kernel's share), and
-#   the Redis commands that took most of Redis's time (INFO commandstats), and from a 2 s sample
-#   of every command (SLOWLOG at threshold 0, once a third is stored) the busiest ones with Lua
-#   scripts by name (bench/redis_sample.py); peak RSS (VmHWM) of every service and its RSS 10 s
+#   the Redis commands that took most of Redis's time (INFO commandstats), and with SAMPLE=1,
+#   from a 2 s sample of every command (SLOWLOG at threshold 0, once a third is stored), the
+#   busiest ones with Lua scripts by name (bench/redis_sample.py); peak RSS (VmHWM) of every service and its RSS 10 s
 #   after the run;
 #   the _bulk requests Elasticsearch received and documents per _bulk (from its node stats: other
 #   users of the same Elasticsearch count too);
@@ -25,7 +25,7 @@
 #   documents in _bulk requests of 500, 100 and 20 (bench/es_bulk_cost.py), CPU µs per document —
 #   what its share of the stack's CPU is made of.
 # Needs the Elasticsearch of `./setup.sh dev` (ELASTICSEARCH_URL). Knobs (env): COUNT CONCURRENCY
-# BATCH WORKER_COUNTS DEADLINE (seconds to wait for the stores, default 600); KEEP=1 keeps the
+# BATCH WORKER_COUNTS DEADLINE (seconds to wait for the stores, default 600) SAMPLE; KEEP=1 keeps the
 # stack running and its logs on exit; BIN=<dir> runs prebuilt binaries instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -117,18 +117,23 @@ for N in $WORKER_COUNTS; do
   # Progress, once every 5 s, until every message is stored and every completed resource is
   # delivered (10 minutes at most).
   T_STORED=""; T_DELIVERED=""; SAMPLED=""; deadline=$((SECONDS + ${DEADLINE:-600})); last_report=0
+  SCRAPE_URLS=()
+  for port in "${WPORTS[@]}" "$WEBHOOK_PORT"; do SCRAPE_URLS+=("http://127.0.0.1:$port/metrics"); done
   while :; do
-    workers="$(scrape "${WPORTS[@]}")"
-    stored="$(metric_sum conveyor_messages_stored_total "" <<<"$workers")"
-    completed="$(metric_sum conveyor_resources_completed_total "" <<<"$workers")"
-    # A delivery whose worker gave up waiting (its request timed out) is stored all the same and
-    # counted `duplicate` when delivered again: the hint counts both, the resources index decides.
-    webhook="$(scrape "$WEBHOOK_PORT")"
-    delivered="$(( $(metric_sum conveyor_webhook_deliveries_total 'outcome="stored"' <<<"$webhook") \
-      + $(metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"' <<<"$webhook") ))"
+    # One curl and one awk per poll (the stack shares the two cores with this loop): stored and
+    # completed from the workers, delivered from the webhook service. A delivery whose worker gave
+    # up waiting (its request timed out) is stored all the same and counted `duplicate` when
+    # delivered again: the hint counts both, the resources index decides.
+    read -r stored completed delivered < <(curl -s "${SCRAPE_URLS[@]}" | awk '
+      index($0, "conveyor_messages_stored_total") == 1 { s += $NF }
+      index($0, "conveyor_resources_completed_total") == 1 { c += $NF }
+      index($0, "conveyor_webhook_deliveries_total") == 1 && ($0 ~ /outcome="(stored|duplicate)"/) { d += $NF }
+      END { printf "%d %d %d\n", s, c, d }')
     if [ -z "$T_STORED" ] && [ "$stored" -ge "$COUNT" ]; then T_STORED="$(now)"; fi
-    if [ -z "$SAMPLED" ] && [ "$stored" -ge $((COUNT / 3)) ]; then
+    if [ "${SAMPLE:-0}" = 1 ] && [ -z "$SAMPLED" ] && [ "$stored" -ge $((COUNT / 3)) ]; then
       # A 2 s sample of every command Redis runs (SLOWLOG with threshold 0), in the background.
+      # Opt-in: logging every command and fetching 200,000 entries costs Redis and this machine
+      # CPU the stack would otherwise have (~10 % of the two cores in one run).
       SAMPLED=1
       (redis-cli -p "$REDIS_PORT" config set slowlog-max-len 200000 >/dev/null
        redis-cli -p "$REDIS_PORT" slowlog reset >/dev/null
@@ -150,7 +155,7 @@ for N in $WORKER_COUNTS; do
         "$(calc "%.0f" "$(now)-$T0")" "$stored" "$COUNT" "$completed" "$delivered"
     fi
     [ "$SECONDS" -lt "$deadline" ] || { echo "   webhook outcomes: $(scrape "$WEBHOOK_PORT" | grep ^conveyor_webhook_deliveries_total | tr "\n" " ")" >&2; echo "   worker warnings: $(cat "$D"/stack/logs/worker-*.log 2>/dev/null | grep -c WARN)" >&2; die "not done after ${DEADLINE:-600} s (stored $stored of $COUNT; see $D)"; }
-    sleep 0.1
+    sleep 0.2
   done
   wait "$PRODUCER" || die "the producer failed: $(tail -5 "$D/producer.log")"
   read -r BULKS1 DOCS1 <<<"$(es_bulks)"
@@ -172,7 +177,13 @@ for N in $WORKER_COUNTS; do
   # The exact record, from the stores themselves.
   REPORT="$(python3 bench/stack_report.py "$ES" "${PREFIX}messages" "${PREFIX}resources" "$COUNT")"
   retries="$(scrape "${WPORTS[@]}" | metric_sum conveyor_jobs_processed_total 'outcome="retry"')"
-  dups="$(scrape "$WEBHOOK_PORT" | metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"')"
+  WEBHOOK_METRICS="$(scrape "$WEBHOOK_PORT")"
+  dups="$(metric_sum conveyor_webhook_deliveries_total 'outcome="duplicate"' <<<"$WEBHOOK_METRICS")"
+  # Who sent the _bulk requests: a worker sends one per batch it handled, the webhook service
+  # one per group of deliveries (group.rs).
+  batches="$(scrape "${WPORTS[@]}" | metric_sum conveyor_worker_batch_seconds_count "")"
+  WH_BULKS="$(metric_sum conveyor_webhook_bulk_size_count "" <<<"$WEBHOOK_METRICS")"
+  WH_DOCS="$(metric_sum conveyor_webhook_bulk_size_sum "" <<<"$WEBHOOK_METRICS")"
   dead=0
   for k in $(redis-cli -p "$REDIS_PORT" --scan --pattern '*:dead'); do
     dead=$((dead + $(redis-cli -p "$REDIS_PORT" xlen "$k")))
@@ -183,8 +194,10 @@ for N in $WORKER_COUNTS; do
   XADD="$(redis-benchmark -p "$REDIS_PORT" -a "$REDISCLI_AUTH" -n 200000 -c 8 -P "$BATCH" -q \
     XADD rbench '*' payload "$(head -c 200 /dev/zero | tr '\0' x)" 2>/dev/null \
     | grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)"
-  "$STACK" stop --dir "$D/stack" >/dev/null
-  kill "$REDIS_PID" 2>/dev/null || true
+  if [ "${KEEP:-0}" != 1 ]; then
+    "$STACK" stop --dir "$D/stack" >/dev/null
+    kill "$REDIS_PID" 2>/dev/null || true
+  fi
 
   stored_s="$(calc "%.2f" "$T_STORED-$T0")"; delivered_s="$(calc "%.2f" "$T_DELIVERED-$T0")"
   resources="$(echo "$REPORT" | awk -F= '/^resources=/ {print $2}')"
@@ -205,6 +218,7 @@ for N in $WORKER_COUNTS; do
   done
   echo "$line"
   echo "   Elasticsearch: $((BULKS1 - BULKS0)) _bulk requests, $((DOCS1 - DOCS0)) documents, $(calc "%.0f" "($DOCS1-$DOCS0)/($BULKS1-$BULKS0+0.001)") per _bulk"
+  echo "   of them: workers $batches batches ($(calc "%.0f" "$COUNT/($batches+0.001)") messages each), webhook service $WH_BULKS _bulk requests ($(calc "%.0f" "$WH_DOCS/($WH_BULKS+0.001)") resources each)"
   echo "   redis-benchmark XADD -P $BATCH on this redis-server: $XADD/s"
   RESULTS+=("$N|$(calc "%.0f" "$COUNT/$stored_s")|$(calc "%.0f" "$resources/$delivered_s")|$(echo "$REPORT" | awk -F= '/^post_to_stored_ms=/ {print $2}')|$(echo "$REPORT" | awk -F= '/^last_packet_to_delivery_ms=/ {print $2}')|$dead|$retries|$dups|$(printf '%s\n' "${HWM[@]}" | sort -n | tail -1)|$XADD")
   unset PID CPU0 CPU SYS0 SYS HWM RSS_AFTER
