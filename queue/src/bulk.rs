@@ -5,10 +5,11 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::dedup::push_dedup_cmd;
+use crate::dedup::{enqueue_many_cmd, MAX_RUN};
 use crate::error::QueueError;
 use crate::fanout::Fanout;
 use crate::job::{Entry, JobId};
+use crate::keys::Keys;
 use crate::queue::Queue;
 use crate::scripts;
 
@@ -108,9 +109,10 @@ impl<T> Queue<T> {
     /// a connection lost mid-call leaves no partial partition; with one partition (the default)
     /// or one partition key per call, the whole call is all-or-nothing. On an error the caller
     /// cannot know which partitions' blocks ran before it, but each ran whole or not at all.
-    /// Entries with a caller-supplied id (`dedup`) go through `enqueue.lua` inside the block,
-    /// loaded by a `SCRIPT LOAD` at the head of the same pipeline (so a restarted Redis never
-    /// answers NOSCRIPT there). With a replication wait each pipeline ends with `WAIT`; too few
+    /// Entries with a caller-supplied id (`dedup`) go through `enqueue_many.lua` inside the block
+    /// (one call per run of up to [`MAX_RUN`] of them, in order with the plain XADDs), loaded by
+    /// a `SCRIPT LOAD` at the head of the same pipeline (so a restarted Redis never answers
+    /// NOSCRIPT there). With a replication wait each pipeline ends with `WAIT`; too few
     /// replicas is [`QueueError::NotReplicated`] (the jobs were stored on the master).
     pub(crate) async fn push_batch(
         &self,
@@ -126,44 +128,40 @@ impl<T> Queue<T> {
         let cluster = self.pool().is_cluster();
         let mut pipes = Fanout::new(cluster, self.keys()).preloaded();
         let any_dedup = entries.iter().any(|e| e.2);
+        let load = || scripts::load_cmd(scripts::ENQUEUE_MANY_SOURCE);
         if any_dedup && !cluster {
-            pipes
-                .other()
-                .cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(scripts::ENQUEUE_SOURCE)
-                .ignore();
+            pipes.other().add_command(load()).ignore();
         }
         let dedup_ms = self.dedup_ms();
         let mut blocks = 0usize;
         let mut open: Option<u16> = None;
+        // The deduplicated entries of the open partition not yet in a command, in order.
+        let mut run: Vec<&Entry> = Vec::new();
         for i in order {
             let (p, entry, dedup) = &entries[i];
             if open != Some(*p) {
                 if let Some(prev) = open {
+                    end_run(&mut pipes, self.keys(), prev, &mut run, dedup_ms);
                     pipes.commit(prev);
                 }
                 if any_dedup && cluster {
                     // Inside the partition's transaction: queued first, run first.
-                    pipes
-                        .partition(*p)
-                        .cmd("SCRIPT")
-                        .arg("LOAD")
-                        .arg(scripts::ENQUEUE_SOURCE)
-                        .ignore();
+                    pipes.partition(*p).add_command(load()).ignore();
                 }
                 pipes.begin(*p);
                 open = Some(*p);
                 blocks += 1;
             }
-            let pipe = pipes.partition(*p);
             if *dedup {
-                let mut cmd = redis::cmd("EVALSHA");
-                cmd.arg(scripts::ENQUEUE.get_hash()).arg(3);
-                push_dedup_cmd(&mut cmd, self.keys(), *p, entry, dedup_ms);
-                pipe.add_command(cmd).ignore();
+                run.push(entry);
+                if run.len() == MAX_RUN {
+                    end_run(&mut pipes, self.keys(), *p, &mut run, dedup_ms);
+                }
             } else {
-                pipe.cmd("XADD")
+                end_run(&mut pipes, self.keys(), *p, &mut run, dedup_ms);
+                pipes
+                    .partition(*p)
+                    .cmd("XADD")
                     .arg(self.keys().stream_ref(*p))
                     .arg("*")
                     .arg(entry)
@@ -171,6 +169,7 @@ impl<T> Queue<T> {
             }
         }
         if let Some(last) = open {
+            end_run(&mut pipes, self.keys(), last, &mut run, dedup_ms);
             pipes.commit(last);
         }
         // The pipeline holds its own copy of every entry: keep only the ids through the round
@@ -223,5 +222,17 @@ impl<T> Queue<T> {
             r.check(acked)?;
         }
         Ok(ids)
+    }
+}
+
+/// Adds the pending run of deduplicated entries of partition `p` (if any) to its block as one
+/// `enqueue_many.lua` call, and empties it.
+fn end_run(pipes: &mut Fanout, keys: &Keys, p: u16, run: &mut Vec<&Entry>, dedup_ms: u64) {
+    if !run.is_empty() {
+        pipes
+            .partition(p)
+            .add_command(enqueue_many_cmd(keys, p, run, dedup_ms))
+            .ignore();
+        run.clear();
     }
 }

@@ -1,6 +1,7 @@
 //! The idempotent enqueue's arguments: KEYS and ARGV of `enqueue.lua` (SET NX of the job id's
-//! deduplication marker + XADD or ZADD), for a single invocation and for an `EVALSHA` inside a
-//! batch's `MULTI` block. No I/O here.
+//! deduplication marker + XADD or ZADD) for a single invocation, and of `enqueue_many.lua` (the
+//! same for a run of jobs of one partition) for an `EVALSHA` inside a batch's `MULTI` block. No
+//! I/O here.
 
 use crate::job::Entry;
 use crate::keys::Keys;
@@ -27,19 +28,28 @@ pub(crate) fn push_dedup_args(
         .arg(entry);
 }
 
-/// The same KEYS and ARGV for an `EVALSHA` command (a job to run now).
-pub(crate) fn push_dedup_cmd(
-    cmd: &mut redis::Cmd,
+/// Jobs of one `enqueue_many.lua` call at most: a script blocks Redis while it runs (~10 µs per
+/// job), so a long run of a large batch becomes several calls in the same transaction.
+pub(crate) const MAX_RUN: usize = 256;
+
+/// One `EVALSHA` of `enqueue_many.lua` adding `entries` (jobs to run now) to partition `p`,
+/// each unless its id was enqueued within `window_ms`.
+pub(crate) fn enqueue_many_cmd(
     keys: &Keys,
     p: u16,
-    entry: &Entry,
+    entries: &[&Entry],
     window_ms: u64,
-) {
-    cmd.arg(keys.dedup(p, &entry.id))
-        .arg(keys.stream_ref(p))
-        .arg(keys.delayed(p))
-        .arg(window_ms)
-        .arg("")
-        .arg("")
-        .arg(entry);
+) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(crate::scripts::ENQUEUE_MANY.get_hash())
+        .arg(1 + entries.len())
+        .arg(keys.stream_ref(p));
+    for entry in entries {
+        cmd.arg(keys.dedup(p, &entry.id));
+    }
+    cmd.arg(window_ms);
+    for entry in entries {
+        cmd.arg(entry.arg_count()).arg(*entry);
+    }
+    cmd
 }

@@ -283,8 +283,19 @@ impl Entry {
     }
 }
 
+impl Entry {
+    /// How many arguments its `ToRedisArgs` writes (field/value pairs), without writing them:
+    /// `enqueue_many.lua` is told each job's count.
+    pub(crate) fn arg_count(&self) -> usize {
+        8 + 2
+            * (usize::from(self.reply)
+                + usize::from(!self.history.is_empty())
+                + usize::from(self.trace.is_some()))
+    }
+}
+
 /// Writes the entry as XADD field/value arguments without building intermediate strings
-/// (this is the bulk-enqueue hot path).
+/// (this is the bulk-enqueue hot path). [`Entry::arg_count`] counts them.
 impl redis::ToRedisArgs for Entry {
     fn write_redis_args<W>(&self, out: &mut W)
     where
@@ -331,6 +342,21 @@ pub(crate) struct ReplyMsg {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arg_count_counts_what_to_redis_args_writes() {
+        let count = |e: &Entry| redis::ToRedisArgs::to_redis_args(e).len();
+        let mut e = Entry::new("{}".into(), false);
+        assert_eq!((e.arg_count(), count(&e)), (8, 8));
+        e.reply = true;
+        assert_eq!((e.arg_count(), count(&e)), (10, 10));
+        e.history.push("boom".into());
+        assert_eq!((e.arg_count(), count(&e)), (12, 12));
+        e.trace = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        assert_eq!((e.arg_count(), count(&e)), (14, 14));
+        e.reply = false;
+        assert_eq!((e.arg_count(), count(&e)), (12, 12));
+    }
 
     #[test]
     fn delayed_member_is_a_flat_field_list() {

@@ -16,6 +16,7 @@ const STATS_SRC: &str = include_str!("scripts/stats.lua");
 const RECLAIM_SRC: &str = include_str!("scripts/reclaim.lua");
 const CONSUMERS_SRC: &str = include_str!("scripts/consumers.lua");
 const ENQUEUE_SRC: &str = include_str!("scripts/enqueue.lua");
+const ENQUEUE_MANY_SRC: &str = include_str!("scripts/enqueue_many.lua");
 const ADMIN_DEAD_SRC: &str = include_str!("scripts/admin_dead.lua");
 const ADMIN_PROMOTE_SRC: &str = include_str!("scripts/admin_promote.lua");
 const ADMIN_PURGE_SRC: &str = include_str!("scripts/admin_purge.lua");
@@ -38,8 +39,10 @@ pub static RECLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(RECLAIM_SRC)
 pub static CONSUMERS: LazyLock<Script> = LazyLock::new(|| Script::new(CONSUMERS_SRC));
 /// SET NX deduplication marker + XADD (or ZADD): an idempotent enqueue.
 pub static ENQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_SRC));
-/// The source of `enqueue.lua`, for a `SCRIPT LOAD` ahead of a pipeline that EVALSHAs it.
-pub const ENQUEUE_SOURCE: &str = ENQUEUE_SRC;
+/// `enqueue.lua` for a run of jobs of one partition in one call (batch enqueues).
+pub static ENQUEUE_MANY: LazyLock<Script> = LazyLock::new(|| Script::new(ENQUEUE_MANY_SRC));
+/// The source of `enqueue_many.lua`, for a `SCRIPT LOAD` ahead of a pipeline that EVALSHAs it.
+pub const ENQUEUE_MANY_SOURCE: &str = ENQUEUE_MANY_SRC;
 /// One partition's waiting / pending / delayed / dead counts, read atomically.
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(STATS_SRC));
 
@@ -51,7 +54,7 @@ pub static ADMIN_PROMOTE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_
 pub static ADMIN_PURGE: LazyLock<Script> = LazyLock::new(|| Script::new(ADMIN_PURGE_SRC));
 
 /// Every script with its source: what [`used_by`] looks hashes up in.
-static ALL: [(&LazyLock<Script>, &str); 13] = [
+static ALL: [(&LazyLock<Script>, &str); 14] = [
     (&ACK, ACK_SRC),
     (&RETRY, RETRY_SRC),
     (&DEAD, DEAD_SRC),
@@ -62,6 +65,7 @@ static ALL: [(&LazyLock<Script>, &str); 13] = [
     (&RECLAIM, RECLAIM_SRC),
     (&CONSUMERS, CONSUMERS_SRC),
     (&ENQUEUE, ENQUEUE_SRC),
+    (&ENQUEUE_MANY, ENQUEUE_MANY_SRC),
     (&ADMIN_DEAD, ADMIN_DEAD_SRC),
     (&ADMIN_PROMOTE, ADMIN_PROMOTE_SRC),
     (&ADMIN_PURGE, ADMIN_PURGE_SRC),

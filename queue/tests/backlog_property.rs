@@ -217,10 +217,19 @@ async fn run_sequence(seed: u64) {
                         fenced.push(id.to_string());
                         fenced.push(n.to_string());
                     }
+                    // ack.lua takes the lowest and highest id first (numeric order).
+                    let order = |id: &&String| {
+                        let (ms, seq) = id.split_once('-').unwrap();
+                        (ms.parse::<u64>().unwrap(), seq.parse::<u64>().unwrap())
+                    };
+                    let lo = fenced.iter().step_by(2).min_by_key(order).unwrap().clone();
+                    let hi = fenced.iter().step_by(2).max_by_key(order).unwrap().clone();
                     let acked: u64 = Script::new(ACK)
                         .key(key(&name, p))
                         .arg(queue::GROUP)
                         .arg(&owner)
+                        .arg(&lo)
+                        .arg(&hi)
                         .arg(&fenced)
                         .invoke_async(&mut conn)
                         .await

@@ -187,3 +187,71 @@ async fn a_keyed_batch_over_several_partitions_lands_whole_and_in_order() {
         assert_eq!(p, q.partition_of(key.as_deref().unwrap()));
     }
 }
+
+#[tokio::test]
+async fn a_batch_with_ids_stores_each_id_once_in_input_order_even_when_sent_again() {
+    init_tracing();
+    let env = TestEnv::new("queue_batch_ids").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "ids", |c| {
+        c.partitions = 3
+    });
+    // 1,000 jobs over 3 partitions (runs longer than one enqueue_many.lua call), every fifth
+    // without an id (a plain XADD between the runs), ids 0..199 named twice in the batch.
+    let id_of = |i: u32| (i % 5 != 4).then(|| format!("job-{}", i % 800));
+    let items: Vec<(Option<String>, Option<String>, u32)> = (0..1000)
+        .map(|i| match id_of(i) {
+            Some(id) => (None, Some(id), i),
+            None => (Some(format!("key-{}", i % 7)), None, i),
+        })
+        .collect();
+    let first = q.enqueue_batch_with_ids(&items).await.unwrap();
+    assert_eq!(first.len(), items.len());
+    // Sent again, as a caller would after an unknown outcome.
+    q.enqueue_batch_with_ids(&items).await.unwrap();
+
+    let mut conn = env.redis.get().await.unwrap();
+    let mut runs: HashMap<u32, u32> = HashMap::new();
+    let mut checked = 0;
+    for p in 0..3u16 {
+        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(stream_key(&env.namespace, "ids", p))
+            .arg("-")
+            .arg("+")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut last = None;
+        for e in entries.ids {
+            let payload: String = e.get("payload").unwrap();
+            let n: u32 = payload.parse().unwrap();
+            let seen = runs.entry(n).or_insert(0);
+            *seen += 1;
+            if *seen == 1 {
+                // The first call's jobs, in input order within the partition.
+                if let Some(prev) = last {
+                    assert!(n > prev, "partition {p}: {prev} stored before {n}");
+                }
+                last = Some(n);
+                checked += 1;
+            }
+            if let Some(id) = id_of(n) {
+                let stored: String = e.get("id").unwrap();
+                assert_eq!(stored, id, "job {n} carries its caller's id");
+                assert_eq!(p, q.partition_of(&id), "job {n} is on its id's partition");
+            }
+        }
+    }
+    assert!(checked > 700, "order checked on {checked} jobs");
+    for n in 0..1000u32 {
+        let expected = match id_of(n) {
+            None => 2,               // no id: each call adds it
+            Some(_) if n < 800 => 1, // its id's first naming: once over both calls
+            Some(_) => 0,            // the id was named earlier in the batch
+        };
+        assert_eq!(
+            runs.get(&n).copied().unwrap_or(0),
+            expected,
+            "runs of job {n}"
+        );
+    }
+}

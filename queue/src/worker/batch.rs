@@ -286,13 +286,32 @@ fn push_ack(pipes: &mut Fanout, keys: &Keys, p: u16, consumer: &str, ids: Vec<St
     if ids.is_empty() {
         return;
     }
-    let mut args = Vec::with_capacity(ids.len() + 2);
+    let (lo, hi) = id_range(ids.iter().step_by(2));
+    let mut args = Vec::with_capacity(ids.len() + 4);
     args.push(GROUP.to_string());
     args.push(consumer.to_string());
+    args.push(lo);
+    args.push(hi);
     args.extend(ids);
     let pipe = pipes.partition(p);
     scripts::push(pipe, &scripts::ACK, &[&keys.stream(p)], &args);
     pipe.ignore();
+}
+
+/// The lowest and the highest of stream entry ids (`<ms>-<seq>`, compared as numbers), as
+/// `ack.lua` takes them; ("0-0", "0-0") for none.
+pub(crate) fn id_range<'a>(ids: impl Iterator<Item = &'a String> + Clone) -> (String, String) {
+    let order = |id: &&String| {
+        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
+    };
+    match (ids.clone().min_by_key(order), ids.max_by_key(order)) {
+        (Some(lo), Some(hi)) => (lo.clone(), hi.clone()),
+        _ => ("0-0".to_string(), "0-0".to_string()),
+    }
 }
 
 /// Adds `retry.lua` to the pipeline: the entry leaves the stream and `next` (the entry to run
@@ -360,4 +379,34 @@ fn announce<T, H>(
 /// workers) and is dead-lettered instead of run again: two more than `max_attempts`.
 fn poison_limit(cfg: &QueueConfig) -> u64 {
     u64::from(cfg.max_attempts) + 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::id_range;
+
+    #[test]
+    fn id_range_compares_entry_ids_as_numbers() {
+        let ids: Vec<String> = [
+            "1700000000000-10",
+            "1700000000000-9",
+            "999-0",
+            "1700000000001-0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            id_range(ids.iter()),
+            ("999-0".to_string(), "1700000000001-0".to_string())
+        );
+        assert_eq!(
+            id_range(ids[..2].iter()),
+            (
+                "1700000000000-9".to_string(),
+                "1700000000000-10".to_string()
+            )
+        );
+        assert_eq!(id_range([].iter()), ("0-0".to_string(), "0-0".to_string()));
+    }
 }
