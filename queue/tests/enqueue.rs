@@ -161,18 +161,8 @@ async fn a_keyed_batch_over_several_partitions_lands_whole_and_in_order() {
     let mut conn = env.redis.get().await.unwrap();
     let mut found: HashMap<String, (u16, u32)> = HashMap::new();
     for p in 0..3u16 {
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(stream_key(&env.namespace, "keyed", p))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
         let mut last = None;
-        for e in entries.ids {
-            let id: String = e.get("id").unwrap();
-            let payload: String = e.get("payload").unwrap();
-            let n: u32 = payload.parse().unwrap();
+        for (id, n) in jobs_in(&mut conn, &stream_key(&env.namespace, "keyed", p)).await {
             if let Some(prev) = last {
                 assert!(n > prev, "partition {p} keeps input order: {prev} then {n}");
             }
@@ -213,17 +203,8 @@ async fn a_batch_with_ids_stores_each_id_once_in_input_order_even_when_sent_agai
     let mut runs: HashMap<u32, u32> = HashMap::new();
     let mut checked = 0;
     for p in 0..3u16 {
-        let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(stream_key(&env.namespace, "ids", p))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
         let mut last = None;
-        for e in entries.ids {
-            let payload: String = e.get("payload").unwrap();
-            let n: u32 = payload.parse().unwrap();
+        for (stored, n) in jobs_in(&mut conn, &stream_key(&env.namespace, "ids", p)).await {
             let seen = runs.entry(n).or_insert(0);
             *seen += 1;
             if *seen == 1 {
@@ -235,7 +216,6 @@ async fn a_batch_with_ids_stores_each_id_once_in_input_order_even_when_sent_agai
                 checked += 1;
             }
             if let Some(id) = id_of(n) {
-                let stored: String = e.get("id").unwrap();
                 assert_eq!(stored, id, "job {n} carries its caller's id");
                 assert_eq!(p, q.partition_of(&id), "job {n} is on its id's partition");
             }
@@ -254,4 +234,24 @@ async fn a_batch_with_ids_stores_each_id_once_in_input_order_even_when_sent_agai
             "runs of job {n}"
         );
     }
+}
+
+/// The `(id, payload)` of every job in `stream`, in stream order (payloads are numbers here).
+async fn jobs_in(conn: &mut deadpool_redis::Connection, stream: &str) -> Vec<(String, u32)> {
+    let entries: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(stream)
+        .arg("-")
+        .arg("+")
+        .query_async(conn)
+        .await
+        .unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|e| {
+            let id: String = e.get("id").unwrap();
+            let payload: String = e.get("payload").unwrap();
+            (id, payload.parse().unwrap())
+        })
+        .collect()
 }
