@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use pipeline::ids::ResourceKey;
 use pipeline::store::StoreError;
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::store::{Created, DeliveredResource, ResourceStore};
@@ -27,7 +26,8 @@ const QUEUED: usize = 1024;
 
 struct Pending {
     id: String,
-    source: Value,
+    /// The document's JSON.
+    source: Vec<u8>,
     answer: oneshot::Sender<Result<Created, StoreError>>,
 }
 
@@ -51,7 +51,7 @@ impl GroupCommit {
         key: &ResourceKey,
         doc: &DeliveredResource,
     ) -> Result<Created, StoreError> {
-        let source = serde_json::to_value(doc)
+        let source = serde_json::to_vec(doc)
             .map_err(|e| StoreError::Decode(format!("encoding the resource: {e}")))?;
         let (answer, answered) = oneshot::channel();
         let stopped = || StoreError::Unavailable("the webhook service is stopping".into());

@@ -58,11 +58,10 @@ pub fn write_group(dir: &Path, items: &[(&ResourceKey, &[u8])]) -> Vec<std::io::
             .map_err(clone_error)
             .and_then(|()| stage(dir, key, content));
         match result {
-            Ok(Some((tmp, target))) => {
+            Ok((tmp, target)) => {
                 staged.push((i, tmp, target));
                 results.push(None);
             }
-            Ok(None) => results.push(Some(Ok(Written::AlreadyThere))),
             Err(e) => results.push(Some(Err(e))),
         }
     }
@@ -113,24 +112,20 @@ fn publish(tmp: &Path, target: &Path) -> std::io::Result<Written> {
     result
 }
 
-/// Writes `content` to a new temp file beside its final name; `None` when that name exists.
-fn stage(
-    dir: &Path,
-    key: &ResourceKey,
-    content: &[u8],
-) -> std::io::Result<Option<(PathBuf, PathBuf)>> {
+/// Writes `content` to a new temp file beside its final name. Whether that name exists is left
+/// to [`publish`], whose rename refuses to replace it: a look-up first would cost every new
+/// file a directory search (3 % of the service's CPU in a profile under load) to spare the rare
+/// duplicate a temp file.
+fn stage(dir: &Path, key: &ResourceKey, content: &[u8]) -> std::io::Result<(PathBuf, PathBuf)> {
     let target = path_for(dir, key).ok_or_else(|| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, "unsafe resource id")
     })?;
-    if target.exists() {
-        return Ok(None);
-    }
     let (tmp_path, mut tmp) = tempfile_in(dir)?;
     if let Err(e) = tmp.write_all(content) {
         let _ = std::fs::remove_file(&tmp_path);
         return Err(e);
     }
-    Ok(Some((tmp_path, target)))
+    Ok((tmp_path, target))
 }
 
 /// An `io::Error` given to every item a shared step failed for.

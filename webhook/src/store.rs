@@ -10,8 +10,9 @@
 //! turn `/_create/..` into another path. Writes use `_bulk` (id in the body), reads `_mget`.
 
 use chrono::{DateTime, Utc};
-use elasticsearch::http::request::JsonBody;
-use elasticsearch::{BulkParts, MgetParts, SearchParts};
+use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use elasticsearch::http::Method;
+use elasticsearch::{MgetParts, SearchParts};
 use pipeline::ids::{ProducerName, ResourceKey};
 use pipeline::resource::CollatedResource;
 use pipeline::store::{Store, StoreError};
@@ -167,25 +168,44 @@ impl ResourceStore {
         self.store.ping().await
     }
 
-    /// Creates every `(id, source)` (create-only) in one `_bulk`: one result per document, in
-    /// order (`Duplicate` for an id already stored); `Err` when the request as a whole failed.
+    /// Creates every `(id, source)` (create-only; `source` is the document's JSON) in one
+    /// `_bulk`: one result per document, in order (`Duplicate` for an id already stored); `Err`
+    /// when the request as a whole failed. The body is written as NDJSON bytes directly, and
+    /// Elasticsearch answers only each item's status and error (`filter_path`).
     pub async fn create_many(
         &self,
-        docs: Vec<(String, Value)>,
+        docs: Vec<(String, Vec<u8>)>,
     ) -> Result<Vec<Result<Created, StoreError>>, StoreError> {
         let n = docs.len();
-        let mut lines = Vec::with_capacity(2 * n);
-        for (id, source) in docs {
-            lines.push(json!({ "create": { "_index": self.index, "_id": id } }));
-            lines.push(source);
+        let mut body = Vec::with_capacity(docs.iter().map(|(_, s)| s.len() + 64).sum());
+        for (id, source) in &docs {
+            body.extend_from_slice(b"{\"create\":{\"_id\":");
+            serde_json::to_writer(&mut body, id)
+                .map_err(|e| StoreError::Decode(format!("encoding the id {id}: {e}")))?;
+            body.extend_from_slice(b"}}\n");
+            body.extend_from_slice(source);
+            body.push(b'\n');
         }
+        drop(docs);
+        let path = format!("/{}/_bulk", self.index);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
         // Through `Store::call`: sent again to another node only when the connection was refused
         // (a create applied twice would read as a duplicate; a refused one was never applied).
         let resp = self
             .store
             .call(|| {
-                let body: Vec<JsonBody<&Value>> = lines.iter().map(JsonBody::new).collect();
-                self.store.client().bulk(BulkParts::None).body(body).send()
+                self.store.client().send(
+                    Method::Post,
+                    &path,
+                    headers.clone(),
+                    Some(&[("filter_path", "items.*.status,items.*.error")]),
+                    Some(body.as_slice()),
+                    None,
+                )
             })
             .await?;
         let answer = answer(resp).await?;
