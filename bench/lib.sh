@@ -20,7 +20,7 @@ bench_binaries() {
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
-now() { echo "$EPOCHREALTIME"; }  # bash 5: no process per reading
+now() { date +%s.%N; }
 cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
   if [ -r "/proc/$1/stat" ]; then
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"

@@ -26,7 +26,8 @@
 #   what its share of the stack's CPU is made of.
 # Needs the Elasticsearch of `./setup.sh dev` (ELASTICSEARCH_URL). Knobs (env): COUNT CONCURRENCY
 # BATCH WORKER_COUNTS DEADLINE (seconds to wait for the stores, default 600) SAMPLE; KEEP=1 keeps the
-# stack running and its logs on exit; BIN=<dir> runs prebuilt binaries instead of building.
+# last worker count's stack (and its Redis) running and every log on exit (the Elasticsearch-alone
+# figures then share the machine with that stack); BIN=<dir> runs prebuilt binaries instead of building.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -62,7 +63,7 @@ RUN="stack-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 DIR="$(mktemp -d)"
 STACK_DIRS=(); REDIS_PIDFILES=()
 cleanup() {
-  if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR: stacks, Redis and indices still up" >&2; return; fi
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $DIR: the last stack, its Redis, the logs and the indices" >&2; return; fi
   for d in "${STACK_DIRS[@]}"; do "$STACK" stop --dir "$d" >/dev/null 2>&1 || true; done
   for f in "${REDIS_PIDFILES[@]}"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
   curl -s -XDELETE "$ES/${RUN}-*" >/dev/null || true
@@ -194,7 +195,7 @@ for N in $WORKER_COUNTS; do
   XADD="$(redis-benchmark -p "$REDIS_PORT" -a "$REDISCLI_AUTH" -n 200000 -c 8 -P "$BATCH" -q \
     XADD rbench '*' payload "$(head -c 200 /dev/zero | tr '\0' x)" 2>/dev/null \
     | grep -oE '[0-9.]+ requests per second' | cut -d' ' -f1)"
-  if [ "${KEEP:-0}" != 1 ]; then
+  if [ "${KEEP:-0}" != 1 ] || [ "$N" != "${WORKER_COUNTS##* }" ]; then
     "$STACK" stop --dir "$D/stack" >/dev/null
     kill "$REDIS_PID" 2>/dev/null || true
   fi

@@ -185,8 +185,8 @@ async fn a_batch_with_ids_stores_each_id_once_in_input_order_even_when_sent_agai
     let q = queue::<u32>(env.redis.clone(), &env.namespace, "ids", |c| {
         c.partitions = 3
     });
-    // 1,000 jobs over 3 partitions (runs longer than one enqueue_many.lua call), every fifth
-    // without an id (a plain XADD between the runs), ids 0..199 named twice in the batch.
+    // 1,000 jobs over 3 partitions, every fifth without an id (a plain XADD between runs of
+    // enqueue_many.lua), ids 0..199 named twice in the batch.
     let id_of = |i: u32| (i % 5 != 4).then(|| format!("job-{}", i % 800));
     let items: Vec<(Option<String>, Option<String>, u32)> = (0..1000)
         .map(|i| match id_of(i) {
@@ -254,4 +254,37 @@ async fn jobs_in(conn: &mut deadpool_redis::Connection, stream: &str) -> Vec<(St
             (id, payload.parse().unwrap())
         })
         .collect()
+}
+
+#[tokio::test]
+async fn a_long_run_of_ids_in_one_partition_spans_several_script_calls_in_order() {
+    init_tracing();
+    let env = TestEnv::new("queue_batch_long_run").await;
+    let q = queue::<u32>(env.redis.clone(), &env.namespace, "run", |_| {});
+    // One partition: 700 jobs with ids in a row (more than two calls of 256), one without an id
+    // in the middle, and ids 0..49 named a second time at the end.
+    let items: Vec<(Option<String>, Option<String>, u32)> = (0..750u32)
+        .map(|i| match i {
+            350 => (None, None, i),
+            700.. => (None, Some(format!("job-{}", i - 700)), i),
+            _ => (None, Some(format!("job-{i}")), i),
+        })
+        .collect();
+    q.enqueue_batch_with_ids(&items).await.unwrap();
+    let jobs = jobs_in(
+        &mut env.redis.get().await.unwrap(),
+        &stream_key(&env.namespace, "run", 0),
+    )
+    .await;
+    let stored: Vec<u32> = jobs.iter().map(|(_, n)| *n).collect();
+    assert_eq!(
+        stored,
+        (0..700).collect::<Vec<u32>>(),
+        "each id once, in input order"
+    );
+    for (id, n) in &jobs {
+        if *n != 350 {
+            assert_eq!(id, &format!("job-{n}"));
+        }
+    }
 }
