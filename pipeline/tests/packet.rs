@@ -368,6 +368,17 @@ fn integers_written_with_a_zero_fraction_are_integers() {
     assert_eq!(p.number, 7);
     let part = p.part.as_ref().unwrap();
     assert_eq!((part.seq(), part.total()), (2, 3));
+    // Large ones too, read exactly: the OpenAPI fuzzer sent 1860952009404725.0, which a parse
+    // correct only to the last bit of the mantissa read as 1860952009404725.25 (refused, 422).
+    for text in [
+        "1860952009404725.0",
+        "9007199254740991.0",
+        "4503599627370497.0",
+    ] {
+        let body = format!(r#"{{"number": {text}, "sent_at": "2024-05-01T12:00:00Z"}}"#);
+        let p = Packet::from_slice(body.as_bytes(), &rules()).unwrap();
+        assert_eq!(p.number.to_string() + ".0", text);
+    }
     for number in [json!(7.5), json!(-1.0), json!(1e300)] {
         let body = json!({"number": number, "sent_at": "2024-05-01T12:00:00Z"});
         match Packet::from_slice(&serde_json::to_vec(&body).unwrap(), &rules()) {

@@ -45,6 +45,8 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_f64<E>(self, f: f64) -> Result<Scalar<'de>, E> {
         // A number with a zero fraction is an integer, as JSON Schema (and so the OpenAPI
         // document) counts: `415.0` is `415`, within the range where every integer is exact.
+        // serde_json's `float_roundtrip` (workspace Cargo.toml) reads it exactly: its default
+        // parse may miss by the last bit, and 1860952009404725.0 came back with a fraction.
         const EXACT: f64 = 9_007_199_254_740_991.0;
         Ok(match f {
             f if f.fract() != 0.0 || f.abs() > EXACT => Scalar::Float,
