@@ -107,14 +107,10 @@ pub(crate) fn refused_transaction(e: &RedisError) -> bool {
 /// A pooled connection made after the last topology change: older ones are taken out of the
 /// pool and dropped (at most one pool's worth, then whatever the pool gives).
 pub(crate) async fn fresh(pool: &Pool, topology: &Topology) -> Result<Connection, PoolError> {
-    for _ in 0..=pool.status().max_size {
-        let conn = pool.get().await?;
-        if !topology.is_stale(Connection::metrics(&conn).created) {
-            return Ok(conn);
-        }
-        drop(Connection::take(conn));
+    match fresh_within(pool, topology, &pool.timeouts()).await? {
+        Some(conn) => Ok(conn),
+        None => pool.get().await,
     }
-    pool.get().await
 }
 
 /// A pooled connection made after the last topology change if the pool has one free (or room
@@ -124,14 +120,24 @@ async fn fresh_now(pool: &Pool, topology: &Topology) -> Option<Connection> {
         wait: Some(Duration::ZERO),
         ..pool.timeouts()
     };
+    fresh_within(pool, topology, &now).await.ok().flatten()
+}
+
+/// Takes pooled connections under `timeouts`, dropping stale ones, until one made after the
+/// last topology change comes (`None` after a pool's worth of stale ones).
+async fn fresh_within(
+    pool: &Pool,
+    topology: &Topology,
+    timeouts: &Timeouts,
+) -> Result<Option<Connection>, PoolError> {
     for _ in 0..=pool.status().max_size {
-        let conn = pool.timeout_get(&now).await.ok()?;
+        let conn = pool.timeout_get(timeouts).await?;
         if !topology.is_stale(Connection::metrics(&conn).created) {
-            return Some(conn);
+            return Ok(Some(conn));
         }
         drop(Connection::take(conn));
     }
-    None
+    Ok(None)
 }
 
 /// Marks `topology` when the answer's error says the topology changed.

@@ -10,8 +10,6 @@
 //! turn `/_create/..` into another path. Writes use `_bulk` (id in the body), reads `_mget`.
 
 use chrono::{DateTime, Utc};
-use elasticsearch::http::headers::{HeaderMap, HeaderValue, CONTENT_TYPE};
-use elasticsearch::http::Method;
 use elasticsearch::{MgetParts, SearchParts};
 use pipeline::ids::{ProducerName, ResourceKey};
 use pipeline::resource::CollatedResource;
@@ -187,26 +185,12 @@ impl ResourceStore {
             body.push(b'\n');
         }
         drop(docs);
+        // Sent again only when the connection was refused (`Store::post_ndjson`): a create
+        // applied twice would read as a duplicate, and a refused one was never applied.
         let path = format!("/{}/_bulk", self.index);
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        );
-        // Through `Store::call`: sent again to another node only when the connection was refused
-        // (a create applied twice would read as a duplicate; a refused one was never applied).
         let resp = self
             .store
-            .call(|| {
-                self.store.client().send(
-                    Method::Post,
-                    &path,
-                    headers.clone(),
-                    Some(&[("filter_path", "items.*.status,items.*.error")]),
-                    Some(body.as_slice()),
-                    None,
-                )
-            })
+            .post_ndjson(&path, "items.*.status,items.*.error", &body)
             .await?;
         let answer = answer(resp).await?;
         let items = answer["items"].as_array().map_or(&[][..], Vec::as_slice);

@@ -159,6 +159,34 @@ impl Store {
         }
     }
 
+    /// POSTs the NDJSON `body` to `path` (a `_bulk` endpoint), Elasticsearch's answer cut to
+    /// `filter_path`. Through [`Store::call`]: sent again to another node only when the
+    /// connection was refused (the request was never applied).
+    pub async fn post_ndjson(
+        &self,
+        path: &str,
+        filter_path: &str,
+        body: &[u8],
+    ) -> Result<elasticsearch::http::response::Response, StoreError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        let query = [("filter_path", filter_path)];
+        self.call(|| {
+            self.client.send(
+                Method::Post,
+                path,
+                headers.clone(),
+                Some(&query),
+                Some(body),
+                None,
+            )
+        })
+        .await
+    }
+
     /// One `_bulk` request for `docs[pending]`; returns the indices that should be retried.
     async fn bulk_once<D: BulkDoc>(
         &self,
@@ -179,25 +207,9 @@ impl Store {
         };
         let index = target.name();
         let body = ndjson(docs, pending, daily)?;
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-ndjson"),
-        );
-        // Through `call`: a refused connection is sent again to another node (an `index` action
-        // with an explicit `_id` writes the same document however often it is applied).
-        let response = self
-            .call(|| {
-                self.client.send(
-                    Method::Post,
-                    &path,
-                    headers.clone(),
-                    Some(&[("filter_path", FILTER_PATH)]),
-                    Some(body.as_slice()),
-                    None,
-                )
-            })
-            .await?;
+        // An `index` action with an explicit `_id` writes the same document however often it is
+        // applied.
+        let response = self.post_ndjson(&path, FILTER_PATH, &body).await?;
         let status = response.status_code().as_u16();
         let bytes = response
             .bytes()

@@ -300,7 +300,7 @@ fn push_ack(pipes: &mut Fanout, keys: &Keys, p: u16, consumer: &str, ids: Vec<St
 
 /// The lowest and the highest of stream entry ids (`<ms>-<seq>`, compared as numbers), as
 /// `ack.lua` takes them; ("0-0", "0-0") for none.
-pub(crate) fn id_range<'a>(ids: impl Iterator<Item = &'a String> + Clone) -> (String, String) {
+fn id_range<'a>(ids: impl Iterator<Item = &'a String> + Clone) -> (String, String) {
     let order = |id: &&String| {
         let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
         (
