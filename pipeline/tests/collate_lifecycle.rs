@@ -60,6 +60,93 @@ async fn a_resource_past_the_size_limit_is_dead_lettered_dropped_and_closed() {
     );
 }
 
+async fn members(conn: &mut deadpool_redis::Connection, set: &str) -> Vec<String> {
+    redis::cmd("ZRANGE")
+        .arg(set)
+        .arg(0)
+        .arg(-1)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// The paths collate.lua takes for a resource's first packet: one packet that completes it at
+/// once (never in the open set, its meta written whole), one that is already past the size limit,
+/// and the first of several (open, with its words counted).
+#[tokio::test]
+async fn a_first_packet_completes_overflows_or_opens_its_resource() {
+    let env = TestEnv::new("collate_first").await;
+    let (c, q) = collator(&env.redis, &env.namespace, 1);
+    let now = Utc::now();
+    let mut conn = env.redis.get().await.unwrap();
+    let mut huge = packet("huge", 0, 3, "", now);
+    huge.word_lengths = vec![1; MAX_WORD_LENGTHS as usize + 1];
+    let batch = [
+        packet("single", 0, 1, "one two three", now),
+        huge,
+        packet("pair", 1, 2, "four five", now),
+    ];
+    assert_eq!(
+        c.record(&batch).await.unwrap(),
+        1,
+        "the single one completes"
+    );
+    let keys = env.redis_keys().await;
+    let named = |end: &str| keys.iter().find(|k| k.ends_with(end)).cloned().expect(end);
+    let (open_set, single_meta) = (named(":collate:open"), named(":p@single:meta"));
+    assert_eq!(
+        members(&mut conn, &open_set).await,
+        vec!["p@pair".to_string()]
+    );
+    let meta: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(&single_meta)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(meta["total"], "1");
+    assert_eq!(meta["words"], "3");
+    assert!(
+        meta.contains_key("first_seen_ms") && meta.contains_key("done"),
+        "{meta:?}"
+    );
+    let single = c.load(&key("single")).await.unwrap().expect("complete");
+    assert_eq!(single.word_lengths, vec![vec![3, 3, 5]]);
+    let dead = q.dead_letters(10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        dead[0].error,
+        format!(
+            "resource p@huge too large: {} word lengths after 1 of 3 packets, over the limit \
+             of {MAX_WORD_LENGTHS}",
+            MAX_WORD_LENGTHS + 1
+        )
+    );
+    // Duplicates change nothing; the pair's second packet completes it and closes it.
+    let again = [
+        packet("single", 0, 1, "one two three", now),
+        packet("huge", 1, 3, "x", now),
+        packet("pair", 1, 2, "four five", now),
+    ];
+    assert_eq!(c.record(&again).await.unwrap(), 0);
+    assert_eq!(
+        c.record(&[packet("pair", 0, 2, "six", now)]).await.unwrap(),
+        1
+    );
+    assert!(
+        members(&mut conn, &open_set).await.is_empty(),
+        "nothing left open"
+    );
+    let pair = c.load(&key("pair")).await.unwrap().expect("complete");
+    assert_eq!(pair.word_lengths, vec![vec![3], vec![4, 4]]);
+    assert_eq!(
+        xlen(&env.redis, &q.stream_key(None)).await,
+        2,
+        "one job each"
+    );
+    assert_eq!(q.dead_letters(10).await.unwrap().len(), 1);
+    assert!(c.sweep(Duration::ZERO, 100).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
     let env = TestEnv::new("collate_ttl").await;

@@ -43,11 +43,17 @@
 local now, current = ARGV[1], tonumber(ARGV[4])
 local buckets, max_words, keep = tonumber(ARGV[5]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local n = (#KEYS - 4) / 2
+-- The tombstone buckets a lookup reads, newest first (their names built once per call).
+local lookup = {}
+for back = 0, math.min(buckets - 1, current) do lookup[#lookup + 1] = ARGV[3] .. (current - back) end
 
+-- Tombstones of this call, written to the current bucket in one HSET at the end (a write per
+-- resource, with its EXPIRE, cost more than the rest of a completion); the tombstone check reads
+-- them first, so a later packet of the same call sees them as if written.
+local buried, buried_ids = {}, {}
 local function bury(id, state)
-  local bucket = ARGV[3] .. ARGV[4]
-  redis.call('HSET', bucket, id, state)
-  redis.call('EXPIRE', bucket, ARGV[6], 'NX')
+  if not buried[id] then buried_ids[#buried_ids + 1] = id end
+  buried[id] = state
 end
 
 local function dead_letter(job_id, payload, reason)
@@ -59,45 +65,18 @@ local function dead_letter(job_id, payload, reason)
   end
 end
 
-local function collate(parts, meta, b)
-  local id, seq, given_total = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
-  local job_id, payload, trace = ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
-  local total = redis.call('HGET', meta, 'total')
-  if total then
-    if redis.call('HEXISTS', meta, 'done') == 1 then return 0 end
-    if total ~= given_total then
-      dead_letter(job_id, payload, 'resource ' .. id .. ': packet seq ' .. seq .. ' says total ' ..
-        given_total .. ' but the resource has total ' .. total ..
-        ' (from its first packet); the packet was not collated')
-      return -1
-    end
+-- Fewest calls per packet (each redis.call costs the interpreter more than the command itself):
+-- one HMGET reads total and done; a new resource's meta is written whole in one HSET (words
+-- included, and done when its only packet completes it); a resource complete with its first
+-- packet never enters the open set (its ZADD and ZREM would cancel out).
+local function complete(parts, meta, b, fresh_meta)
+  local id, job_id, payload, trace = ARGV[b + 1], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
+  if fresh_meta then
+    redis.call('HSET', meta, unpack(fresh_meta))
   else
-    -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
-    for back = 0, math.min(buckets - 1, current) do
-      if redis.call('HEXISTS', ARGV[3] .. (current - back), id) == 1 then return 0 end
-    end
-    redis.call('HSET', meta, 'total', given_total, 'first_seen_ms', now, 'words', 0)
-    redis.call('ZADD', KEYS[1], 'NX', now, id)
-    total = given_total
-  end
-  if redis.call('HSETNX', parts, seq, ARGV[b + 4]) == 0 then
-    return 0
-  end
-  local words = redis.call('HINCRBY', meta, 'words', ARGV[b + 5])
-  if words > max_words then
-    local reason = 'resource ' .. id .. ' too large: ' .. words .. ' word lengths after ' ..
-      redis.call('HLEN', parts) .. ' of ' .. total .. ' packets, over the limit of ' .. ARGV[8]
-    redis.call('DEL', parts, meta)
+    redis.call('HSET', meta, 'done', ARGV[2])
     redis.call('ZREM', KEYS[1], id)
-    bury(id, 'too_large')
-    dead_letter(job_id, payload, reason)
-    return -2
   end
-  if redis.call('HLEN', parts) < tonumber(total) then
-    return 0
-  end
-  redis.call('HSET', meta, 'done', ARGV[2])
-  redis.call('ZREM', KEYS[1], id)
   if trace ~= '' then
     redis.call('XADD', KEYS[2], '*', ARGV[10], job_id, ARGV[11], payload, ARGV[12], '1', ARGV[13],
       now, ARGV[20], trace)
@@ -112,8 +91,70 @@ local function collate(parts, meta, b)
   return 1
 end
 
+local function too_large(parts, meta, b, words, total)
+  local id = ARGV[b + 1]
+  local reason = 'resource ' .. id .. ' too large: ' .. words .. ' word lengths after ' ..
+    redis.call('HLEN', parts) .. ' of ' .. total .. ' packets, over the limit of ' .. ARGV[8]
+  redis.call('DEL', parts, meta)
+  redis.call('ZREM', KEYS[1], id)
+  bury(id, 'too_large')
+  dead_letter(ARGV[b + 6], ARGV[b + 7], reason)
+  return -2
+end
+
+local function collate(parts, meta, b)
+  local id, seq, given_total = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local state = redis.call('HMGET', meta, 'total', 'done')
+  local total = state[1]
+  if total then
+    if state[2] then return 0 end
+    if total ~= given_total then
+      dead_letter(ARGV[b + 6], ARGV[b + 7], 'resource ' .. id .. ': packet seq ' .. seq ..
+        ' says total ' .. given_total .. ' but the resource has total ' .. total ..
+        ' (from its first packet); the packet was not collated')
+      return -1
+    end
+    if redis.call('HSETNX', parts, seq, ARGV[b + 4]) == 0 then
+      return 0
+    end
+    local words = redis.call('HINCRBY', meta, 'words', ARGV[b + 5])
+    if words > max_words then return too_large(parts, meta, b, words, total) end
+    if redis.call('HLEN', parts) < tonumber(total) then
+      return 0
+    end
+    return complete(parts, meta, b, nil)
+  end
+  -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
+  if buried[id] then return 0 end
+  for _, bucket in ipairs(lookup) do
+    if redis.call('HEXISTS', bucket, id) == 1 then return 0 end
+  end
+  -- Parts without meta only if something deleted meta alone: HSETNX and HLEN still count them.
+  redis.call('HSETNX', parts, seq, ARGV[b + 4])
+  local words = tonumber(ARGV[b + 5])
+  if words > max_words then return too_large(parts, meta, b, words, given_total) end
+  if tonumber(given_total) <= 1 or redis.call('HLEN', parts) >= tonumber(given_total) then
+    return complete(parts, meta, b,
+      {'total', given_total, 'first_seen_ms', now, 'words', words, 'done', ARGV[2]})
+  end
+  redis.call('HSET', meta, 'total', given_total, 'first_seen_ms', now, 'words', words)
+  redis.call('ZADD', KEYS[1], 'NX', now, id)
+  return 0
+end
+
 local results = {}
 for i = 1, n do
   results[i] = collate(KEYS[3 + 2 * i], KEYS[4 + 2 * i], 20 + 8 * (i - 1))
+end
+if #buried_ids > 0 then
+  local bucket, fields = ARGV[3] .. ARGV[4], {}
+  for i, id in ipairs(buried_ids) do
+    fields[#fields + 1], fields[#fields + 2] = id, buried[id]
+    if #fields >= 400 or i == #buried_ids then
+      redis.call('HSET', bucket, unpack(fields))
+      fields = {}
+    end
+  end
+  redis.call('EXPIRE', bucket, ARGV[6], 'NX')
 end
 return results
