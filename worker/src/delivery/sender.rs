@@ -231,15 +231,17 @@ impl Handler<DeliveryJob> for DeliveryHandler {
             Ok(fetched) => fetched,
             Err(e) => return jobs.iter().map(|_| unreadable(&e)).collect(),
         };
-        let mut deliveries = Vec::with_capacity(jobs.len());
-        for (j, fetched) in jobs.iter().zip(fetched) {
-            // Each delivery continues the trace of the packet that completed its resource; the
-            // POST carries this span's `traceparent`, which the webhook service continues.
+        // Each delivery (its span and its future) is made only when a slot is free: a batch of
+        // hundreds then holds [`IN_FLIGHT`] of them at once, not all (a request future is a few KB).
+        let deliveries = fetched.into_iter().enumerate().map(|(i, fetched)| {
+            let j = &jobs[i];
+            // Each delivery continues the trace of the packet that completed its resource;
+            // the POST carries this span's `traceparent`, which the webhook service continues.
             let span = tracing::info_span!("delivery", job_id = %j.id,
-                resource_id = %j.payload.key, attempt = j.attempt);
+                    resource_id = %j.payload.key, attempt = j.attempt);
             service_kit::trace::continue_from(&span, j.trace.as_deref());
-            deliveries.push(self.deliver(j, fetched).instrument(span));
-        }
+            self.deliver(j, fetched).instrument(span)
+        });
         let results: Vec<(Outcome, bool)> = futures::stream::iter(deliveries)
             .buffered(IN_FLIGHT)
             .collect()
@@ -256,8 +258,13 @@ impl Handler<DeliveryJob> for DeliveryHandler {
     }
 }
 
-/// Deliveries of one batch in flight at once.
-pub const IN_FLIGHT: usize = 64;
+/// Deliveries of one batch in flight at once (each holds a connection to the target: ~36 KB of
+/// client buffers here, as much again in the webhook service). With the default 4 batches that
+/// is 128 per worker. 64 gave the webhook service larger `_bulk`s (~64 resources instead of ~48)
+/// but cost more than it saved: in back-to-back `bench/stack.sh` runs (100,000 packets, 2
+/// workers) 64 stored 14,184 and 15,015 messages/s with a worker's peak RSS at 55–58 MB, 32 stored
+/// 15,974 and 16,863 at 50–52 MB (bench/README.md, "The stack").
+pub const IN_FLIGHT: usize = 32;
 
 /// The outcome of every job of a batch whose resources could not be read: Redis slow or
 /// unreachable is a dependency outage (wait, no attempt used); anything else retries.
