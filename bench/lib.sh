@@ -21,14 +21,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 calc() { awk "BEGIN { printf \"$1\", $2 }"; }
 now() { date +%s.%N; }
-cpu_s() { # CPU seconds (user + system) a live process has used so far; 0 if it is gone
+# CPU of a process counts its children that have ended (cutime, cstime): Redis's AOF rewrites
+# are forks, and their CPU is the machine's as much as the server's own.
+cpu_s() { # CPU seconds (user + system) a live process and its ended children have used so far; 0 if it is gone
   if [ -r "/proc/$1/stat" ]; then
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($12 + $13 + $14 + $15) / hz }' "/proc/$1/stat"
   else echo 0; fi
 }
-sys_s() { # CPU seconds in the kernel (system time) a live process has used so far; 0 if gone
+sys_s() { # CPU seconds in the kernel (system time) of a live process and its ended children; 0 if gone
   if [ -r "/proc/$1/stat" ]; then
-    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", $13 / hz }' "/proc/$1/stat"
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.2f", ($13 + $15) / hz }' "/proc/$1/stat"
   else echo 0; fi
 }
 # es_pid URL: the pid listening on the URL's port (0 when not visible here)

@@ -178,6 +178,7 @@ logfile $logfile
 save ""
 appendonly yes
 appendfsync always
+auto-aof-rewrite-min-size 1gb
 maxmemory ${REDIS_MAXMEMORY:-1gb}
 maxmemory-policy noeviction
 requirepass $(cat "$pwfile")

@@ -431,6 +431,13 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         native.contains("\nappendfsync always\n"),
         "native Redis fsyncs every write"
     );
+    // The AOF grows ~1.9 KB per message (bench/README.md, "The stack"): rewritten once per GB
+    // of growth, not every 64 MB (at full load a fork and a dump every few seconds).
+    assert!(
+        redis.contains("--auto-aof-rewrite-min-size 1gb")
+            && native.contains("\nauto-aof-rewrite-min-size 1gb\n"),
+        "compose and native Redis rewrite the AOF at the same size: {redis}"
+    );
     let es = &svcs["elasticsearch"];
     let version = read("scripts/provision.sh")
         .lines()
@@ -987,7 +994,7 @@ fn the_redis_cluster_has_six_nodes_announcing_fixed_addresses_created_once() {
         for part in [
             "--cluster-enabled yes",
             "--cluster-announce-ip \\\"$$NODE_IP\\\"",
-            "--appendonly yes --appendfsync always",
+            "--appendonly yes --appendfsync always --auto-aof-rewrite-min-size 1gb",
             "--maxmemory-policy noeviction",
             "requirepass $$(cat /run/secrets/conveyor/redis_password)",
             "masterauth $$(cat /run/secrets/conveyor/redis_password)",
