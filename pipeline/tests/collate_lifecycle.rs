@@ -176,6 +176,9 @@ async fn undelivered_data_outlives_the_ttl_and_late_duplicates_never_reopen() {
     // Delivered: the data expires after the TTL; the tombstone stays.
     c.release(&key("one")).await.unwrap();
     c.release(&key("two")).await.unwrap();
+    // While the data lives, its meta says delivered (read without the tombstone buckets).
+    assert_eq!(c.fetch(&key("one")).await.unwrap(), Fetched::Delivered);
+    assert!(c.load(&key("two")).await.unwrap().is_none());
     tokio::time::sleep(Duration::from_millis(2_200)).await;
     let left: Vec<String> = env
         .redis_keys()

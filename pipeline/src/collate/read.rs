@@ -30,10 +30,13 @@ impl Collator {
             .unwrap_or_else(|| Err(CollateError::Unavailable("no reply".into())))
     }
 
-    /// What the delivery jobs of `keys` find in Redis, one result per key in order, read in one
-    /// pipelined round trip. `Err` as a whole when the round trip failed; a per-key `Err` when
-    /// that key's replies do not decode. The parts hash is bounded by the size limit enforced in
-    /// `collate.lua`, so reading it whole is safe.
+    /// What the delivery jobs of `keys` find in Redis, one result per key in order. One pipelined
+    /// round trip reads each resource's parts and meta (total, done, delivered); only a resource
+    /// without complete meta (its data gone: delivered long ago, timed out, too large, or lost)
+    /// needs its tombstone buckets, read in a second round trip for those alone (they were 8
+    /// reads per resource, most of the pipeline). `Err` as a whole when a round trip failed; a
+    /// per-key `Err` when that key's replies do not decode. The parts hash is bounded by the size
+    /// limit enforced in `collate.lua`, so reading it whole is safe.
     pub async fn fetch_many(
         &self,
         keys: &[ResourceKey],
@@ -41,40 +44,66 @@ impl Collator {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let now = now_ms();
         // One pipeline on one node; one per partition (= hash slot) on a cluster.
         let mut fan = Fanout::new(self.pool.is_cluster(), self.webhooks.keys());
-        let mut per_key = 0usize;
         for key in keys {
-            let resource_id = key.to_string();
-            let (prefix, p) = self.prefix(&resource_id);
-            let pipe = fan.partition(p);
-            pipe.cmd("HGETALL")
+            let (prefix, p) = self.prefix(&key.to_string());
+            fan.partition(p)
+                .cmd("HGETALL")
                 .arg(format!("{prefix}parts"))
                 .cmd("HMGET")
                 .arg(format!("{prefix}meta"))
                 .arg("total")
-                .arg("done");
-            // The tombstone buckets, newest first: the newest state written wins.
-            let buckets = self.tombstones().lookup(self.webhooks.keys(), p, now);
-            per_key = 2 + buckets.len();
-            for bucket in buckets {
-                pipe.cmd("HGET").arg(bucket).arg(&resource_id);
-            }
+                .arg("done")
+                .arg("delivered");
         }
         let mut conn = self.conn().await?;
         let replies = fan.query(&mut conn).await?;
-        if replies.len() != per_key * keys.len() {
-            return Err(CollateError::Unavailable(format!(
-                "{} replies for {} resources",
-                replies.len(),
-                keys.len()
-            )));
+        if replies.len() != 2 * keys.len() {
+            return Err(unexpected(replies.len(), keys.len()));
         }
         let mut replies = replies.into_iter();
+        let mut found: Vec<Result<Found, CollateError>> = keys
+            .iter()
+            .map(|_| found(replies.next(), replies.next()))
+            .collect();
+        let unsettled: Vec<usize> = (0..keys.len())
+            .filter(|&i| matches!(&found[i], Ok(f) if !f.settled()))
+            .collect();
+        if !unsettled.is_empty() {
+            let now = now_ms();
+            let mut fan = Fanout::new(self.pool.is_cluster(), self.webhooks.keys());
+            let mut per_key = 0usize;
+            for &i in &unsettled {
+                let resource_id = keys[i].to_string();
+                let p = self.prefix(&resource_id).1;
+                // The tombstone buckets, newest first: the newest state written wins.
+                let buckets = self.tombstones().lookup(self.webhooks.keys(), p, now);
+                per_key = buckets.len();
+                let pipe = fan.partition(p);
+                for bucket in buckets {
+                    pipe.cmd("HGET").arg(bucket).arg(&resource_id);
+                }
+            }
+            let states = fan.query(&mut conn).await?;
+            if states.len() != per_key * unsettled.len() {
+                return Err(unexpected(states.len(), unsettled.len()));
+            }
+            let mut states = states.into_iter();
+            for &i in &unsettled {
+                let state = states
+                    .by_ref()
+                    .take(per_key)
+                    .find_map(|v| redis::from_redis_value::<Option<String>>(v).ok().flatten());
+                if let Ok(f) = &mut found[i] {
+                    f.state = state;
+                }
+            }
+        }
         Ok(keys
             .iter()
-            .map(|key| decode(key, replies.by_ref().take(per_key).collect()))
+            .zip(found)
+            .map(|(key, f)| f.and_then(|f| decode(key, f)))
             .collect())
     }
 
@@ -109,6 +138,13 @@ impl Collator {
                 .arg(tombstones.bucket_ttl_secs())
                 .arg("NX")
                 .ignore()
+                // Read by fetch_many without the buckets while the data lives. (Data already
+                // gone gets a meta of this one field, expiring with the TTL below.)
+                .cmd("HSET")
+                .arg(format!("{prefix}meta"))
+                .arg("delivered")
+                .arg("1")
+                .ignore()
                 .cmd("EXPIRE")
                 .arg(format!("{prefix}parts"))
                 .arg(ttl)
@@ -125,17 +161,54 @@ impl Collator {
     }
 }
 
-/// One resource's replies of [`Collator::fetch_many`]: parts, meta (total, done), then the
-/// tombstone buckets newest first.
-fn decode(key: &ResourceKey, replies: Vec<redis::Value>) -> Result<Fetched, CollateError> {
-    let mut replies = replies.into_iter();
-    let parts: BTreeMap<u32, String> =
-        redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
+/// What [`Collator::fetch_many`] read of one resource: parts, meta, and (read only when meta is
+/// not complete) the newest tombstone state.
+struct Found {
+    parts: BTreeMap<u32, String>,
+    total: Option<u32>,
+    done: Option<String>,
+    delivered: bool,
+    state: Option<String>,
+}
+
+impl Found {
+    /// Complete meta: the resource is ready or (marked in its meta) delivered; no tombstone needed.
+    fn settled(&self) -> bool {
+        self.total.is_some() && self.done.is_some()
+    }
+}
+
+fn found(parts: Option<redis::Value>, meta: Option<redis::Value>) -> Result<Found, CollateError> {
+    let parts: BTreeMap<u32, String> = redis::from_redis_value(parts.unwrap_or(redis::Value::Nil))
+        .map_err(redis::RedisError::from)?;
+    let (total, done, delivered): (Option<u32>, Option<String>, Option<String>) =
+        redis::from_redis_value(meta.unwrap_or(redis::Value::Nil))
             .map_err(redis::RedisError::from)?;
-    let (total, done): (Option<u32>, Option<String>) =
-        redis::from_redis_value(replies.next().unwrap_or(redis::Value::Nil))
-            .map_err(redis::RedisError::from)?;
-    let state = replies.find_map(|v| redis::from_redis_value::<Option<String>>(v).ok().flatten());
+    Ok(Found {
+        parts,
+        total,
+        done,
+        delivered: delivered.is_some(),
+        state: None,
+    })
+}
+
+fn unexpected(replies: usize, resources: usize) -> CollateError {
+    CollateError::Unavailable(format!("{replies} replies for {resources} resources"))
+}
+
+/// What one resource's delivery job finds: from its meta when complete, else from its tombstone.
+fn decode(key: &ResourceKey, found: Found) -> Result<Fetched, CollateError> {
+    let Found {
+        parts,
+        total,
+        done,
+        delivered,
+        state,
+    } = found;
+    if delivered {
+        return Ok(Fetched::Delivered);
+    }
     let missing = |what: &str| Ok(Fetched::Missing(what.to_string()));
     match state.as_deref() {
         Some("delivered") => return Ok(Fetched::Delivered),
