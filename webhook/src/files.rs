@@ -54,7 +54,17 @@ impl FileCommit {
     }
 }
 
+/// Temp files older than this when the service starts were left by a writer that was killed.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn writer(dir: Arc<PathBuf>, mut rx: mpsc::Receiver<Pending>) {
+    let scan = dir.clone();
+    match tokio::task::spawn_blocking(move || output::remove_stale_temps(&scan, STALE_TEMP)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(removed = n, "removed temp files a stopped writer left"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "looking for stale temp files failed"),
+        Err(e) => tracing::warn!(error = %e, "looking for stale temp files failed"),
+    }
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {

@@ -133,6 +133,36 @@ fn clone_error(e: &std::io::Error) -> std::io::Error {
     std::io::Error::new(e.kind(), e.to_string())
 }
 
+/// Prefix of every temp file name ([`tempfile_in`]); no resource's file starts with it.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Removes temp files in `dir` last modified more than `older_than` ago: what a writer killed
+/// between writing a temp file and naming it left behind (a live one exists for milliseconds).
+/// Run when the service starts; returns how many it removed (a missing `dir` has none).
+pub fn remove_stale_temps(dir: &Path, older_than: std::time::Duration) -> std::io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(|t| t.elapsed().is_ok_and(|age| age > older_than))
+            .unwrap_or(false);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
     for attempt in 0..16u32 {
         let nanos = std::time::SystemTime::now()
@@ -140,7 +170,7 @@ fn tempfile_in(dir: &Path) -> std::io::Result<(PathBuf, File)> {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         // No `.json` suffix: a temp name can never be a resource's file name.
-        let name = format!(".tmp-{}-{nanos}-{attempt}", std::process::id());
+        let name = format!("{TEMP_PREFIX}{}-{nanos}-{attempt}", std::process::id());
         let path = dir.join(name);
         match std::fs::OpenOptions::new()
             .write(true)
@@ -220,6 +250,29 @@ mod tests {
             names(dir.path()),
             vec!["a.json", "b.json", "old.json"],
             "no temp files left behind"
+        );
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        for name in [".tmp-1-2-0", "a.json", ".tmp-9-9-9"] {
+            let f = File::create(dir.path().join(name)).unwrap();
+            if name != ".tmp-9-9-9" {
+                f.set_modified(old).unwrap();
+            }
+        }
+        let removed = remove_stale_temps(dir.path(), std::time::Duration::from_secs(5)).unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(
+            names(dir.path()),
+            vec![".tmp-9-9-9", "a.json"],
+            "the fresh temp file (a live writer's) and the resource's file stay"
+        );
+        assert_eq!(
+            remove_stale_temps(&dir.path().join("absent"), std::time::Duration::ZERO).unwrap(),
+            0
         );
     }
 
