@@ -36,6 +36,7 @@ impl FileCommit {
     /// Starts the writer for `dir` on the current runtime; it ends when every clone is dropped.
     pub fn start(dir: Arc<PathBuf>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUED);
+        tokio::spawn(remove_stale_temps(dir.clone()));
         tokio::spawn(writer(dir, rx));
         FileCommit { tx }
     }
@@ -57,14 +58,18 @@ impl FileCommit {
 /// Temp files older than this when the service starts were left by a writer that was killed.
 const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn writer(dir: Arc<PathBuf>, mut rx: mpsc::Receiver<Pending>) {
-    let scan = dir.clone();
-    match tokio::task::spawn_blocking(move || output::remove_stale_temps(&scan, STALE_TEMP)).await {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::info!(removed = n, "removed temp files a stopped writer left"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "looking for stale temp files failed"),
+/// Removes what a killed writer left ([`output::remove_stale_temps`]), beside the writer: a large
+/// directory takes a while to scan, and new temp files are never old enough to be touched.
+async fn remove_stale_temps(dir: Arc<PathBuf>) {
+    let scan = tokio::task::spawn_blocking(move || output::remove_stale_temps(&dir, STALE_TEMP));
+    match scan.await.map_err(std::io::Error::other).and_then(|r| r) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "removed temp files a stopped writer left"),
         Err(e) => tracing::warn!(error = %e, "looking for stale temp files failed"),
     }
+}
+
+async fn writer(dir: Arc<PathBuf>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {

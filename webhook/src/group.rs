@@ -10,9 +10,10 @@
 //! waits up to [`LINGER`] for more: with the workers' 32 deliveries in flight per batch the
 //! requests carried ~45 resources without it and ~80 with it, and Elasticsearch spent ~3 µs less
 //! per message (bench/README.md, "The stack"). (With two out at once the requests were a third
-//! smaller, and Elasticsearch pays ~2.5 ms of CPU per `_bulk` on top of its per-document cost:
-//! bench/README.md, "The stack".) A failed `_bulk` fails each delivery of it with the same error
-//! (each then answers 503 and the worker delivers again: create-only writes make that safe).
+//! smaller, and Elasticsearch pays ~0.75–2.5 ms of CPU per `_bulk`, by the machine's speed, on top
+//! of its per-document cost: bench/README.md, "The stack".) A failed `_bulk` fails each delivery of
+//! it with the same error (each then answers 503 and the worker delivers again: create-only writes
+//! make that safe).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

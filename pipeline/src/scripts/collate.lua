@@ -11,7 +11,8 @@
 -- KEYS[3] = dead-letter stream of the partition
 -- KEYS[4] = counter of trimmed dead letters of the partition
 -- KEYS[3 + 2i], KEYS[4 + 2i] (i = 1..n) = parts hash (field = seq, value = packet JSON) and meta
---   hash (total, first_seen_ms, words, done = completed_at) of packet i's resource
+--   hash (total, first_seen_ms, words, done = completed_at, delivered: Collator::release) of
+--   packet i's resource
 -- ARGV[1]  = now, unix ms
 -- ARGV[2]  = completed_at (RFC 3339)
 -- ARGV[3]  = tombstone bucket key prefix of the partition
@@ -68,12 +69,11 @@ end
 -- Fewest calls per packet (each redis.call costs the interpreter more than the command itself):
 -- one HMGET reads total and done; a new resource's meta is written whole in one HSET (words
 -- included, and done when its only packet completes it); a resource complete with its first
--- packet never enters the open set (its ZADD and ZREM would cancel out).
-local function complete(parts, meta, b, fresh_meta)
+-- packet never enters the open set (its ZADD and ZREM would cancel out). `opened`: the resource
+-- is in the open set and its meta lacks done.
+local function complete(parts, meta, b, opened)
   local id, job_id, payload, trace = ARGV[b + 1], ARGV[b + 6], ARGV[b + 7], ARGV[b + 8]
-  if fresh_meta then
-    redis.call('HSET', meta, unpack(fresh_meta))
-  else
+  if opened then
     redis.call('HSET', meta, 'done', ARGV[2])
     redis.call('ZREM', KEYS[1], id)
   end
@@ -122,7 +122,7 @@ local function collate(parts, meta, b)
     if redis.call('HLEN', parts) < tonumber(total) then
       return 0
     end
-    return complete(parts, meta, b, nil)
+    return complete(parts, meta, b, true)
   end
   -- No live data: a new resource, or a finished one whose data is gone (its tombstone says so).
   if buried[id] then return 0 end
@@ -134,8 +134,9 @@ local function collate(parts, meta, b)
   local words = tonumber(ARGV[b + 5])
   if words > max_words then return too_large(parts, meta, b, words, given_total) end
   if tonumber(given_total) <= 1 or redis.call('HLEN', parts) >= tonumber(given_total) then
-    return complete(parts, meta, b,
-      {'total', given_total, 'first_seen_ms', now, 'words', words, 'done', ARGV[2]})
+    redis.call('HSET', meta, 'total', given_total, 'first_seen_ms', now, 'words', words, 'done',
+      ARGV[2])
+    return complete(parts, meta, b, false)
   end
   redis.call('HSET', meta, 'total', given_total, 'first_seen_ms', now, 'words', words)
   redis.call('ZADD', KEYS[1], 'NX', now, id)

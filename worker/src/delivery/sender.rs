@@ -238,7 +238,7 @@ impl Handler<DeliveryJob> for DeliveryHandler {
             // Each delivery continues the trace of the packet that completed its resource;
             // the POST carries this span's `traceparent`, which the webhook service continues.
             let span = tracing::info_span!("delivery", job_id = %j.id,
-                    resource_id = %j.payload.key, attempt = j.attempt);
+                resource_id = %j.payload.key, attempt = j.attempt);
             service_kit::trace::continue_from(&span, j.trace.as_deref());
             self.deliver(j, fetched).instrument(span)
         });
