@@ -36,8 +36,9 @@ def mapping():
         "mappings": {"dynamic": "strict", "properties": {
             "producer": {"type": "keyword"}, "number": {"type": "long"}, "sent_at": date,
             "received_at": date, "stored_at": date, "transit_ms": {"type": "double"},
-            "word_lengths": {"type": "integer"}, "text": {"type": "text", "index": False},
-            "resource_id": {"type": "keyword"}, "seq": {"type": "integer"}, "total": {"type": "integer"}}},
+            "word_lengths": {"type": "integer", "index": False}, "text": {"type": "text", "index": False},
+            "resource_id": {"type": "keyword"}, "seq": {"type": "integer", "index": False},
+            "total": {"type": "integer", "index": False}}},
     }
 
 

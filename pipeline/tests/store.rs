@@ -273,3 +273,49 @@ async fn unreachable_elasticsearch_is_unavailable() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(err.is_transient());
 }
+
+/// `word_lengths`, `seq` and `total` have doc values but no search index (cheaper to index):
+/// term and range queries and aggregations on them still answer, from the doc values.
+#[tokio::test]
+async fn doc_value_only_fields_still_answer_queries_and_aggregations() {
+    let env = TestEnv::new("store_doc_values").await;
+    let store = store(&env);
+    store.ensure_indices().await.unwrap();
+    let now = Utc::now();
+    let mut a = message("alpha", 1, now, 1.0);
+    a.word_lengths = vec![3, 11];
+    a.part = ResourcePart::new(ResourceId::parse("res:dv").unwrap(), 1, 4).ok();
+    let mut b = message("alpha", 2, now, 1.0);
+    b.word_lengths = vec![4];
+    b.part = ResourcePart::new(ResourceId::parse("res:dv").unwrap(), 2, 4).ok();
+    store.index_messages(&[a, b]).await.unwrap();
+    env.refresh("messages").await;
+
+    let count = |query: serde_json::Value| {
+        let env = &env;
+        async move {
+            let answer = env
+                .search(
+                    "messages",
+                    json!({"size": 0, "track_total_hits": true, "query": query}),
+                )
+                .await;
+            answer["hits"]["total"]["value"].as_u64().unwrap()
+        }
+    };
+    assert_eq!(count(json!({"term": {"word_lengths": 11}})).await, 1);
+    assert_eq!(
+        count(json!({"range": {"word_lengths": {"gte": 4}}})).await,
+        2
+    );
+    assert_eq!(count(json!({"term": {"seq": 2}})).await, 1);
+    assert_eq!(count(json!({"term": {"total": 4}})).await, 2);
+    assert_eq!(count(json!({"term": {"total": 5}})).await, 0);
+    let answer = env
+        .search(
+            "messages",
+            json!({"size": 0, "aggs": {"longest": {"max": {"field": "word_lengths"}}}}),
+        )
+        .await;
+    assert_eq!(answer["aggregations"]["longest"]["value"], 11.0);
+}

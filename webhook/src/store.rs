@@ -83,7 +83,9 @@ impl ResourceStore {
     }
 
     /// Settings (shards and replicas from `ES_SHARDS` / `ES_REPLICAS`) and the explicit mapping
-    /// of the index (strict: unknown fields are refused).
+    /// of the index (strict: unknown fields are refused). `packets` and `word_lengths`, which no
+    /// query of ours filters or sorts on, have doc values but no search index, as in the messages'
+    /// mapping (`pipeline::store::messages_index_body`).
     pub fn mapping(settings: IndexSettings) -> Value {
         json!({
             "settings": {
@@ -96,8 +98,8 @@ impl ResourceStore {
                 "properties": {
                     "resource_id": { "type": "keyword" },
                     "producer": { "type": "keyword" },
-                    "packets": { "type": "integer" },
-                    "word_lengths": { "type": "integer" },
+                    "packets": { "type": "integer", "index": false },
+                    "word_lengths": { "type": "integer", "index": false },
                     "first_received_at": { "type": "date" },
                     "last_received_at": { "type": "date" },
                     "completed_at": { "type": "date" },
