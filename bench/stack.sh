@@ -95,7 +95,7 @@ for N in $WORKER_COUNTS; do
   STACK_DIRS+=("$D/stack")
   RUST_LOG="${RUST_LOG:-warn}" "$STACK" up --dir "$D/stack" --bin-dir "$BIN" --free-ports --workers "$N" \
     --redis-url "redis://127.0.0.1:$REDIS_PORT" --redis-password-file "$D/secrets/redis_password" \
-    --elasticsearch-url "$ES" --namespace "$RUN-w$N" --index-prefix "$PREFIX" \
+    --elasticsearch-url "$ES" --namespace conveyor --index-prefix "$PREFIX" \
     --webhook-secret-file "$D/secrets/webhook_secret" --api-keys-file "$D/secrets/api_keys" \
     --api-key-file "$D/secrets/api_key" --without producer >"$D/up.log" || { cat "$D/up.log" >&2; exit 1; }
   unset CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
