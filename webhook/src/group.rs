@@ -8,8 +8,10 @@
 //! requests instead of one per resource: everything that arrived while one request was out goes in
 //! the next, and while they keep coming (the previous request left less than [`BUSY`] ago) the next
 //! waits up to [`LINGER`] for more: with the workers' 32 deliveries in flight per batch the
-//! requests carried ~45 resources without it and ~80 with it, and Elasticsearch spent ~3 µs less
-//! per message (bench/README.md, "The stack"). (With two out at once the requests were a third
+//! requests carried ~45 resources without it, ~80 with 3 ms and ~125 with 8 ms (100,000-packet
+//! stack runs, 2 workers), and Elasticsearch spent ~3 µs less per message with 3 ms
+//! (bench/README.md, "The stack"); a delivery under load waits at most 8 ms more for it, against
+//! seconds of backlog. (With two out at once the requests were a third
 //! smaller, and Elasticsearch pays ~0.75–2.5 ms of CPU per `_bulk`, by the machine's speed, on top
 //! of its per-document cost: bench/README.md, "The stack".) A failed `_bulk` fails each delivery of
 //! it with the same error (each then answers 503 and the worker delivers again: create-only writes
@@ -28,7 +30,7 @@ use crate::store::{Created, DeliveredResource, ResourceStore};
 pub const IN_FLIGHT: usize = 1;
 /// How long a `_bulk` waits for more deliveries when the one before it left less than [`BUSY`]
 /// ago (a delivery alone after a quiet spell never waits).
-pub const LINGER: Duration = Duration::from_millis(3);
+pub const LINGER: Duration = Duration::from_millis(8);
 /// See [`LINGER`].
 pub const BUSY: Duration = Duration::from_millis(50);
 /// Deliveries queued for the writer at most; one more waits for room (the service's
