@@ -35,7 +35,8 @@ def mapping():
         "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
         "mappings": {"dynamic": "strict", "properties": {
             "producer": {"type": "keyword"}, "number": {"type": "long"}, "sent_at": date,
-            "received_at": date, "stored_at": date, "transit_ms": {"type": "double"},
+            "received_at": date, "stored_at": dict(date, index=False),
+            "transit_ms": {"type": "double", "index": False},
             "word_lengths": {"type": "integer", "index": False}, "text": {"type": "text", "index": False},
             "resource_id": {"type": "keyword"}, "seq": {"type": "integer", "index": False},
             "total": {"type": "integer", "index": False}}},

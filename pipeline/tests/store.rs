@@ -274,7 +274,8 @@ async fn unreachable_elasticsearch_is_unavailable() {
     assert!(err.is_transient());
 }
 
-/// `word_lengths`, `seq` and `total` have doc values but no search index (cheaper to index):
+/// `word_lengths`, `seq`, `total`, `transit_ms` and `stored_at` have doc values but no search
+/// index (cheaper to index):
 /// term and range queries and aggregations on them still answer, from the doc values.
 #[tokio::test]
 async fn doc_value_only_fields_still_answer_queries_and_aggregations() {
@@ -311,6 +312,14 @@ async fn doc_value_only_fields_still_answer_queries_and_aggregations() {
     assert_eq!(count(json!({"term": {"seq": 2}})).await, 1);
     assert_eq!(count(json!({"term": {"total": 4}})).await, 2);
     assert_eq!(count(json!({"term": {"total": 5}})).await, 0);
+    assert_eq!(
+        count(json!({"range": {"transit_ms": {"lte": 1.0}}})).await,
+        2
+    );
+    assert_eq!(
+        count(json!({"range": {"stored_at": {"gte": "now-1h"}}})).await,
+        2
+    );
     let answer = env
         .search(
             "messages",

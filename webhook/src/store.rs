@@ -83,9 +83,10 @@ impl ResourceStore {
     }
 
     /// Settings (shards and replicas from `ES_SHARDS` / `ES_REPLICAS`) and the explicit mapping
-    /// of the index (strict: unknown fields are refused). `packets` and `word_lengths`, which no
-    /// query of ours filters or sorts on, have doc values but no search index, as in the messages'
-    /// mapping (`pipeline::store::messages_index_body`).
+    /// of the index (strict: unknown fields are refused). The fields no query of ours filters on
+    /// (all but `resource_id`, `producer` and `delivered_at`; `latency_ms` is only aggregated)
+    /// have doc values but no search index, as in the messages' mapping
+    /// (`pipeline::store::messages_index_body`).
     pub fn mapping(settings: IndexSettings) -> Value {
         json!({
             "settings": {
@@ -100,11 +101,11 @@ impl ResourceStore {
                     "producer": { "type": "keyword" },
                     "packets": { "type": "integer", "index": false },
                     "word_lengths": { "type": "integer", "index": false },
-                    "first_received_at": { "type": "date" },
-                    "last_received_at": { "type": "date" },
-                    "completed_at": { "type": "date" },
+                    "first_received_at": { "type": "date", "index": false },
+                    "last_received_at": { "type": "date", "index": false },
+                    "completed_at": { "type": "date", "index": false },
                     "delivered_at": { "type": "date" },
-                    "latency_ms": { "type": "double" }
+                    "latency_ms": { "type": "double", "index": false }
                 }
             }
         })
