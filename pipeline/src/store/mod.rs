@@ -323,7 +323,7 @@ fn rejected(status: u16, answer: &Value) -> StoreError {
 /// index. Fields no query of ours filters on (`stored_at`, `transit_ms`, which is only averaged,
 /// `word_lengths`, `seq`, `total`) keep doc values but no search index (`"index": false`):
 /// Elasticsearch still answers term and range queries on them (from the doc values, slower) and
-/// aggregates and sorts them, and indexing a message costs it ~2.5 µs less of its ~16
+/// aggregates and sorts them, and indexing a message costs it ~2 µs less of its ~16
 /// (bench/README.md, "The stack"). `number` and `sent_at` stay indexed although only their
 /// maximum is asked for: over a whole index the points answer that without reading every
 /// document.
