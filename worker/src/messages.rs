@@ -148,8 +148,8 @@ impl JobSpans {
             .collect();
         let traces: Vec<Option<String>> = spans.iter().map(trace::traceparent).collect();
         let batch = tracing::info_span!(parent: spans.first().and_then(|s| s.id()), "batch", jobs = jobs.len());
-        for tp in traces.iter().skip(1).flatten() {
-            trace::link(&batch, tp);
+        for span in spans.iter().skip(1) {
+            trace::link_span(&batch, span);
         }
         JobSpans {
             jobs: spans,
@@ -158,9 +158,14 @@ impl JobSpans {
         }
     }
 
-    /// One line per job, in its own span: what became of it.
+    /// One line per job, in its own span: what became of it. (Spans are entered only for a line
+    /// something records: a dead letter's warning, the others at debug.)
     fn settle(&self, outcomes: &[Outcome]) {
+        let debug = tracing::enabled!(tracing::Level::DEBUG);
         for (span, outcome) in self.jobs.iter().zip(outcomes) {
+            if !debug && !matches!(outcome, Outcome::Dead { .. }) {
+                continue;
+            }
             let _in = span.enter();
             match outcome {
                 Outcome::Done(_) => tracing::debug!("message stored"),
