@@ -27,6 +27,21 @@ stop_notebook_stack() { # stops the notebook's stack and drops its Redis keys an
   NB_STACK_DIR=""
 }
 
+# check_worker_weights STACK_DIR NICE: every worker the launcher started leads its own session
+# whose group has nice NICE (the replicas together weigh about one service for the CPU:
+# launcher/src/detached/weight.rs), where the kernel has session groups.
+check_worker_weights() {
+  local pf pid got n=0
+  [ -e /proc/self/autogroup ] || { log "no session groups in this kernel: worker weights not checked"; return 0; }
+  for pf in "$1"/pids/worker-*.pid; do
+    pid=$(cat "$pf"); got=$(awk '{print $NF}' "/proc/$pid/autogroup")
+    [ "$got" = "$2" ] || { warn "worker pid $pid: session nice $got, expected $2"; return 1; }
+    n=$((n + 1))
+  done
+  [ "$n" -gt 0 ] || { warn "no worker pidfiles in $1/pids"; return 1; }
+  log "$n workers, each in a session group of nice $2"
+}
+
 run_notebook() { # execute notebooks/producer_consumer.ipynb against a fresh private stack
   local out="$TEST_STATE/producer_consumer.out.ipynb" rc=0 id
   ensure_notebook_venv
@@ -37,6 +52,7 @@ run_notebook() { # execute notebooks/producer_consumer.ipynb against a fresh pri
     --free-ports --workers 2 --without producer \
     --redis-url "$REDIS_URL" --elasticsearch-url "$ELASTICSEARCH_URL" \
     --namespace "$NB_NAMESPACE" --index-prefix "$NB_NAMESPACE-" --log-format json || return 1
+  check_worker_weights "$NB_STACK_DIR" 3 || { stop_notebook_stack; return 1; }
   local CONSUMER_URL WEBHOOK_BASE_URL DASHBOARD_URL WORKER_PORTS
   eval "$(conveyor_stack urls --dir "$NB_STACK_DIR")"
   log "executing notebooks/producer_consumer.ipynb against $CONSUMER_URL (output: $out)"

@@ -361,6 +361,23 @@ fn workers_are_replicated_and_dependencies_wait_for_health() {
         replicas >= 2,
         "worker deploy.replicas >= 2, found {replicas}"
     );
+    // The replicas together weigh about one service for the CPU, as in native mode, where the
+    // launcher gives each worker's session nice worker_nice(replicas).
+    let shares = svcs["worker"]["cpu_shares"].as_u64().unwrap_or(1024);
+    assert_eq!(
+        shares * replicas,
+        1024,
+        "worker cpu_shares × replicas = one default weight"
+    );
+    let native = replicas as f64 * 1024.0
+        / 1.25f64.powi(conveyor_stack::detached::weight::worker_nice(
+            replicas as usize,
+        ));
+    assert!(
+        (0.8..1.25).contains(&(native / (shares * replicas) as f64)),
+        "native mode's worker weight {native} against compose's {}",
+        shares * replicas
+    );
     let mut edges = 0;
     for (key, svc) in svcs {
         let Some(deps) = svc.get("depends_on") else {

@@ -5,6 +5,7 @@
 
 mod files;
 mod stop;
+pub mod weight;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -178,6 +179,7 @@ fn start_all(opts: &UpOptions, plan: &[Planned], started: &mut Vec<(String, u32)
     let dir = &opts.dir;
     let (servers, clients): (Vec<&Planned>, Vec<&Planned>) =
         plan.iter().partition(|p| p.service.listens());
+    let replicas = plan.iter().filter(|p| p.service == Service::Worker).count();
     for p in &servers {
         match p.running {
             Some(pid) => println!("{} already running (pid {pid})", p.name),
@@ -213,6 +215,16 @@ fn start_all(opts: &UpOptions, plan: &[Planned], started: &mut Vec<(String, u32)
         }
         if p.service.has_readyz() {
             wait_ready(pid, p.service, port, opts.timeout).map_err(fail)?;
+        }
+        if p.service == Service::Worker {
+            // Answering, so past its setsid: its session group is its own.
+            let nice = weight::worker_nice(replicas);
+            if let Err(e) = weight::set_session_nice(pid, nice) {
+                println!(
+                    "{}: could not set its CPU weight (nice {nice}): {e}",
+                    p.name
+                );
+            }
         }
         println!(
             "{} healthy: pid {pid} answers http://127.0.0.1:{port}/healthz",
