@@ -27,10 +27,19 @@ pub fn set_session_nice(pid: u32, nice: i32) -> std::io::Result<bool> {
         return Ok(false);
     }
     let path = format!("/proc/{pid}/autogroup");
-    match std::fs::write(&path, nice.to_string()) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
+    // Without CAP_SYS_ADMIN the kernel takes one such change per 100 ms, machine-wide, and
+    // answers EAGAIN meanwhile (the second worker of `./setup.sh`, run as the service user).
+    let mut busy = 0;
+    loop {
+        match std::fs::write(&path, nice.to_string()) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && busy < 30 => {
+                busy += 1;
+                std::thread::sleep(std::time::Duration::from_millis(110));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
