@@ -50,12 +50,6 @@ fn session_of(pid: u32) -> Option<u32> {
     after_name.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// The nice value of `pid`'s session group, if the kernel has one.
-pub fn session_nice(pid: u32) -> Option<i32> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/autogroup")).ok()?;
-    text.split_whitespace().last()?.parse().ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

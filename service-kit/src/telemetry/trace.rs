@@ -61,16 +61,8 @@ pub fn continue_from(span: &Span, traceparent: Option<&str>) -> bool {
     }
 }
 
-/// Records on `span` a link to the span `traceparent` names (a related trace it does not
-/// belong to, e.g. the other jobs of a batch); a malformed value is ignored.
-pub fn link(span: &Span, traceparent: &str) {
-    if let Some(cx) = parse(traceparent) {
-        span.add_link(cx.span().span_context().clone());
-    }
-}
-
-/// Records on `span` a link to the local span `other` (e.g. the other jobs of a batch): as
-/// [`link`] with `other`'s [`traceparent`], without writing and parsing it.
+/// Records on `span` a link to the local span `other` (a related trace it does not belong to,
+/// e.g. the other jobs of a batch); nothing when `other` has no trace.
 pub fn link_span(span: &Span, other: &Span) {
     let cx = other.context();
     let sc = cx.span().span_context().clone();
