@@ -116,6 +116,7 @@
 pub mod admin;
 mod backoff;
 mod bulk;
+mod checked;
 mod coalesce;
 mod config;
 mod dedup;
@@ -138,6 +139,7 @@ mod worker;
 
 /// The pool type every part of Conveyor passes around (one node or a cluster).
 pub type Pool = RedisPool;
+pub use checked::IDLE_CHECK;
 pub use fanout::{Fanout, Replication, RESEND_FOR};
 pub use nodes::{cluster_masters, scan_all};
 pub use pool::{cluster_seed_urls, ClusterPool, RedisConnection, RedisPool};

@@ -8,6 +8,9 @@
 //! nodes (`redis+cluster://user:pass@10.0.0.1:7001,10.0.0.2:7001`): any reachable seed is
 //! enough, the others are fallbacks; the client learns every node from `CLUSTER SLOTS`.
 //!
+//! On one node, a pooled connection is checked with a round trip only after a failed command
+//! or an idle spell, not on every checkout (see `checked`).
+//!
 //! [`RedisConnection`] implements `redis::aio::ConnectionLike` by delegating: on one node it
 //! adds nothing (no allocation, no round trip); on a cluster it bounds every command and
 //! pipeline by the pool's response timeout (the cluster pool has no setting for it) and
@@ -21,14 +24,19 @@ use std::time::Duration;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
+use crate::checked::{CheckedManager, CheckedPool};
 use crate::error::QueueError;
 use crate::topology::{fresh, ClusterHandle, Topology};
 
 /// A pool on one Redis server or on a Redis Cluster. Cheap to clone (clones share the pool).
 #[derive(Clone)]
 pub enum RedisPool {
-    /// One server: deadpool-redis's pool of multiplexed connections.
+    /// One server: deadpool-redis's pool of multiplexed connections, as built by the caller
+    /// (it checks each connection with a round trip on every checkout).
     Single(deadpool_redis::Pool),
+    /// One server: the same connections, checked only after a failure or an idle spell
+    /// (`checked`); what [`RedisPool::open`] and [`RedisPool::single`] build.
+    Checked(CheckedPool),
     /// A Redis Cluster.
     Cluster(ClusterPool),
 }
@@ -74,6 +82,7 @@ impl std::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             RedisPool::Single(p) => f.debug_tuple("Single").field(&p.status()).finish(),
+            RedisPool::Checked(p) => f.debug_tuple("Checked").field(&p.status()).finish(),
             RedisPool::Cluster(c) => f.debug_tuple("Cluster").field(&c.seeds.len()).finish(),
         }
     }
@@ -118,16 +127,24 @@ impl RedisPool {
                     .collect::<Result<Vec<_>, _>>()?;
                 RedisPool::cluster(infos, max_size, None)
             }
-            None => {
-                let manager = deadpool_redis::Manager::new(url)?;
-                deadpool_redis::Pool::builder(manager)
-                    .max_size(max_size)
-                    .runtime(deadpool_redis::Runtime::Tokio1)
-                    .build()
-                    .map(RedisPool::Single)
-                    .map_err(|e| QueueError::Unavailable(e.to_string()))
-            }
+            None => RedisPool::single(deadpool_redis::Manager::new(url)?, max_size),
         }
+    }
+
+    /// A pool of up to `max_size` connections to one server made by `manager`, each checked
+    /// (`UNWATCH` + `PING`) on checkout only after a failed command or
+    /// [`IDLE_CHECK`](crate::IDLE_CHECK) in the
+    /// pool, instead of on every checkout. Opens no connection yet.
+    pub fn single(
+        manager: deadpool_redis::Manager,
+        max_size: usize,
+    ) -> Result<RedisPool, QueueError> {
+        CheckedPool::builder(CheckedManager::new(manager))
+            .max_size(max_size)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build()
+            .map(RedisPool::Checked)
+            .map_err(|e| QueueError::Unavailable(e.to_string()))
     }
 
     /// A cluster pool on `seeds` (at least one reachable node of the cluster); every command
@@ -165,7 +182,7 @@ impl RedisPool {
     /// The seed nodes of a cluster pool (empty for one node).
     pub fn cluster_seeds(&self) -> &[ConnectionInfo] {
         match self {
-            RedisPool::Single(_) => &[],
+            RedisPool::Single(_) | RedisPool::Checked(_) => &[],
             RedisPool::Cluster(c) => &c.seeds,
         }
     }
@@ -174,6 +191,7 @@ impl RedisPool {
     pub async fn get(&self) -> Result<RedisConnection, deadpool_redis::PoolError> {
         Ok(match self {
             RedisPool::Single(p) => RedisConnection(Conn::Single(p.get().await?)),
+            RedisPool::Checked(p) => RedisConnection(Conn::Checked(p.get().await?)),
             RedisPool::Cluster(c) => {
                 let conn = fresh(&c.pool, &c.topology).await?;
                 let handle = c.handle((*conn).clone(), c.response_timeout);
@@ -191,6 +209,11 @@ impl RedisPool {
         Ok(match self {
             RedisPool::Single(p) => {
                 let mut conn = deadpool_redis::Connection::take(p.get().await?);
+                conn.set_response_timeout(response_timeout);
+                RedisConnection(Conn::Multiplexed(conn))
+            }
+            RedisPool::Checked(p) => {
+                let mut conn = deadpool::managed::Object::take(p.get().await?).conn;
                 conn.set_response_timeout(response_timeout);
                 RedisConnection(Conn::Multiplexed(conn))
             }
@@ -237,6 +260,7 @@ pub struct RedisConnection(Conn);
 
 enum Conn {
     Single(deadpool_redis::Connection),
+    Checked(deadpool::managed::Object<CheckedManager>),
     Multiplexed(MultiplexedConnection),
     /// The pooled connection (held only to go back to the pool on drop) and the handle
     /// commands go through.
@@ -276,6 +300,7 @@ impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
             Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Checked(c) => c.req_packed_command(cmd),
             Conn::Multiplexed(c) => c.req_packed_command(cmd),
             Conn::Cluster(_, h) | Conn::OwnedCluster(h) => h.req_packed_command(cmd),
         }
@@ -289,6 +314,7 @@ impl ConnectionLike for RedisConnection {
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Checked(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(_, h) | Conn::OwnedCluster(h) => {
                 h.req_packed_commands(cmd, offset, count)
@@ -299,6 +325,7 @@ impl ConnectionLike for RedisConnection {
     fn get_db(&self) -> i64 {
         match &self.0 {
             Conn::Single(c) => c.get_db(),
+            Conn::Checked(c) => c.get_db(),
             Conn::Multiplexed(c) => c.get_db(),
             Conn::Cluster(_, h) | Conn::OwnedCluster(h) => h.get_db(),
         }

@@ -248,12 +248,7 @@ impl RedisArgs {
             .set_response_timeout(Some(self.redis_response_timeout));
         let manager = deadpool_redis::Manager::new_with_config(self.connection_info()?, config)
             .context("building the Redis connection manager")?;
-        deadpool_redis::Pool::builder(manager)
-            .max_size(self.redis_pool_size)
-            .runtime(deadpool_redis::Runtime::Tokio1)
-            .build()
-            .map(queue::RedisPool::from)
-            .context("building the Redis pool")
+        queue::RedisPool::single(manager, self.redis_pool_size).context("building the Redis pool")
     }
 }
 
