@@ -165,6 +165,12 @@ async fn a_dead_letter_made_on_purpose_is_retried_by_the_cli_and_stored_and_paus
         wait_for_count(&env, "resources", 1, Duration::from_secs(30)).await,
         1
     );
+    // The document is created first, the file right after it (the delivery is answered after
+    // both): wait for the file as for the document.
+    until("the output file", Duration::from_secs(10), || {
+        std::fs::read_dir(&output).unwrap().count() > 0
+    })
+    .await;
     let files: Vec<_> = std::fs::read_dir(&output)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
