@@ -1,6 +1,7 @@
 //! Ports: a free one for private stacks, and, before a fixed one is used, whether something else
 //! holds it and who (pid and command line, found through `/proc/net/tcp{,6}` and `/proc/<pid>/fd`).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::net::TcpListener;
 
@@ -12,6 +13,26 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
+}
+
+/// Free ports for one start, none handed out twice. A port [`free_port`] found is free again
+/// once its probe socket closes, so the kernel may offer it to the next probe: a stack's worker
+/// was once given the webhook service's port (and failed to start on it).
+#[derive(Debug, Default)]
+pub struct PortPicker {
+    given: HashSet<u16>,
+}
+
+impl PortPicker {
+    /// A port that was free a moment ago and that this picker has not given before.
+    pub fn pick(&mut self) -> u16 {
+        loop {
+            let port = free_port();
+            if self.given.insert(port) {
+                return port;
+            }
+        }
+    }
 }
 
 /// A process holding a port.
@@ -134,6 +155,15 @@ fn listening_inodes(port: u16) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_picker_never_gives_a_port_twice() {
+        // 500 bare probes of ~28,000 ephemeral ports repeat one almost surely (birthday bound).
+        let mut picker = PortPicker::default();
+        let ports: Vec<u16> = (0..500).map(|_| picker.pick()).collect();
+        let distinct: HashSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 
     #[test]
     fn a_held_port_names_its_holder() {

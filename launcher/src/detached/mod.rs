@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::health::{probe, wait_ready, wait_started};
-use crate::ports::{check_free, free_port};
+use crate::ports::{check_free, PortPicker};
 use crate::process::command;
 use crate::{Service, StackConfig};
 
@@ -67,12 +67,13 @@ pub fn up(mut opts: UpOptions) -> Result<State> {
     }
     private_dir(&opts.config.output_dir)?;
     let prior = read_state(&dir).unwrap_or_default();
+    let mut ports = PortPicker::default();
     if opts.free_ports {
         // Every service's port, started or not: workers of a stack without a webhook service
         // must not deliver to whatever listens on the default port.
-        opts.config.consumer_port = free_port();
-        opts.config.webhook_port = free_port();
-        opts.config.dashboard_port = free_port();
+        opts.config.consumer_port = ports.pick();
+        opts.config.webhook_port = ports.pick();
+        opts.config.dashboard_port = ports.pick();
     }
     let bin_dir = &opts.bin_dir;
     for svc in Service::ALL {
@@ -109,7 +110,7 @@ pub fn up(mut opts: UpOptions) -> Result<State> {
                 "{name} (pid {pid}) runs on port {old} since an earlier start, not {new}: stop it first (./setup.sh stop)"
             ),
             (Some(_), Some(old), _) => Some(old),
-            (_, _, Some(0)) => Some(free_port()),
+            (_, _, Some(0)) => Some(ports.pick()),
             (_, _, p) => p,
         };
         plan.push(Planned {
