@@ -112,9 +112,11 @@ impl Collator {
         self.release_many(std::slice::from_ref(key)).await
     }
 
-    /// Marks resources delivered, in one pipelined round trip (all or nothing per resource: a
-    /// `MULTI … EXEC` each on one node, one transaction per partition on a cluster): a re-run of a job then finds [`Fetched::Delivered`], the
-    /// data expires after `completed_ttl` and the tombstone lives the retention more.
+    /// Marks resources delivered, in one pipelined round trip, all or nothing per partition (one
+    /// `MULTI … EXEC` per partition on one node, one transaction per partition on a cluster): a
+    /// re-run of a job then finds [`Fetched::Delivered`], the data expires after `completed_ttl`
+    /// and the tombstone lives the retention more. A partition's tombstones go in one `HSET` of
+    /// its current bucket, which gets its TTL once (`EXPIRE … NX`), not once per resource.
     pub async fn release_many(&self, keys: &[ResourceKey]) -> Result<(), CollateError> {
         if keys.is_empty() {
             return Ok(());
@@ -122,38 +124,48 @@ impl Collator {
         let ttl = self.completed_ttl.as_secs().max(1);
         let tombstones = self.tombstones();
         let current = tombstones.current(now_ms());
-        let mut fan = Fanout::new(self.pool.is_cluster(), self.webhooks.keys());
+        // Resources by partition, in order.
+        let mut by_partition: BTreeMap<u16, Vec<(String, String)>> = BTreeMap::new();
         for key in keys {
             let resource_id = key.to_string();
             let (prefix, p) = self.prefix(&resource_id);
-            let bucket = format!("{}{current}", Tombstones::prefix(self.webhooks.keys(), p));
-            fan.begin(p)
-                .cmd("HSET")
-                .arg(&bucket)
-                .arg(&resource_id)
-                .arg("delivered")
-                .ignore()
+            by_partition
+                .entry(p)
+                .or_default()
+                .push((resource_id, prefix));
+        }
+        let mut fan = Fanout::new(self.pool.is_cluster(), self.webhooks.keys());
+        for (p, resources) in &by_partition {
+            let bucket = format!("{}{current}", Tombstones::prefix(self.webhooks.keys(), *p));
+            let pipe = fan.begin(*p);
+            let hset = pipe.cmd("HSET").arg(&bucket);
+            for (resource_id, _) in resources {
+                hset.arg(resource_id).arg("delivered");
+            }
+            pipe.ignore()
                 .cmd("EXPIRE")
                 .arg(&bucket)
                 .arg(tombstones.bucket_ttl_secs())
                 .arg("NX")
-                .ignore()
+                .ignore();
+            for (_, prefix) in resources {
                 // Read by fetch_many without the buckets while the data lives. (Data already
                 // gone gets a meta of this one field, expiring with the TTL below.)
-                .cmd("HSET")
-                .arg(format!("{prefix}meta"))
-                .arg("delivered")
-                .arg("1")
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(format!("{prefix}parts"))
-                .arg(ttl)
-                .ignore()
-                .cmd("EXPIRE")
-                .arg(format!("{prefix}meta"))
-                .arg(ttl)
-                .ignore();
-            fan.commit(p);
+                pipe.cmd("HSET")
+                    .arg(format!("{prefix}meta"))
+                    .arg("delivered")
+                    .arg("1")
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(format!("{prefix}parts"))
+                    .arg(ttl)
+                    .ignore()
+                    .cmd("EXPIRE")
+                    .arg(format!("{prefix}meta"))
+                    .arg(ttl)
+                    .ignore();
+            }
+            fan.commit(*p);
         }
         let mut conn = self.conn().await?;
         fan.query(&mut conn).await?;
