@@ -3,12 +3,13 @@
 #
 # For each worker count in WORKER_COUNTS (default "2 4"), in one run: a fresh redis-server with
 # native mode's own configuration (scripts/provision.sh write_native_redis_conf: AOF with fsync
-# always, maxmemory, a password), the whole native stack through the launcher as `./setup.sh`
-# starts it (consumer with API keys, N workers with collation, the webhook service storing every
-# delivered resource, the dashboard polling /stats), and the producer at full speed for COUNT
-# packets (`producer --bench --batch BATCH --concurrency CONCURRENCY`, resources on). Timed until
-# every message is stored (the workers' /metrics, then an exact `_count`) and every completed
-# resource is delivered (the resources index). Printed per worker count:
+# always, maxmemory, a password) and priority (weigh_redis: nice REDIS_NICE), the whole native
+# stack through the launcher as `./setup.sh` starts it (consumer with API keys, N workers with
+# collation, the webhook service storing every delivered resource, the dashboard polling
+# /stats), and the producer at full speed for COUNT packets (`producer --bench --batch BATCH
+# --concurrency CONCURRENCY`, resources on). Timed until every message is stored (the workers'
+# /metrics, then an exact `_count`) and every completed resource is delivered (the resources
+# index). Printed per worker count:
 #   stored messages/s and delivered resources/s, end to end (from the first POST);
 #   p50/p99 from POST (the packet's sent_at) to stored (its stored_at), over every document;
 #   p50/p99 from a resource's last packet to its delivery (the webhook's latency_ms);
@@ -90,6 +91,7 @@ for N in $WORKER_COUNTS; do
   export REDISCLI_AUTH; REDISCLI_AUTH="$(cat "$D/secrets/redis_password")"
   for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
   REDIS_PID="$(cat "$D/redis.pid")"
+  weigh_redis "$REDIS_PID" 2>&1 | sed 's/\x1b\[[0-9;]*m//g; s/^/   /' # as native mode does (scripts/provision.sh)
 
   echo "== $N workers: $COUNT packets, producer --bench --batch $BATCH --concurrency $CONCURRENCY (resources on)"
   STACK_DIRS+=("$D/stack")

@@ -143,6 +143,33 @@ start_redis() { # port dir aof(yes|no)
   die "Redis did not start on $port (see $dir/redis.log)"
 }
 
+# REDIS_NICE: native mode's Redis runs at this nice value (its session group and its threads).
+# Redis runs every command of every service on one thread: on a busy machine each wait of that
+# thread for a core delays every service at once (the API's answers, the workers' reads and
+# acks). -5 weighs it about three services (docker-compose gives it cpu_shares 3072 alike).
+# bench/stack.sh, default command, same hour: 2 workers 22,422 stored/s with it, 19,512
+# without; 4 workers 21,834 and 22,321 with, 18,467 and 18,674 without. 0 leaves it alone.
+REDIS_NICE="${REDIS_NICE:--5}"
+
+# weigh_redis PID: gives Redis REDIS_NICE (its session group, where the kernel has them, and
+# each of its threads). Raising a priority takes root: otherwise Redis keeps the default weight,
+# and this says so.
+weigh_redis() {
+  local pid=$1 t ok=1
+  [ "$REDIS_NICE" != 0 ] || return 0
+  if [ -e "/proc/$pid/autogroup" ]; then
+    echo "$REDIS_NICE" 2>/dev/null >"/proc/$pid/autogroup" || ok=0
+  fi
+  for t in /proc/"$pid"/task/*; do
+    renice -n "$REDIS_NICE" -p "${t##*/}" >/dev/null 2>&1 || ok=0
+  done
+  if [ "$ok" = 1 ]; then
+    log "Redis (pid $pid) runs at nice $REDIS_NICE: the thread every service waits on"
+  else
+    warn "Redis (pid $pid) keeps the default CPU weight: nice $REDIS_NICE takes root"
+  fi
+}
+
 # start_native_redis PORT DATA_DIR CONF PASSWORD_FILE PIDFILE LOGFILE: native mode's Redis, run as
 # $SERVICE_USER (as_service) with AOF fsynced on every write (appendfsync always) and a password:
 # requirepass is written into CONF (created private, 0600) from PASSWORD_FILE, never on a command
@@ -156,7 +183,10 @@ start_native_redis() {
   [ "$(id -u)" -ne 0 ] || chown "$SERVICE_USER:$SERVICE_USER" "$conf"
   log "starting Redis on 127.0.0.1:$port as $(as_service id -un), with a password ($pwfile)"
   (umask 077; as_service redis-server "$conf" >/dev/null) # its pidfile and log private too
-  for _ in $(seq 1 50); do redis_up_auth "$port" "$pwfile" && return; sleep 0.1; done
+  for _ in $(seq 1 50); do
+    if redis_up_auth "$port" "$pwfile"; then weigh_redis "$(cat "$pidfile")"; return; fi
+    sleep 0.1
+  done
   die "Redis did not start on $port (see $logfile)"
 }
 

@@ -47,6 +47,8 @@ cluster_run_native() {
     mkdir -p "$rdir"; chmod 755 "$rdir"
     start_redis_cluster "$rbase" "$rdir" "$NATIVE_REDIS_PW"
     log "Redis Cluster ready: 3 masters + 3 replicas, cluster_state:ok"
+    # Each node at native mode's Redis priority (docker-compose.cluster.yml: cpu_shares alike).
+    for p in $(seq "$rbase" $((rbase + 5))); do weigh_redis "$(cat "$rdir/$p/redis.pid")"; done
   fi
   for p in $(seq "$rbase" $((rbase + 5))); do ln -sf "$rdir/$p/redis.log" "$RUN_DIR/logs/redis-$p.log"; done
   start_es_cluster "$esport" "$estport" "$esdir"

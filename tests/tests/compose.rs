@@ -352,6 +352,44 @@ fn published_ports_are_the_documented_defaults_and_match_listen_addresses() {
     }
 }
 
+/// Every Redis service of both compose files weighs for the CPU what native mode's Redis does
+/// at `REDIS_NICE` (scripts/provision.sh, applied by weigh_redis to the one node and to every
+/// cluster node): cpu_shares within a quarter of 1024 × 1.25^-nice.
+#[test]
+fn redis_weighs_in_compose_what_it_weighs_in_native_mode() {
+    let provision = read("scripts/provision.sh");
+    let nice: i32 = provision
+        .lines()
+        .find_map(|l| l.strip_prefix("REDIS_NICE=\"${REDIS_NICE:-"))
+        .and_then(|rest| rest.strip_suffix("}\""))
+        .and_then(|v| v.parse().ok())
+        .expect("scripts/provision.sh sets REDIS_NICE=\"${REDIS_NICE:-<n>}\"");
+    assert!(nice < 0, "native mode's Redis weighs more than a service");
+    let native = 1024.0 * 1.25f64.powi(-nice);
+    let mut checked = 0;
+    for doc in [compose(), cluster()] {
+        for (name, svc) in services(&doc) {
+            // A Redis server (not a one-shot `redis-cli` of the image, as the cluster's init).
+            let command = serde_yaml::to_string(&svc["command"]).unwrap_or_default();
+            if !command.contains("redis-server") {
+                continue;
+            }
+            let shares = svc["cpu_shares"].as_u64().unwrap_or(1024) as f64;
+            assert!(
+                (0.8..1.25).contains(&(native / shares)),
+                "{name:?}: cpu_shares {shares} against native mode's weight {native} (nice {nice})"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 1 + 6, "the one Redis and the six cluster nodes");
+    let cluster_script = read("scripts/lib/cluster_stack.sh");
+    assert!(
+        cluster_script.contains("weigh_redis"),
+        "native cluster nodes are weighed too"
+    );
+}
+
 #[test]
 fn workers_are_replicated_and_dependencies_wait_for_health() {
     let doc = compose();
