@@ -157,6 +157,9 @@ REDIS_NICE="${REDIS_NICE:--5}"
 weigh_redis() {
   local pid=$1 t ok=1
   [ "$REDIS_NICE" != 0 ] || return 0
+  if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then
+    warn "Redis's pid ('$pid') names no process: its CPU weight is left alone"; return 0
+  fi
   if [ -e "/proc/$pid/autogroup" ]; then
     echo "$REDIS_NICE" 2>/dev/null >"/proc/$pid/autogroup" || ok=0
   fi

@@ -11,14 +11,18 @@
 //! - any command or pipeline on it failed since its last check (an I/O error, a timeout, a
 //!   closed socket, or an error reply: whichever it was, the next checkout finds out with a
 //!   `PING` before anyone relies on the connection; a broken one is dropped for a new one);
-//! - it has not left the pool for [`IDLE_CHECK`] (a server that restarted, or a middlebox that
-//!   dropped the idle connection, is noticed as before, without costing a failed command).
+//! - a command on it was cancelled before its answer (its caller's timeout): what the server did
+//!   with it, and whether the connection still answers, is unknown;
+//! - its last checkout was [`IDLE_CHECK`] or longer ago (deadpool's `Metrics::last_used`): a
+//!   server that restarted, or a middlebox that dropped the idle connection, is noticed as
+//!   before, without costing a failed command.
 //!
-//! A connection that breaks while it is checked out more often than once per [`IDLE_CHECK`]
-//! fails the one command that finds it (as a command on a checked connection could fail if the
-//! server went away just after the check), and is checked on its next checkout. Nothing in
-//! Conveyor uses `WATCH`, and a transaction is always sent whole in one write: the `UNWATCH` of
-//! the check only matters after a failure, when it runs.
+//! A connection in steady use that breaks (the server restarts, `CLIENT KILL`) fails the one
+//! command that finds it — as a command on a checked connection could fail if the server went
+//! away just after the check — and is checked on its next checkout. Nothing in Conveyor uses
+//! `WATCH`, and a transaction is always sent whole in one write: the `UNWATCH` of the check only
+//! matters after a failure, when it runs. A dedicated connection (`RedisPool::dedicated`, held
+//! for long) is a new one, never an unchecked pooled one.
 
 use std::time::Duration;
 
@@ -26,7 +30,7 @@ use deadpool::managed::{Manager, Metrics, RecycleResult};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 
-/// How long a connection may sit in the pool before its next checkout checks it.
+/// Checkouts further apart than this check the connection.
 pub const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// The pool of one Redis server.
@@ -49,7 +53,8 @@ impl std::fmt::Debug for CheckedManager {
     }
 }
 
-/// A pooled connection and whether a command on it failed since its last check.
+/// A pooled connection and whether a command on it failed (or was cancelled) since its last
+/// check.
 pub struct Checked {
     pub(crate) conn: MultiplexedConnection,
     suspect: bool,
@@ -79,8 +84,10 @@ impl Manager for CheckedManager {
 impl Checked {
     pub(crate) fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
+            // Suspect until answered: a command dropped mid-way (timed out) leaves it so.
+            let was = std::mem::replace(&mut self.suspect, true);
             let reply = self.conn.req_packed_command(cmd).await;
-            self.suspect |= reply.is_err();
+            self.suspect = was || reply.is_err();
             reply
         })
     }
@@ -92,8 +99,9 @@ impl Checked {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
+            let was = std::mem::replace(&mut self.suspect, true);
             let reply = self.conn.req_packed_commands(cmd, offset, count).await;
-            self.suspect |= reply.is_err();
+            self.suspect = was || reply.is_err();
             reply
         })
     }

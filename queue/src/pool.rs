@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool::managed::Manager as _;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
 
@@ -213,7 +214,13 @@ impl RedisPool {
                 RedisConnection(Conn::Multiplexed(conn))
             }
             RedisPool::Checked(p) => {
-                let mut conn = deadpool::managed::Object::take(p.get().await?).conn;
+                // A new connection: a pooled one may be handed out unchecked (`checked`).
+                let mut conn = p
+                    .manager()
+                    .create()
+                    .await
+                    .map_err(deadpool::managed::PoolError::Backend)?
+                    .conn;
                 conn.set_response_timeout(response_timeout);
                 RedisConnection(Conn::Multiplexed(conn))
             }

@@ -1,8 +1,9 @@
 //! The one-node pool every service builds (`RedisPool::open` / `RedisPool::single`) checks a
-//! connection with `UNWATCH` + `PING` on checkout only when it may be broken: after a failed
-//! command, or after `IDLE_CHECK` in the pool. A checkout of a connection in steady use costs
-//! no round trip. What the server last ran on the pooled connection (`cmd=` in `CLIENT LIST`,
-//! read over a connection of the test's own) shows whether a checkout sent anything.
+//! connection with `UNWATCH` + `PING` on checkout only when it may be broken: after a failed or
+//! cancelled command, or when its last checkout was `IDLE_CHECK` ago. A checkout of a connection
+//! in steady use costs no round trip. What the server last ran on the pooled connection (`cmd=`
+//! in `CLIENT LIST`, read over a connection of the test's own) shows whether a checkout sent
+//! anything.
 
 use std::time::Duration;
 
@@ -44,8 +45,8 @@ async fn checkouts_ping_only_after_a_failure_or_an_idle_spell() {
             .unwrap()
     };
 
-    // In steady use: 20 checkouts, each with one SET; after each, the SET is the last command.
-    for i in 0..20 {
+    // In steady use: 10 checkouts, each with one SET; after each, the SET is the last command.
+    for i in 0..10 {
         let mut c = pool.get().await.unwrap();
         let before = if i == 0 { "client|id" } else { "set" };
         assert_eq!(
@@ -57,6 +58,23 @@ async fn checkouts_ping_only_after_a_failure_or_an_idle_spell() {
     }
     let c = pool.get().await.unwrap();
     assert_eq!(last_command(&mut admin, id).await, "set");
+    drop(c);
+
+    // A command cancelled before its answer (its caller gave up: a BLPOP that waits 300 ms, given
+    // 50) leaves the connection suspect: the next checkout checks it.
+    {
+        let mut c = pool.get().await.unwrap();
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(format!("{key}:never")).arg(0.3);
+        let wait = blpop.query_async::<Option<(String, String)>>(&mut c);
+        let answered = tokio::time::timeout(Duration::from_millis(50), wait).await;
+        assert!(
+            answered.is_err(),
+            "BLPOP answered within 50 ms: {answered:?}"
+        );
+    }
+    let c = pool.get().await.unwrap();
+    assert_eq!(last_command(&mut admin, id).await, "ping");
     drop(c);
 
     // After an idle spell, the checkout checks (the PING is the last command).
@@ -82,9 +100,11 @@ async fn checkouts_ping_only_after_a_failure_or_an_idle_spell() {
         let set: redis::RedisResult<()> = c.set(&key, 100 + i).await;
         failures += set.is_err() as usize;
     }
-    assert_eq!(
-        failures, 1,
-        "only the command that found the dropped connection fails"
+    // One (none if the machine stalled a whole IDLE_CHECK before the first checkout, which then
+    // checked the connection): never one per checkout.
+    assert!(
+        failures <= 1,
+        "{failures} commands failed on the dropped connection"
     );
     let mut c = pool.get().await.unwrap();
     let now: i64 = redis::cmd("CLIENT")
