@@ -17,12 +17,18 @@
 //!   server that restarted, or a middlebox that dropped the idle connection, is noticed as
 //!   before, without costing a failed command.
 //!
-//! A connection in steady use that breaks (the server restarts, `CLIENT KILL`) fails the one
-//! command that finds it — as a command on a checked connection could fail if the server went
-//! away just after the check — and is checked on its next checkout. Nothing in Conveyor uses
-//! `WATCH`, and a transaction is always sent whole in one write: the `UNWATCH` of the check only
-//! matters after a failure, when it runs. A dedicated connection (`RedisPool::dedicated`, held
-//! for long) is a new one, never an unchecked pooled one.
+//! A connection in steady use is not checked with a round trip, yet its checkout still notices
+//! a socket the server closed (a restart, `CLIENT KILL`): redis-rs's task that drives the
+//! connection ends when the socket does, and a command handed to an ended task is refused at
+//! once, unsent. So the checkout hands the connection a `PING` whose answer nobody waits for
+//! (`Cmd::set_no_response`; the `PONG` is read and discarded): accepted, the connection goes
+//! out without waiting for Redis; refused, it is dropped for a new one, and no caller's command
+//! is spent finding out. A server that goes away after the checkout fails the command in
+//! flight, as it could after any check.
+//!
+//! Nothing in Conveyor uses `WATCH`, and a transaction is always sent whole in one write: the
+//! `UNWATCH` of the check only matters after a failure, when it runs. A dedicated connection
+//! (`RedisPool::dedicated`, held for long) is a new one, never an unchecked pooled one.
 
 use std::time::Duration;
 
@@ -73,12 +79,22 @@ impl Manager for CheckedManager {
 
     async fn recycle(&self, c: &mut Checked, metrics: &Metrics) -> RecycleResult<RedisError> {
         if !c.suspect && metrics.last_used() < IDLE_CHECK {
+            // Fails only when the connection's reader has ended (the socket closed).
+            c.conn.req_packed_command(&unanswered_ping()).await?;
             return Ok(());
         }
         self.inner.recycle(&mut c.conn, metrics).await?;
         c.suspect = false;
         Ok(())
     }
+}
+
+/// A `PING` sent without waiting for its answer: queued to the connection's writer, it is
+/// refused at once when the reader has ended; its `PONG` is read and discarded.
+fn unanswered_ping() -> Cmd {
+    let mut ping = redis::cmd("PING");
+    ping.set_no_response(true);
+    ping
 }
 
 impl Checked {

@@ -1,119 +1,153 @@
 //! The one-node pool every service builds (`RedisPool::open` / `RedisPool::single`) checks a
-//! connection with `UNWATCH` + `PING` on checkout only when it may be broken: after a failed or
-//! cancelled command, or when its last checkout was `IDLE_CHECK` ago. A checkout of a connection
-//! in steady use costs no round trip. What the server last ran on the pooled connection (`cmd=`
-//! in `CLIENT LIST`, read over a connection of the test's own) shows whether a checkout sent
-//! anything.
+//! connection with `UNWATCH` + `PING` on checkout, waiting for the answer, only when it may be
+//! broken: after a failed or cancelled command, or when its last checkout was `IDLE_CHECK` ago.
+//! A checkout of a connection in steady use does not wait for Redis, yet it notices a connection
+//! the server closed, and replaces it before any caller's command is spent on it.
+//!
+//! Whether a checkout waits for Redis is seen by freezing a private `redis-server` (SIGSTOP): a
+//! checkout that completes meanwhile asked Redis nothing it waited for.
 
 use std::time::Duration;
 
-use queue::{RedisPool, IDLE_CHECK};
+use queue::{RedisConnection, RedisPool, IDLE_CHECK};
 use redis::AsyncCommands;
+use testkit::RedisServer;
 
-/// `cmd=` of client `id`, as an admin connection sees it.
-async fn last_command(admin: &mut redis::aio::MultiplexedConnection, id: i64) -> String {
-    let list: String = redis::cmd("CLIENT")
-        .arg("LIST")
-        .arg("ID")
-        .arg(id)
-        .query_async(admin)
-        .await
-        .unwrap();
-    list.split_whitespace()
-        .find_map(|kv| kv.strip_prefix("cmd="))
-        .unwrap_or_else(|| panic!("client {id} not listed: {list:?}"))
-        .to_string()
+/// Long enough that only a checkout that waits for the frozen server misses it.
+const NO_WAIT: Duration = Duration::from_secs(5);
+/// How long a checkout that waits for the frozen server is given, to show that it waits.
+const WAITS: Duration = Duration::from_secs(2);
+
+async fn client_id(c: &mut RedisConnection) -> i64 {
+    redis::cmd("CLIENT").arg("ID").query_async(c).await.unwrap()
+}
+
+/// Whether a checkout completes within `within` while `server` answers nothing.
+async fn checks_out_while_frozen(server: &RedisServer, pool: &RedisPool, within: Duration) -> bool {
+    server.freeze();
+    let got = tokio::time::timeout(within, pool.get()).await;
+    server.thaw();
+    matches!(got, Ok(Ok(_)))
 }
 
 #[tokio::test]
-async fn checkouts_ping_only_after_a_failure_or_an_idle_spell() {
-    let url = testkit::redis_url();
+async fn only_a_suspect_or_idle_connection_is_checked_with_a_round_trip() {
+    let server = RedisServer::start().await;
     let key = testkit::unique_name("pool-checks");
-    let mut admin = redis::Client::open(url.as_str())
+    // One connection, so every checkout takes the same one.
+    let pool = RedisPool::open(&server.url(), 1).unwrap();
+    let id = client_id(&mut pool.get().await.unwrap()).await;
+
+    // In steady use: checkouts do not wait for Redis.
+    for i in 0..5 {
+        let () = pool.get().await.unwrap().set(&key, i).await.unwrap();
+        assert!(
+            checks_out_while_frozen(&server, &pool, NO_WAIT).await,
+            "checkout {i} of a connection in steady use waited for Redis"
+        );
+    }
+
+    // A command cancelled before its answer (its caller gave up) leaves the connection suspect:
+    // the next checkout waits for Redis's answer to its check.
+    {
+        let mut c = pool.get().await.unwrap();
+        server.freeze();
+        let mut get = redis::cmd("GET");
+        let get = get.arg(&key).query_async::<Option<i64>>(&mut c);
+        let answered = tokio::time::timeout(Duration::from_millis(50), get).await;
+        server.thaw();
+        assert!(
+            answered.is_err(),
+            "GET answered by a frozen server: {answered:?}"
+        );
+    }
+    assert!(
+        !checks_out_while_frozen(&server, &pool, WAITS).await,
+        "the checkout after a cancelled command did not wait for its check"
+    );
+
+    // After an idle spell, the checkout checks too.
+    let () = pool.get().await.unwrap().set(&key, 10).await.unwrap();
+    tokio::time::sleep(IDLE_CHECK + Duration::from_millis(200)).await;
+    assert!(
+        !checks_out_while_frozen(&server, &pool, WAITS).await,
+        "the checkout after an idle spell did not wait for its check"
+    );
+
+    // Every connection works afterwards (the cancelled checks dropped theirs for new ones).
+    let mut c = pool.get().await.unwrap();
+    let value: i64 = c.get(&key).await.unwrap();
+    assert_eq!(value, 10);
+    assert_ne!(
+        client_id(&mut c).await,
+        id,
+        "the suspect connection was replaced"
+    );
+}
+
+#[tokio::test]
+async fn connections_the_server_closed_are_replaced_before_a_command_is_spent_on_them() {
+    const SIZE: usize = 4;
+    let server = RedisServer::start().await;
+    let key = testkit::unique_name("pool-checks");
+    let pool = RedisPool::open(&server.url(), SIZE).unwrap();
+    let mut admin = redis::Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    // One connection, so every checkout takes the same one.
-    let pool = RedisPool::open(&url, 1).unwrap();
-    let id: i64 = {
-        let mut c = pool.get().await.unwrap();
-        redis::cmd("CLIENT")
-            .arg("ID")
-            .query_async(&mut c)
-            .await
-            .unwrap()
-    };
-
-    // In steady use: 10 checkouts, each with one SET; after each, the SET is the last command.
-    for i in 0..10 {
-        let mut c = pool.get().await.unwrap();
-        let before = if i == 0 { "client|id" } else { "set" };
-        assert_eq!(
-            last_command(&mut admin, id).await,
-            before,
-            "checkout {i} sent a command"
-        );
-        let () = c.set(&key, i).await.unwrap();
-    }
-    let c = pool.get().await.unwrap();
-    assert_eq!(last_command(&mut admin, id).await, "set");
-    drop(c);
-
-    // A command cancelled before its answer (its caller gave up: a BLPOP that waits 300 ms, given
-    // 50) leaves the connection suspect: the next checkout checks it.
-    {
-        let mut c = pool.get().await.unwrap();
-        let mut blpop = redis::cmd("BLPOP");
-        blpop.arg(format!("{key}:never")).arg(0.3);
-        let wait = blpop.query_async::<Option<(String, String)>>(&mut c);
-        let answered = tokio::time::timeout(Duration::from_millis(50), wait).await;
-        assert!(
-            answered.is_err(),
-            "BLPOP answered within 50 ms: {answered:?}"
-        );
-    }
-    let c = pool.get().await.unwrap();
-    assert_eq!(last_command(&mut admin, id).await, "ping");
-    drop(c);
-
-    // After an idle spell, the checkout checks (the PING is the last command).
-    tokio::time::sleep(IDLE_CHECK + Duration::from_millis(200)).await;
-    let c = pool.get().await.unwrap();
-    assert_eq!(last_command(&mut admin, id).await, "ping");
-    drop(c);
-
-    // The server drops the connection: the command that finds it fails, once; the next
-    // checkout checks, drops the broken connection for a new one, and that one works.
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
+    let admin_id: i64 = redis::cmd("CLIENT")
         .arg("ID")
-        .arg(id)
         .query_async(&mut admin)
         .await
         .unwrap();
-    assert_eq!(killed, 1);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut failures = 0;
-    for i in 0..5 {
-        let mut c = pool.get().await.unwrap();
-        let set: redis::RedisResult<()> = c.set(&key, 100 + i).await;
-        failures += set.is_err() as usize;
+
+    // SIZE connections in steady use (held at once, so each checkout opens or takes its own).
+    let mut held = Vec::new();
+    for _ in 0..SIZE {
+        held.push(pool.get().await.unwrap());
     }
-    // One (none if the machine stalled a whole IDLE_CHECK before the first checkout, which then
-    // checked the connection): never one per checkout.
-    assert!(
-        failures <= 1,
-        "{failures} commands failed on the dropped connection"
-    );
-    let mut c = pool.get().await.unwrap();
-    let now: i64 = redis::cmd("CLIENT")
-        .arg("ID")
-        .query_async(&mut c)
+    let mut before = Vec::new();
+    for c in &mut held {
+        before.push(client_id(c).await);
+    }
+    drop(held);
+
+    // The server closes every connection but the admin's, as a restart closes them all.
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .arg("SKIPME")
+        .arg("yes")
+        .query_async(&mut admin)
         .await
         .unwrap();
-    assert_ne!(now, id, "the dropped connection was replaced");
-    let value: i64 = c.get(&key).await.unwrap();
-    assert_eq!(value, 104);
-    let () = c.del(&key).await.unwrap();
+    assert_eq!(killed, SIZE as i64, "the pool's connections: {before:?}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // SIZE checkouts at once, each with one command: none fails, all on new connections.
+    let mut held = Vec::new();
+    for _ in 0..SIZE {
+        held.push(pool.get().await.unwrap());
+    }
+    let mut failed = Vec::new();
+    for (i, c) in held.iter_mut().enumerate() {
+        let set: redis::RedisResult<()> = c.set(format!("{key}:{i}"), i).await;
+        if let Err(e) = set {
+            failed.push(e.to_string());
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {SIZE} commands failed on connections the server had closed: {failed:?}",
+        failed.len()
+    );
+    for c in &mut held {
+        let id = client_id(c).await;
+        assert!(
+            !before.contains(&id) && id != admin_id,
+            "client {id} was not replaced ({before:?})"
+        );
+    }
 }

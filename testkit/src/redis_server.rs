@@ -65,6 +65,28 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered until
+    /// [`RedisServer::thaw`] (a server stalled by the machine, not one that went away).
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server run again (SIGCONT); what it was sent meanwhile is then answered.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.guard.as_ref().map_or(0, |g| g.id());
+        assert_ne!(pid, 0, "redis-server is not running");
+        let sent = Command::new("kill")
+            .arg(sig)
+            .arg(pid.to_string())
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill {sig} {pid} failed");
+    }
+
     /// Rewrites the append-only file (`BGREWRITEAOF`) and waits until the rewrite is done: what
     /// Redis does by itself whenever the AOF has doubled (`auto-aof-rewrite-percentage 100`,
     /// from 64 MB), so every long run has one. After it, a restart loads the rewritten base (an
