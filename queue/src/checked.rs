@@ -44,12 +44,36 @@ pub type CheckedPool = deadpool::managed::Pool<CheckedManager>;
 
 /// deadpool-redis's manager, checking a connection only after a failure or an idle spell.
 pub struct CheckedManager {
-    inner: deadpool_redis::Manager,
+    inner: Inner,
+}
+
+/// Where the connections come from: a manager of our own, or the manager of a deadpool-redis
+/// pool built elsewhere (the tests' pools), whose connections are made the same way.
+enum Inner {
+    Own(Box<deadpool_redis::Manager>),
+    Of(deadpool_redis::Pool),
 }
 
 impl CheckedManager {
     pub fn new(inner: deadpool_redis::Manager) -> Self {
-        Self { inner }
+        Self {
+            inner: Inner::Own(Box::new(inner)),
+        }
+    }
+
+    /// Connections made by `pool`'s manager (its client and connection settings); the
+    /// connections already in `pool` stay there.
+    pub fn of_pool(pool: deadpool_redis::Pool) -> Self {
+        Self {
+            inner: Inner::Of(pool),
+        }
+    }
+
+    fn manager(&self) -> &deadpool_redis::Manager {
+        match &self.inner {
+            Inner::Own(m) => m,
+            Inner::Of(pool) => pool.manager(),
+        }
     }
 }
 
@@ -72,7 +96,7 @@ impl Manager for CheckedManager {
 
     async fn create(&self) -> Result<Checked, RedisError> {
         Ok(Checked {
-            conn: self.inner.create().await?,
+            conn: self.manager().create().await?,
             suspect: false,
         })
     }
@@ -83,7 +107,7 @@ impl Manager for CheckedManager {
             c.conn.req_packed_command(&unanswered_ping()).await?;
             return Ok(());
         }
-        self.inner.recycle(&mut c.conn, metrics).await?;
+        self.manager().recycle(&mut c.conn, metrics).await?;
         c.suspect = false;
         Ok(())
     }

@@ -32,11 +32,9 @@ use crate::topology::{fresh, ClusterHandle, Topology};
 /// A pool on one Redis server or on a Redis Cluster. Cheap to clone (clones share the pool).
 #[derive(Clone)]
 pub enum RedisPool {
-    /// One server: deadpool-redis's pool of multiplexed connections, as built by the caller
-    /// (it checks each connection with a round trip on every checkout).
-    Single(deadpool_redis::Pool),
-    /// One server: the same connections, checked only after a failure or an idle spell
-    /// (`checked`); what [`RedisPool::open`] and [`RedisPool::single`] build.
+    /// One server: deadpool-redis's multiplexed connections, checked only after a failure or an
+    /// idle spell (`checked`); what [`RedisPool::open`] and [`RedisPool::single`] build, and
+    /// what a deadpool-redis pool converts to.
     Checked(CheckedPool),
     /// A Redis Cluster.
     Cluster(ClusterPool),
@@ -73,16 +71,25 @@ impl ClusterPool {
     }
 }
 
+/// A pool of the connections `pool`'s manager makes (its client, its connection settings), of
+/// its size and timeouts, checked as [`RedisPool::single`]'s are: the pool the services run on,
+/// for callers (tests) that built a deadpool-redis pool. Opens no connection yet.
 impl From<deadpool_redis::Pool> for RedisPool {
     fn from(pool: deadpool_redis::Pool) -> Self {
-        RedisPool::Single(pool)
+        let (max_size, timeouts) = (pool.status().max_size, pool.timeouts());
+        let built = CheckedPool::builder(CheckedManager::of_pool(pool))
+            .max_size(max_size)
+            .timeouts(timeouts)
+            .runtime(deadpool_redis::Runtime::Tokio1)
+            .build();
+        // The one failure of `build` is timeouts without a runtime, and the runtime is set.
+        RedisPool::Checked(built.expect("a pool with a runtime builds"))
     }
 }
 
 impl std::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            RedisPool::Single(p) => f.debug_tuple("Single").field(&p.status()).finish(),
             RedisPool::Checked(p) => f.debug_tuple("Checked").field(&p.status()).finish(),
             RedisPool::Cluster(c) => f.debug_tuple("Cluster").field(&c.seeds.len()).finish(),
         }
@@ -183,7 +190,7 @@ impl RedisPool {
     /// The seed nodes of a cluster pool (empty for one node).
     pub fn cluster_seeds(&self) -> &[ConnectionInfo] {
         match self {
-            RedisPool::Single(_) | RedisPool::Checked(_) => &[],
+            RedisPool::Checked(_) => &[],
             RedisPool::Cluster(c) => &c.seeds,
         }
     }
@@ -191,7 +198,6 @@ impl RedisPool {
     /// A pooled connection (returned to the pool on drop).
     pub async fn get(&self) -> Result<RedisConnection, deadpool_redis::PoolError> {
         Ok(match self {
-            RedisPool::Single(p) => RedisConnection(Conn::Single(p.get().await?)),
             RedisPool::Checked(p) => RedisConnection(Conn::Checked(p.get().await?)),
             RedisPool::Cluster(c) => {
                 let conn = fresh(&c.pool, &c.topology).await?;
@@ -208,11 +214,6 @@ impl RedisPool {
         response_timeout: Duration,
     ) -> Result<RedisConnection, deadpool_redis::PoolError> {
         Ok(match self {
-            RedisPool::Single(p) => {
-                let mut conn = deadpool_redis::Connection::take(p.get().await?);
-                conn.set_response_timeout(response_timeout);
-                RedisConnection(Conn::Multiplexed(conn))
-            }
             RedisPool::Checked(p) => {
                 // A new connection: a pooled one may be handed out unchecked (`checked`).
                 let mut conn = p
@@ -266,7 +267,6 @@ impl RedisPool {
 pub struct RedisConnection(Conn);
 
 enum Conn {
-    Single(deadpool_redis::Connection),
     Checked(deadpool::managed::Object<CheckedManager>),
     Multiplexed(MultiplexedConnection),
     /// The pooled connection (held only to go back to the pool on drop) and the handle
@@ -306,7 +306,6 @@ impl RedisConnection {
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match &mut self.0 {
-            Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Checked(c) => c.req_packed_command(cmd),
             Conn::Multiplexed(c) => c.req_packed_command(cmd),
             Conn::Cluster(_, h) | Conn::OwnedCluster(h) => h.req_packed_command(cmd),
@@ -320,7 +319,6 @@ impl ConnectionLike for RedisConnection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match &mut self.0 {
-            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Checked(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Multiplexed(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(_, h) | Conn::OwnedCluster(h) => {
@@ -331,7 +329,6 @@ impl ConnectionLike for RedisConnection {
 
     fn get_db(&self) -> i64 {
         match &self.0 {
-            Conn::Single(c) => c.get_db(),
             Conn::Checked(c) => c.get_db(),
             Conn::Multiplexed(c) => c.get_db(),
             Conn::Cluster(_, h) | Conn::OwnedCluster(h) => h.get_db(),
