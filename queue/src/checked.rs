@@ -1,4 +1,4 @@
-//! The one-node pool's connections, checked only when they may be broken.
+//! The one-node pool's connections, checked with a round trip only when they may be broken.
 //!
 //! deadpool-redis's manager checks every connection each time it leaves the pool (`UNWATCH` +
 //! `PING`, one round trip). Under load that round trip waits its turn in Redis's event loop
@@ -17,14 +17,16 @@
 //!   server that restarted, or a middlebox that dropped the idle connection, is noticed as
 //!   before, without costing a failed command.
 //!
-//! A connection in steady use is not checked with a round trip, yet its checkout still notices
-//! a socket the server closed (a restart, `CLIENT KILL`): redis-rs's task that drives the
-//! connection ends when the socket does, and a command handed to an ended task is refused at
-//! once, unsent. So the checkout hands the connection a `PING` whose answer nobody waits for
-//! (`Cmd::set_no_response`; the `PONG` is read and discarded): accepted, the connection goes
-//! out without waiting for Redis; refused, it is dropped for a new one, and no caller's command
-//! is spent finding out. A server that goes away after the checkout fails the command in
-//! flight, as it could after any check.
+//! A connection in steady use is not checked with a round trip, yet its checkout notices a
+//! socket the server closed (a restart, `CLIENT KILL`) once redis-rs has read the close:
+//! redis-rs's task that drives the connection then ends, and a command handed to an ended task
+//! is refused at once, unsent. So the checkout hands the connection a `PING` whose answer
+//! nobody waits for (`Cmd::set_no_response`; the `PONG` is read and discarded): accepted, the
+//! connection goes out without waiting for Redis; refused, it is dropped for a new one, and no
+//! caller's command is spent finding out. This is as good as what the client has seen: a close
+//! not read yet (it arrived a moment ago), or none at all (the server's host vanished, a
+//! partition), still fails the command that finds it, as a server that goes away just after
+//! any check does; the command's failure then makes the connection suspect.
 //!
 //! Nothing in Conveyor uses `WATCH`, and a transaction is always sent whole in one write: the
 //! `UNWATCH` of the check only matters after a failure, when it runs. A dedicated connection
@@ -103,7 +105,8 @@ impl Manager for CheckedManager {
 
     async fn recycle(&self, c: &mut Checked, metrics: &Metrics) -> RecycleResult<RedisError> {
         if !c.suspect && metrics.last_used() < IDLE_CHECK {
-            // Fails only when the connection's reader has ended (the socket closed).
+            // Refused when the connection's task has ended (it read the socket's close); or,
+            // rarely, when the response timeout runs out while the task's queue is full.
             c.conn.req_packed_command(&unanswered_ping()).await?;
             return Ok(());
         }

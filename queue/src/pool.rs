@@ -73,10 +73,14 @@ impl ClusterPool {
 
 /// A pool of the connections `pool`'s manager makes (its client, its connection settings), of
 /// its size and timeouts, checked as [`RedisPool::single`]'s are: the pool the services run on,
-/// for callers (tests) that built a deadpool-redis pool. Opens no connection yet.
+/// for callers (tests) that built a deadpool-redis pool. Opens no connection yet. Each
+/// conversion is a pool of its own (up to its size in connections): to share one, convert once
+/// and clone the `RedisPool`.
 impl From<deadpool_redis::Pool> for RedisPool {
     fn from(pool: deadpool_redis::Pool) -> Self {
-        let (max_size, timeouts) = (pool.status().max_size, pool.timeouts());
+        // A closed pool reports size 0; a pool of 0 would wait forever on its first checkout.
+        let max_size = pool.status().max_size.max(1);
+        let timeouts = pool.timeouts();
         let built = CheckedPool::builder(CheckedManager::of_pool(pool))
             .max_size(max_size)
             .timeouts(timeouts)

@@ -58,6 +58,11 @@ impl RedisServer {
     /// stop` does. [`RedisServer::restart`] starts it again.
     pub fn stop(&mut self) {
         if let Some(mut g) = self.guard.take() {
+            // A frozen server would not act on SIGTERM until thawed.
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(g.id().to_string())
+                .status();
             assert!(
                 g.terminate(Duration::from_secs(10)),
                 "redis-server did not stop on SIGTERM within 10 s"
@@ -66,7 +71,8 @@ impl RedisServer {
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing is answered until
-    /// [`RedisServer::thaw`] (a server stalled by the machine, not one that went away).
+    /// [`RedisServer::thaw`] (a server stalled by the machine, not one that went away). Dropping
+    /// or [`RedisServer::stop`]ping a frozen server still ends it.
     pub fn freeze(&self) {
         self.signal("-STOP");
     }
