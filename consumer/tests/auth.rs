@@ -4,7 +4,7 @@
 //! public on loopback and need a read key when PUBLIC_READS is off; an API beyond loopback
 //! without keys refuses to start.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{config, packet, spawn};

@@ -5,7 +5,7 @@
 //! accepted again as soon as Redis is back; and a real backlog over the limit still answers 429
 //! saying how many jobs wait and what the limit is.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! each answer carries its own job id and every accepted packet is in the stream exactly once; a
 //! Redis outage answers 503 to every waiting request and enqueues none of them.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashMap};
 

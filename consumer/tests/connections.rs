@@ -4,7 +4,7 @@
 //! `MAX_CONCURRENT_REQUESTS` a request is answered 503 problem+json with `Retry-After` at once,
 //! while `/healthz` still answers.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! `GET /messages/{producer}/{number}` (right after the write, no refresh), `GET /messages` and
 //! `GET /stats`; an absent one is still 404 problem+json.
 
-mod support;
+use crate::support;
 
 use chrono::{Duration, Utc};
 use pipeline::ids::ProducerName;

@@ -3,7 +3,7 @@
 //! consumer started while Elasticsearch is down creates its index once it is back. The shared
 //! servers are never touched: a private redis-server and a TCP proxy stand in.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

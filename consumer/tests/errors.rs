@@ -1,7 +1,7 @@
 //! Every error status of the HTTP contract, produced against the real consumer, real Redis and
 //! real Elasticsearch: each is problem+json and leaves the queue exactly as it was.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use support::{packet, spawn};

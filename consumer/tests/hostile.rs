@@ -2,7 +2,7 @@
 //! against the real consumer on a real Redis, with the answer it must get. Whatever they send,
 //! nothing is enqueued: the stream stays empty.
 
-mod support;
+use crate::support;
 
 use std::time::Instant;
 

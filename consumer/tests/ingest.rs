@@ -1,7 +1,7 @@
 //! The 202 paths: one POST enqueues exactly one job stamped with `received_at`; a batch is
 //! all-or-nothing and enqueues every packet in one call.
 
-mod support;
+use crate::support;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;

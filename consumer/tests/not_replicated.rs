@@ -3,7 +3,7 @@
 //! with `Retry-After` instead of 202; the same packet sent again adds no second job (the natural
 //! key is the job id); without the wait the same server answers 202.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

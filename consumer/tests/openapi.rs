@@ -2,7 +2,7 @@
 //! (`router(state).oneshot`, no socket) and over real HTTP: it is OpenAPI 3, documents every
 //! route of the router with its method, and every documented route is really served.
 
-mod support;
+use crate::support;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};

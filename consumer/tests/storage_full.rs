@@ -2,7 +2,7 @@
 //! of writes: the API answers 503 + Retry-After ("storage-full") instead of 500, every packet it
 //! accepted is in the stream exactly once, and writes are accepted again once memory returns.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

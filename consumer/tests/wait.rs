@@ -4,7 +4,7 @@
 //! message is then readable through `GET /messages/{producer}/{number}`, `GET /messages` and
 //! `GET /stats`.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! sweep script, and a fresh server (empty script cache) works too. Size limit and data lifetimes
 //! are in `collate_lifecycle.rs`.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

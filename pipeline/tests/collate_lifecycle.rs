@@ -3,7 +3,7 @@
 //! delivered-data TTL; released data expires but its tombstone keeps late duplicates from
 //! reopening the resource.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

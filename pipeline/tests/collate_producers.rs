@@ -3,7 +3,7 @@
 //! other's, and a packet whose `total` disagrees with its resource is dead-lettered with the
 //! reason (never silently dropped) while the resource completes with its own packets.
 
-mod support;
+use crate::support;
 
 use chrono::Utc;
 use pipeline::collate::Fetched;

@@ -2,7 +2,7 @@
 //! (`traceparent` in its queue entry, against the real Redis), whatever the other packets
 //! carried; a resource completed by an untraced packet gets an untraced delivery job.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 

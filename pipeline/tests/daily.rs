@@ -3,7 +3,7 @@
 //! one document (counted per `_id` across every daily index), and the retention deletes exactly
 //! the days past it.
 
-mod store_support;
+use crate::store_support;
 
 use chrono::{Duration, NaiveTime, TimeZone, Utc};
 use pipeline::ids::ProducerName;

@@ -4,7 +4,7 @@
 //! new writes go to the daily indices, and the retention deletes the legacy copy only once its
 //! newest message is past the retention.
 
-mod store_support;
+use crate::store_support;
 
 use chrono::{Duration, Utc};
 use pipeline::store::messages_index_body;

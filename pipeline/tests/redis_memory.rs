@@ -4,7 +4,7 @@
 //! finished resource leaves for `RESOURCE_RETENTION`), against the per-key tombstone of earlier
 //! releases measured the same way, and a queued message job.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

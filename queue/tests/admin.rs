@@ -2,7 +2,7 @@
 //! retried (each retried letter runs exactly once more, counted per job id) or deleted; a
 //! delayed job promoted; the queue's states, pending jobs and workers as an operator sees them.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

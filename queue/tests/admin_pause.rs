@@ -3,7 +3,7 @@
 //! lost (each job runs once, counted per id). A purge needs its confirmation token and never
 //! removes a job a worker holds.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! which moves the group's last id but not entries-read, so `lag` then counts entries that
 //! were delivered, acked and deleted long ago ("The API refuses every write after a restart").
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -9,7 +9,7 @@
 //! them, and `Queue::enqueue_batch` for new jobs. Seeds are fixed so a failure replays;
 //! `BACKLOG_PROPERTY_SEEDS=7,8,9` runs others. A failure prints the seed and the last steps.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, VecDeque};
 

@@ -4,7 +4,7 @@
 //! run it early. The skew is this test process's (`queue::skew_clock_for_tests`), so this test
 //! has a binary of its own.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! are trimmed in the same script that adds one, and every trimmed entry is counted, so
 //! `dead + dead_trimmed` is exactly the number of jobs that died (counted, not estimated).
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! all-or-nothing per partition (a concurrent reader never sees part of a batch) and returns
 //! ids in input order.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -7,7 +7,7 @@
 //! counted per number — and the recovery time (kill → first `Ok` of an enqueue begun after the
 //! kill on a partition of the killed master) is printed and bounded.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! `redis-server` where a test pauses it). Every test counts handler runs per job id — a job
 //! that ran twice fails it, however the finished sets compare.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

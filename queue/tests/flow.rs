@@ -1,7 +1,7 @@
 //! The everyday path against the real Redis: jobs are processed and deleted (the stream ends
 //! empty), stats add up, partitions spread and drain, request/reply returns results or times out.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

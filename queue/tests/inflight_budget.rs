@@ -4,7 +4,7 @@
 //! batches of small jobs afterwards (the size estimate follows them down). With a large budget
 //! the same jobs are held 100 at a time, so the bound is the budget's doing.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Leases and shutdown against the real Redis: a worker that dies holding jobs loses them to a
 //! live worker within lease + 2 s; a graceful shutdown finishes and acks what is in flight.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;

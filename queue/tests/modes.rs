@@ -6,7 +6,7 @@
 //! killed worker's jobs, stats, request/reply (`enqueue_and_wait`) and the admin views. Runs are counted per job
 //! id; on the cluster the keys are counted per master.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;

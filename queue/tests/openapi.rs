@@ -1,6 +1,6 @@
 //! With the feature `openapi`, `QueueStats` is a `utoipa::ToSchema` whose descriptions are its
 //! doc comments, so services publish it instead of re-declaring it.
-//! `cargo test -p queue --features openapi --test openapi`.
+//! `cargo test -p queue --features openapi --test integration openapi::`.
 #![cfg(feature = "openapi")]
 
 use queue::QueueStats;

@@ -2,7 +2,7 @@
 //! (`enqueue_and_wait`), and kept when such a job goes through the delayed set (a `Wait`), so a
 //! handler may skip building results for every other job without starving a waiting caller.
 
-mod support;
+use crate::support;
 
 use std::sync::Mutex;
 use std::time::Duration;

@@ -15,7 +15,7 @@
 //! job waits, is pending or is dead at the end; the moved partitions are served by their new
 //! masters.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

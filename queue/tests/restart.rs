@@ -2,7 +2,7 @@
 //! flow): the worker logs, backs off, reconnects and finishes everything without a restart of
 //! its own; jobs enqueued before and after the restart all run, and the stream ends empty.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! worker stores and announces the result), gives them back with GET still refused (the
 //! subscriber reconnects and its first sweep fails), then gives GET back.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

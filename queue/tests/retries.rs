@@ -1,7 +1,7 @@
 //! Failure handling against the real Redis: retries with growing backoff, dead letters after
 //! max attempts with the error history, and poison jobs (delivered too often) dead-lettered.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

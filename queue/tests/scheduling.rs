@@ -1,7 +1,7 @@
 //! Time against the real Redis: delayed jobs run on time (not early, within 200 ms), and a
 //! recurring job run by three concurrent schedulers is enqueued exactly once per occurrence.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};

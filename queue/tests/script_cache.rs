@@ -10,7 +10,7 @@
 //! cluster every master is failed over to its replica (scripts never reach replicas) and then
 //! flushed, while a worker holds a batch and every pooled connection is busy.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

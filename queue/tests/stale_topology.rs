@@ -11,7 +11,7 @@
 //! then fail or a round outlast twice the 1 s response timeout, and the jobs enqueued after
 //! the failover are in the queue.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

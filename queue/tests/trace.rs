@@ -4,7 +4,7 @@
 //! every attempt (retries and waits keep it); a job enqueued without one, and an entry written
 //! without the field (as older releases wrote them), reads as `None`.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

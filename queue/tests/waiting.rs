@@ -2,7 +2,7 @@
 //! with the same attempt number, however often, without being dead-lettered (neither by
 //! `max_attempts` nor as poison), and its entry stays small while it waits.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
