@@ -2,8 +2,6 @@
 //! Redis and Elasticsearch (unique namespace and index prefix per test), plus a real HTTP client
 //! and direct views of the queue.
 
-#![allow(dead_code)] // each test binary uses a different subset
-
 use std::net::SocketAddr;
 use std::time::Duration;
 

@@ -3,8 +3,6 @@
 //! of Elasticsearch (never through the store's code). No assertions here beyond "the request
 //! itself succeeded".
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};

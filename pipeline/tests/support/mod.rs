@@ -1,8 +1,6 @@
 //! Helpers shared by the collation tests: a collator over a `webhooks` queue and a stored
 //! packet. No assertions here.
 
-#![allow(dead_code)]
-
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

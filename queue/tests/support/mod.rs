@@ -1,6 +1,5 @@
 //! Helpers shared by the queue's integration tests: a recording handler whose behaviour each
 //! test chooses, worker start-up, and Redis assertions (stream lengths, pending counts).
-#![allow(dead_code)]
 
 pub mod load;
 
