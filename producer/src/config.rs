@@ -79,7 +79,7 @@ pub struct Config {
     /// grants must name PRODUCER_NAME)
     #[arg(long, env = "API_KEY", hide_env_values = true, value_parser = keep)]
     pub api_key: Option<ApiKey>,
-    /// A file holding API_KEY (./setup.sh writes one: .run/secrets/producer_api_key)
+    /// A file holding API_KEY (./setup.sh writes one: .run/secrets/api_key)
     #[arg(long, env = "API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
     #[command(flatten)]
