@@ -45,7 +45,13 @@ pub async fn run(
         Duration::from_millis(args.resource_timeout_ms),
         shutdown.clone(),
     ));
-    tracing::info!(url = %args.webhook_url, timeout_ms = args.resource_timeout_ms, "webhook delivery started");
+    tracing::info!(
+        url = %args.webhook_url,
+        webhook_timeout_ms = args.webhook_timeout_ms,
+        max_attempts = args.webhook_max_attempts,
+        resource_timeout_ms = args.resource_timeout_ms,
+        "webhook delivery started"
+    );
     let result = Worker::new(queue, handler, config)
         .run(shutdown.clone())
         .await;
