@@ -130,6 +130,30 @@ redis_up_auth() {
   REDISCLI_AUTH="$(cat "$2" 2>/dev/null)" redis-cli --no-auth-warning -p "$1" ping 2>/dev/null | grep -q PONG
 }
 
+# wait_redis PORT PIDFILE LOGFILE [PASSWORD_FILE]: until the Redis just started there answers PING.
+# While it replays its append-only file (PING answers LOADING) it is waited for as long as its
+# process lives, up to REDIS_START_TIMEOUT seconds (default 300): after a heavy run the AOF can
+# hold up to auto-aof-rewrite-min-size (1 GB) of since-deleted stream entries, tens of seconds
+# of replay on a slow machine. A process that exits, or is gone after 5 s, fails at once.
+wait_redis() {
+  local port=$1 pidfile=$2 logfile=$3 pwfile=${4:-} start=$SECONDS said=0 reply pid
+  while (( SECONDS - start < ${REDIS_START_TIMEOUT:-300} )); do
+    if [ -n "$pwfile" ]; then
+      reply=$(REDISCLI_AUTH="$(cat "$pwfile" 2>/dev/null)" redis-cli --no-auth-warning -p "$port" ping 2>/dev/null || true)
+    else
+      reply=$(redis-cli -p "$port" ping 2>/dev/null || true)
+    fi
+    case "$reply" in
+      PONG) return 0 ;;
+      LOADING*) [ "$said" = 1 ] || log "Redis on $port is loading its data (append-only file); waiting"; said=1 ;;
+    esac
+    pid=$(cat "$pidfile" 2>/dev/null || true)
+    if (( SECONDS - start >= 5 )) && { [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; }; then break; fi
+    sleep 0.1
+  done
+  die "Redis did not start on $port (see $logfile)"
+}
+
 start_redis() { # port dir aof(yes|no)
   local port=$1 dir=$2 aof=${3:-no}
   if redis_up "$port"; then log "Redis already answers on 127.0.0.1:$port"; return; fi
@@ -139,8 +163,7 @@ start_redis() { # port dir aof(yes|no)
     --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly "$aof" --appendfsync always \
     --maxmemory "${REDIS_MAXMEMORY:-1gb}" --maxmemory-policy noeviction \
     --protected-mode yes >/dev/null
-  for _ in $(seq 1 50); do redis_up "$port" && return; sleep 0.1; done
-  die "Redis did not start on $port (see $dir/redis.log)"
+  wait_redis "$port" "$dir/redis.pid" "$dir/redis.log"
 }
 
 # REDIS_NICE: native mode's Redis runs at this nice value (its session group and its threads).
@@ -186,11 +209,8 @@ start_native_redis() {
   [ "$(id -u)" -ne 0 ] || chown "$SERVICE_USER:$SERVICE_USER" "$conf"
   log "starting Redis on 127.0.0.1:$port as $(as_service id -un), with a password ($pwfile)"
   (umask 077; as_service redis-server "$conf" >/dev/null) # its pidfile and log private too
-  for _ in $(seq 1 50); do
-    if redis_up_auth "$port" "$pwfile"; then weigh_redis "$(cat "$pidfile")"; return; fi
-    sleep 0.1
-  done
-  die "Redis did not start on $port (see $logfile)"
+  wait_redis "$port" "$pidfile" "$logfile" "$pwfile"
+  weigh_redis "$(cat "$pidfile")"
 }
 
 # write_native_redis_conf PORT DIR CONF PWFILE PIDFILE LOGFILE: native mode's Redis configuration

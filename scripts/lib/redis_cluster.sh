@@ -32,9 +32,7 @@ start_redis_cluster() {
     fi
   done
   for p in "${ports[@]}"; do
-    for _ in $(seq 1 50); do cluster_cli "$pwfile" -p "$p" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
-    cluster_cli "$pwfile" -p "$p" ping 2>/dev/null | grep -q PONG \
-      || die "cluster node $p did not start (see $dir/$p/redis.log)"
+    wait_redis "$p" "$dir/$p/redis.pid" "$dir/$p/redis.log" "$pwfile" # its AOF replayed first
   done
   if ! cluster_cli "$pwfile" -p "$base" cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_known_nodes:6'; then
     cluster_cli "$pwfile" --cluster create $(printf '127.0.0.1:%s ' "${ports[@]}") \
