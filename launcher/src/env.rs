@@ -9,7 +9,7 @@ use crate::Service;
 
 /// The tunables and their defaults, overridable from the environment (or `.env`, which
 /// `./setup.sh` loads into it), as docker compose substitutes them.
-pub const TUNABLES: [(&str, &str); 27] = [
+pub const TUNABLES: [(&str, &str); 46] = [
     ("RUST_LOG", "info"),
     ("BACKLOG_LIMIT", "100000"),
     ("BACKLOG_LIMIT_BYTES", "268435456"),
@@ -42,6 +42,30 @@ pub const TUNABLES: [(&str, &str); 27] = [
     ("QUEUE_PARTITIONS", "1"),
     // Empty: traces are not exported (only their ids are logged).
     ("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+    // Every service with Redis: its pool, and how long one command or pipeline may wait.
+    ("REDIS_POOL_SIZE", "32"),
+    ("REDIS_RESPONSE_TIMEOUT", "5s"),
+    // The consumer's request limits and enqueue pipelining.
+    ("MAX_BODY_BYTES", "8388608"),
+    ("BACKLOG_CACHE_MS", "200"),
+    ("WAIT_MAX_MS", "30000"),
+    ("WAIT_DEFAULT_MS", "5000"),
+    ("DEPENDENCY_TIMEOUT_MS", "5000"),
+    ("ENQUEUE_BATCH_MAX", "512"),
+    ("ENQUEUE_IN_FLIGHT", "2"),
+    // The worker: Elasticsearch outages, shutdown, completed resources, webhook deliveries.
+    ("WORKER_ES_WAIT_MS", "60000"),
+    ("WORKER_SHUTDOWN_MS", "10000"),
+    ("RESOURCE_TTL_SECS", "3600"),
+    ("WEBHOOK_TIMEOUT_MS", "5000"),
+    ("WEBHOOK_MAX_ATTEMPTS", "20"),
+    ("WEBHOOK_BACKOFF_MAX_MS", "10000"),
+    ("WEBHOOK_BATCH_LINGER_MS", "0"),
+    // The webhook service: the signature timestamp's accepted age.
+    ("WEBHOOK_TOLERANCE_SECS", "300"),
+    // The dashboard's poller.
+    ("DASHBOARD_POLL_MS", "1000"),
+    ("DASHBOARD_QUERY_TIMEOUT_MS", "2000"),
 ];
 
 /// The connection bounds every HTTP server of the stack takes (service-kit's `HttpArgs`).
@@ -55,12 +79,11 @@ const HTTP_BOUNDS: [&str; 4] = [
 /// How the services reach a secured Redis (TLS, ACL user) and Elasticsearch (CA, API key or
 /// basic auth). No defaults: each is passed on only when set, to the services that talk to that
 /// server. Prefer the `*_FILE` forms (the value then never sits in a process's environment).
-pub const REDIS_TRANSPORT: [&str; 5] = [
+pub const REDIS_TRANSPORT: [&str; 4] = [
     "REDIS_USERNAME",
     "REDIS_PASSWORD",
     "REDIS_PASSWORD_FILE",
     "REDIS_CA_FILE",
-    "REDIS_RESPONSE_TIMEOUT",
 ];
 /// See [`REDIS_TRANSPORT`].
 pub const ELASTICSEARCH_TRANSPORT: [&str; 6] = [
@@ -248,6 +271,8 @@ impl StackConfig {
                 ("ES_REPLICAS", t("ES_REPLICAS")),
                 ("REDIS_WAIT_REPLICAS", t("REDIS_WAIT_REPLICAS")),
                 ("REDIS_WAIT_TIMEOUT_MS", t("REDIS_WAIT_TIMEOUT_MS")),
+                ("REDIS_POOL_SIZE", t("REDIS_POOL_SIZE")),
+                ("REDIS_RESPONSE_TIMEOUT", t("REDIS_RESPONSE_TIMEOUT")),
             ];
             env.extend(self.transport.pairs(&REDIS_TRANSPORT));
             env.extend(elastic());
@@ -281,6 +306,13 @@ impl StackConfig {
                     "BACKLOG_LIMIT_BYTES",
                     "MAX_CLOCK_SKEW",
                     "MAX_MESSAGE_AGE",
+                    "MAX_BODY_BYTES",
+                    "BACKLOG_CACHE_MS",
+                    "WAIT_MAX_MS",
+                    "WAIT_DEFAULT_MS",
+                    "DEPENDENCY_TIMEOUT_MS",
+                    "ENQUEUE_BATCH_MAX",
+                    "ENQUEUE_IN_FLIGHT",
                 ] {
                     env.push((name, t(name)));
                 }
@@ -307,6 +339,13 @@ impl StackConfig {
                     "DEAD_LETTER_MAX",
                     "MESSAGE_RETENTION_DAYS",
                     "MAX_MESSAGE_AGE",
+                    "WORKER_ES_WAIT_MS",
+                    "WORKER_SHUTDOWN_MS",
+                    "RESOURCE_TTL_SECS",
+                    "WEBHOOK_TIMEOUT_MS",
+                    "WEBHOOK_MAX_ATTEMPTS",
+                    "WEBHOOK_BACKOFF_MAX_MS",
+                    "WEBHOOK_BATCH_LINGER_MS",
                 ] {
                     env.push((name, t(name)));
                 }
@@ -328,13 +367,20 @@ impl StackConfig {
                 env.push(("WEBHOOK_SECRET", self.webhook_secret.clone()));
                 let dir = self.output_dir.display().to_string();
                 env.push(("OUTPUT_DIR", dir));
+                env.push(("WEBHOOK_TOLERANCE_SECS", t("WEBHOOK_TOLERANCE_SECS")));
             }
             Service::Dashboard => {
                 env.extend(common());
                 env.extend(logging());
                 env.extend(http());
                 env.push(("DASHBOARD_ADDR", addr(self.dashboard_port)));
-                env.push(("MAX_SSE_CLIENTS", t("MAX_SSE_CLIENTS")));
+                for name in [
+                    "MAX_SSE_CLIENTS",
+                    "DASHBOARD_POLL_MS",
+                    "DASHBOARD_QUERY_TIMEOUT_MS",
+                ] {
+                    env.push((name, t(name)));
+                }
                 // The key table gives the Queues page its admin key; the page itself and its
                 // figures stay readable without a key, as on loopback (compose publishes the
                 // port on the host's loopback only, so both modes set it alike).

@@ -78,6 +78,10 @@ pub fn signal(pid: u32, signal: &str) {
         .status();
 }
 
+/// How long `stop` gives each process between SIGTERM and SIGKILL: a worker's in-flight batches
+/// get WORKER_SHUTDOWN_MS (10 s by default) to finish. docker-compose.yml's `stop_grace_period`.
+pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
+
 /// SIGTERM, wait up to `deadline` for the exit, then SIGKILL. Returns whether it exited by itself.
 pub fn terminate(pid: u32, deadline: Duration) -> bool {
     signal(pid, "TERM");

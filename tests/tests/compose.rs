@@ -566,21 +566,173 @@ fn the_launcher_defaults_are_the_compose_defaults() {
     );
 }
 
+/// `.env.example`'s `NAME=value` lines: (line index, name, value).
+fn env_example_entries(lines: &[&str]) -> Vec<(usize, String, String)> {
+    lines
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let (name, value) = l.split_once('=')?;
+            let is_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            is_name.then(|| (i, name.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// The comment that explains the `NAME=` line `at`: the `#` lines right above it, or above the
+/// `NAME=` lines it is grouped with.
+fn comment_above(lines: &[&str], at: usize) -> String {
+    let mut i = at;
+    while i > 0 && !lines[i - 1].starts_with('#') && lines[i - 1].contains('=') {
+        i -= 1;
+    }
+    let end = i;
+    while i > 0 && lines[i - 1].starts_with('#') {
+        i -= 1;
+    }
+    lines[i..end].join("\n")
+}
+
+/// What `.env.example` says of a line the stack does not take from `.env`.
+const NOT_FROM_ENV: &str = "Not taken from .env by the stack";
+
+/// `${NAME:-default}` of docker-compose.yml: NAME -> default (`${NAME:?…}` and `${NAME}`: none).
+fn compose_substitutions(text: &str) -> std::collections::BTreeMap<String, Option<String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for part in text.split("${").skip(1) {
+        let Some(end) = part.find('}') else { continue };
+        let inner = &part[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d.to_string())),
+            None => (inner.split([':', '?']).next().unwrap_or(inner), None),
+        };
+        out.insert(name.to_string(), default);
+    }
+    out
+}
+
 #[test]
 fn env_example_documents_every_variable() {
     let example = read(".env.example");
     let lines: Vec<&str> = example.lines().collect();
+    let entries = env_example_entries(&lines);
     let doc = compose();
     for (_, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
         for var in env_names(svc) {
-            let at = lines.iter().position(|l| l.starts_with(&format!("{var}=")));
-            let at = at.unwrap_or_else(|| panic!(".env.example lacks {var}"));
+            let (at, _, _) = entries
+                .iter()
+                .find(|(_, n, _)| *n == var)
+                .unwrap_or_else(|| panic!(".env.example lacks {var}"));
             assert!(
-                at > 0 && lines[at - 1].starts_with('#'),
+                !comment_above(&lines, *at).is_empty(),
                 ".env.example explains {var} in a comment above it"
             );
         }
     }
+}
+
+/// Every setting the stack's binaries read is either taken from `.env` by both modes (compose
+/// writes it as `${NAME…}`, and the launcher reads the same name), or `.env.example` says the
+/// stack sets it itself (addresses, URLs, key files) or passes it on as native mode does (TLS
+/// and credentials). A new flag cannot silently be one that `.env` never reaches.
+#[test]
+fn every_setting_of_the_stack_is_taken_from_env_or_said_not_to_be() {
+    let example = read(".env.example");
+    let lines: Vec<&str> = example.lines().collect();
+    let entries = env_example_entries(&lines);
+    let substituted = compose_substitutions(&read("docker-compose.yml"));
+    let transport: Vec<&str> = conveyor_stack::REDIS_TRANSPORT
+        .iter()
+        .chain(&conveyor_stack::ELASTICSEARCH_TRANSPORT)
+        .copied()
+        .collect();
+    let mut read_by_binaries = BTreeSet::new();
+    for bin in BINARIES {
+        let path = testkit::bin_path(bin);
+        let out = Command::new(&path).arg("--help").env_clear().output();
+        let out = out.unwrap_or_else(|e| panic!("running {bin} --help: {e}"));
+        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        for part in help.split("[env: ").skip(1) {
+            let name: String = part
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            read_by_binaries.insert(name);
+        }
+    }
+    assert!(read_by_binaries.len() > 60, "{read_by_binaries:?}");
+    let mut from_env = 0;
+    for name in &read_by_binaries {
+        if substituted.contains_key(name) {
+            from_env += 1;
+            continue;
+        }
+        if name.starts_with("PRODUCER_") {
+            // The producer's own flags (rate, name, --bench): documented by `producer --help`.
+            assert!(example.contains("PRODUCER_*") && example.contains("`producer --help`"));
+            continue;
+        }
+        let (at, _, _) = entries
+            .iter()
+            .find(|(_, n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name}: the stack does not take it from .env, and .env.example does not say so"));
+        let comment = comment_above(&lines, *at);
+        let passed_on = transport.contains(&name.as_str())
+            && comment.to_lowercase().contains("native mode passes");
+        assert!(
+            comment.contains(NOT_FROM_ENV) || passed_on,
+            ".env.example: {name} is not in docker-compose.yml as ${{{name}…}}; its comment says \
+             \"{NOT_FROM_ENV}\" (or, for TLS and credentials, that native mode passes it on):\n{comment}"
+        );
+    }
+    assert!(from_env >= TUNABLES.len(), "{from_env} settings from .env");
+    for (at, name, value) in &entries {
+        let comment = comment_above(&lines, *at);
+        match substituted.get(name) {
+            Some(_) if comment.contains(NOT_FROM_ENV) => {
+                panic!(".env.example says the stack ignores {name}, but compose takes it")
+            }
+            // Copying .env.example to .env changes no default: empty, or compose's own.
+            Some(Some(default)) => assert!(
+                value.is_empty() || value == default,
+                ".env.example: {name}={value}, docker-compose.yml's default {default}"
+            ),
+            _ => {}
+        }
+        if comment.contains(NOT_FROM_ENV) {
+            assert!(
+                !TUNABLES.iter().any(|(n, _)| n == name),
+                ".env.example says the stack ignores {name}, but the launcher takes it"
+            );
+        }
+    }
+}
+
+/// `./setup.sh stop` and `docker compose stop` give a service the same time between SIGTERM and
+/// SIGKILL, longer than a worker's default shutdown window.
+#[test]
+fn compose_gives_services_the_launchers_stop_deadline() {
+    let deadline = format!("{}s", conveyor_stack::process::STOP_DEADLINE.as_secs());
+    for file in ["docker-compose.yml", "docker-compose.cluster.yml"] {
+        let doc = compose_file(file);
+        for (key, svc) in services(&doc).iter().filter(|(_, s)| is_conveyor(s)) {
+            assert_eq!(
+                svc["stop_grace_period"].as_str(),
+                Some(deadline.as_str()),
+                "{file}: {}",
+                name_of(key)
+            );
+        }
+    }
+    let shutdown_ms: u64 = TUNABLES
+        .iter()
+        .find(|(n, _)| *n == "WORKER_SHUTDOWN_MS")
+        .map(|(_, v)| v.parse().expect("a number"))
+        .expect("WORKER_SHUTDOWN_MS is a tunable");
+    assert!(conveyor_stack::process::STOP_DEADLINE.as_millis() > u128::from(shutdown_ms) + 5_000);
 }
 
 /// `name[:tag]@sha256:<64 hex>`

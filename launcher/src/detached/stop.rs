@@ -3,11 +3,10 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::files::{log_path, names_with_pidfiles, our_pid, pid_path, rank, read_pid, read_state};
 use crate::health::probe;
-use crate::process::terminate;
+use crate::process::{terminate, STOP_DEADLINE};
 
 /// Stops `name` if its pidfile names a live process running our binary; removes the pidfile.
 pub(super) fn stop_one(dir: &Path, bin_dir: &Path, name: &str) -> bool {
@@ -15,7 +14,7 @@ pub(super) fn stop_one(dir: &Path, bin_dir: &Path, name: &str) -> bool {
     let clean = match (our_pid(dir, bin_dir, name), read_pid(dir, name)) {
         (Some(pid), _) => {
             println!("stopping {name} (pid {pid})");
-            terminate(pid, Duration::from_secs(20))
+            terminate(pid, STOP_DEADLINE)
         }
         (None, Some(pid)) if crate::process::alive(pid) => {
             println!("{name}: pid {pid} is not our binary any more; left alone");
