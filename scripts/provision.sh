@@ -134,10 +134,13 @@ redis_up_auth() {
 # While it replays its append-only file (PING answers LOADING) it is waited for as long as its
 # process lives, up to REDIS_START_TIMEOUT seconds (default 300): after a heavy run the AOF can
 # hold up to auto-aof-rewrite-min-size (1 GB) of since-deleted stream entries, tens of seconds
-# of replay on a slow machine. A process that exits, or is gone after 5 s, fails at once.
+# of replay on a slow machine. A Redis whose pidfile names no live redis-server 5 s after the
+# start (it exited, or never wrote one) fails then.
 wait_redis() {
   local port=$1 pidfile=$2 logfile=$3 pwfile=${4:-} start=$SECONDS said=0 reply pid
-  while (( SECONDS - start < ${REDIS_START_TIMEOUT:-300} )); do
+  local limit=${REDIS_START_TIMEOUT:-300}
+  [[ "$limit" =~ ^[0-9]+$ ]] || die "REDIS_START_TIMEOUT must be a number of seconds, not '$limit'"
+  while (( SECONDS - start < limit )); do
     if [ -n "$pwfile" ]; then
       reply=$(REDISCLI_AUTH="$(cat "$pwfile" 2>/dev/null)" redis-cli --no-auth-warning -p "$port" ping 2>/dev/null || true)
     else
@@ -148,7 +151,7 @@ wait_redis() {
       LOADING*) [ "$said" = 1 ] || log "Redis on $port is loading its data (append-only file); waiting"; said=1 ;;
     esac
     pid=$(cat "$pidfile" 2>/dev/null || true)
-    if (( SECONDS - start >= 5 )) && { [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; }; then break; fi
+    if (( SECONDS - start >= 5 )) && ! grep -qa redis-server "/proc/${pid:-0}/cmdline" 2>/dev/null; then break; fi
     sleep 0.1
   done
   die "Redis did not start on $port (see $logfile)"

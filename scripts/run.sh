@@ -17,8 +17,11 @@ RUN_REDIS_PORT="${REDIS_PORT:-6379}"
 RUN_ES_PORT="${ES_PORT:-9200}"
 RUN_ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
 
-load_dotenv() { # ./.env (optional) overrides the defaults, as docker compose reads it
+load_dotenv() { # ./.env (optional) overrides the defaults, as docker compose reads it; then the ports
   if [ -f "$ROOT/.env" ]; then log "reading $ROOT/.env"; set -a; . "$ROOT/.env"; set +a; fi
+  RUN_REDIS_PORT="${REDIS_PORT:-6379}"
+  RUN_ES_PORT="${ES_PORT:-9200}"
+  RUN_ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
 }
 
 # ensure_secret NAME [VALUE]: the path of <run dir>/secrets/NAME, created once and kept: VALUE if
@@ -140,6 +143,7 @@ EOT
 compose_file() { if [ "$1" = docker-cluster ]; then echo docker-compose.cluster.yml; else echo docker-compose.yml; fi; }
 
 cmd_run() {
+  load_dotenv # both modes: compose also reads .env itself, but WEBHOOK_SECRET's first value is ours
   prepare_run_dir
   parse_run_args "$@"
   local started=$SECONDS
@@ -185,12 +189,11 @@ cmd_run() {
   log "up in $((SECONDS - started)) s"
 }
 
-# native_prepare: what every native run needs before its servers start: .env, the packages,
+# native_prepare: what every native run needs before its servers start (after load_dotenv): the packages,
 # Redis, a JDK and Elasticsearch installed, the run dir handed to the service user, the release
 # binaries, the secrets. Sets NATIVE_BINS (where the service user runs the binaries from) and
 # NATIVE_REDIS_PW (the Redis password file).
 native_prepare() {
-  load_dotenv
   ensure_redis; ensure_java; ensure_elasticsearch
   prepare_run_dir native
   command -v cargo >/dev/null || die "cargo is missing: install Rust (rustup) first"
@@ -250,6 +253,7 @@ server_pid() { # name
 }
 
 cmd_stop() {
+  load_dotenv # REDIS_PORT, ES_PORT
   prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
   if [ "$mode" = docker ] || [ "$mode" = docker-cluster ]; then
@@ -268,6 +272,7 @@ cmd_stop() {
 }
 
 cmd_status() {
+  load_dotenv
   prepare_run_dir
   local mode; mode=$(cat "$RUN_DIR/mode" 2>/dev/null || echo none)
   if [ "$mode" = docker ] || [ "$mode" = docker-cluster ]; then

@@ -667,6 +667,18 @@ fn every_setting_of_the_stack_is_taken_from_env_or_said_not_to_be() {
     let mut from_env = 0;
     for name in &read_by_binaries {
         if substituted.contains_key(name) {
+            // Native mode takes it from the same environment: a tunable, or one of the
+            // launcher's own flags that scripts/run.sh fills from it.
+            let launcher_flag = [
+                "QUEUE_NAMESPACE",
+                "ES_INDEX_PREFIX",
+                "LOG_FORMAT",
+                "WEBHOOK_SECRET",
+            ];
+            assert!(
+                TUNABLES.iter().any(|(n, _)| n == name) || launcher_flag.contains(&name.as_str()),
+                "compose takes {name} from .env, the launcher does not"
+            );
             from_env += 1;
             continue;
         }

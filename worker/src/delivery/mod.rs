@@ -48,7 +48,7 @@ pub async fn run(
     tracing::info!(
         url = %args.webhook_url,
         webhook_timeout_ms = args.webhook_timeout_ms,
-        max_attempts = args.webhook_max_attempts,
+        webhook_max_attempts = args.webhook_max_attempts,
         resource_timeout_ms = args.resource_timeout_ms,
         "webhook delivery started"
     );
