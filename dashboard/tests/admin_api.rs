@@ -136,10 +136,20 @@ async fn dead_letters_are_shown_and_only_an_admin_key_retries_deletes_pauses_and
         .unwrap();
 
     // Reads: the list agrees with the library's stats; the detail shows the letters in full.
-    let list: Value = http.get(&base).send().await.unwrap().json().await.unwrap();
-    let queues = list["queues"].as_array().expect("queues");
     // Besides `jobs`: the stack's `messages` and `webhooks`, whose partition count the dashboard
-    // checks (and so stores) at start (QUEUE_PARTITIONS), empty.
+    // checks (and so stores) at start (QUEUE_PARTITIONS), empty. That check runs beside the
+    // server, one queue after the other: /healthz can answer before it has stored both.
+    let mut list = Value::Null;
+    until(
+        "the stack's two queues listed",
+        Duration::from_secs(10),
+        async || {
+            list = http.get(&base).send().await.unwrap().json().await.unwrap();
+            list["queues"].as_array().is_some_and(|q| q.len() >= 3)
+        },
+    )
+    .await;
+    let queues = list["queues"].as_array().expect("queues");
     let names: Vec<&str> = queues.iter().filter_map(|q| q["queue"].as_str()).collect();
     assert_eq!(names, ["jobs", "messages", "webhooks"], "{list}");
     assert_eq!(queues[0]["partitions"], 2);
