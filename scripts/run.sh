@@ -12,11 +12,8 @@
 
 # Native run mode: fixed ports on loopback, the same ones docker-compose.yml publishes. The
 # services' ports move with CONSUMER_PORT, WEBHOOK_PORT, DASHBOARD_PORT, WORKER_BASE_PORT (read
-# by the launcher); Redis's and Elasticsearch's with REDIS_PORT and ES_PORT.
-RUN_REDIS_PORT="${REDIS_PORT:-6379}"
-RUN_ES_PORT="${ES_PORT:-9200}"
-RUN_ES_TRANSPORT_PORT="${ES_TRANSPORT_PORT:-9300}"
-
+# by the launcher); Redis's and Elasticsearch's with REDIS_PORT and ES_PORT, which load_dotenv
+# turns into RUN_REDIS_PORT, RUN_ES_PORT and RUN_ES_TRANSPORT_PORT (run, stop and status call it).
 load_dotenv() { # ./.env (optional) overrides the defaults, as docker compose reads it; then the ports
   if [ -f "$ROOT/.env" ]; then log "reading $ROOT/.env"; set -a; . "$ROOT/.env"; set +a; fi
   RUN_REDIS_PORT="${REDIS_PORT:-6379}"

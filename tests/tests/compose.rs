@@ -201,6 +201,18 @@ fn every_conveyor_service_runs_a_workspace_binary_the_image_holds() {
     assert!(read("cli/Cargo.toml").contains("name = \"conveyor\""));
 }
 
+/// `bin --help` of the binaries under test, run with an empty environment.
+fn help_of(bin: &str) -> String {
+    let path = testkit::bin_path(bin);
+    let out = Command::new(&path)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap_or_else(|e| panic!("running {} --help: {e}", path.display()));
+    assert!(out.status.success(), "{bin} --help failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 fn every_variable_compose_sets_is_read_by_that_binary() {
     assert_every_variable_is_read(&compose());
@@ -211,13 +223,7 @@ fn assert_every_variable_is_read(doc: &Value) {
         let name = name_of(key);
         let bin = command_of(&name, svc);
         let path = testkit::bin_path(&bin);
-        let out = Command::new(&path)
-            .arg("--help")
-            .env_clear()
-            .output()
-            .unwrap_or_else(|e| panic!("running {} --help: {e}", path.display()));
-        assert!(out.status.success(), "{bin} --help failed: {out:?}");
-        let help = String::from_utf8_lossy(&out.stdout);
+        let help = help_of(&bin);
         for var in env_names(svc) {
             if var == "RUST_LOG" {
                 // Read by tracing's EnvFilter, not by clap: checked by running the binary.
@@ -651,10 +657,7 @@ fn every_setting_of_the_stack_is_taken_from_env_or_said_not_to_be() {
         .collect();
     let mut read_by_binaries = BTreeSet::new();
     for bin in BINARIES {
-        let path = testkit::bin_path(bin);
-        let out = Command::new(&path).arg("--help").env_clear().output();
-        let out = out.unwrap_or_else(|e| panic!("running {bin} --help: {e}"));
-        let help = String::from_utf8_lossy(&out.stdout).to_string();
+        let help = help_of(bin);
         for part in help.split("[env: ").skip(1) {
             let name: String = part
                 .chars()
